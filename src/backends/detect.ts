@@ -1,0 +1,58 @@
+import type { BackendKind, BackendKindSetting, TimeoutConfig } from '../config/types.js';
+import { DsdError, type UpstreamRole } from '../errors.js';
+import { HttpUpstream } from './http.js';
+import { LlamaCppServer } from './llamacpp/client.js';
+import type { ModelServer } from './types.js';
+import { VllmServer } from './vllm/client.js';
+
+/** Everything needed to connect to one upstream server. */
+export interface ConnectOptions {
+  url: string;
+  role: UpstreamRole;
+  kind: BackendKindSetting;
+  model?: string | undefined;
+  apiKey?: string | undefined;
+  timeouts: TimeoutConfig;
+}
+
+/**
+ * Decides which API a server speaks: llama-server answers `/props` with `total_slots`; vLLM's
+ * `/v1/models` entries carry `max_model_len`. A clear error when neither answers.
+ */
+export async function detectKind(options: ConnectOptions, signal: AbortSignal): Promise<BackendKind> {
+  const http = new HttpUpstream({ baseUrl: options.url, role: options.role, apiKey: options.apiKey, timeouts: options.timeouts, connections: 2 });
+  try {
+    const props = await http.json('GET', '/props', undefined, signal).catch(() => undefined);
+    if (typeof props === 'object' && props !== null && 'total_slots' in props) return 'llamacpp';
+    const models = await http.json('GET', '/v1/models', undefined, signal).catch((err: unknown) => err);
+    if (models instanceof Error) {
+      throw new DsdError('upstream_unavailable', `cannot detect the ${options.role} server at ${options.url}: ${models.message}`);
+    }
+    const data = (models as { data?: { max_model_len?: unknown; owned_by?: unknown }[] }).data;
+    if (data?.some((m) => m.owned_by === 'llamacpp')) return 'llamacpp';
+    if (data?.some((m) => typeof m.max_model_len === 'number' || m.owned_by === 'vllm')) return 'vllm';
+    throw new DsdError(
+      'upstream_bad_response',
+      `the ${options.role} server at ${options.url} speaks neither the llama.cpp nor the vLLM API; set DSD_${options.role.toUpperCase()}_KIND`,
+    );
+  } finally {
+    await http.close();
+  }
+}
+
+/** Connects to a server of a known kind (no network traffic). */
+export function createServer(options: ConnectOptions & { kind: BackendKind }): ModelServer {
+  const http = { baseUrl: options.url, role: options.role, apiKey: options.apiKey, timeouts: options.timeouts };
+  switch (options.kind) {
+    case 'llamacpp':
+      return new LlamaCppServer(http);
+    case 'vllm':
+      return new VllmServer({ ...http, model: options.model });
+  }
+}
+
+/** Detects the kind when set to auto, then connects. */
+export async function connectServer(options: ConnectOptions, signal: AbortSignal): Promise<ModelServer> {
+  const kind = options.kind === 'auto' ? await detectKind(options, signal) : options.kind;
+  return createServer({ ...options, kind });
+}

@@ -1,0 +1,178 @@
+import { Pool, errors as undiciErrors } from 'undici';
+import type { Dispatcher } from 'undici';
+import type { TimeoutConfig } from '../config/types.js';
+import { ClientAbortError, UpstreamError, type UpstreamRole } from '../errors.js';
+import { parseSse } from './sse.js';
+
+/** Where and how to reach one upstream server. */
+export interface HttpUpstreamOptions {
+  baseUrl: string;
+  role: UpstreamRole;
+  apiKey?: string | undefined;
+  timeouts: TimeoutConfig;
+  /** Keep-alive connections kept open to this upstream. */
+  connections?: number;
+}
+
+/** Byte counts on one link, for the network-economy figures. */
+export interface LinkCounters {
+  requests: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+
+/**
+ * One long-lived keep-alive pool to one upstream, with connect/headers/body timeouts on every call
+ * and errors mapped to UpstreamError. Aborting the signal cancels the request.
+ */
+export class HttpUpstream {
+  readonly baseUrl: string;
+  readonly role: UpstreamRole;
+  readonly counters: LinkCounters = { requests: 0, bytesSent: 0, bytesReceived: 0 };
+  private readonly pool: Pool;
+  private readonly headers: Record<string, string>;
+  private readonly basePath: string;
+
+  constructor(options: HttpUpstreamOptions) {
+    const url = new URL(options.baseUrl);
+    this.baseUrl = options.baseUrl;
+    this.basePath = url.pathname.replace(/\/+$/, '');
+    this.role = options.role;
+    this.pool = new Pool(url.origin, {
+      connections: options.connections ?? 64,
+      connect: { timeout: options.timeouts.connectTimeoutMs },
+      headersTimeout: options.timeouts.headersTimeoutMs,
+      bodyTimeout: options.timeouts.bodyTimeoutMs,
+      keepAliveTimeout: 30_000,
+    });
+    this.headers = { 'content-type': 'application/json', accept: 'application/json' };
+    if (options.apiKey !== undefined) this.headers.authorization = `Bearer ${options.apiKey}`;
+  }
+
+  /** Sends a request and parses a JSON response; non-2xx statuses throw UpstreamError. */
+  async json(method: 'GET' | 'POST', path: string, body: unknown, signal?: AbortSignal): Promise<unknown> {
+    const res = await this.send(method, path, body, signal);
+    const text = await this.readText(res.body, signal);
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (err) {
+      throw new UpstreamError('upstream_bad_response', `${this.role} returned malformed JSON from ${path}`, {
+        role: this.role,
+        cause: err,
+      });
+    }
+  }
+
+  /** Sends a request and yields the `data` of each server-sent event of the response. */
+  async *events(path: string, body: unknown, signal?: AbortSignal): AsyncGenerator<string> {
+    const res = await this.send('POST', path, body, signal);
+    try {
+      for await (const data of parseSse(this.countBody(res.body))) yield data;
+    } catch (err) {
+      throw this.mapError(err, signal);
+    } finally {
+      // Ends the upstream request early when the consumer stops (client gone, stop string hit).
+      res.body.destroy();
+    }
+  }
+
+  /** Closes every connection of the pool. */
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+
+  private async send(method: 'GET' | 'POST', path: string, body: unknown, signal?: AbortSignal) {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    this.counters.requests += 1;
+    this.counters.bytesSent += payload === undefined ? 0 : Buffer.byteLength(payload);
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.pool.request({
+        method,
+        path: `${this.basePath}${path}`,
+        headers: this.headers,
+        ...(payload === undefined ? {} : { body: payload }),
+        ...(signal === undefined ? {} : { signal }),
+      });
+    } catch (err) {
+      throw this.mapError(err, signal);
+    }
+    if (res.statusCode >= 200 && res.statusCode < 300) return res;
+    const text = await this.readText(res.body, signal, MAX_ERROR_BODY_BYTES).catch(() => '');
+    throw this.statusError(res.statusCode, text, path);
+  }
+
+  private async readText(body: Dispatcher.ResponseData['body'], signal?: AbortSignal, limit = Infinity) {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of this.countBody(body)) {
+        size += chunk.length;
+        if (size > limit) break;
+        chunks.push(chunk);
+      }
+    } catch (err) {
+      throw this.mapError(err, signal);
+    } finally {
+      body.destroy();
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  }
+
+  private async *countBody(body: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    for await (const chunk of body) {
+      this.counters.bytesReceived += chunk.length;
+      yield chunk;
+    }
+  }
+
+  private statusError(status: number, text: string, path: string): UpstreamError {
+    const detail = upstreamMessage(text);
+    const message = `${this.role} server answered ${status} on ${path}${detail ? `: ${detail}` : ''}`;
+    // A 4xx about the request itself (bad prompt, context too long) is the client's to fix; auth
+    // and routing failures between dsd and its upstream are not.
+    const relay = status >= 400 && status < 500 && ![401, 403, 404, 405, 407].includes(status);
+    return new UpstreamError('upstream_error', message, {
+      role: this.role,
+      upstreamStatus: status,
+      ...(relay ? { status } : {}),
+    });
+  }
+
+  /** Maps a transport failure to UpstreamError (or ClientAbortError when we aborted it). */
+  mapError(err: unknown, signal?: AbortSignal): Error {
+    if (err instanceof UpstreamError || err instanceof ClientAbortError) return err;
+    if (signal?.aborted) return signal.reason instanceof Error ? signal.reason : new ClientAbortError();
+    const code = (err as { code?: string } | null)?.code ?? '';
+    const where = `${this.role} server at ${this.baseUrl}`;
+    if (
+      err instanceof undiciErrors.ConnectTimeoutError ||
+      err instanceof undiciErrors.HeadersTimeoutError ||
+      err instanceof undiciErrors.BodyTimeoutError ||
+      code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT'
+    ) {
+      return new UpstreamError('upstream_timeout', `${where} timed out (${code || 'timeout'})`, { role: this.role, cause: err });
+    }
+    return new UpstreamError('upstream_unavailable', `${where} is unreachable (${code || (err as Error).message})`, {
+      role: this.role,
+      cause: err,
+    });
+  }
+}
+
+/** Extracts a short, safe message from an upstream error body (OpenAI or llama.cpp shape). */
+export function upstreamMessage(text: string): string {
+  let message = text;
+  try {
+    const parsed = JSON.parse(text) as { error?: { message?: unknown } | string; message?: unknown; detail?: unknown };
+    const e = parsed.error;
+    const candidate = typeof e === 'string' ? e : e?.message ?? parsed.message ?? parsed.detail;
+    if (typeof candidate === 'string') message = candidate;
+  } catch {
+    // not JSON: keep the text
+  }
+  message = message.replace(/\s+/g, ' ').trim();
+  return message.length > 300 ? `${message.slice(0, 300)}…` : message;
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfigFromProcess } from './config/load-config.js';
+import { DsdError } from './errors.js';
+import { createLogger } from './logger.js';
+import { startDsd, usageBanner } from './server/main.js';
+
+/** Flags of `dsd serve` and the variables they stand for. */
+const FLAGS: Record<string, string> = {
+  'target-url': 'DSD_TARGET_URL',
+  'target-kind': 'DSD_TARGET_KIND',
+  'target-model': 'DSD_TARGET_MODEL',
+  'draft-url': 'DSD_DRAFT_URL',
+  'draft-kind': 'DSD_DRAFT_KIND',
+  host: 'DSD_HOST',
+  port: 'DSD_PORT',
+  'api-key': 'DSD_API_KEY',
+  'log-level': 'DSD_LOG_LEVEL',
+  window: 'DSD_WINDOW',
+  acceptance: 'DSD_ACCEPTANCE',
+  'body-limit-bytes': 'DSD_BODY_LIMIT_BYTES',
+};
+
+const HELP = `dsd — distributed speculative decoding behind an OpenAI-compatible API
+
+Usage:
+  dsd serve [flags]     run the proxy (no target URL: embedded demo backends)
+  dsd --help | --version
+
+Flags of serve (each overrides the environment variable beside it):
+${Object.entries(FLAGS).map(([flag, env]) => `  --${flag.padEnd(18)} ${env}`).join('\n')}
+
+Other variables: DSD_TARGET_API_KEY, DSD_DRAFT_API_KEY, DSD_{TARGET,DRAFT}_{CONNECT,HEADERS,BODY}_TIMEOUT_MS,
+DSD_WINDOW_MIN, DSD_WINDOW_MAX, DSD_TOP_LOGPROBS, PORT. See README.md.
+`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+async function serve(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: Object.fromEntries(Object.keys(FLAGS).map((f) => [f, { type: 'string' as const }])),
+    strict: true,
+  });
+  const flagEnv = Object.fromEntries(Object.entries(values).map(([flag, v]) => [FLAGS[flag] as string, v as string]));
+  const config = loadConfigFromProcess({}, flagEnv);
+  const logger = createLogger(config.logLevel);
+  const running = await startDsd(config, logger);
+  const models = (await (await fetch(`${running.baseUrl}/models`, { headers: config.apiKeys[0] ? { authorization: `Bearer ${config.apiKeys[0]}` } : {} })).json()) as { data?: { id: string }[] };
+  process.stdout.write(usageBanner(running.baseUrl, models.data?.[0]?.id ?? 'MODEL', running.demo !== undefined));
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info('shutting down', { signal });
+    running.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(HELP);
+    return;
+  }
+  if (command === '--version' || command === '-v') {
+    process.stdout.write(`${version()}\n`);
+    return;
+  }
+  if (command === 'serve') return serve(rest);
+  throw new Error(`unknown command '${command}' (try dsd --help)`);
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof ConfigError) process.stderr.write(`dsd: ${err.message}\n`);
+  else if (err instanceof DsdError) process.stderr.write(`dsd: cannot start: ${err.message}\n`);
+  else process.stderr.write(`dsd: ${(err as Error).message ?? String(err)}\n`);
+  process.exit(1);
+});

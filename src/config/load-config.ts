@@ -1,0 +1,172 @@
+import type {
+  AcceptanceSetting,
+  BackendKindSetting,
+  DsdConfig,
+  DsdOptions,
+  LogLevel,
+  TimeoutConfig,
+  UpstreamConfig,
+} from './types.js';
+
+/** Every invalid configuration value, reported together. */
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Collects problems while reading variables, so all of them are reported at once. */
+class EnvReader {
+  readonly problems: string[] = [];
+  constructor(private readonly env: Env) {}
+
+  string(name: string): string | undefined {
+    const value = this.env[name]?.trim();
+    return value === undefined || value === '' ? undefined : value;
+  }
+
+  int(name: string, fallback: number, min: number, max: number): number {
+    const raw = this.string(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!/^-?\d+$/.test(raw) || !Number.isSafeInteger(value) || value < min || value > max) {
+      this.problems.push(`${name}=${JSON.stringify(raw)}: expected an integer from ${min} to ${max}`);
+      return fallback;
+    }
+    return value;
+  }
+
+  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+    const raw = this.string(name);
+    if (raw === undefined) return fallback;
+    if ((allowed as readonly string[]).includes(raw)) return raw as T;
+    this.problems.push(`${name}=${JSON.stringify(raw)}: expected one of ${allowed.join(', ')}`);
+    return fallback;
+  }
+
+  urls(name: string): string[] {
+    const raw = this.string(name);
+    if (raw === undefined) return [];
+    const urls: string[] = [];
+    for (const part of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+      const url = normalizeUrl(part);
+      if (url === undefined) this.problems.push(`${name}: ${JSON.stringify(part)} is not an http(s) URL`);
+      else urls.push(url);
+    }
+    return urls;
+  }
+}
+
+/** Returns the URL without a trailing slash or `/v1`, or undefined when it is not http(s). */
+export function normalizeUrl(raw: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined;
+  const path = url.pathname.replace(/\/+$/, '').replace(/\/v1$/, '');
+  return `${url.protocol}//${url.host}${path}`;
+}
+
+const KINDS = ['auto', 'llamacpp', 'vllm'] as const satisfies readonly BackendKindSetting[];
+const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const satisfies readonly LogLevel[];
+const ACCEPTANCE = ['sample-match', 'rejection'] as const satisfies readonly AcceptanceSetting[];
+const DAY_MS = 86_400_000;
+
+function readTimeouts(r: EnvReader, prefix: string, defaults: TimeoutConfig): TimeoutConfig {
+  return {
+    connectTimeoutMs: r.int(`${prefix}_CONNECT_TIMEOUT_MS`, defaults.connectTimeoutMs, 1, DAY_MS),
+    headersTimeoutMs: r.int(`${prefix}_HEADERS_TIMEOUT_MS`, defaults.headersTimeoutMs, 1, DAY_MS),
+    bodyTimeoutMs: r.int(`${prefix}_BODY_TIMEOUT_MS`, defaults.bodyTimeoutMs, 1, DAY_MS),
+  };
+}
+
+function readUpstream(r: EnvReader, role: 'TARGET' | 'DRAFT', defaults: TimeoutConfig): UpstreamConfig {
+  const prefix = `DSD_${role}`;
+  const urls = r.urls(`${prefix}_URL`);
+  if (role === 'TARGET' && urls.length > 1) {
+    r.problems.push('DSD_TARGET_URL: several target URLs are not supported yet; give one');
+  }
+  return {
+    urls,
+    kind: r.oneOf(`${prefix}_KIND`, KINDS, 'auto'),
+    model: r.string(`${prefix}_MODEL`),
+    apiKey: r.string(`${prefix}_API_KEY`),
+    timeouts: readTimeouts(r, prefix, defaults),
+  };
+}
+
+/**
+ * Reads and validates the `DSD_*` variables of `env` (pure: pass `process.env` or a literal).
+ * Throws a ConfigError listing every invalid variable.
+ */
+export function loadConfig(env: Env, overrides: DsdOptions = {}): DsdConfig {
+  const r = new EnvReader(env);
+  const portDefault = r.int('PORT', 8080, 0, 65_535);
+  const speculation = {
+    window: r.int('DSD_WINDOW', 4, 0, 64),
+    windowMin: r.int('DSD_WINDOW_MIN', 1, 0, 64),
+    windowMax: r.int('DSD_WINDOW_MAX', 16, 1, 64),
+    acceptance: r.oneOf('DSD_ACCEPTANCE', ACCEPTANCE, 'sample-match'),
+    topLogprobs: r.int('DSD_TOP_LOGPROBS', 20, 1, 1024),
+  };
+  const config: DsdConfig = {
+    target: readUpstream(r, 'TARGET', { connectTimeoutMs: 5_000, headersTimeoutMs: 60_000, bodyTimeoutMs: 60_000 }),
+    draft: readUpstream(r, 'DRAFT', { connectTimeoutMs: 2_000, headersTimeoutMs: 5_000, bodyTimeoutMs: 5_000 }),
+    host: r.string('DSD_HOST') ?? '127.0.0.1',
+    port: r.int('DSD_PORT', portDefault, 0, 65_535),
+    apiKeys: (r.string('DSD_API_KEY') ?? '').split(',').map((k) => k.trim()).filter(Boolean),
+    logLevel: r.oneOf('DSD_LOG_LEVEL', LOG_LEVELS, 'info'),
+    bodyLimitBytes: r.int('DSD_BODY_LIMIT_BYTES', 8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    speculation,
+  };
+  const merged = applyOverrides(config, overrides);
+  checkConsistency(merged, r.problems);
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return merged;
+}
+
+function applyOverrides(config: DsdConfig, o: DsdOptions): DsdConfig {
+  const upstream = (base: UpstreamConfig, over: DsdOptions['target']): UpstreamConfig => ({
+    ...base,
+    ...stripUndefined({ urls: over?.urls?.map((u) => normalizeUrl(u) ?? u), kind: over?.kind, model: over?.model, apiKey: over?.apiKey }),
+    timeouts: { ...base.timeouts, ...stripUndefined(over?.timeouts ?? {}) },
+  });
+  return {
+    ...config,
+    ...stripUndefined({ host: o.host, port: o.port, apiKeys: o.apiKeys, logLevel: o.logLevel, bodyLimitBytes: o.bodyLimitBytes }),
+    target: upstream(config.target, o.target),
+    draft: upstream(config.draft, o.draft),
+    speculation: { ...config.speculation, ...stripUndefined(o.speculation ?? {}) },
+  };
+}
+
+function checkConsistency(c: DsdConfig, problems: string[]): void {
+  const s = c.speculation;
+  if (s.windowMin > s.windowMax) problems.push(`DSD_WINDOW_MIN (${s.windowMin}) is above DSD_WINDOW_MAX (${s.windowMax})`);
+  for (const url of [...c.target.urls, ...c.draft.urls]) {
+    if (normalizeUrl(url) === undefined) problems.push(`${JSON.stringify(url)} is not an http(s) URL`);
+  }
+}
+
+function stripUndefined<T extends object>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as {
+    [K in keyof T]?: Exclude<T[K], undefined>;
+  };
+}
+
+/**
+ * Reads the configuration from this process's environment (the only reader of process.env).
+ * `flagEnv` holds command-line flags as the variables they stand for; they win over the
+ * environment and are validated with it.
+ */
+export function loadConfigFromProcess(overrides: DsdOptions = {}, flagEnv: Env = {}): DsdConfig {
+  return loadConfig({ ...process.env, ...flagEnv }, overrides);
+}

@@ -1,0 +1,66 @@
+/** Which server API an upstream speaks; `auto` detects it at startup. */
+export type BackendKind = 'llamacpp' | 'vllm';
+/** A configured kind, before detection. */
+export type BackendKindSetting = BackendKind | 'auto';
+
+/** Log verbosity. */
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
+
+/** How draft tokens are accepted at temperature > 0 (temperature 0 is always greedy). */
+export type AcceptanceSetting = 'sample-match' | 'rejection';
+
+/** Connection, header and body timeouts for one upstream role. */
+export interface TimeoutConfig {
+  connectTimeoutMs: number;
+  /** Time until response headers arrive. */
+  headersTimeoutMs: number;
+  /** Longest silence between two body chunks. */
+  bodyTimeoutMs: number;
+}
+
+/** One upstream role (target or draft pool). */
+export interface UpstreamConfig {
+  urls: string[];
+  kind: BackendKindSetting;
+  /** Model name sent upstream (vLLM needs it); detected when absent. */
+  model: string | undefined;
+  apiKey: string | undefined;
+  timeouts: TimeoutConfig;
+}
+
+/** Speculative decoding settings. */
+export interface SpeculationConfig {
+  /** Draft tokens per round (k). */
+  window: number;
+  windowMin: number;
+  windowMax: number;
+  acceptance: AcceptanceSetting;
+  /** Top-N log-probabilities asked of servers when a rule needs them. */
+  topLogprobs: number;
+}
+
+/** The full, validated configuration of a dsd instance. */
+export interface DsdConfig {
+  /** No URLs: `dsd serve` starts the embedded demo backends. */
+  target: UpstreamConfig;
+  draft: UpstreamConfig;
+  host: string;
+  port: number;
+  /** Client API keys; empty means no authentication. */
+  apiKeys: string[];
+  logLevel: LogLevel;
+  bodyLimitBytes: number;
+  speculation: SpeculationConfig;
+}
+
+/** Caller overrides for a DsdConfig; nested objects merge field by field. */
+export interface DsdOptions {
+  target?: Partial<Omit<UpstreamConfig, 'timeouts'>> & { timeouts?: Partial<TimeoutConfig> };
+  draft?: Partial<Omit<UpstreamConfig, 'timeouts'>> & { timeouts?: Partial<TimeoutConfig> };
+  host?: string;
+  port?: number;
+  apiKeys?: string[];
+  logLevel?: LogLevel;
+  bodyLimitBytes?: number;
+  speculation?: Partial<SpeculationConfig>;
+}

@@ -1,0 +1,77 @@
+import { once } from 'node:events';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { DsdConfig } from '../config/types.js';
+import { startDemoBackends, type DemoBackends } from '../demo/demo-backends.js';
+import { createLogger, type Logger } from '../logger.js';
+import { createApp } from './app.js';
+
+/** A running dsd server. */
+export interface RunningDsd {
+  baseUrl: string;
+  server: Server;
+  demo: DemoBackends | undefined;
+  /** Stops accepting, lets in-flight requests finish up to `graceMs`, then closes everything. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Starts dsd: demo backends when no target is configured, the app, and the listener. */
+export async function startDsd(config: DsdConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningDsd> {
+  let demo: DemoBackends | undefined;
+  let effective = config;
+  if (config.target.urls.length === 0) {
+    demo = await startDemoBackends();
+    effective = {
+      ...config,
+      target: { ...config.target, urls: [demo.target.url], kind: 'llamacpp' },
+      draft: config.draft.urls.length > 0 ? config.draft : { ...config.draft, urls: [demo.draft.url], kind: 'llamacpp' },
+    };
+    logger.warn('DSD_TARGET_URL is not set: serving the embedded DEMO backends (small n-gram models trained on a bundled text, not a real LLM)', {
+      demoTarget: demo.target.url,
+      demoDraft: demo.draft.url,
+    });
+  }
+  const { app, router } = createApp({ config: effective, logger });
+  try {
+    const target = await router.dsd.upstreams.target(AbortSignal.timeout(effective.target.timeouts.connectTimeoutMs + effective.target.timeouts.headersTimeoutMs));
+    logger.info('target ready', { model: target.info.modelId, kind: target.info.kind });
+  } catch (err) {
+    await router.close();
+    await demo?.close();
+    throw err;
+  }
+  const server = app.listen(effective.port, effective.host);
+  await once(server, 'listening');
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const baseUrl = `http://${host}:${address.port}/v1`;
+  logger.info('dsd listening', { baseUrl });
+
+  const stop = async (graceMs = 10_000) => {
+    server.close();
+    const deadline = setTimeout(() => server.closeAllConnections(), graceMs);
+    deadline.unref();
+    server.closeIdleConnections();
+    await new Promise<void>((resolve) => (server.listening ? server.once('close', () => resolve()) : resolve()));
+    clearTimeout(deadline);
+    await router.close();
+    await demo?.close();
+  };
+  return { baseUrl, server, demo, stop };
+}
+
+/** Prints how to call a running dsd (stdout, for humans). */
+export function usageBanner(baseUrl: string, model: string, demo: boolean): string {
+  return [
+    '',
+    `dsd is serving an OpenAI-compatible API at ${baseUrl}${demo ? '  (DEMO backends: set DSD_TARGET_URL for a real model)' : ''}`,
+    '',
+    'Try it:',
+    `  curl ${baseUrl}/chat/completions -H 'content-type: application/json' \\`,
+    `    -d '{"model":"${model}","messages":[{"role":"user","content":"Tell me a story"}],"max_tokens":64}'`,
+    '',
+    'Or with the OpenAI SDK:',
+    `  const client = new OpenAI({ baseURL: '${baseUrl}', apiKey: process.env.DSD_API_KEY ?? 'unused' });`,
+    '',
+  ].join('\n');
+}
