@@ -1,0 +1,39 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TestProject } from 'vitest/node';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+/** Where the shared GGUF models are (DSD_TEST_MODELS overrides ../shared/models). */
+export function modelsDir(): string {
+  return process.env.DSD_TEST_MODELS ?? resolve(root, '../shared/models');
+}
+
+/**
+ * Locates or builds llama-server once for the whole run (cached between runs by the script).
+ * Tests that need it read the result with inject('llamaServer') and skip with its reason.
+ */
+export default async function setup(project: TestProject): Promise<void> {
+  const models = modelsDir();
+  if (!existsSync(resolve(models, 'stories260K-f32.gguf'))) {
+    project.provide('llamaServer', { bin: null, models, reason: `no test models at ${models} (set DSD_TEST_MODELS)` });
+    return;
+  }
+  const started = Date.now();
+  const result = await new Promise<{ bin: string | null; reason: string }>((done) => {
+    execFile('bash', [resolve(root, 'scripts/build-llama-server.sh')], { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err) done({ bin: null, reason: `llama-server could not be built: ${stderr.split('\n').filter(Boolean).slice(-3).join(' | ')}` });
+      else done({ bin: stdout.trim().split('\n').pop() ?? null, reason: '' });
+    });
+  });
+  if (result.bin !== null && Date.now() - started > 5_000) console.log(`built llama-server in ${Math.round((Date.now() - started) / 1000)} s: ${result.bin}`);
+  project.provide('llamaServer', { bin: result.bin, models, reason: result.reason });
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    llamaServer: { bin: string | null; models: string; reason: string };
+  }
+}
