@@ -2,34 +2,9 @@ import type { BackendKind } from '../config/types.js';
 import type { UpstreamRole } from '../errors.js';
 import type { LinkCounters } from './http.js';
 
-/** The sampling transform a server applies; sent explicitly on every call (defaults differ). */
-export interface SamplingParams {
-  temperature: number;
-  topP: number;
-  /** 0 disables top-k. */
-  topK: number;
-  minP: number;
-  seed?: number;
-}
+import type { GeneratedToken, SamplingParams } from '../speculative/types.js';
 
-/** One alternative token with its log-probability (raw softmax unless stated). */
-export interface TokenLogprob {
-  id: number;
-  logprob: number;
-  /** The token's bytes, when the server tells them. */
-  bytes?: Uint8Array;
-}
-
-/** A token a server generated, with what it said about it. */
-export interface GeneratedToken {
-  id: number;
-  bytes?: Uint8Array;
-  logprob?: number;
-  /** Top alternatives at this position (raw log-probabilities, or post-sampling ones when asked). */
-  top?: TokenLogprob[];
-  /** The server ended generation with this token (EOS or a stop token of its own). */
-  endOfGeneration?: boolean;
-}
+export type { GeneratedToken, SamplingParams, TokenLogprob } from '../speculative/types.js';
 
 /** What a server reports about itself at startup. */
 export interface ServerInfo {

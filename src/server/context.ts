@@ -1,3 +1,4 @@
+import type { TokenBytesCache } from '../cache/token-bytes-cache.js';
 import type { DsdConfig } from '../config/types.js';
 import type { Logger } from '../logger.js';
 import type { Upstreams } from './upstreams.js';
@@ -16,4 +17,6 @@ export interface DsdContext {
   upstreams: Upstreams;
   logger: Logger;
   counters: ServeCounters;
+  /** Token bytes learned from upstream responses, shared by all requests. */
+  bytesCache: TokenBytesCache;
 }

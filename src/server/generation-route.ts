@@ -4,7 +4,18 @@ import { DsdError } from '../errors.js';
 import { abortOnClientClose } from './abort.js';
 import type { DsdContext } from './context.js';
 import { passthrough } from './passthrough.js';
+import type { GenerationRequest } from './request-types.js';
+import { serveSpeculative } from './speculative-responder.js';
+import { clampWindow } from '../speculative/window.js';
 import { validateGenerationRequest } from './validation.js';
+
+/** The window for a request: its own (clamped to the configured bounds) or the configured one; 0 = off. */
+function speculationWindow(ctx: DsdContext, request: GenerationRequest): number {
+  const { window, windowMin, windowMax } = ctx.config.speculation;
+  if (request.speculation.enabled === false) return 0;
+  const wanted = request.speculation.window ?? window;
+  return wanted === 0 ? 0 : clampWindow(wanted, { min: Math.max(1, windowMin), max: windowMax });
+}
 
 /** POST /v1/chat/completions and /v1/completions. */
 export function generationRoute(ctx: DsdContext, route: OpenAiRoute): RequestHandler {
@@ -15,7 +26,13 @@ export function generationRoute(ctx: DsdContext, route: OpenAiRoute): RequestHan
     if (request.model !== target.info.modelId) {
       throw new DsdError('model_not_found', `model '${request.model}' does not exist; this server serves '${target.info.modelId}'`, { param: 'model' });
     }
-    ctx.counters.passthrough += 1;
-    await passthrough(request, target.server, res, abort.signal);
+    const window = speculationWindow(ctx, request);
+    const draft = window > 0 && request.passthroughReason === undefined && request.logprobs === undefined ? await ctx.upstreams.draft(abort.signal) : undefined;
+    if (draft === undefined) {
+      ctx.counters.passthrough += 1;
+      await passthrough(request, target.server, res, abort.signal);
+      return;
+    }
+    await serveSpeculative({ ctx, request, target, draft, window, bytesCache: ctx.bytesCache, res, signal: abort.signal });
   };
 }

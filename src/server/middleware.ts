@@ -1,4 +1,5 @@
 import express, { type Router } from 'express';
+import { TokenBytesCache } from '../cache/token-bytes-cache.js';
 import { loadConfigFromProcess } from '../config/load-config.js';
 import type { DsdConfig, DsdOptions } from '../config/types.js';
 import { createLogger, type Logger } from '../logger.js';
@@ -37,6 +38,7 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
     logger,
     upstreams: new Upstreams(config, logger),
     counters: { speculative: 0, passthrough: 0, draftFallbacks: 0 },
+    bytesCache: new TokenBytesCache(),
   };
   const router = express.Router() as DsdRouter;
   const json = express.json({ limit: config.bodyLimitBytes, type: () => true });
