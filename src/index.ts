@@ -6,4 +6,6 @@ export { loadConfig, loadConfigFromProcess, ConfigError } from './config/load-co
 export type * from './config/types.js';
 export { DsdError, InvalidRequestError, UpstreamError, type DsdErrorCode } from './errors.js';
 export { startDemoBackends, demoModels, type DemoBackends } from './demo/demo-backends.js';
-export { LlamaEmulator, type EmulatedLatency } from './demo/llamacpp-emulator.js';
+export { LlamaEmulator } from './demo/llamacpp-emulator.js';
+export type { EmulatedLatency, EmulatorStats } from './demo/emulated-server.js';
+export { VllmEmulator } from './demo/vllm-emulator.js';

@@ -12,6 +12,8 @@ export interface HttpUpstreamOptions {
   timeouts: TimeoutConfig;
   /** Keep-alive connections kept open to this upstream. */
   connections?: number;
+  /** A dispatcher to use instead of a new pool (tests inject undici's MockAgent). */
+  dispatcher?: Dispatcher;
 }
 
 /** Byte counts on one link, for the network-economy figures. */
@@ -31,7 +33,8 @@ export class HttpUpstream {
   readonly baseUrl: string;
   readonly role: UpstreamRole;
   readonly counters: LinkCounters = { requests: 0, bytesSent: 0, bytesReceived: 0 };
-  private readonly pool: Pool;
+  private readonly pool: Dispatcher;
+  private readonly origin: string;
   private readonly headers: Record<string, string>;
   private readonly basePath: string;
 
@@ -40,7 +43,8 @@ export class HttpUpstream {
     this.baseUrl = options.baseUrl;
     this.basePath = url.pathname.replace(/\/+$/, '');
     this.role = options.role;
-    this.pool = new Pool(url.origin, {
+    this.origin = url.origin;
+    this.pool = options.dispatcher ?? new Pool(url.origin, {
       connections: options.connections ?? 64,
       connect: { timeout: options.timeouts.connectTimeoutMs },
       headersTimeout: options.timeouts.headersTimeoutMs,
@@ -90,6 +94,7 @@ export class HttpUpstream {
     let res: Dispatcher.ResponseData;
     try {
       res = await this.pool.request({
+        origin: this.origin,
         method,
         path: `${this.basePath}${path}`,
         headers: this.headers,

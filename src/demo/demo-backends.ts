@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { LlamaEmulator, type EmulatedLatency } from './llamacpp-emulator.js';
+import { LlamaEmulator } from './llamacpp-emulator.js';
+import type { EmulatedLatency } from './emulated-server.js';
 import { NgramModel } from './ngram-model.js';
 import { WordTokenizer } from './word-tokenizer.js';
 

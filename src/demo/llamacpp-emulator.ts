@@ -1,96 +1,32 @@
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
-import express, { type Request, type Response } from 'express';
+import type { Express, Request, Response } from 'express';
+import { EmulatedServer, num, sleep, type EmulatorOptions } from './emulated-server.js';
 import { emulateGeneration, type EmulatedSampling, type EmulatedStop, type EmulatedToken } from './generation.js';
 import { chatMlPrompt, pickFields, probEntry } from './llamacpp-wire.js';
 import { handleOpenAi } from './openai-emulation.js';
-import type { NgramModel } from './ngram-model.js';
-
-/** Scripted costs of an emulated server (real timer delays; tests and benchmarks change them live). */
-export interface EmulatedLatency {
-  /** Before any response. */
-  perRequestMs: number;
-  /** Per generated token (a batch of prompts costs one step per token position). */
-  perTokenMs: number;
-}
 
 /** Options of an emulated llama-server. */
-export interface LlamaEmulatorOptions {
-  model: NgramModel;
-  alias: string;
+export interface LlamaEmulatorOptions extends EmulatorOptions {
   slots?: number;
-  contextTokens?: number;
-  latency?: Partial<EmulatedLatency>;
 }
 
-/** What the emulator observed, for tests (aborted requests prove client-disconnect propagation). */
-export interface EmulatorStats {
-  requests: number;
-  completed: number;
-  aborted: number;
-  lastCompletionBody: Record<string, unknown> | undefined;
-}
+export type { EmulatedLatency, EmulatorStats } from './emulated-server.js';
 
 type Body = Record<string, unknown>;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function num(v: unknown, fallback: number): number {
-  return typeof v === 'number' && Number.isFinite(v) ? v : fallback;
-}
 
 /**
  * An in-process HTTP server speaking llama-server's API (native `/completion`, `/tokenize`,
  * `/detokenize`, `/apply-template`, `/props`, OpenAI `/v1/*`), backed by an n-gram model.
  * Shapes follow the recorded responses in shared/reference/llama-server.
  */
-export class LlamaEmulator {
-  readonly latency: EmulatedLatency;
-  readonly stats: EmulatorStats = { requests: 0, completed: 0, aborted: 0, lastCompletionBody: undefined };
-  private server: Server | undefined;
+export class LlamaEmulator extends EmulatedServer {
   private readonly slots: number;
-  private readonly contextTokens: number;
 
-  constructor(private readonly options: LlamaEmulatorOptions) {
-    this.latency = { perRequestMs: 0, perTokenMs: 0, ...options.latency };
+  constructor(options: LlamaEmulatorOptions) {
+    super(options);
     this.slots = options.slots ?? 16;
-    this.contextTokens = options.contextTokens ?? 2048;
   }
 
-  /** The base URL once listening. */
-  get url(): string {
-    const address = this.server?.address() as AddressInfo | null | undefined;
-    if (!address) throw new Error('emulator is not listening');
-    return `http://127.0.0.1:${address.port}`;
-  }
-
-  /** Starts listening on a free loopback port (or the given one). */
-  async listen(port = 0): Promise<string> {
-    this.server = this.app().listen(port, '127.0.0.1');
-    await once(this.server, 'listening');
-    return this.url;
-  }
-
-  async close(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    this.server = undefined;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-
-  private get tok() {
-    return this.options.model.tokenizer;
-  }
-
-  private app() {
-    const app = express();
-    app.use(express.json({ limit: '50mb' }));
-    app.use((_req, res, next) => {
-      this.stats.requests += 1;
-      res.on('close', () => (res.writableFinished ? (this.stats.completed += 1) : (this.stats.aborted += 1)));
-      next();
-    });
+  protected routes(app: Express): void {
     app.get('/health', (_req, res) => void res.json({ status: 'ok' }));
     app.get('/props', (_req, res) => void res.json(this.props()));
     app.get('/v1/models', (_req, res) => void res.json(this.models()));
@@ -109,10 +45,6 @@ export class LlamaEmulator {
     app.post('/completion', (req, res) => this.completion(req, res));
     app.post('/v1/completions', (req, res) => this.openAi(req, res, 'completions'));
     app.post('/v1/chat/completions', (req, res) => this.openAi(req, res, 'chat'));
-    app.use((err: unknown, _req: Request, res: Response, _next: unknown) => {
-      res.status(500).json({ error: { code: 500, message: String((err as Error).message), type: 'server_error' } });
-    });
-    return app;
   }
 
   private props() {
@@ -133,7 +65,7 @@ export class LlamaEmulator {
     return { object: 'list', data: [{ id: this.options.alias, object: 'model', created: 0, owned_by: 'llamacpp', meta }] };
   }
 
-  private sampling(b: Body): EmulatedSampling {
+  protected sampling(b: Body): EmulatedSampling {
     return {
       temperature: num(b.temperature, 0.8),
       topK: num(b.top_k, 40),

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { emulateGeneration, type EmulatedSampling, type EmulatedToken } from './generation.js';
-import type { EmulatedLatency } from './llamacpp-emulator.js';
+import type { EmulatedLatency } from './emulated-server.js';
 import { chatMlPrompt } from './llamacpp-wire.js';
 import type { NgramModel } from './ngram-model.js';
 

@@ -1,0 +1,114 @@
+import type { Express, Request, Response } from 'express';
+import { EmulatedServer, num, sleep } from './emulated-server.js';
+import { emulateGeneration, type EmulatedSampling, type EmulatedToken } from './generation.js';
+import { chatMlPrompt } from './llamacpp-wire.js';
+import { handleOpenAi } from './openai-emulation.js';
+import { EOS_ID } from './word-tokenizer.js';
+
+type Body = Record<string, unknown>;
+
+/**
+ * An in-process HTTP server speaking vLLM's OpenAI API as described in UPSTREAM-APIS.md §2:
+ * multi-prompt `/v1/completions` (one choice per prompt, `token_id:<id>` logprob keys with
+ * `return_tokens_as_token_ids`, raw logprobs, sampled token first in `top_logprobs`),
+ * `/tokenize` with text or messages, `/detokenize`, `/v1/models` with `max_model_len`.
+ */
+export class VllmEmulator extends EmulatedServer {
+  protected routes(app: Express): void {
+    app.get('/health', (_req, res) => void res.status(200).end());
+    app.get('/v1/models', (_req, res) => {
+      res.json({ object: 'list', data: [{ id: this.options.alias, object: 'model', created: 0, owned_by: 'vllm', root: this.options.alias, max_model_len: this.contextTokens }] });
+    });
+    app.post('/tokenize', (req, res) => {
+      const b = req.body as Body;
+      const tokens = Array.isArray(b.messages)
+        ? this.tok.encode(chatMlPrompt(b.messages as { role: string; content: unknown }[]), { addBos: true, parseSpecial: true })
+        : this.tok.encode(String(b.prompt ?? ''), { addBos: b.add_special_tokens !== false, parseSpecial: true });
+      res.json({ count: tokens.length, max_model_len: this.contextTokens, tokens });
+    });
+    app.post('/detokenize', (req, res) => {
+      const tokens = (req.body as Body).tokens;
+      res.json({ prompt: Array.isArray(tokens) ? this.tok.decode(tokens as number[]) : '' });
+    });
+    app.post('/v1/completions', (req, res) => this.completions(req, res));
+    app.post('/v1/chat/completions', (req, res) => {
+      if (!this.checkModel(req, res)) return;
+      void handleOpenAi({ req, res, route: 'chat', model: this.options.model, alias: this.options.alias, contextTokens: this.contextTokens, latency: this.latency, sampling: (b) => this.sampling(b) });
+    });
+  }
+
+  protected sampling(b: Body): EmulatedSampling {
+    const topK = num(b.top_k, -1);
+    return { temperature: num(b.temperature, 1), topP: num(b.top_p, 1), topK: topK < 0 ? 0 : topK, minP: num(b.min_p, 0), seed: typeof b.seed === 'number' ? b.seed : undefined };
+  }
+
+  private checkModel(req: Request, res: Response): boolean {
+    const model = (req.body as Body).model;
+    if (model === this.options.alias) return true;
+    res.status(404).json({ error: { message: `The model \`${String(model)}\` does not exist.`, type: 'NotFoundError', param: null, code: 404 } });
+    return false;
+  }
+
+  private prompts(p: unknown): number[][] | undefined {
+    const isIds = (x: unknown): x is number[] => Array.isArray(x) && x.every((t) => Number.isInteger(t));
+    if (typeof p === 'string') return [this.tok.encode(p, { addBos: true, parseSpecial: true })];
+    if (isIds(p)) return [p];
+    if (Array.isArray(p) && p.length > 0 && p.every(isIds)) return p as number[][];
+    return undefined;
+  }
+
+  private async completions(req: Request, res: Response): Promise<void> {
+    if (!this.checkModel(req, res)) return;
+    const b = req.body as Body;
+    this.stats.lastCompletionBody = b;
+    const prompts = this.prompts(b.prompt);
+    if (prompts === undefined || prompts.some((p) => p.some((t) => !this.tok.has(t)))) {
+      res.status(400).json({ error: { message: 'invalid prompt', type: 'BadRequestError', param: null, code: 400 } });
+      return;
+    }
+    if (b.stream === true) {
+      await handleOpenAi({ req, res, route: 'completions', model: this.options.model, alias: this.options.alias, contextTokens: this.contextTokens, latency: this.latency, sampling: (x) => this.sampling(x) });
+      return;
+    }
+    const n = num(b.logprobs, -1);
+    const gen = { maxTokens: num(b.max_tokens, 16), contextTokens: this.contextTokens, sampling: this.sampling(b) };
+    await sleep(this.latency.perRequestMs);
+    let steps = 0;
+    const choices = prompts.map((prompt, index) => {
+      const tokens: EmulatedToken[] = [...emulateGeneration(this.options.model, prompt, gen)];
+      steps = Math.max(steps, tokens.length);
+      return this.choice(index, tokens, n, b.return_tokens_as_token_ids === true, gen.maxTokens);
+    });
+    await sleep(this.latency.perTokenMs * steps);
+    const completion = choices.reduce((s, c) => s + c.token_ids.length, 0);
+    const promptTokens = prompts.reduce((s, p) => s + p.length, 0);
+    res.json({ id: `cmpl-${Date.now()}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model: this.options.alias, choices, usage: { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion } });
+  }
+
+  private choice(index: number, tokens: EmulatedToken[], n: number, asIds: boolean, maxTokens: number) {
+    const key = (id: number) => (asIds ? `token_id:${id}` : this.tok.piece(id));
+    const clamp = (lp: number) => Math.max(lp, -9999);
+    const logprobs = n < 0 ? null : {
+      tokens: tokens.map((t) => key(t.id)),
+      token_logprobs: tokens.map((t) => clamp(Math.log(t.raw.find((r) => r.id === t.id)?.prob ?? 0))),
+      // The sampled token first, then the top-n (so n or n+1 entries), as vLLM does.
+      top_logprobs: tokens.map((t) => {
+        const entries: [string, number][] = [[key(t.id), clamp(Math.log(t.raw.find((r) => r.id === t.id)?.prob ?? 0))]];
+        for (const r of t.raw.slice(0, n)) if (r.id !== t.id) entries.push([key(r.id), clamp(Math.log(r.prob))]);
+        return Object.fromEntries(entries);
+      }),
+      text_offset: tokens.map(() => 0),
+    };
+    const ended = tokens.at(-1)?.id === EOS_ID;
+    return {
+      index,
+      text: this.tok.decode(tokens.map((t) => t.id)),
+      logprobs,
+      finish_reason: ended ? 'stop' : tokens.length >= maxTokens ? 'length' : 'stop',
+      stop_reason: null,
+      token_ids: tokens.map((t) => t.id),
+      prompt_logprobs: null,
+      prompt_token_ids: null,
+    };
+  }
+}

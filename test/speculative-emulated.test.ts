@@ -1,0 +1,190 @@
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { demoModels } from '../src/demo/demo-backends.js';
+import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
+import { VllmEmulator } from '../src/demo/vllm-emulator.js';
+import { NgramModel } from '../src/demo/ngram-model.js';
+import { WordTokenizer } from '../src/demo/word-tokenizer.js';
+import { postJson, startTestDsd, type TestDsd } from './helpers/dsd.js';
+
+const models = demoModels();
+const PROMPTS = ['Once upon a time', 'One day, Tom and Max', 'The little bird', 'Lily went to the beach', 'The bear was very hungry.'];
+
+describe('speculation with a vLLM target (emulated) and a llama.cpp draft', () => {
+  let vllm: VllmEmulator;
+  let draft: LlamaEmulator;
+  let dsd: TestDsd;
+  let direct: OpenAI;
+  let client: OpenAI;
+
+  beforeAll(async () => {
+    vllm = new VllmEmulator({ model: models.target, alias: 'big-model' });
+    draft = new LlamaEmulator({ model: models.draft, alias: 'small' });
+    await Promise.all([vllm.listen(), draft.listen()]);
+    dsd = await startTestDsd({ target: { urls: [vllm.url] }, draft: { urls: [draft.url] }, speculation: { window: 4 } });
+    direct = new OpenAI({ baseURL: `${vllm.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    client = new OpenAI({ baseURL: `${dsd.baseUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
+  });
+  afterAll(async () => {
+    await dsd.close();
+    await Promise.all([vllm.close(), draft.close()]);
+  });
+
+  it('detects vLLM and serves its model name', async () => {
+    expect((await client.models.list()).data[0]?.id).toBe('big-model');
+    expect(dsd.router.dsd.upstreams).toBeDefined();
+  });
+
+  it('temperature 0: identical to the vLLM target alone, streaming and not', async () => {
+    for (const prompt of PROMPTS) {
+      const want = (await direct.completions.create({ model: 'big-model', prompt, max_tokens: 40, temperature: 0 })).choices[0]?.text;
+      const got = await client.completions.create({ model: 'big-model', prompt, max_tokens: 40, temperature: 0 });
+      expect(got.choices[0]?.text).toBe(want);
+      const usage = got.usage as unknown as { dsd: { rounds: number; draft_tokens: number } };
+      expect(usage.dsd.rounds).toBeGreaterThan(0);
+      let streamed = '';
+      for await (const c of await client.completions.create({ model: 'big-model', prompt, max_tokens: 40, temperature: 0, stream: true })) streamed += c.choices[0]?.text ?? '';
+      expect(streamed).toBe(want);
+    }
+    const body = vllm.stats.lastCompletionBody as Record<string, unknown>;
+    expect(body.return_tokens_as_token_ids).toBe(true);
+    expect(Array.isArray((body.prompt as unknown[])[0])).toBe(true);
+    expect(body).not.toHaveProperty('prompt_logprobs');
+  });
+
+  it('chat goes through the target /tokenize with messages and matches the target', async () => {
+    const req = { model: 'big-model', messages: [{ role: 'user' as const, content: 'Tell me about Lily' }], max_tokens: 30, temperature: 0 };
+    const want = (await direct.chat.completions.create(req)).choices[0]?.message.content;
+    expect((await client.chat.completions.create(req)).choices[0]?.message.content).toBe(want);
+  });
+});
+
+describe('failures and controls (llama.cpp emulators)', () => {
+  let target: LlamaEmulator;
+  let draft: LlamaEmulator;
+  let dsd: TestDsd;
+  let direct: OpenAI;
+
+  beforeAll(async () => {
+    target = new LlamaEmulator({ model: models.target, alias: 'target' });
+    draft = new LlamaEmulator({ model: models.draft, alias: 'draft' });
+    await Promise.all([target.listen(), draft.listen()]);
+    dsd = await startTestDsd({ target: { urls: [target.url] }, draft: { urls: [draft.url], timeouts: { headersTimeoutMs: 200 } }, speculation: { window: 3, windowMax: 6 } });
+    direct = new OpenAI({ baseURL: `${target.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+  });
+  afterAll(async () => {
+    await dsd.close();
+    await Promise.all([target.close(), draft.close()]);
+  });
+
+  it('a draft that stalls mid-stream: output still identical, finished target-only', async () => {
+    const want = (await direct.completions.create({ model: 'target', prompt: 'Once upon a time', max_tokens: 60, temperature: 0 })).choices[0]?.text;
+    const res = await fetch(`${dsd.baseUrl}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'target', prompt: 'Once upon a time', max_tokens: 60, temperature: 0, stream: true, stream_options: { include_usage: true } }) });
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let raw = '';
+    const first = await reader.read();
+    raw += decoder.decode(first.value);
+    draft.latency.perRequestMs = 1_000; // the draft now answers after its 200 ms timeout
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        raw += decoder.decode(value);
+      }
+    } finally {
+      draft.latency.perRequestMs = 0;
+    }
+    const events = raw.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice(6));
+    expect(events.at(-1)).toBe('[DONE]');
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
+    const text = chunks.map((c) => c.choices[0]?.text ?? '').join('');
+    expect(text).toBe(want);
+    const usage = chunks.at(-1).usage;
+    expect(usage.dsd.fallback).toMatch(/draft failed/);
+    expect(usage.dsd.target_only_tokens).toBeGreaterThan(0);
+    expect(dsd.router.dsd.counters.draftFallbacks).toBeGreaterThan(0);
+  });
+
+  it('a dead draft from the start: served target-only, identical', async () => {
+    const port = Number(new URL(draft.url).port);
+    await draft.close();
+    try {
+      const want = (await direct.completions.create({ model: 'target', prompt: 'The little bird', max_tokens: 30, temperature: 0 })).choices[0]?.text;
+      const r = await postJson(`${dsd.baseUrl}/v1/completions`, { model: 'target', prompt: 'The little bird', max_tokens: 30, temperature: 0 });
+      expect(r.status).toBe(200);
+      expect(r.body.choices[0].text).toBe(want);
+    } finally {
+      await draft.listen(port);
+    }
+  });
+
+  it('per-request control: header off → passthrough; body window clamped to the bounds', async () => {
+    const before = { ...dsd.router.dsd.counters };
+    const off = await postJson(`${dsd.baseUrl}/v1/completions`, { model: 'target', prompt: 'Once', max_tokens: 5, temperature: 0 }, { 'x-dsd-speculative': 'off' });
+    expect(off.status).toBe(200);
+    expect(off.body.usage.dsd).toBeUndefined();
+    expect(dsd.router.dsd.counters.passthrough).toBe(before.passthrough + 1);
+    const wide = await postJson(`${dsd.baseUrl}/v1/completions`, { model: 'target', prompt: 'Once', max_tokens: 40, temperature: 0, dsd: { window: 50 } });
+    expect(wide.status).toBe(200);
+    const perRound = wide.body.usage.dsd.draft_tokens / wide.body.usage.dsd.rounds;
+    expect(perRound).toBeLessThanOrEqual(6);
+    expect(perRound).toBeGreaterThan(3);
+    const bad = await postJson(`${dsd.baseUrl}/v1/completions`, { model: 'target', prompt: 'Once', max_tokens: 5 }, { 'x-dsd-window': 'lots' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.param).toBe('x-dsd-window');
+  });
+
+  it('requests the engine cannot accelerate exactly go to the target unchanged', async () => {
+    const before = dsd.router.dsd.counters.passthrough;
+    for (const extra of [{ n: 2 }, { logit_bias: { '5': 10 } }, { response_format: { type: 'json_object' } }, { presence_penalty: 0.5 }, { logprobs: 2 }]) {
+      const r = await postJson(`${dsd.baseUrl}/v1/completions`, { model: 'target', prompt: 'Once', max_tokens: 3, temperature: 0, ...extra });
+      expect(r.status).toBe(200);
+      expect(r.body.usage.dsd).toBeUndefined();
+    }
+    expect(dsd.router.dsd.counters.passthrough).toBe(before + 5);
+  });
+
+  it('non-streaming responses carry the speculation figures as headers and OpenAI prediction fields', async () => {
+    const r = await postJson(`${dsd.baseUrl}/v1/chat/completions`, { model: 'target', messages: [{ role: 'user', content: 'Tell me a story' }], max_tokens: 20, temperature: 0 });
+    expect(r.status).toBe(200);
+    const u = r.body.usage;
+    expect(u.completion_tokens_details.accepted_prediction_tokens + u.completion_tokens_details.rejected_prediction_tokens).toBe(u.dsd.draft_tokens);
+    expect(r.headers.get('x-dsd-rounds')).toBe(String(u.dsd.rounds));
+    expect(r.headers.get('x-dsd-accepted-tokens')).toBe(String(u.dsd.accepted_tokens));
+    expect(Number(r.headers.get('x-dsd-mean-acceptance-length'))).toBeCloseTo(1 + u.dsd.accepted_tokens / u.dsd.rounds, 2);
+    expect(r.body.choices[0].message.role).toBe('assistant');
+  });
+
+  it('stop strings end the output before them, across rounds', async () => {
+    const full = (await direct.completions.create({ model: 'target', prompt: 'Once upon a time', max_tokens: 60, temperature: 0 })).choices[0]?.text ?? '';
+    const stop = full.slice(30, 36);
+    const expected = full.slice(0, full.indexOf(stop));
+    const r = await postJson(`${dsd.baseUrl}/v1/completions`, { model: 'target', prompt: 'Once upon a time', max_tokens: 60, temperature: 0, stop: [stop] });
+    expect(r.body.choices[0].text).toBe(expected);
+    expect(r.body.choices[0].finish_reason).toBe('stop');
+  });
+
+  it('multi-byte characters split across byte tokens come out whole', async () => {
+    // A vocabulary without "€", and models trained to write it: the output must spell it with
+    // three byte tokens (E2 82 AC), which arrive in different tokens and possibly rounds.
+    const tokenizer = WordTokenizer.fromText('Lily paid for the ball.');
+    const text = Array.from({ length: 5 }, () => 'Lily paid 5€ for the ball.').join('\n\n');
+    const euroTarget = new LlamaEmulator({ model: NgramModel.train(tokenizer, text, 3, [0.7, 0.2, 0.1]), alias: 'euro' });
+    const euroDraft = new LlamaEmulator({ model: NgramModel.train(tokenizer, text, 2, [0.8, 0.2]), alias: 'euro-draft' });
+    await Promise.all([euroTarget.listen(), euroDraft.listen()]);
+    const euro = await startTestDsd({ target: { urls: [euroTarget.url] }, draft: { urls: [euroDraft.url] }, speculation: { window: 2 } });
+    try {
+      expect(tokenizer.encode('5€', { addBos: false, parseSpecial: false })).toHaveLength(4);
+      const r = await postJson(`${euro.baseUrl}/v1/completions`, { model: 'euro', prompt: 'Lily paid 5', max_tokens: 8, temperature: 0 });
+      expect(r.body.choices[0].text).toBe('€ for the ball.');
+      const streamed = await fetch(`${euro.baseUrl}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'euro', prompt: 'Lily paid 5', max_tokens: 8, temperature: 0, stream: true, dsd: { window: 1 } }) });
+      const pieces = (await streamed.text()).split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)).choices[0]?.text ?? '');
+      expect(pieces.join('')).toBe('€ for the ball.');
+      expect(pieces.join('')).not.toContain('\uFFFD');
+    } finally {
+      await euro.close();
+      await Promise.all([euroTarget.close(), euroDraft.close()]);
+    }
+  });
+});
