@@ -1,8 +1,8 @@
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
+import { locateLlamaServer } from '../src/bench/llama-process.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -22,12 +22,10 @@ export default async function setup(project: TestProject): Promise<void> {
     return;
   }
   const started = Date.now();
-  const result = await new Promise<{ bin: string | null; reason: string }>((done) => {
-    execFile('bash', [resolve(root, 'scripts/build-llama-server.sh')], { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) done({ bin: null, reason: `llama-server could not be built: ${stderr.split('\n').filter(Boolean).slice(-3).join(' | ')}` });
-      else done({ bin: stdout.trim().split('\n').pop() ?? null, reason: '' });
-    });
-  });
+  const result = await locateLlamaServer().then(
+    (bin) => ({ bin, reason: '' }),
+    (err: Error) => ({ bin: null, reason: err.message }),
+  );
   if (result.bin !== null && Date.now() - started > 5_000) console.log(`built llama-server in ${Math.round((Date.now() - started) / 1000)} s: ${result.bin}`);
   project.provide('llamaServer', { bin: result.bin, models, reason: result.reason });
 }

