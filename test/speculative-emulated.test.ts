@@ -137,12 +137,31 @@ describe('failures and controls (llama.cpp emulators)', () => {
 
   it('requests the engine cannot accelerate exactly go to the target unchanged', async () => {
     const before = dsd.router.dsd.counters.passthrough;
-    for (const extra of [{ n: 2 }, { logit_bias: { '5': 10 } }, { response_format: { type: 'json_object' } }, { presence_penalty: 0.5 }, { logprobs: 2 }]) {
+    for (const extra of [{ n: 2 }, { logit_bias: { '5': 10 } }, { response_format: { type: 'json_object' } }, { presence_penalty: 0.5 }, { suffix: ' The end.' }]) {
       const r = await postJson(`${dsd.baseUrl}/v1/completions`, { model: 'target', prompt: 'Once', max_tokens: 3, temperature: 0, ...extra });
       expect(r.status).toBe(200);
       expect(r.body.usage.dsd).toBeUndefined();
     }
     expect(dsd.router.dsd.counters.passthrough).toBe(before + 5);
+  });
+
+  it('logprobs come from the target verification: equal to the target own logprobs for each token', async () => {
+    const r = await postJson(`${dsd.baseUrl}/v1/completions`, { model: 'target', prompt: 'Once upon a time', max_tokens: 12, temperature: 0, logprobs: 3 });
+    expect(r.status).toBe(200);
+    expect(r.body.usage.dsd.rounds).toBeGreaterThan(0);
+    const lp = r.body.choices[0].logprobs;
+    const native = await postJson(`${target.url}/completion`, { prompt: 'Once upon a time', n_predict: 12, temperature: 0, n_probs: 3, return_tokens: true });
+    const want = native.body.completion_probabilities as { token: string; logprob: number; top_logprobs: { token: string; logprob: number }[] }[];
+    expect(lp.tokens).toEqual(want.map((p) => p.token));
+    lp.token_logprobs.forEach((v: number, i: number) => expect(v).toBeCloseTo(want[i]!.logprob, 6));
+    expect(Object.keys(lp.top_logprobs[0])).toEqual(want[0]!.top_logprobs.map((t) => t.token));
+    expect(lp.tokens.join('')).toBe(r.body.choices[0].text);
+    expect(lp.text_offset[1]).toBe(lp.tokens[0].length);
+    const chat = await postJson(`${dsd.baseUrl}/v1/chat/completions`, { model: 'target', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5, temperature: 0, logprobs: true, top_logprobs: 2 });
+    const content = chat.body.choices[0].logprobs.content;
+    expect(content).toHaveLength(5);
+    expect(content[0]).toEqual({ token: expect.any(String), logprob: expect.any(Number), bytes: expect.any(Array), top_logprobs: expect.any(Array) });
+    expect(content[0].top_logprobs).toHaveLength(2);
   });
 
   it('non-streaming responses carry the speculation figures as headers and OpenAI prediction fields', async () => {

@@ -17,6 +17,17 @@ function speculationWindow(ctx: DsdContext, request: GenerationRequest): number 
   return wanted === 0 ? 0 : clampWindow(wanted, { min: Math.max(1, windowMin), max: windowMax });
 }
 
+/**
+ * Whether the engine reproduces the target exactly for this request. Logprobs come from the
+ * target's verification results, except under rejection sampling, whose verification asks for
+ * post-sampling probabilities rather than the model's own.
+ */
+function canSpeculate(ctx: DsdContext, request: GenerationRequest): boolean {
+  if (request.passthroughReason !== undefined) return false;
+  const rejection = request.temperature > 0 && ctx.config.speculation.acceptance === 'rejection';
+  return request.logprobs === undefined || !rejection;
+}
+
 /** POST /v1/chat/completions and /v1/completions. */
 export function generationRoute(ctx: DsdContext, route: OpenAiRoute): RequestHandler {
   return async (req, res) => {
@@ -27,7 +38,7 @@ export function generationRoute(ctx: DsdContext, route: OpenAiRoute): RequestHan
       throw new DsdError('model_not_found', `model '${request.model}' does not exist; this server serves '${target.info.modelId}'`, { param: 'model' });
     }
     const window = speculationWindow(ctx, request);
-    const draft = window > 0 && request.passthroughReason === undefined && request.logprobs === undefined ? await ctx.upstreams.draft(abort.signal) : undefined;
+    const draft = window > 0 && canSpeculate(ctx, request) ? await ctx.upstreams.draft(abort.signal) : undefined;
     if (draft === undefined) {
       ctx.counters.passthrough += 1;
       await passthrough(request, target.server, res, abort.signal);

@@ -35,6 +35,8 @@ export async function startDsd(config: DsdConfig, logger: Logger = createLogger(
   try {
     const target = await router.dsd.upstreams.target(AbortSignal.timeout(effective.target.timeouts.connectTimeoutMs + effective.target.timeouts.headersTimeoutMs));
     logger.info('target ready', { model: target.info.modelId, kind: target.info.kind });
+    const { unreachable } = await router.dsd.upstreams.verifyDrafts(AbortSignal.timeout(effective.draft.timeouts.connectTimeoutMs + effective.draft.timeouts.headersTimeoutMs * 4));
+    for (const url of unreachable) logger.warn('draft unreachable at startup; requests go to the target alone until it answers', { draft: url });
   } catch (err) {
     await router.close();
     await demo?.close();

@@ -95,13 +95,13 @@ export class OpenAiResponseBuilder {
     return { ...this.envelope('chat.completion.chunk'), choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] };
   }
 
-  /** A content chunk, or the final chunk when `finish` is given. */
-  chunk(text: string, finish: FinishReason | null = null): unknown {
+  /** A content chunk, or the final chunk when `finish` is given; `logprobs` as built by logprobsBody. */
+  chunk(text: string, finish: FinishReason | null = null, logprobs: unknown = null): unknown {
     if (this.route === 'chat') {
       const delta = finish === null ? { content: text } : text === '' ? {} : { content: text };
-      return { ...this.envelope('chat.completion.chunk'), choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] };
+      return { ...this.envelope('chat.completion.chunk'), choices: [{ index: 0, delta, logprobs, finish_reason: finish }] };
     }
-    return { ...this.envelope('text_completion'), choices: [{ index: 0, text, logprobs: null, finish_reason: finish }] };
+    return { ...this.envelope('text_completion'), choices: [{ index: 0, text, logprobs, finish_reason: finish }] };
   }
 
   /** The usage chunk (`choices: []`) sent when the client asked for `include_usage`. */
@@ -110,10 +110,10 @@ export class OpenAiResponseBuilder {
   }
 
   /** The complete non-streaming response. */
-  complete(text: string, finish: FinishReason, usage: UsageBody): unknown {
+  complete(text: string, finish: FinishReason, usage: UsageBody, logprobs: unknown = null): unknown {
     if (this.route === 'chat') {
-      return { ...this.envelope('chat.completion'), choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: finish }], usage };
+      return { ...this.envelope('chat.completion'), choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs, finish_reason: finish }], usage };
     }
-    return { ...this.envelope('text_completion'), choices: [{ index: 0, text, logprobs: null, finish_reason: finish }], usage };
+    return { ...this.envelope('text_completion'), choices: [{ index: 0, text, logprobs, finish_reason: finish }], usage };
   }
 }

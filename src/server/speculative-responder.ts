@@ -11,6 +11,7 @@ import type { GeneratedToken } from '../speculative/types.js';
 import { fixedWindow } from '../speculative/window.js';
 import type { DsdContext } from './context.js';
 import { OpenAiResponseBuilder, summarize, summaryHeaders, usageBody, type FinishReason } from './openai-output.js';
+import { alternative, logprobsBody, type TokenAlternative, type TokenLogprobEntry } from './logprobs-output.js';
 import { buildPromptIds } from './prompt-builder.js';
 import type { GenerationRequest } from './request-types.js';
 import { SseWriter } from './sse-writer.js';
@@ -41,6 +42,8 @@ function ports(job: SpeculativeJob, rule: AcceptanceRule): { draft: DraftPort; t
   const sampling: SamplingParams = { temperature: r.temperature, topP: r.topP, topK: r.topK, minP: r.minP };
   const rejection = rule === 'rejection';
   const topN = rejection ? job.ctx.config.speculation.topLogprobs : 1;
+  // Client logprobs come from the target's verification results, never from the draft.
+  const targetTopN = Math.max(topN, r.logprobs ?? 0);
   // Matching rules accept a draft token with probability p(token): proposing the draft's argmax
   // maximises that, so the draft decodes greedily unless rejection sampling needs its q.
   const draftSampling: SamplingParams = rejection ? sampling : { temperature: 0, topP: 1, topK: 0, minP: 0 };
@@ -53,8 +56,8 @@ function ports(job: SpeculativeJob, rule: AcceptanceRule): { draft: DraftPort; t
       propose: async (ctx, k, signal) => observe(await job.draft.server.propose({ promptIds: ctx, maxTokens: k, sampling: draftSampling, topN, postSamplingProbs: rejection, signal })),
     },
     target: {
-      score: async (prompts, signal) => observe((await job.target.server.score({ prompts, sampling, topN, postSamplingProbs: rejection, signal })).map((s) => s.token)),
-      generate: (ctx, maxTokens, signal) => job.target.server.generate({ promptIds: ctx, maxTokens, sampling, topN: 1, postSamplingProbs: false, signal }),
+      score: async (prompts, signal) => observe((await job.target.server.score({ prompts, sampling, topN: targetTopN, postSamplingProbs: rejection, signal })).map((s) => s.token)),
+      generate: (ctx, maxTokens, signal) => job.target.server.generate({ promptIds: ctx, maxTokens, sampling, topN: Math.max(1, r.logprobs ?? 0), postSamplingProbs: false, signal }),
     },
   };
 }
@@ -91,6 +94,7 @@ export async function serveSpeculative(job: SpeculativeJob): Promise<void> {
     stats,
     onDraftFailure: (reason) => {
       ctx.counters.draftFallbacks += 1;
+      ctx.upstreams.draftFailed(job.draft.server.baseUrl);
       ctx.logger.warn('draft failed; continuing target-only', { reason, draft: job.draft.server.baseUrl });
     },
   });
@@ -112,6 +116,7 @@ export async function serveSpeculative(job: SpeculativeJob): Promise<void> {
   const assembler = new TextAssembler(request.stop);
   let text = '';
   let completionTokens = 0;
+  const allLogprobs: TokenLogprobEntry[] = [];
   let finish: FinishReason = 'length';
   let previousId = promptIds[promptIds.length - 1];
   const lookup = (ids: readonly number[], s: AbortSignal) => target.server.detokenize(ids, s);
@@ -123,20 +128,25 @@ export async function serveSpeculative(job: SpeculativeJob): Promise<void> {
         break;
       }
       let delta = '';
+      const chunkLogprobs: TokenLogprobEntry[] = [];
       for (const token of step.value.tokens) {
         completionTokens += 1;
         if (isEnd(token)) continue;
-        const piece = assembler.push(await job.bytesCache.bytesOf(token, previousId, lookup, signal));
+        const bytes = await job.bytesCache.bytesOf(token, previousId, lookup, signal);
+        if (request.logprobs !== undefined) chunkLogprobs.push(await logprobEntry(job, token, bytes, previousId));
+        const piece = assembler.push(bytes);
         previousId = token.id;
         delta += piece.text;
         if (piece.stopped) break;
       }
+      const chunkLogprobsBody = request.logprobs === undefined ? null : logprobsBody(request.route, chunkLogprobs, text.length);
+      allLogprobs.push(...chunkLogprobs);
       if (assembler.stopped) {
         finish = 'stop';
         await run.return({ finish: 'stop', stats });
       }
       text += delta;
-      if (delta !== '') await send(builder.chunk(delta));
+      if (delta !== '' || chunkLogprobs.length > 0) await send(builder.chunk(delta, null, chunkLogprobsBody));
       if (assembler.stopped || writer?.closed) break;
     }
     const tail = assembler.finish().text;
@@ -145,7 +155,8 @@ export async function serveSpeculative(job: SpeculativeJob): Promise<void> {
     const usage = usageBody(promptIds.length, completionTokens, summary);
     ctx.logger.debug('speculative request done', { ...summary, completionTokens, finish });
     if (writer === undefined) {
-      job.res.set(summaryHeaders(summary)).json(builder.complete(text, finish, usage));
+      const logprobs = request.logprobs === undefined ? null : logprobsBody(request.route, allLogprobs, 0);
+      job.res.set(summaryHeaders(summary)).json(builder.complete(text, finish, usage, logprobs));
       return;
     }
     await send(builder.chunk(tail, finish));
@@ -156,6 +167,18 @@ export async function serveSpeculative(job: SpeculativeJob): Promise<void> {
     if (writer === undefined || !writer.hasStarted) throw err;
     await writer.fail(err);
   }
+}
+
+/** A committed token's logprob and top alternatives as the target reported them at its position. */
+async function logprobEntry(job: SpeculativeJob, token: GeneratedToken, bytes: Uint8Array, anchorId: number | undefined): Promise<TokenLogprobEntry> {
+  const lookup = (ids: readonly number[], s: AbortSignal) => job.target.server.detokenize(ids, s);
+  const n = job.request.logprobs ?? 0;
+  const own = token.logprob ?? token.top?.find((t) => t.id === token.id)?.logprob ?? -Infinity;
+  const top: TokenAlternative[] = [];
+  for (const alt of (token.top ?? []).slice(0, n)) {
+    top.push(alternative(await job.bytesCache.bytesOf(alt, anchorId, lookup, job.signal), alt.logprob));
+  }
+  return { ...alternative(bytes, own), top };
 }
 
 function toFinish(f: EngineFinish): FinishReason {

@@ -1,4 +1,5 @@
 import { connectServer } from '../backends/detect.js';
+import { vocabularyMismatch } from '../backends/vocabulary-check.js';
 import type { ModelServer, ServerInfo } from '../backends/types.js';
 import type { DsdConfig, UpstreamConfig } from '../config/types.js';
 import { DsdError, type UpstreamRole } from '../errors.js';
@@ -65,16 +66,19 @@ function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
+/** Whether a draft was checked against the target's vocabulary. */
+type VocabularyState = { kind: 'unchecked' } | { kind: 'ok' } | { kind: 'mismatch'; reason: string };
+
 /** The target and the draft pool of one dsd instance. */
 export class Upstreams {
   private readonly targetServer: LazyServer;
-  private readonly draftServers: LazyServer[];
+  private readonly draftServers: { lazy: LazyServer; url: string; vocabulary: VocabularyState }[];
 
-  constructor(config: DsdConfig, logger: Logger) {
+  constructor(config: DsdConfig, private readonly logger: Logger) {
     const targetUrl = config.target.urls[0];
     if (targetUrl === undefined) throw new DsdError('internal_error', 'no target URL configured (DSD_TARGET_URL)');
     this.targetServer = new LazyServer(targetUrl, 'target', config.target, logger);
-    this.draftServers = config.draft.urls.map((url) => new LazyServer(url, 'draft', config.draft, logger));
+    this.draftServers = config.draft.urls.map((url) => ({ lazy: new LazyServer(url, 'draft', config.draft, logger), url, vocabulary: { kind: 'unchecked' } }));
   }
 
   /** The target, connected (kind detected, model described) on first use. */
@@ -87,16 +91,60 @@ export class Upstreams {
     return this.draftServers.length > 0;
   }
 
-  /** The first draft that connects, or undefined when none does (speculation then degrades). */
+  /**
+   * The first draft that connects and shares the target's vocabulary, or undefined (the request
+   * then goes to the target alone). The vocabulary is checked on first use and again after a
+   * draft failed, so a draft that comes back is checked before it is trusted.
+   */
   async draft(signal: AbortSignal): Promise<ConnectedServer | undefined> {
-    for (const draft of this.draftServers) {
+    for (const entry of this.draftServers) {
       try {
-        return await draft.get(signal);
+        const draft = await entry.lazy.get(signal);
+        if (entry.vocabulary.kind === 'unchecked') await this.checkVocabulary(entry, draft, signal);
+        if (entry.vocabulary.kind === 'ok') return draft;
       } catch {
         // try the next one; the caller falls back to target-only decoding
       }
     }
     return undefined;
+  }
+
+  private async checkVocabulary(entry: Upstreams['draftServers'][number], draft: ConnectedServer, signal: AbortSignal): Promise<void> {
+    const target = await this.target(signal);
+    const reason = await vocabularyMismatch(target, draft, signal);
+    entry.vocabulary = reason === undefined ? { kind: 'ok' } : { kind: 'mismatch', reason };
+    if (reason !== undefined) {
+      this.logger.error('draft does not share the target vocabulary; it will not be used', { draft: entry.url, target: target.server.baseUrl, reason });
+    }
+  }
+
+  /** Forgets a draft's vocabulary check after it failed, so it is checked again when it answers. */
+  draftFailed(baseUrl: string): void {
+    const entry = this.draftServers.find((d) => d.url === baseUrl);
+    if (entry !== undefined && entry.vocabulary.kind === 'ok') entry.vocabulary = { kind: 'unchecked' };
+  }
+
+  /**
+   * Startup check of every draft: a vocabulary mismatch is an error naming both servers; an
+   * unreachable draft is only reported (requests degrade to the target alone until it answers).
+   */
+  async verifyDrafts(signal: AbortSignal): Promise<{ unreachable: string[] }> {
+    const unreachable: string[] = [];
+    const target = await this.target(signal);
+    for (const entry of this.draftServers) {
+      let draft: ConnectedServer;
+      try {
+        draft = await entry.lazy.get(signal);
+      } catch {
+        unreachable.push(entry.url);
+        continue;
+      }
+      await this.checkVocabulary(entry, draft, signal);
+      if (entry.vocabulary.kind === 'mismatch') {
+        throw new DsdError('vocabulary_mismatch', `the draft at ${entry.url} and the target at ${target.server.baseUrl} do not share a vocabulary: ${entry.vocabulary.reason}`);
+      }
+    }
+    return { unreachable };
   }
 
   /** Health of every upstream, for /ready. */
@@ -109,12 +157,12 @@ export class Upstreams {
         return false;
       }
     };
-    const [target, ...drafts] = await Promise.all([check(this.targetServer), ...this.draftServers.map(check)]);
+    const [target, ...drafts] = await Promise.all([check(this.targetServer), ...this.draftServers.map((d) => check(d.lazy))]);
     return { target: target ?? false, drafts };
   }
 
   /** Closes every connection pool. */
   async close(): Promise<void> {
-    await Promise.all([this.targetServer.close(), ...this.draftServers.map((d) => d.close())]);
+    await Promise.all([this.targetServer.close(), ...this.draftServers.map((d) => d.lazy.close())]);
   }
 }
