@@ -3,7 +3,7 @@ import { runSpeculation, type DraftPort, type EngineOptions, type TargetPort } f
 import { seededRng } from '../src/speculative/sampling.js';
 import { emptyStats, type SpeculationStats } from '../src/speculative/stats.js';
 import type { GeneratedToken } from '../src/speculative/types.js';
-import { fixedWindow } from '../src/speculative/window.js';
+import { fixedPlanner } from '../src/speculative/planner.js';
 
 /** A deterministic "model": next token from the context's sum and length, mod 50; 49 is EOS. */
 const next = (ctx: readonly number[]) => (ctx.reduce((a, b) => a + b, 0) * 7 + ctx.length * 13 + 3) % 50;
@@ -62,13 +62,16 @@ function reference(prompt: number[], n: number, stopAtEos = true): number[] {
   return out;
 }
 
-async function collect(o: Partial<EngineOptions> & { draft: DraftPort | undefined; target: TargetPort }) {
+const slotOf = (port: DraftPort | undefined, k = 4) => (port === undefined ? undefined : { port, planner: fixedPlanner(k), name: 'draft' });
+
+async function collect(o: Partial<Omit<EngineOptions, 'draft'>> & { draft: DraftPort | undefined; target: TargetPort; k?: number }) {
   const stats: SpeculationStats = emptyStats();
   const failures: string[] = [];
+  const { draft, k, ...rest } = o;
   const gen = runSpeculation({
     prompt: [1, 2, 3],
     rule: 'greedy',
-    window: fixedWindow(4),
+    draftAhead: false,
     maxTokens: 40,
     contextTokens: 1000,
     maxPositions: 16,
@@ -78,8 +81,9 @@ async function collect(o: Partial<EngineOptions> & { draft: DraftPort | undefine
     now: () => 0,
     signal: new AbortController().signal,
     stats,
-    onDraftFailure: (reason) => failures.push(reason),
-    ...o,
+    onDraftFailure: (_slot, reason) => failures.push(reason),
+    ...rest,
+    draft: slotOf(draft, k),
   });
   const tokens: number[] = [];
   let step = await gen.next();
@@ -159,7 +163,7 @@ describe('runSpeculation', () => {
         }),
       generate: async function* () {},
     };
-    const gen = runSpeculation({ prompt: [1], draft: draftPort({}), target: slowTarget, rule: 'greedy', window: fixedWindow(2), maxTokens: 5, contextTokens: 100, maxPositions: 8, isEnd: () => false, isValidDraftToken: () => true, rng: seededRng(1), now: () => 0, signal: controller.signal, stats: emptyStats() });
+    const gen = runSpeculation({ prompt: [1], draft: slotOf(draftPort({}), 2), target: slowTarget, rule: 'greedy', draftAhead: false, maxTokens: 5, contextTokens: 100, maxPositions: 8, isEnd: () => false, isValidDraftToken: () => true, rng: seededRng(1), now: () => 0, signal: controller.signal, stats: emptyStats() });
     const pending = gen.next();
     setTimeout(() => controller.abort(new Error('client gone')), 5);
     await expect(pending).rejects.toThrow('client gone');

@@ -23,14 +23,12 @@ interface DsdUsage {
 describe.skipIf(skip !== undefined)('speculative decoding through real llama-servers is token-identical at temperature 0', () => {
   let target: LlamaProcess;
   const drafts: Record<string, LlamaProcess> = {};
-  let direct: OpenAI;
   const expected: GreedyReference[] = [];
 
   beforeAll(async () => {
     target = await startLlamaServer({ model: 'stories260K-f32.gguf', alias: 'target', slots: 8 });
     drafts.q4_0 = await startLlamaServer({ model: 'stories260K-q4_0.gguf', alias: 'draft-q4', slots: 2 });
     drafts.q8_0 = await startLlamaServer({ model: 'stories260K-q8_0.gguf', alias: 'draft-q8', slots: 2 });
-    direct = new OpenAI({ baseURL: `${target.url}/v1`, apiKey: 'unused', maxRetries: 0 });
     for (const prompt of STORY_PROMPTS) expected.push(await greedyReference(target.url, await tokenizeOn(target.url, prompt), MAX_TOKENS));
   });
   afterAll(async () => {

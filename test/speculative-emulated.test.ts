@@ -69,7 +69,8 @@ describe('failures and controls (llama.cpp emulators)', () => {
     target = new LlamaEmulator({ model: models.target, alias: 'target' });
     draft = new LlamaEmulator({ model: models.draft, alias: 'draft' });
     await Promise.all([target.listen(), draft.listen()]);
-    dsd = await startTestDsd({ target: { urls: [target.url] }, draft: { urls: [draft.url], timeouts: { headersTimeoutMs: 200 } }, speculation: { window: 3, windowMax: 6 } });
+    // A short breaker cooldown: after the failure tests the draft must come back (half-open probe).
+    dsd = await startTestDsd({ target: { urls: [target.url] }, draft: { urls: [draft.url], timeouts: { headersTimeoutMs: 200 } }, speculation: { window: 3, windowMax: 6, draftCooldownMs: 50 } });
     direct = new OpenAI({ baseURL: `${target.url}/v1`, apiKey: 'unused', maxRetries: 0 });
   });
   afterAll(async () => {
@@ -101,7 +102,7 @@ describe('failures and controls (llama.cpp emulators)', () => {
     const text = chunks.map((c) => c.choices[0]?.text ?? '').join('');
     expect(text).toBe(want);
     const usage = chunks.at(-1).usage;
-    expect(usage.dsd.fallback).toMatch(/draft failed/);
+    expect(usage.dsd.fallback).toMatch(/draft http:\/\/127\.0\.0\.1:\d+ failed/);
     expect(usage.dsd.target_only_tokens).toBeGreaterThan(0);
     expect(dsd.router.dsd.counters.draftFallbacks).toBeGreaterThan(0);
   });
@@ -117,6 +118,11 @@ describe('failures and controls (llama.cpp emulators)', () => {
     } finally {
       await draft.listen(port);
     }
+    // The breaker let the recovered draft back in after its cooldown, through a half-open probe.
+    await new Promise((r) => setTimeout(r, 60));
+    const back = await postJson(`${dsd.baseUrl}/v1/completions`, { model: 'target', prompt: 'The little bird', max_tokens: 30, temperature: 0 });
+    expect(back.body.usage.dsd.rounds).toBeGreaterThan(0);
+    expect(dsd.router.dsd.upstreams.drafts.states()[0]?.state).toBe('closed');
   });
 
   it('per-request control: header off → passthrough; body window clamped to the bounds', async () => {

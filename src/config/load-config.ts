@@ -111,12 +111,15 @@ export function loadConfig(env: Env, overrides: DsdOptions = {}): DsdConfig {
   const r = new EnvReader(env);
   const portDefault = r.int('PORT', 8080, 0, 65_535);
   const speculation = {
-    window: r.int('DSD_WINDOW', 4, 0, 64),
+    window: r.string('DSD_WINDOW') === 'auto' ? ('auto' as const) : r.int('DSD_WINDOW', -1, 0, 64),
     windowMin: r.int('DSD_WINDOW_MIN', 1, 0, 64),
     windowMax: r.int('DSD_WINDOW_MAX', 16, 1, 64),
     acceptance: r.oneOf('DSD_ACCEPTANCE', ACCEPTANCE, 'sample-match'),
     topLogprobs: r.int('DSD_TOP_LOGPROBS', 20, 1, 1024),
+    draftAhead: r.oneOf('DSD_DRAFT_AHEAD', ['on', 'off'] as const, 'on') === 'on',
+    draftCooldownMs: r.int('DSD_DRAFT_COOLDOWN_MS', 5_000, 1, DAY_MS),
   };
+  const window = speculation.window === -1 ? ('auto' as const) : speculation.window;
   const config: DsdConfig = {
     target: readUpstream(r, 'TARGET', { connectTimeoutMs: 5_000, headersTimeoutMs: 60_000, bodyTimeoutMs: 60_000 }),
     draft: readUpstream(r, 'DRAFT', { connectTimeoutMs: 2_000, headersTimeoutMs: 5_000, bodyTimeoutMs: 5_000 }),
@@ -125,7 +128,7 @@ export function loadConfig(env: Env, overrides: DsdOptions = {}): DsdConfig {
     apiKeys: (r.string('DSD_API_KEY') ?? '').split(',').map((k) => k.trim()).filter(Boolean),
     logLevel: r.oneOf('DSD_LOG_LEVEL', LOG_LEVELS, 'info'),
     bodyLimitBytes: r.int('DSD_BODY_LIMIT_BYTES', 8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
-    speculation,
+    speculation: { ...speculation, window },
   };
   const merged = applyOverrides(config, overrides);
   checkConsistency(merged, r.problems);

@@ -30,13 +30,17 @@ export interface UpstreamConfig {
 
 /** Speculative decoding settings. */
 export interface SpeculationConfig {
-  /** Draft tokens per round (k). */
-  window: number;
+  /** Draft tokens per round (k), or `auto`: chosen each round from measured costs and acceptance. */
+  window: number | 'auto';
   windowMin: number;
   windowMax: number;
   acceptance: AcceptanceSetting;
   /** Top-N log-probabilities asked of servers when a rule needs them. */
   topLogprobs: number;
+  /** Let the draft work on the optimistic continuation while the target verifies. */
+  draftAhead: boolean;
+  /** How long a failing draft is left alone before it is probed again. */
+  draftCooldownMs: number;
 }
 
 /** The full, validated configuration of a dsd instance. */

@@ -6,16 +6,7 @@ import type { DsdContext } from './context.js';
 import { passthrough } from './passthrough.js';
 import type { GenerationRequest } from './request-types.js';
 import { serveSpeculative } from './speculative-responder.js';
-import { clampWindow } from '../speculative/window.js';
 import { validateGenerationRequest } from './validation.js';
-
-/** The window for a request: its own (clamped to the configured bounds) or the configured one; 0 = off. */
-function speculationWindow(ctx: DsdContext, request: GenerationRequest): number {
-  const { window, windowMin, windowMax } = ctx.config.speculation;
-  if (request.speculation.enabled === false) return 0;
-  const wanted = request.speculation.window ?? window;
-  return wanted === 0 ? 0 : clampWindow(wanted, { min: Math.max(1, windowMin), max: windowMax });
-}
 
 /**
  * Whether the engine reproduces the target exactly for this request. Logprobs come from the
@@ -23,7 +14,8 @@ function speculationWindow(ctx: DsdContext, request: GenerationRequest): number 
  * post-sampling probabilities rather than the model's own.
  */
 function canSpeculate(ctx: DsdContext, request: GenerationRequest): boolean {
-  if (request.passthroughReason !== undefined) return false;
+  if (ctx.upstreams.drafts.size === 0 || request.passthroughReason !== undefined) return false;
+  if (request.speculation.enabled === false || request.speculation.window === 0) return false;
   const rejection = request.temperature > 0 && ctx.config.speculation.acceptance === 'rejection';
   return request.logprobs === undefined || !rejection;
 }
@@ -37,13 +29,11 @@ export function generationRoute(ctx: DsdContext, route: OpenAiRoute): RequestHan
     if (request.model !== target.info.modelId) {
       throw new DsdError('model_not_found', `model '${request.model}' does not exist; this server serves '${target.info.modelId}'`, { param: 'model' });
     }
-    const window = speculationWindow(ctx, request);
-    const draft = window > 0 && canSpeculate(ctx, request) ? await ctx.upstreams.draft(abort.signal) : undefined;
-    if (draft === undefined) {
-      ctx.counters.passthrough += 1;
-      await passthrough(request, target.server, res, abort.signal);
-      return;
+    if (canSpeculate(ctx, request)) {
+      const served = await serveSpeculative({ ctx, request, target, res, signal: abort.signal });
+      if (served) return;
     }
-    await serveSpeculative({ ctx, request, target, draft, window, bytesCache: ctx.bytesCache, res, signal: abort.signal });
+    ctx.counters.passthrough += 1;
+    await passthrough(request, target.server, res, abort.signal);
   };
 }

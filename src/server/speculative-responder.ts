@@ -1,14 +1,12 @@
 import type { Response } from 'express';
-import type { ModelServer, SamplingParams, ServerInfo } from '../backends/types.js';
 import type { TokenBytesCache } from '../cache/token-bytes-cache.js';
 import { DsdError } from '../errors.js';
-import type { AcceptanceRule } from '../speculative/acceptance.js';
-import { runSpeculation, type DraftPort, type EngineFinish, type TargetPort } from '../speculative/engine.js';
-import { seededRng } from '../speculative/sampling.js';
+import { runSpeculation, type EngineFinish } from '../speculative/engine.js';
 import { emptyStats } from '../speculative/stats.js';
 import { TextAssembler } from '../speculative/text-assembler.js';
 import type { GeneratedToken } from '../speculative/types.js';
-import { fixedWindow } from '../speculative/window.js';
+import { openSession } from './speculative-session.js';
+import type { ConnectedServer } from './upstreams.js';
 import type { DsdContext } from './context.js';
 import { OpenAiResponseBuilder, summarize, summaryHeaders, usageBody, type FinishReason } from './openai-output.js';
 import { alternative, logprobsBody, type TokenAlternative, type TokenLogprobEntry } from './logprobs-output.js';
@@ -16,88 +14,37 @@ import { buildPromptIds } from './prompt-builder.js';
 import type { GenerationRequest } from './request-types.js';
 import { SseWriter } from './sse-writer.js';
 
-/** One speculative request: the client's request and the two servers chosen for it. */
-export interface SpeculativeJob {
+/** One speculative request: the client's request and its target. */
+export interface SpeculativeRequest {
   ctx: DsdContext;
   request: GenerationRequest;
-  target: { server: ModelServer; info: ServerInfo };
-  draft: { server: ModelServer; info: ServerInfo };
-  window: number;
-  bytesCache: TokenBytesCache;
+  target: ConnectedServer;
   res: Response;
   signal: AbortSignal;
 }
 
-/** The rule used for a request, and how it is described to the client. */
-function chooseRule(job: SpeculativeJob): { rule: AcceptanceRule; label: string } {
-  if (job.request.temperature === 0) return { rule: 'greedy', label: 'greedy' };
-  if (job.ctx.config.speculation.acceptance === 'sample-match') return { rule: 'sample-match', label: 'sample-match' };
-  const n = job.ctx.config.speculation.topLogprobs;
-  const exact = job.request.topK > 0 && job.request.topK <= n;
-  return { rule: 'rejection', label: exact ? 'rejection' : `rejection (approximate: top-${n} probabilities)` };
+/** A request with its prompt built. */
+interface SpeculativeJob extends SpeculativeRequest {
+  bytesCache: TokenBytesCache;
 }
 
-function ports(job: SpeculativeJob, rule: AcceptanceRule): { draft: DraftPort; target: TargetPort } {
-  const r = job.request;
-  const sampling: SamplingParams = { temperature: r.temperature, topP: r.topP, topK: r.topK, minP: r.minP };
-  const rejection = rule === 'rejection';
-  const topN = rejection ? job.ctx.config.speculation.topLogprobs : 1;
-  // Client logprobs come from the target's verification results, never from the draft.
-  const targetTopN = Math.max(topN, r.logprobs ?? 0);
-  // Matching rules accept a draft token with probability p(token): proposing the draft's argmax
-  // maximises that, so the draft decodes greedily unless rejection sampling needs its q.
-  const draftSampling: SamplingParams = rejection ? sampling : { temperature: 0, topP: 1, topK: 0, minP: 0 };
-  const observe = (tokens: GeneratedToken[]) => {
-    for (const t of tokens) job.bytesCache.observe(t);
-    return tokens;
-  };
-  return {
-    draft: {
-      propose: async (ctx, k, signal) => observe(await job.draft.server.propose({ promptIds: ctx, maxTokens: k, sampling: draftSampling, topN, postSamplingProbs: rejection, signal })),
-    },
-    target: {
-      score: async (prompts, signal) => observe((await job.target.server.score({ prompts, sampling, topN: targetTopN, postSamplingProbs: rejection, signal })).map((s) => s.token)),
-      generate: (ctx, maxTokens, signal) => job.target.server.generate({ promptIds: ctx, maxTokens, sampling, topN: Math.max(1, r.logprobs ?? 0), postSamplingProbs: false, signal }),
-    },
-  };
-}
-
-/** Serves a request with speculative rounds, streaming each round's committed text. */
-export async function serveSpeculative(job: SpeculativeJob): Promise<void> {
+/**
+ * Serves a request with speculative rounds, streaming each round's committed text. Returns false
+ * (having sent nothing) when no draft is available, so the caller sends the request to the target.
+ */
+export async function serveSpeculative(req: SpeculativeRequest): Promise<boolean> {
+  const job: SpeculativeJob = { ...req, bytesCache: req.ctx.bytesCache };
   const { request, target, signal, ctx } = job;
   const promptIds = await buildPromptIds(request.input, target.server, signal);
   const room = target.info.contextTokens - promptIds.length;
   if (room <= 0) {
     throw new DsdError('invalid_request', `the prompt is ${promptIds.length} tokens; the model's context is ${target.info.contextTokens}`, { param: request.route === 'chat' ? 'messages' : 'prompt' });
   }
-  const { rule, label } = chooseRule(job);
-  const stopIds = new Set(request.stopTokenIds);
-  const eosId = target.info.eosId;
-  const isEnd = (t: GeneratedToken) => t.endOfGeneration === true || t.id === eosId || stopIds.has(t.id);
-  const vocab = target.info.vocabSize ?? job.draft.info.vocabSize;
   const stats = emptyStats();
-  const { draft, target: targetPort } = ports(job, rule);
-  const run = runSpeculation({
-    prompt: promptIds,
-    draft,
-    target: targetPort,
-    rule,
-    window: fixedWindow(job.window),
-    maxTokens: Math.min(request.maxTokens ?? room, room),
-    contextTokens: target.info.contextTokens,
-    maxPositions: target.info.parallelSlots,
-    isEnd,
-    isValidDraftToken: (id) => Number.isInteger(id) && id >= 0 && (vocab === undefined || id < vocab),
-    rng: seededRng(Math.floor(Math.random() * 2 ** 32)),
-    now: () => performance.now(),
-    signal,
-    stats,
-    onDraftFailure: (reason) => {
-      ctx.counters.draftFallbacks += 1;
-      ctx.upstreams.draftFailed(job.draft.server.baseUrl);
-      ctx.logger.warn('draft failed; continuing target-only', { reason, draft: job.draft.server.baseUrl });
-    },
-  });
+  const session = await openSession({ ctx, request, target, promptIds, bytesCache: job.bytesCache, stats, signal });
+  if (session === undefined) return false;
+  const { isEnd } = session.engine;
+  const run = runSpeculation(session.engine);
   ctx.counters.speculative += 1;
 
   const builder = new OpenAiResponseBuilder(request.route, request.model);
@@ -151,13 +98,13 @@ export async function serveSpeculative(job: SpeculativeJob): Promise<void> {
     }
     const tail = assembler.finish().text;
     text += tail;
-    const summary = summarize(stats, label);
+    const summary = summarize(stats, session.ruleLabel);
     const usage = usageBody(promptIds.length, completionTokens, summary);
-    ctx.logger.debug('speculative request done', { ...summary, completionTokens, finish });
+    ctx.logger.debug('speculative request done', { ...summary, completionTokens, finish, draftAhead: { hits: stats.draftAheadHits, misses: stats.draftAheadMisses, savedMs: stats.draftAheadSavedMs } });
     if (writer === undefined) {
       const logprobs = request.logprobs === undefined ? null : logprobsBody(request.route, allLogprobs, 0);
       job.res.set(summaryHeaders(summary)).json(builder.complete(text, finish, usage, logprobs));
-      return;
+      return true;
     }
     await send(builder.chunk(tail, finish));
     if (request.includeUsage) await send(builder.usageChunk(usage));
@@ -166,7 +113,10 @@ export async function serveSpeculative(job: SpeculativeJob): Promise<void> {
     await run.return({ finish: 'stop', stats }).catch(() => undefined);
     if (writer === undefined || !writer.hasStarted) throw err;
     await writer.fail(err);
+  } finally {
+    session.release();
   }
+  return true;
 }
 
 /** A committed token's logprob and top alternatives as the target reported them at its position. */

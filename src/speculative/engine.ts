@@ -1,61 +1,115 @@
 import { verifyByMatch, verifyByRejection, type AcceptanceRule, type DraftCandidate, type TargetPosition, type Verdict } from './acceptance.js';
+import { DraftAhead } from './draft-ahead.js';
+import type { CommittedTokens, DraftSlot, EngineOptions, EngineResult } from './engine-types.js';
+import { committedToken, GenerationState } from './generation-state.js';
 import type { Rng, TokenProb } from './sampling.js';
-import { recordRound, type SpeculationStats } from './stats.js';
+import { recordRound } from './stats.js';
+import { targetOnlyStretch } from './target-only-stretch.js';
 import type { GeneratedToken } from './types.js';
-import { roundWindow, type WindowPolicy } from './window.js';
+import { roundWindow } from './window.js';
 
-/** The draft model, as the engine needs it. */
-export interface DraftPort {
-  /** Up to k tokens continuing ctx (fewer when the draft ends its text). */
-  propose(ctx: readonly number[], k: number, signal: AbortSignal): Promise<GeneratedToken[]>;
+export type { CommittedTokens, DraftPort, DraftSlot, EngineOptions, EngineResult, TargetPort } from './engine-types.js';
+export type { EngineFinish } from './generation-state.js';
+
+/** Draft output the round may use, or why the draft is unusable. */
+type Proposal = { kind: 'ok'; tokens: GeneratedToken[]; guess: GeneratedToken | undefined; waitMs: number; workMs: number } | { kind: 'failed'; reason: string; err: unknown };
+
+/**
+ * Generates with speculative rounds — propose k draft tokens, score all k+1 positions on the
+ * target in one batch, verify by the acceptance rule, commit, observe — with k chosen by the
+ * draft's planner each round. When the planner finds that speculation does not pay, the target
+ * generates alone in one stream while the draft runs in shadow; when it pays again, rounds resume.
+ * A failing draft costs speed, never correctness: another draft or the target alone takes over.
+ * Returning early (stop string, client gone) aborts whatever request is in flight.
+ */
+export async function* runSpeculation(o: EngineOptions): AsyncGenerator<CommittedTokens, EngineResult> {
+  const state = new GenerationState(o.prompt, { maxTokens: o.maxTokens, contextTokens: o.contextTokens, isEnd: o.isEnd }, o.stats);
+  const inner = new AbortController();
+  const onOuterAbort = () => inner.abort(o.signal.reason);
+  o.signal.addEventListener('abort', onOuterAbort, { once: true });
+  let draft = o.draft;
+  const ahead = new DraftAhead(o.now, o.stats);
+  const dropDraft = async (failed: DraftSlot, reason: string, err: unknown) => {
+    ahead.cancel();
+    o.stats.fallbackReason = reason;
+    o.onDraftFailure?.(failed, reason, err);
+    draft = (await o.replaceDraft?.(failed, reason)) ?? undefined;
+  };
+  try {
+    for (;;) {
+      if (o.signal.aborted) throw o.signal.reason;
+      if (state.remaining <= 0) return { finish: 'length', stats: o.stats };
+      const decision = draft === undefined ? undefined : draft.planner.decide();
+      if (draft === undefined || decision?.kind === 'target-only') {
+        ahead.cancel();
+        const stretch = targetOnlyStretch({ state, target: o.target, draft, shadowEvery: 8, shadowK: decision?.kind === 'speculate' ? decision.k : 4, now: o.now, signal: inner.signal });
+        let step = await stretch.next();
+        for (; !step.done; step = await stretch.next()) yield { tokens: step.value, source: 'target-only' };
+        if (step.value.kind === 'finished') return { finish: step.value.finish, stats: o.stats };
+        continue;
+      }
+      const k = roundWindow(decision?.kind === 'speculate' ? decision.k : 1, state.remaining, o.maxPositions);
+
+      // propose
+      const proposal = await propose(o, draft, ahead, state.ctx, k, inner.signal);
+      if (proposal.kind === 'failed') {
+        if (o.signal.aborted) throw o.signal.reason;
+        await dropDraft(draft, proposal.reason, proposal.err);
+        continue;
+      }
+
+      // score (the draft works ahead meanwhile)
+      const verifyStart = o.now();
+      const prompts = [state.ctx.slice()];
+      for (const t of proposal.tokens) prompts.push([...(prompts[prompts.length - 1] as number[]), t.id]);
+      const scoring = o.target.score(prompts, inner.signal);
+      if (o.draftAhead && proposal.guess !== undefined) ahead.start(draft.port, [...(prompts[prompts.length - 1] as number[]), proposal.guess.id], k, inner.signal);
+      const scored = await scoring;
+      const verifyMs = o.now() - verifyStart;
+
+      // verify
+      const verdict = verify(o.rule, proposal.tokens, scored, o.rng);
+
+      // commit
+      const tokens = verdict.tokens.map((id, i) => committedToken(id, scored[verdict.positions[i] as number], proposal.tokens[i]));
+      const { kept, finish } = state.take(tokens);
+      ahead.keepIf(state.ctx);
+
+      // observe
+      recordRound(o.stats, { drafted: proposal.tokens.length, accepted: verdict.accepted, committed: kept.length, draftMs: proposal.waitMs, verifyMs });
+      draft.planner.observeRound({ drafted: proposal.tokens.length, accepted: verdict.accepted, draftMs: proposal.waitMs, draftWorkMs: proposal.workMs, verifyMs });
+      yield { tokens: kept, source: 'round' };
+      if (finish) return { finish, stats: o.stats };
+    }
+  } finally {
+    o.signal.removeEventListener('abort', onOuterAbort);
+    ahead.cancel();
+    inner.abort();
+  }
 }
 
-/** The target model, as the engine needs it. */
-export interface TargetPort {
-  /** The target's own sample (and distribution) after each prompt, all in one batch. */
-  score(prompts: readonly (readonly number[])[], signal: AbortSignal): Promise<GeneratedToken[]>;
-  /** The target alone, streaming, for when speculation stops. */
-  generate(ctx: readonly number[], maxTokens: number, signal: AbortSignal): AsyncIterable<GeneratedToken>;
-}
-
-/** Everything one speculative generation needs. */
-export interface EngineOptions {
-  prompt: readonly number[];
-  draft: DraftPort | undefined;
-  target: TargetPort;
-  rule: AcceptanceRule;
-  window: WindowPolicy;
-  maxTokens: number;
-  /** Prompt + output may not exceed this. */
-  contextTokens: number;
-  /** Prompts the target scores in one batch (k+1 ≤ this). */
-  maxPositions: number;
-  /** True for a token that ends generation (EOS, a requested stop token id). */
-  isEnd: (token: GeneratedToken) => boolean;
-  /** Rejects draft output that the target must never see (ids outside the vocabulary). */
-  isValidDraftToken: (id: number) => boolean;
-  rng: Rng;
-  now: () => number;
-  signal: AbortSignal;
-  /** Filled as the generation goes (the caller keeps it even when it stops the generator early). */
-  stats: SpeculationStats;
-  /** Called when the draft fails; the request goes on target-only. */
-  onDraftFailure?: (reason: string, err: unknown) => void;
-}
-
-/** Why generation ended: an end token, or the token/context limit. */
-export type EngineFinish = 'stop' | 'length';
-
-/** The engine's final word: why it finished and what it measured. */
-export interface EngineResult {
-  finish: EngineFinish;
-  stats: SpeculationStats;
-}
-
-/** A round's committed tokens (or target-only tokens), in order. */
-export interface CommittedTokens {
-  tokens: GeneratedToken[];
-  source: 'round' | 'target-only';
+/** This round's draft tokens: from draft-ahead when it guessed this context, else asked now. */
+async function propose(o: EngineOptions, draft: DraftSlot, ahead: DraftAhead, ctx: readonly number[], k: number, signal: AbortSignal): Promise<Proposal> {
+  if (k === 0) return { kind: 'ok', tokens: [], guess: undefined, waitMs: 0, workMs: 0 };
+  const started = o.now();
+  let tokens: GeneratedToken[];
+  let workMs: number;
+  try {
+    const ready = await ahead.take(ctx);
+    if (ready !== undefined) {
+      tokens = ready.tokens;
+      workMs = ready.workMs;
+    } else {
+      // One token more than k: the draft's guess for the bonus token, for draft-ahead.
+      tokens = await draft.port.propose(ctx, k + (o.draftAhead ? 1 : 0), signal);
+      workMs = o.now() - started;
+    }
+  } catch (err) {
+    return { kind: 'failed', reason: `draft ${draft.name} failed: ${(err as Error)?.message ?? String(err)}`, err };
+  }
+  const bad = tokens.find((t) => !o.isValidDraftToken(t.id));
+  if (bad !== undefined) return { kind: 'failed', reason: `draft ${draft.name} returned token id ${bad.id} outside the vocabulary`, err: undefined };
+  return { kind: 'ok', tokens: tokens.slice(0, k), guess: tokens[k], waitMs: o.now() - started, workMs };
 }
 
 /** The distribution a server reported at a position (its own token included even when outside the top list). */
@@ -66,114 +120,14 @@ function toDist(t: GeneratedToken): TokenProb[] | undefined {
   return dist;
 }
 
-/** The committed token: the target's view of the id where it has one, bytes from whoever knows them. */
-function committedToken(id: number, targetTok: GeneratedToken | undefined, draftTok: GeneratedToken | undefined): GeneratedToken {
-  const base: GeneratedToken = targetTok?.id === id ? { ...targetTok } : { id };
-  const bytes = base.bytes ?? (draftTok?.id === id ? draftTok.bytes : undefined) ?? targetTok?.top?.find((t) => t.id === id)?.bytes;
-  if (bytes !== undefined) base.bytes = bytes;
-  if (targetTok?.id !== id) delete base.endOfGeneration;
-  return base;
-}
-
-/**
- * Generates with speculative rounds: propose k draft tokens, score all k+1 positions on the target
- * in one batch, verify by the acceptance rule, commit, observe. A failing draft costs speed, never
- * correctness: the rest is generated by the target alone. Returning early (stop string, client
- * gone) aborts whatever request is in flight.
- */
-export async function* runSpeculation(o: EngineOptions): AsyncGenerator<CommittedTokens, EngineResult> {
-  const stats = o.stats;
-  const inner = new AbortController();
-  const onOuterAbort = () => inner.abort(o.signal.reason);
-  o.signal.addEventListener('abort', onOuterAbort, { once: true });
-  const ctx = [...o.prompt];
-  let produced = 0;
-  let draft = o.draft;
-  const dropDraft = (reason: string, err: unknown) => {
-    draft = undefined;
-    stats.fallbackReason = reason;
-    o.onDraftFailure?.(reason, err);
-  };
-  /** Commits tokens up to an end token or the limit; returns the finish reason when one was hit. */
-  const take = (tokens: GeneratedToken[]): { kept: GeneratedToken[]; finish?: EngineFinish } => {
-    const kept: GeneratedToken[] = [];
-    for (const t of tokens) {
-      kept.push(t);
-      ctx.push(t.id);
-      produced += 1;
-      if (o.isEnd(t)) return { kept, finish: 'stop' };
-      if (produced >= o.maxTokens || ctx.length >= o.contextTokens) return { kept, finish: 'length' };
-    }
-    return { kept };
-  };
-  try {
-    for (;;) {
-      if (o.signal.aborted) throw o.signal.reason;
-      const remaining = Math.min(o.maxTokens - produced, o.contextTokens - ctx.length);
-      if (remaining <= 0) return { finish: 'length', stats };
-      if (draft === undefined && stats.fallbackReason !== undefined) {
-        // Target-only: one streaming request for the rest, not one round trip per token.
-        for await (const t of o.target.generate(ctx, remaining, inner.signal)) {
-          stats.targetOnlyTokens += 1;
-          const { kept, finish } = take([t]);
-          yield { tokens: kept, source: 'target-only' };
-          if (finish) return { finish, stats };
-        }
-        return { finish: 'stop', stats };
-      }
-      const k = draft === undefined ? 0 : roundWindow(o.window.next(), remaining, o.maxPositions);
-
-      // propose
-      const draftStart = o.now();
-      let proposal: GeneratedToken[] = [];
-      if (draft !== undefined && k > 0) {
-        try {
-          proposal = (await draft.propose(ctx, k, inner.signal)).slice(0, k);
-          const bad = proposal.find((t) => !o.isValidDraftToken(t.id));
-          if (bad !== undefined) {
-            dropDraft(`draft returned token id ${bad.id} outside the vocabulary`, undefined);
-            continue;
-          }
-        } catch (err) {
-          if (o.signal.aborted) throw o.signal.reason;
-          dropDraft(`draft failed: ${(err as Error)?.message ?? String(err)}`, err);
-          continue;
-        }
-      }
-      const draftMs = o.now() - draftStart;
-
-      // score
-      const verifyStart = o.now();
-      const prompts = [ctx.slice()];
-      for (const t of proposal) prompts.push([...(prompts[prompts.length - 1] as number[]), t.id]);
-      const scored = await o.target.score(prompts, inner.signal);
-      const verifyMs = o.now() - verifyStart;
-
-      // verify
-      const verdict = verify(o.rule, proposal, scored, o.rng);
-
-      // commit
-      const tokens = verdict.tokens.map((id, i) => committedToken(id, scored[verdict.positions[i] as number], proposal[i]));
-      const { kept, finish } = take(tokens);
-
-      // observe
-      recordRound(stats, { drafted: proposal.length, accepted: verdict.accepted, committed: kept.length, draftMs, verifyMs });
-      yield { tokens: kept, source: 'round' };
-      if (finish) return { finish, stats };
-    }
-  } finally {
-    o.signal.removeEventListener('abort', onOuterAbort);
-    inner.abort();
-  }
-}
-
 function verify(rule: AcceptanceRule, proposal: GeneratedToken[], scored: GeneratedToken[], rng: Rng): Verdict {
+  const withDist = rule === 'rejection';
   const target: TargetPosition[] = scored.map((t) => {
-    const dist = rule === 'rejection' ? toDist(t) : undefined;
+    const dist = withDist ? toDist(t) : undefined;
     return dist === undefined ? { sampled: t.id } : { sampled: t.id, dist };
   });
   const draft: DraftCandidate[] = proposal.map((t) => {
-    const dist = rule === 'rejection' ? toDist(t) : undefined;
+    const dist = withDist ? toDist(t) : undefined;
     return dist === undefined ? { id: t.id } : { id: t.id, dist };
   });
   switch (rule) {

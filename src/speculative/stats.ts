@@ -13,13 +13,19 @@ export interface SpeculationStats {
   targetOnlyTokens: number;
   draftMs: number;
   verifyMs: number;
-  /** Why the request stopped speculating, if it did. */
+  /** Why the request lost a draft, if it did. */
   fallbackReason: string | undefined;
+  /** Rounds whose proposal draft-ahead had made during the previous verification. */
+  draftAheadHits: number;
+  /** Draft-ahead proposals dropped because verification went elsewhere. */
+  draftAheadMisses: number;
+  /** Draft time hidden behind verification by draft-ahead. */
+  draftAheadSavedMs: number;
 }
 
 /** Fresh, zeroed statistics. */
 export function emptyStats(): SpeculationStats {
-  return { rounds: 0, draftTokens: 0, acceptedTokens: 0, acceptedPerPosition: [], roundTokens: 0, targetOnlyTokens: 0, draftMs: 0, verifyMs: 0, fallbackReason: undefined };
+  return { rounds: 0, draftTokens: 0, acceptedTokens: 0, acceptedPerPosition: [], roundTokens: 0, targetOnlyTokens: 0, draftMs: 0, verifyMs: 0, fallbackReason: undefined, draftAheadHits: 0, draftAheadMisses: 0, draftAheadSavedMs: 0 };
 }
 
 /** Records one round. */

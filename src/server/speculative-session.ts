@@ -1,0 +1,128 @@
+import { createHash } from 'node:crypto';
+import type { SamplingParams } from '../backends/types.js';
+import type { TokenBytesCache } from '../cache/token-bytes-cache.js';
+import type { AcceptanceRule } from '../speculative/acceptance.js';
+import type { DraftSlot, EngineOptions, TargetPort } from '../speculative/engine.js';
+import { adaptivePlanner, fixedPlanner, type SpeculationPlanner } from '../speculative/planner.js';
+import { seededRng } from '../speculative/sampling.js';
+import type { SpeculationStats } from '../speculative/stats.js';
+import type { GeneratedToken } from '../speculative/types.js';
+import { clampWindow } from '../speculative/window.js';
+import type { DsdContext } from './context.js';
+import type { AssignedDraft, PoolMember } from './draft-pool.js';
+import type { GenerationRequest } from './request-types.js';
+import type { ConnectedServer } from './upstreams.js';
+
+/** A request's speculative set-up: engine options, how the rule is described, and its drafts to release. */
+export interface SpeculativeSession {
+  engine: EngineOptions;
+  ruleLabel: string;
+  /** Releases every draft this request used back to the pool. */
+  release(): void;
+}
+
+/** The rule used for a request, and how it is described to the client. */
+function chooseRule(ctx: DsdContext, request: GenerationRequest): { rule: AcceptanceRule; label: string } {
+  if (request.temperature === 0) return { rule: 'greedy', label: 'greedy' };
+  if (ctx.config.speculation.acceptance === 'sample-match') return { rule: 'sample-match', label: 'sample-match' };
+  const n = ctx.config.speculation.topLogprobs;
+  const exact = request.topK > 0 && request.topK <= n;
+  return { rule: 'rejection', label: exact ? 'rejection' : `rejection (approximate: top-${n} probabilities)` };
+}
+
+/** Conversation identity for draft affinity: the first prompt tokens (system prompt and first turn). */
+export function affinityKey(promptIds: readonly number[]): string {
+  return createHash('sha256').update(Uint32Array.from(promptIds.slice(0, 64))).digest('hex').slice(0, 16);
+}
+
+function planner(ctx: DsdContext, request: GenerationRequest, member: PoolMember): SpeculationPlanner {
+  const s = ctx.config.speculation;
+  const bounds = { min: Math.max(1, s.windowMin), max: s.windowMax };
+  if (request.speculation.window !== undefined) return fixedPlanner(clampWindow(request.speculation.window, bounds), member.estimates);
+  if (s.window !== 'auto') return fixedPlanner(s.window, member.estimates);
+  return adaptivePlanner(member.estimates, { ...bounds, initialK: Math.min(bounds.max, Math.max(bounds.min, 4)), margin: 0.05, explore: 0.1, draftAhead: s.draftAhead, rng: seededRng(Math.floor(Math.random() * 2 ** 32)), probeEveryTokens: 256 });
+}
+
+/**
+ * Sets up a speculative request: assigns a draft from the pool (none available: undefined, and the
+ * request goes to the target alone), and wires the ports so that a failing draft is replaced by
+ * another pool member within the same request.
+ */
+export async function openSession(o: {
+  ctx: DsdContext;
+  request: GenerationRequest;
+  target: ConnectedServer;
+  promptIds: number[];
+  bytesCache: TokenBytesCache;
+  stats: SpeculationStats;
+  signal: AbortSignal;
+}): Promise<SpeculativeSession | undefined> {
+  const { ctx, request, target, signal } = o;
+  const key = affinityKey(o.promptIds);
+  const first = await ctx.upstreams.drafts.acquire(key, new Set(), signal);
+  if (first === undefined) return undefined;
+  const { rule, label } = chooseRule(ctx, request);
+  const rejection = rule === 'rejection';
+  const sampling: SamplingParams = { temperature: request.temperature, topP: request.topP, topK: request.topK, minP: request.minP };
+  const topN = rejection ? ctx.config.speculation.topLogprobs : 1;
+  // Matching rules accept a draft token with probability p(token): proposing the draft's argmax
+  // maximises that, so the draft decodes greedily unless rejection sampling needs its q.
+  const draftSampling: SamplingParams = rejection ? sampling : { temperature: 0, topP: 1, topK: 0, minP: 0 };
+  const observe = (tokens: GeneratedToken[]) => {
+    for (const t of tokens) o.bytesCache.observe(t);
+    return tokens;
+  };
+  const used: { member: PoolMember; ok: boolean }[] = [];
+  const slot = (a: AssignedDraft): DraftSlot => {
+    used.push({ member: a.member, ok: true });
+    return {
+      name: a.member.url,
+      planner: planner(ctx, request, a.member),
+      port: { propose: async (c, k, s) => observe(await a.draft.server.propose({ promptIds: c, maxTokens: k, sampling: draftSampling, topN, postSamplingProbs: rejection, signal: s })) },
+    };
+  };
+  // Client logprobs come from the target's verification results, never from the draft.
+  const targetTopN = Math.max(topN, request.logprobs ?? 0);
+  const targetPort: TargetPort = {
+    score: async (prompts, s) => observe((await target.server.score({ prompts, sampling, topN: targetTopN, postSamplingProbs: rejection, signal: s })).map((p) => p.token)),
+    generate: (c, maxTokens, s) => target.server.generate({ promptIds: c, maxTokens, sampling, topN: Math.max(1, request.logprobs ?? 0), postSamplingProbs: false, signal: s }),
+  };
+  const stopIds = new Set(request.stopTokenIds);
+  const vocab = target.info.vocabSize ?? first.draft.info.vocabSize;
+  const room = target.info.contextTokens - o.promptIds.length;
+  const engine: EngineOptions = {
+    prompt: o.promptIds,
+    draft: slot(first),
+    replaceDraft: async (failed) => {
+      const next = await ctx.upstreams.drafts.acquire(key, new Set(used.map((u) => u.member.url)), signal);
+      return next === undefined ? undefined : slot(next);
+    },
+    target: targetPort,
+    rule,
+    maxTokens: Math.min(request.maxTokens ?? room, room),
+    contextTokens: target.info.contextTokens,
+    maxPositions: target.info.parallelSlots,
+    draftAhead: ctx.config.speculation.draftAhead,
+    isEnd: (t) => t.endOfGeneration === true || t.id === target.info.eosId || stopIds.has(t.id),
+    isValidDraftToken: (id) => Number.isInteger(id) && id >= 0 && (vocab === undefined || id < vocab),
+    rng: seededRng(Math.floor(Math.random() * 2 ** 32)),
+    now: () => performance.now(),
+    signal,
+    stats: o.stats,
+    onDraftFailure: (failed, reason) => {
+      ctx.counters.draftFallbacks += 1;
+      const entry = used.find((u) => u.member.url === failed.name);
+      if (entry !== undefined) {
+        entry.ok = false;
+        ctx.upstreams.drafts.failed(entry.member, reason);
+      }
+    },
+  };
+  return {
+    engine,
+    ruleLabel: label,
+    release: () => {
+      for (const u of used) ctx.upstreams.drafts.release(u.member, u.ok);
+    },
+  };
+}

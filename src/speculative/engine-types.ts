@@ -1,0 +1,68 @@
+import type { AcceptanceRule } from './acceptance.js';
+import type { EngineFinish } from './generation-state.js';
+import type { SpeculationPlanner } from './planner.js';
+import type { Rng } from './sampling.js';
+import type { SpeculationStats } from './stats.js';
+import type { GeneratedToken } from './types.js';
+
+/** The draft model, as the engine needs it. */
+export interface DraftPort {
+  /** Up to k tokens continuing ctx (fewer when the draft ends its text). */
+  propose(ctx: readonly number[], k: number, signal: AbortSignal): Promise<GeneratedToken[]>;
+}
+
+/** The target model, as the engine needs it. */
+export interface TargetPort {
+  /** The target's own sample (and distribution) after each prompt, all in one batch. */
+  score(prompts: readonly (readonly number[])[], signal: AbortSignal): Promise<GeneratedToken[]>;
+  /** The target alone, streaming. */
+  generate(ctx: readonly number[], maxTokens: number, signal: AbortSignal): AsyncIterable<GeneratedToken>;
+}
+
+/** A draft and the planner that knows its pairing with the target. */
+export interface DraftSlot {
+  port: DraftPort;
+  planner: SpeculationPlanner;
+  /** Names the draft in fallback reasons and logs. */
+  name: string;
+}
+
+/** Everything one speculative generation needs. */
+export interface EngineOptions {
+  prompt: readonly number[];
+  draft: DraftSlot | undefined;
+  /** Another draft after one failed (a pool member), or undefined to go on target-only. */
+  replaceDraft?: (failed: DraftSlot, reason: string) => Promise<DraftSlot | undefined>;
+  target: TargetPort;
+  rule: AcceptanceRule;
+  maxTokens: number;
+  /** Prompt + output may not exceed this. */
+  contextTokens: number;
+  /** Prompts the target scores in one batch (k+1 ≤ this). */
+  maxPositions: number;
+  /** Keep the draft busy during verification on the optimistic continuation. */
+  draftAhead: boolean;
+  /** True for a token that ends generation (EOS, a requested stop token id). */
+  isEnd: (token: GeneratedToken) => boolean;
+  /** Rejects draft output that the target must never see (ids outside the vocabulary). */
+  isValidDraftToken: (id: number) => boolean;
+  rng: Rng;
+  now: () => number;
+  signal: AbortSignal;
+  /** Filled as the generation goes (the caller keeps it even when it stops the generator early). */
+  stats: SpeculationStats;
+  /** Called when a draft fails. */
+  onDraftFailure?: (draft: DraftSlot, reason: string, err: unknown) => void;
+}
+
+/** The engine's final word: why it finished and what it measured. */
+export interface EngineResult {
+  finish: EngineFinish;
+  stats: SpeculationStats;
+}
+
+/** A round's committed tokens (or target-only tokens), in order. */
+export interface CommittedTokens {
+  tokens: GeneratedToken[];
+  source: 'round' | 'target-only';
+}

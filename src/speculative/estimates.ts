@@ -1,0 +1,159 @@
+/**
+ * Online estimates for one draft–target pair, kept across requests: acceptance by position, draft
+ * time as a function of k, verification time as a function of the positions scored, and the
+ * target's own time per token when it streams alone. Old observations fade (exponential
+ * forgetting), so the estimates follow load and network changes.
+ */
+
+/** y ≈ intercept + slope·x by least squares with exponential forgetting and a prior slope. */
+export class DecayingLinearFit {
+  private w = 0;
+  private sx = 0;
+  private sy = 0;
+  private sxx = 0;
+  private sxy = 0;
+
+  constructor(
+    private readonly decay: number,
+    /** Used while the observed x values do not spread enough to fit a slope. */
+    private readonly priorSlope: (meanY: number, meanX: number) => number,
+  ) {}
+
+  /** Adds one observation. */
+  add(x: number, y: number): void {
+    this.w = this.w * this.decay + 1;
+    this.sx = this.sx * this.decay + x;
+    this.sy = this.sy * this.decay + y;
+    this.sxx = this.sxx * this.decay + x * x;
+    this.sxy = this.sxy * this.decay + x * y;
+  }
+
+  /** Effective number of observations remembered. */
+  get weight(): number {
+    return this.w;
+  }
+
+  /** Prediction at x, or undefined with no data. */
+  predict(x: number): number | undefined {
+    if (this.w < 1e-9) return undefined;
+    const mx = this.sx / this.w;
+    const my = this.sy / this.w;
+    const varX = this.sxx / this.w - mx * mx;
+    const prior = this.priorSlope(my, mx);
+    // Ridge toward the prior slope: with little spread in x the prior dominates.
+    const slope = (this.sxy / this.w - mx * my + 0.25 * prior) / (varX + 0.25);
+    return Math.max(0, my + slope * (x - mx));
+  }
+}
+
+/** An exponentially weighted mean. */
+export class DecayingMean {
+  private w = 0;
+  private s = 0;
+  constructor(private readonly decay: number) {}
+  add(v: number, weight = 1): void {
+    this.w = this.w * this.decay + weight;
+    this.s = this.s * this.decay + v * weight;
+  }
+  get weight(): number {
+    return this.w;
+  }
+  get value(): number | undefined {
+    return this.w < 1e-9 ? undefined : this.s / this.w;
+  }
+}
+
+/** What one speculative round showed. */
+export interface RoundObservation {
+  /** Draft tokens proposed (k). */
+  drafted: number;
+  accepted: number;
+  /** Time the round waited for the draft (0 when draft-ahead had it ready). */
+  draftMs: number;
+  /** Full draft request time, even when hidden by draft-ahead. */
+  draftWorkMs: number;
+  /** Time for the target to score k+1 positions, network included. */
+  verifyMs: number;
+}
+
+/** Per-position acceptance counters (position i = i-th draft token, given all before it accepted). */
+export class PositionAcceptance {
+  private readonly tried: number[] = [];
+  private readonly accepted: number[] = [];
+  constructor(private readonly decay: number) {}
+
+  /** A proposal of `drafted` tokens of which the first `accepted` were accepted. */
+  add(drafted: number, accepted: number): void {
+    for (let i = 0; i < this.tried.length; i++) {
+      this.tried[i] = (this.tried[i] as number) * this.decay;
+      this.accepted[i] = (this.accepted[i] as number) * this.decay;
+    }
+    const seen = Math.min(drafted, accepted + 1);
+    for (let i = 0; i < seen; i++) {
+      this.tried[i] = (this.tried[i] ?? 0) + 1;
+      this.accepted[i] = (this.accepted[i] ?? 0) + (i < accepted ? 1 : 0);
+    }
+  }
+
+  /** Conditional acceptance at position i (0-based), shrunk toward the pooled rate when data is thin. */
+  rate(i: number): number | undefined {
+    let tried = 0;
+    let acc = 0;
+    for (let j = 0; j < this.tried.length; j++) {
+      tried += this.tried[j] as number;
+      acc += this.accepted[j] as number;
+    }
+    if (tried < 1e-9) return undefined;
+    const pooled = acc / tried;
+    const t = this.tried[i] ?? 0;
+    const a = this.accepted[i] ?? 0;
+    const priorWeight = 4;
+    return (a + priorWeight * pooled) / (t + priorWeight);
+  }
+
+  /** Effective number of proposals seen at the first position. */
+  get weight(): number {
+    return this.tried[0] ?? 0;
+  }
+}
+
+/** Everything dsd knows about one draft–target pair. */
+export class PairEstimates {
+  readonly acceptance: PositionAcceptance;
+  /** Draft request time by k. */
+  readonly draftMs: DecayingLinearFit;
+  /** Verification request time by number of positions (k+1). */
+  readonly verifyMs: DecayingLinearFit;
+  /** Target-only streaming: time per token after the first. */
+  readonly targetOnlyMsPerToken: DecayingMean;
+
+  constructor(decay = 0.97) {
+    this.acceptance = new PositionAcceptance(decay);
+    // Without spread in k, assume the draft's time is per token (a local model's cost).
+    this.draftMs = new DecayingLinearFit(decay, (my, mx) => my / Math.max(1, mx));
+    // Without spread in positions, assume batching is half as costly per position as a whole
+    // request is: pessimistic for GPUs, which is the safe side.
+    this.verifyMs = new DecayingLinearFit(decay, (my, mx) => (0.5 * my) / Math.max(1, mx));
+    this.targetOnlyMsPerToken = new DecayingMean(decay);
+  }
+
+  /** Records a speculative round. */
+  observeRound(r: RoundObservation): void {
+    if (r.drafted > 0) {
+      this.acceptance.add(r.drafted, r.accepted);
+      this.draftMs.add(r.drafted, r.draftWorkMs);
+    }
+    this.verifyMs.add(r.drafted + 1, r.verifyMs);
+  }
+
+  /** Records a shadow proposal checked against what the target streamed (acceptance only). */
+  observeShadow(drafted: number, accepted: number, draftWorkMs: number): void {
+    this.acceptance.add(drafted, accepted);
+    this.draftMs.add(drafted, draftWorkMs);
+  }
+
+  /** Records the gap between two tokens of a target-only stream. */
+  observeTargetOnlyGap(ms: number): void {
+    this.targetOnlyMsPerToken.add(ms);
+  }
+}

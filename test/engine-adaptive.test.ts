@@ -1,0 +1,147 @@
+import { describe, expect, it } from 'vitest';
+import { runSpeculation, type DraftPort, type DraftSlot, type TargetPort } from '../src/speculative/engine.js';
+import { PairEstimates } from '../src/speculative/estimates.js';
+import { adaptivePlanner, fixedPlanner } from '../src/speculative/planner.js';
+import { seededRng } from '../src/speculative/sampling.js';
+import { emptyStats } from '../src/speculative/stats.js';
+
+/** Deterministic "model" (next token from the context) and a fake clock the ports advance. */
+const next = (ctx: readonly number[]) => (ctx.reduce((a, b) => a + b, 0) * 7 + ctx.length * 13 + 3) % 50;
+const PROMPT = [1, 2, 3];
+
+function world(o: { agree: (ctxLength: number) => boolean; verifyMs: (positions: number) => number; tokenMs: number; draftMsPerToken: number; failDraftAfter?: number }) {
+  const clock = { t: 0 };
+  const calls = { score: 0, generate: 0, propose: 0 };
+  const target: TargetPort = {
+    score: async (prompts) => {
+      calls.score += 1;
+      clock.t += o.verifyMs(prompts.length);
+      return prompts.map((p) => ({ id: next(p) }));
+    },
+    generate: async function* (ctx, maxTokens) {
+      calls.generate += 1;
+      const c = [...ctx];
+      for (let i = 0; i < maxTokens; i++) {
+        clock.t += o.tokenMs;
+        const id = next(c);
+        c.push(id);
+        yield { id };
+      }
+    },
+  };
+  const draft: DraftPort = {
+    propose: async (ctx, k) => {
+      calls.propose += 1;
+      if (o.failDraftAfter !== undefined && calls.propose > o.failDraftAfter) throw new Error('draft died');
+      clock.t += o.draftMsPerToken * k;
+      const c = [...ctx];
+      const out = [];
+      for (let i = 0; i < k; i++) {
+        const id = o.agree(c.length) ? next(c) : (next(c) + 1) % 50;
+        c.push(id);
+        out.push({ id });
+      }
+      return out;
+    },
+  };
+  return { clock, calls, target, draft };
+}
+
+function reference(n: number): number[] {
+  const c = [...PROMPT];
+  for (let i = 0; i < n; i++) c.push(next(c));
+  return c.slice(PROMPT.length);
+}
+
+async function run(o: { w: ReturnType<typeof world>; draft: DraftSlot | undefined; maxTokens: number; draftAhead?: boolean; replaceDraft?: () => Promise<DraftSlot | undefined> }) {
+  const stats = emptyStats();
+  const tokens: number[] = [];
+  const sources: ('round' | 'target-only')[] = [];
+  const gen = runSpeculation({
+    prompt: PROMPT, draft: o.draft, target: o.w.target, rule: 'greedy', maxTokens: o.maxTokens, contextTokens: 10_000, maxPositions: 16,
+    draftAhead: o.draftAhead ?? false, isEnd: () => false, isValidDraftToken: () => true, rng: seededRng(3), now: () => o.w.clock.t,
+    signal: new AbortController().signal, stats, ...(o.replaceDraft ? { replaceDraft: o.replaceDraft } : {}),
+  });
+  for (let step = await gen.next(); !step.done; step = await gen.next()) {
+    for (const t of step.value.tokens) {
+      tokens.push(t.id);
+      sources.push(step.value.source);
+    }
+  }
+  return { tokens, sources, stats };
+}
+
+const adaptive = (estimates = new PairEstimates()) =>
+  adaptivePlanner(estimates, { min: 1, max: 8, initialK: 4, margin: 0.05, explore: 0.1, draftAhead: false, rng: seededRng(9), probeEveryTokens: 256 });
+
+describe('adaptive window', () => {
+  it('stops speculating when the draft never agrees, and comes back when it does', async () => {
+    const flip = PROMPT.length + 300;
+    const w = world({ agree: (len) => len >= flip, verifyMs: (n) => 6 + 0.5 * n, tokenMs: 5, draftMsPerToken: 1 });
+    const { tokens, sources, stats } = await run({ w, draft: { port: w.draft, planner: adaptive(), name: 'd' }, maxTokens: 700 });
+    expect(tokens).toEqual(reference(700));
+    const before = sources.slice(50, 300);
+    const after = sources.slice(500);
+    // Bad draft: (almost) everything comes from the target alone after the first few rounds.
+    expect(before.filter((s) => s === 'target-only').length).toBeGreaterThan(0.9 * before.length);
+    // Good draft again: speculation is back and commits (almost) everything.
+    expect(after.filter((s) => s === 'round').length).toBeGreaterThan(0.9 * after.length);
+    expect(stats.targetOnlyTokens).toBeGreaterThan(200);
+    // Going target-only is one stream per stretch, not a request per token.
+    expect(w.calls.generate).toBeLessThan(10);
+  });
+
+  it('never picks speculation when the round trip dominates (RTT-heavy verify)', async () => {
+    const w = world({ agree: () => true, verifyMs: (n) => 100 + n, tokenMs: 5, draftMsPerToken: 1 });
+    const estimates = new PairEstimates();
+    const first = await run({ w, draft: { port: w.draft, planner: adaptive(estimates), name: 'd' }, maxTokens: 300 });
+    expect(first.tokens).toEqual(reference(300));
+    // Estimates persist: the next request on the pair starts target-only at once (after the first probe period).
+    const second = await run({ w, draft: { port: w.draft, planner: adaptive(estimates), name: 'd' }, maxTokens: 200 });
+    expect(second.stats.rounds).toBe(0);
+    expect(second.stats.targetOnlyTokens).toBe(200);
+  });
+
+  it('uses a large window when acceptance is high and verification is cheap', async () => {
+    const w = world({ agree: () => true, verifyMs: (n) => 20 + 0.2 * n, tokenMs: 20, draftMsPerToken: 0.5 });
+    const { stats } = await run({ w, draft: { port: w.draft, planner: adaptive(), name: 'd' }, maxTokens: 400 });
+    expect(stats.draftTokens / stats.rounds).toBeGreaterThan(6);
+  });
+});
+
+describe('draft-ahead', () => {
+  it('a perfect draft has its next proposal ready: hits, time saved, same output', async () => {
+    const w = world({ agree: () => true, verifyMs: () => 10, tokenMs: 10, draftMsPerToken: 1 });
+    const { tokens, stats } = await run({ w, draft: { port: w.draft, planner: fixedPlanner(3), name: 'd' }, maxTokens: 100, draftAhead: true });
+    expect(tokens).toEqual(reference(100));
+    expect(stats.draftAheadHits).toBeGreaterThan(stats.rounds * 0.8);
+    expect(stats.draftAheadSavedMs).toBeGreaterThan(0);
+  });
+
+  it('a draft that is often wrong: misses are dropped, output unchanged', async () => {
+    const w = world({ agree: (len) => len % 3 !== 0, verifyMs: () => 10, tokenMs: 10, draftMsPerToken: 1 });
+    const { tokens, stats } = await run({ w, draft: { port: w.draft, planner: fixedPlanner(3), name: 'd' }, maxTokens: 100, draftAhead: true });
+    expect(tokens).toEqual(reference(100));
+    expect(stats.draftAheadMisses).toBeGreaterThan(0);
+  });
+});
+
+describe('draft replacement', () => {
+  it('a failing draft is replaced by another within the request; output unchanged', async () => {
+    const w = world({ agree: () => true, verifyMs: () => 10, tokenMs: 10, draftMsPerToken: 1, failDraftAfter: 3 });
+    const backup = world({ agree: () => true, verifyMs: () => 10, tokenMs: 10, draftMsPerToken: 1 });
+    let replaced = 0;
+    const { tokens, stats } = await run({
+      w, draft: { port: w.draft, planner: fixedPlanner(3), name: 'a' }, maxTokens: 60,
+      replaceDraft: async () => {
+        replaced += 1;
+        return { port: backup.draft, planner: fixedPlanner(3), name: 'b' };
+      },
+    });
+    expect(tokens).toEqual(reference(60));
+    expect(replaced).toBe(1);
+    expect(backup.calls.propose).toBeGreaterThan(0);
+    expect(w.calls.generate).toBe(0);
+    expect(stats.fallbackReason).toMatch(/draft a failed: draft died/);
+  });
+});
