@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type Express, type Request, type Response } from 'express';
-import type { NgramModel } from './ngram-model.js';
+import type { LanguageModel } from './language-model.js';
 import type { EmulatedSampling } from './generation.js';
 
 /** Scripted costs of an emulated server (real timer delays; tests and benchmarks change them live). */
@@ -11,6 +11,8 @@ export interface EmulatedLatency {
   perRequestMs: number;
   /** Per generated token (a batch of prompts costs one step per token position). */
   perTokenMs: number;
+  /** Per prompt of a batch (what scoring more positions costs on top of the step). */
+  perPositionMs: number;
 }
 
 /** What an emulator observed, for tests (aborted requests prove client-disconnect propagation). */
@@ -23,7 +25,7 @@ export interface EmulatorStats {
 
 /** Options common to emulated servers. */
 export interface EmulatorOptions {
-  model: NgramModel;
+  model: LanguageModel;
   alias: string;
   contextTokens?: number;
   latency?: Partial<EmulatedLatency>;
@@ -45,7 +47,7 @@ export abstract class EmulatedServer {
   private server: Server | undefined;
 
   constructor(protected readonly options: EmulatorOptions) {
-    this.latency = { perRequestMs: 0, perTokenMs: 0, ...options.latency };
+    this.latency = { perRequestMs: 0, perTokenMs: 0, perPositionMs: 0, ...options.latency };
     this.contextTokens = options.contextTokens ?? 2048;
   }
 

@@ -1,5 +1,5 @@
 import { argmax, sampleFrom, seededRng, transformDistribution, type Rng, type TokenProb, type TransformParams } from '../speculative/sampling.js';
-import type { NgramModel } from './ngram-model.js';
+import type { LanguageModel } from './language-model.js';
 import { EOS_ID } from './word-tokenizer.js';
 
 /** One generated token and what llama.cpp would report about it. */
@@ -21,7 +21,7 @@ export type EmulatedStop = 'eos' | 'limit';
 
 /** Generates up to `maxTokens` tokens (stopping after EOS or at `contextTokens`). */
 export function* emulateGeneration(
-  model: NgramModel,
+  model: LanguageModel,
   prompt: readonly number[],
   o: { maxTokens: number; contextTokens: number; sampling: EmulatedSampling },
 ): Generator<EmulatedToken, EmulatedStop> {

@@ -111,7 +111,7 @@ export class LlamaEmulator extends EmulatedServer {
       for (; !step.done; step = it.next()) tokens.push(step.value);
       return this.result({ index, prompt, tokens, stop: step.value, nProbs, entry, returnTokens: b.return_tokens === true });
     });
-    await sleep(this.latency.perTokenMs * Math.max(...results.map((r) => r.tokens_predicted as number)));
+    await sleep(this.latency.perTokenMs * Math.max(...results.map((r) => r.tokens_predicted as number)) + this.latency.perPositionMs * ids.length);
     const picked = results.map((r) => pickFields(r, b.response_fields));
     res.json(batch ? picked : picked[0]);
   }

@@ -1,11 +1,12 @@
 import type { TokenProb } from '../speculative/sampling.js';
+import type { LanguageModel } from './language-model.js';
 import { BOS_ID, EOS_ID, type WordTokenizer } from './word-tokenizer.js';
 
 /**
  * An interpolated n-gram language model over token ids (Jelinek–Mercer smoothing with a tiny
  * uniform floor). Higher orders are weighted first; an unseen context's weight goes to the rest.
  */
-export class NgramModel {
+export class NgramModel implements LanguageModel {
   /** counts[n] maps a context of n ids to next-id counts (n = 0 is the unigram). */
   private readonly counts: Map<string, Map<number, number>>[] = [];
 
@@ -18,9 +19,17 @@ export class NgramModel {
     for (let n = 0; n < order; n++) this.counts.push(new Map());
   }
 
-  /** Trains on a text whose paragraphs (blank-line separated) are documents: BOS … EOS. */
-  static train(tokenizer: WordTokenizer, text: string, order: number, weights: readonly number[]): NgramModel {
+  /**
+   * Trains on a text whose paragraphs (blank-line separated) are documents: BOS … EOS. With
+   * `endless`, the whole text is one document without EOS (benchmarks want fixed-length outputs).
+   */
+  static train(tokenizer: WordTokenizer, text: string, order: number, weights: readonly number[], endless = false): NgramModel {
     const model = new NgramModel(tokenizer, order, weights);
+    if (endless) {
+      const ids = tokenizer.encode(text.replace(/\s*\n\s*\n\s*/g, ' '), { addBos: true, parseSpecial: false });
+      model.add([...ids, ...ids.slice(1)]);
+      return model;
+    }
     for (const doc of text.split(/\n\s*\n/).map((d) => d.trim()).filter(Boolean)) {
       model.add([...tokenizer.encode(doc, { addBos: true, parseSpecial: false }), EOS_ID]);
     }

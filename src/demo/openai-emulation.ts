@@ -3,7 +3,7 @@ import type { Request, Response } from 'express';
 import { emulateGeneration, type EmulatedSampling, type EmulatedToken } from './generation.js';
 import type { EmulatedLatency } from './emulated-server.js';
 import { chatMlPrompt } from './llamacpp-wire.js';
-import type { NgramModel } from './ngram-model.js';
+import type { LanguageModel } from './language-model.js';
 
 type Body = Record<string, unknown>;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -13,7 +13,7 @@ export interface OpenAiEmulationContext {
   req: Request;
   res: Response;
   route: 'chat' | 'completions';
-  model: NgramModel;
+  model: LanguageModel;
   alias: string;
   contextTokens: number;
   latency: EmulatedLatency;

@@ -79,7 +79,7 @@ export class VllmEmulator extends EmulatedServer {
       steps = Math.max(steps, tokens.length);
       return this.choice(index, tokens, n, b.return_tokens_as_token_ids === true, gen.maxTokens);
     });
-    await sleep(this.latency.perTokenMs * steps);
+    await sleep(this.latency.perTokenMs * steps + this.latency.perPositionMs * prompts.length);
     const completion = choices.reduce((s, c) => s + c.token_ids.length, 0);
     const promptTokens = prompts.reduce((s, p) => s + p.length, 0);
     res.json({ id: `cmpl-${Date.now()}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model: this.options.alias, choices, usage: { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion } });

@@ -35,16 +35,24 @@ interface SpeculativeJob extends SpeculativeRequest {
 export async function serveSpeculative(req: SpeculativeRequest): Promise<boolean> {
   const job: SpeculativeJob = { ...req, bytesCache: req.ctx.bytesCache };
   const { request, target, signal, ctx } = job;
-  const promptIds = await buildPromptIds(request.input, target.server, signal);
+  const stats = emptyStats();
+  const session = await openSession({ ctx, request, target, bytesCache: job.bytesCache, stats, signal });
+  if (session === undefined) return false;
+  let promptIds: number[];
+  try {
+    promptIds = await buildPromptIds(request.input, target.server, signal);
+  } catch (err) {
+    session.release();
+    throw err;
+  }
   const room = target.info.contextTokens - promptIds.length;
   if (room <= 0) {
+    session.release();
     throw new DsdError('invalid_request', `the prompt is ${promptIds.length} tokens; the model's context is ${target.info.contextTokens}`, { param: request.route === 'chat' ? 'messages' : 'prompt' });
   }
-  const stats = emptyStats();
-  const session = await openSession({ ctx, request, target, promptIds, bytesCache: job.bytesCache, stats, signal });
-  if (session === undefined) return false;
-  const { isEnd } = session.engine;
-  const run = runSpeculation(session.engine);
+  const engine = session.engine(promptIds);
+  const { isEnd } = engine;
+  const run = runSpeculation(engine);
   ctx.counters.speculative += 1;
 
   const builder = new OpenAiResponseBuilder(request.route, request.model);

@@ -10,12 +10,13 @@ import type { GeneratedToken } from '../speculative/types.js';
 import { clampWindow } from '../speculative/window.js';
 import type { DsdContext } from './context.js';
 import type { AssignedDraft, PoolMember } from './draft-pool.js';
-import type { GenerationRequest } from './request-types.js';
+import type { GenerationRequest, PromptInput } from './request-types.js';
 import type { ConnectedServer } from './upstreams.js';
 
 /** A request's speculative set-up: engine options, how the rule is described, and its drafts to release. */
 export interface SpeculativeSession {
-  engine: EngineOptions;
+  /** Engine options for the prompt, once it is built. */
+  engine(promptIds: number[]): EngineOptions;
   ruleLabel: string;
   /** Releases every draft this request used back to the pool. */
   release(): void;
@@ -30,9 +31,13 @@ function chooseRule(ctx: DsdContext, request: GenerationRequest): { rule: Accept
   return { rule: 'rejection', label: exact ? 'rejection' : `rejection (approximate: top-${n} probabilities)` };
 }
 
-/** Conversation identity for draft affinity: the first prompt tokens (system prompt and first turn). */
-export function affinityKey(promptIds: readonly number[]): string {
-  return createHash('sha256').update(Uint32Array.from(promptIds.slice(0, 64))).digest('hex').slice(0, 16);
+/**
+ * Conversation identity for draft affinity, from the request itself (no tokenization needed):
+ * the first two chat messages (system prompt and first turn), or the start of a text prompt.
+ */
+export function affinityKey(input: PromptInput): string {
+  const basis = input.kind === 'messages' ? JSON.stringify(input.messages.slice(0, 2)) : input.kind === 'text' ? input.text.slice(0, 512) : input.ids.slice(0, 128).join(',');
+  return createHash('sha256').update(basis).digest('hex').slice(0, 16);
 }
 
 function planner(ctx: DsdContext, request: GenerationRequest, member: PoolMember): SpeculationPlanner {
@@ -43,24 +48,32 @@ function planner(ctx: DsdContext, request: GenerationRequest, member: PoolMember
   return adaptivePlanner(member.estimates, { ...bounds, initialK: Math.min(bounds.max, Math.max(bounds.min, 4)), margin: 0.05, explore: 0.1, draftAhead: s.draftAhead, rng: seededRng(Math.floor(Math.random() * 2 ** 32)), probeEveryTokens: 256 });
 }
 
+/** How many requests in a row may go straight to the target before one refreshes the estimates. */
+const REFRESH_EVERY = 8;
+
 /**
- * Sets up a speculative request: assigns a draft from the pool (none available: undefined, and the
- * request goes to the target alone), and wires the ports so that a failing draft is replaced by
- * another pool member within the same request.
+ * Sets up a speculative request: assigns a draft from the pool and wires the ports so that a
+ * failing draft is replaced by another pool member within the same request. Undefined when the
+ * request should go straight to the target: no draft is available, or the pair's planner already
+ * knows that the target alone is faster (and no refresh is due).
  */
 export async function openSession(o: {
   ctx: DsdContext;
   request: GenerationRequest;
   target: ConnectedServer;
-  promptIds: number[];
   bytesCache: TokenBytesCache;
   stats: SpeculationStats;
   signal: AbortSignal;
 }): Promise<SpeculativeSession | undefined> {
   const { ctx, request, target, signal } = o;
-  const key = affinityKey(o.promptIds);
+  const key = affinityKey(request.input);
   const first = await ctx.upstreams.drafts.acquire(key, new Set(), signal);
   if (first === undefined) return undefined;
+  const firstSlot = { planner: planner(ctx, request, first.member) };
+  if (firstSlot.planner.decide().kind === 'target-only' && !first.member.estimates.shouldRefresh(REFRESH_EVERY)) {
+    ctx.upstreams.drafts.release(first.member, true);
+    return undefined;
+  }
   const { rule, label } = chooseRule(ctx, request);
   const rejection = rule === 'rejection';
   const sampling: SamplingParams = { temperature: request.temperature, topP: request.topP, topK: request.topK, minP: request.minP };
@@ -73,11 +86,11 @@ export async function openSession(o: {
     return tokens;
   };
   const used: { member: PoolMember; ok: boolean }[] = [];
-  const slot = (a: AssignedDraft): DraftSlot => {
+  const slot = (a: AssignedDraft, chosen = planner(ctx, request, a.member)): DraftSlot => {
     used.push({ member: a.member, ok: true });
     return {
       name: a.member.url,
-      planner: planner(ctx, request, a.member),
+      planner: chosen,
       port: { propose: async (c, k, s) => observe(await a.draft.server.propose({ promptIds: c, maxTokens: k, sampling: draftSampling, topN, postSamplingProbs: rejection, signal: s })) },
     };
   };
@@ -89,17 +102,17 @@ export async function openSession(o: {
   };
   const stopIds = new Set(request.stopTokenIds);
   const vocab = target.info.vocabSize ?? first.draft.info.vocabSize;
-  const room = target.info.contextTokens - o.promptIds.length;
-  const engine: EngineOptions = {
-    prompt: o.promptIds,
-    draft: slot(first),
+  const firstDraft = slot(first, firstSlot.planner);
+  const engine = (promptIds: number[]): EngineOptions => ({
+    prompt: promptIds,
+    draft: firstDraft,
     replaceDraft: async (failed) => {
       const next = await ctx.upstreams.drafts.acquire(key, new Set(used.map((u) => u.member.url)), signal);
       return next === undefined ? undefined : slot(next);
     },
     target: targetPort,
     rule,
-    maxTokens: Math.min(request.maxTokens ?? room, room),
+    maxTokens: Math.min(request.maxTokens ?? Infinity, target.info.contextTokens - promptIds.length),
     contextTokens: target.info.contextTokens,
     maxPositions: target.info.parallelSlots,
     draftAhead: ctx.config.speculation.draftAhead,
@@ -117,7 +130,7 @@ export async function openSession(o: {
         ctx.upstreams.drafts.failed(entry.member, reason);
       }
     },
-  };
+  });
   return {
     engine,
     ruleLabel: label,

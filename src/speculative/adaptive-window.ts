@@ -60,7 +60,7 @@ export class AdaptiveWindow {
   /** Predicted time per token with window k, or undefined before any measurement. */
   predict(k: number): WindowPrediction | undefined {
     const verify = this.estimates.verifyMs.predict(k + 1);
-    const draft = k === 0 ? 0 : this.estimates.draftMs.predict(k + (this.o.draftAhead ? 1 : 0));
+    const draft = k === 0 ? 0 : this.estimates.draftMs.predict(k);
     if (verify === undefined || draft === undefined) return undefined;
     let hit = 1;
     for (let i = 0; i <= k; i++) hit *= this.estimates.acceptance.rate(i) ?? 0;

@@ -3,16 +3,17 @@ import type { SpeculationStats } from './stats.js';
 import type { GeneratedToken } from './types.js';
 
 interface Pending {
-  ctx: number[];
-  started: number;
+  /** The context the draft continues: ctx + all of this round's draft tokens. */
+  base: number[];
   controller: AbortController;
   result: Promise<{ tokens: GeneratedToken[]; workMs: number } | undefined>;
 }
 
 /**
  * Draft-ahead overlap: while the target verifies round r, the draft continues from the optimistic
- * context (all of round r accepted plus its own guess for the bonus token). If verification lands
- * exactly there, round r+1's proposal is already (being) made; otherwise it is aborted and dropped.
+ * context (all of round r accepted). Its first token is its guess for the bonus token; if
+ * verification accepts everything and the bonus equals that guess, the rest is round r+1's
+ * proposal, made while the target was busy. Otherwise it is aborted and dropped.
  */
 export class DraftAhead {
   private pending: Pending | undefined;
@@ -22,46 +23,50 @@ export class DraftAhead {
     private readonly stats: SpeculationStats,
   ) {}
 
-  /** Starts proposing k+1 tokens (k, plus the next guess) after `ctx`. */
-  start(draft: DraftPort, ctx: number[], k: number, signal: AbortSignal): void {
+  /** Starts proposing 1 + k tokens (the bonus guess, then k) after `base`. */
+  start(draft: DraftPort, base: number[], k: number, signal: AbortSignal): void {
     this.cancel();
     const controller = new AbortController();
     const onAbort = () => controller.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     const started = this.now();
-    const result = draft.propose(ctx, k + 1, controller.signal).then(
+    const result = draft.propose(base, k + 1, controller.signal).then(
       (tokens) => ({ tokens, workMs: this.now() - started }),
       () => undefined,
     ).finally(() => signal.removeEventListener('abort', onAbort));
-    this.pending = { ctx, started, controller, result };
+    this.pending = { base, controller, result };
   }
 
-  /** After a commit: keeps the pending proposal only if the context is exactly the one it guessed. */
+  /** After a commit: keeps the pending proposal only if every draft token of the round was accepted. */
   keepIf(ctx: readonly number[]): void {
     const p = this.pending;
     if (p === undefined) return;
-    const same = p.ctx.length === ctx.length && p.ctx.every((id, i) => id === ctx[i]);
-    if (!same) {
-      this.stats.draftAheadMisses += 1;
-      this.cancel();
-    }
+    if (ctx.length !== p.base.length + 1 || !p.base.every((id, i) => id === ctx[i])) this.miss();
   }
 
-  /** The proposal for `ctx` if draft-ahead made it (waiting for it if still running). */
-  async take(ctx: readonly number[]): Promise<{ tokens: GeneratedToken[]; workMs: number } | undefined> {
+  /** The proposal for `ctx` if draft-ahead guessed it (waiting for it if still running). */
+  async take(ctx: readonly number[], k: number): Promise<{ tokens: GeneratedToken[]; workMs: number } | undefined> {
     const p = this.pending;
     if (p === undefined) return undefined;
     this.pending = undefined;
-    if (p.ctx.length !== ctx.length) {
+    if (ctx.length !== p.base.length + 1) {
       p.controller.abort();
       return undefined;
     }
     const waitStart = this.now();
     const ready = await p.result;
-    if (ready === undefined) return undefined;
+    if (ready === undefined || ready.tokens[0]?.id !== ctx[ctx.length - 1] || ready.tokens.length < 2) {
+      this.stats.draftAheadMisses += 1;
+      return undefined;
+    }
     this.stats.draftAheadHits += 1;
     this.stats.draftAheadSavedMs += Math.max(0, ready.workMs - (this.now() - waitStart));
-    return ready;
+    return { tokens: ready.tokens.slice(1, 1 + k), workMs: ready.workMs };
+  }
+
+  private miss(): void {
+    this.stats.draftAheadMisses += 1;
+    this.cancel();
   }
 
   /** Aborts and drops any pending proposal. */

@@ -12,7 +12,7 @@ export type { CommittedTokens, DraftPort, DraftSlot, EngineOptions, EngineResult
 export type { EngineFinish } from './generation-state.js';
 
 /** Draft output the round may use, or why the draft is unusable. */
-type Proposal = { kind: 'ok'; tokens: GeneratedToken[]; guess: GeneratedToken | undefined; waitMs: number; workMs: number } | { kind: 'failed'; reason: string; err: unknown };
+type Proposal = { kind: 'ok'; tokens: GeneratedToken[]; waitMs: number; workMs: number } | { kind: 'failed'; reason: string; err: unknown };
 
 /**
  * Generates with speculative rounds — propose k draft tokens, score all k+1 positions on the
@@ -63,7 +63,7 @@ export async function* runSpeculation(o: EngineOptions): AsyncGenerator<Committe
       const prompts = [state.ctx.slice()];
       for (const t of proposal.tokens) prompts.push([...(prompts[prompts.length - 1] as number[]), t.id]);
       const scoring = o.target.score(prompts, inner.signal);
-      if (o.draftAhead && proposal.guess !== undefined) ahead.start(draft.port, [...(prompts[prompts.length - 1] as number[]), proposal.guess.id], k, inner.signal);
+      if (o.draftAhead && proposal.tokens.length === k && k > 0) ahead.start(draft.port, prompts[prompts.length - 1] as number[], k, inner.signal);
       const scored = await scoring;
       const verifyMs = o.now() - verifyStart;
 
@@ -90,18 +90,17 @@ export async function* runSpeculation(o: EngineOptions): AsyncGenerator<Committe
 
 /** This round's draft tokens: from draft-ahead when it guessed this context, else asked now. */
 async function propose(o: EngineOptions, draft: DraftSlot, ahead: DraftAhead, ctx: readonly number[], k: number, signal: AbortSignal): Promise<Proposal> {
-  if (k === 0) return { kind: 'ok', tokens: [], guess: undefined, waitMs: 0, workMs: 0 };
+  if (k === 0) return { kind: 'ok', tokens: [], waitMs: 0, workMs: 0 };
   const started = o.now();
   let tokens: GeneratedToken[];
   let workMs: number;
   try {
-    const ready = await ahead.take(ctx);
+    const ready = await ahead.take(ctx, k);
     if (ready !== undefined) {
       tokens = ready.tokens;
       workMs = ready.workMs;
     } else {
-      // One token more than k: the draft's guess for the bonus token, for draft-ahead.
-      tokens = await draft.port.propose(ctx, k + (o.draftAhead ? 1 : 0), signal);
+      tokens = await draft.port.propose(ctx, k, signal);
       workMs = o.now() - started;
     }
   } catch (err) {
@@ -109,7 +108,7 @@ async function propose(o: EngineOptions, draft: DraftSlot, ahead: DraftAhead, ct
   }
   const bad = tokens.find((t) => !o.isValidDraftToken(t.id));
   if (bad !== undefined) return { kind: 'failed', reason: `draft ${draft.name} returned token id ${bad.id} outside the vocabulary`, err: undefined };
-  return { kind: 'ok', tokens: tokens.slice(0, k), guess: tokens[k], waitMs: o.now() - started, workMs };
+  return { kind: 'ok', tokens: tokens.slice(0, k), waitMs: o.now() - started, workMs };
 }
 
 /** The distribution a server reported at a position (its own token included even when outside the top list). */

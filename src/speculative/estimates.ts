@@ -156,4 +156,19 @@ export class PairEstimates {
   observeTargetOnlyGap(ms: number): void {
     this.targetOnlyMsPerToken.add(ms);
   }
+
+  private directRequests = 0;
+
+  /**
+   * Called for a request that the planner would start target-only. Such requests go straight to
+   * the target (one round trip, as a direct client), except every `refreshEvery`-th, which runs
+   * through the engine so shadow drafts and probe rounds keep these estimates current.
+   * Returns true when this request should refresh.
+   */
+  shouldRefresh(refreshEvery: number): boolean {
+    this.directRequests += 1;
+    if (this.directRequests < refreshEvery) return false;
+    this.directRequests = 0;
+    return true;
+  }
 }

@@ -1,0 +1,118 @@
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { DelayProxy } from '../src/bench/delay-proxy.js';
+import { loadConfig } from '../src/config/load-config.js';
+import type { DsdOptions } from '../src/config/types.js';
+import { AgreementModel } from '../src/demo/language-model.js';
+import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
+import { NgramModel } from '../src/demo/ngram-model.js';
+import { DEMO_CORPUS_PATH, demoModels } from '../src/demo/demo-backends.js';
+import { createLogger } from '../src/logger.js';
+import { createApp } from '../src/server/app.js';
+
+/** The scripted costs of one benchmark cell. */
+export interface CellCosts {
+  /** Target decode step (ms). */
+  stepMs: number;
+  /** Extra cost per scored position in a verification batch (ms). */
+  perPositionMs: number;
+  /** Fixed cost of any target request (ms). */
+  perRequestMs: number;
+  /** Draft time per token (ms). */
+  draftMsPerToken: number;
+  /** Round-trip time between dsd (and the direct client) and the target (ms). */
+  rttMs: number;
+  /** Greedy agreement of draft and target. */
+  acceptance: number;
+}
+
+let endless: NgramModel | undefined;
+/** The demo target trained as one endless document (no EOS), so outputs have a fixed length. */
+function endlessTarget(): NgramModel {
+  const { tokenizer } = demoModels();
+  endless ??= NgramModel.train(tokenizer, readCorpus(), 4, [0.55, 0.3, 0.13, 0.02], true);
+  return endless;
+}
+function readCorpus(): string {
+  return readFileSync(DEMO_CORPUS_PATH, 'utf8');
+}
+
+/** A running emulated draft–target pair with the target behind a delay proxy. */
+export interface EmulatedPair {
+  target: LlamaEmulator;
+  draft: LlamaEmulator;
+  proxy: DelayProxy;
+  /** A dsd instance in front of the pair with the given speculation settings. */
+  dsd(speculation: DsdOptions['speculation']): Promise<{ url: string; close(): Promise<void> }>;
+  close(): Promise<void>;
+}
+
+/** Starts a pair with the costs of a cell. */
+export async function startEmulatedPair(c: CellCosts): Promise<EmulatedPair> {
+  const model = endlessTarget();
+  const target = new LlamaEmulator({ model, alias: 'target', slots: 32, contextTokens: 4096, latency: { perRequestMs: c.perRequestMs, perTokenMs: c.stepMs, perPositionMs: c.perPositionMs } });
+  const draft = new LlamaEmulator({ model: new AgreementModel(model, c.acceptance), alias: 'draft', contextTokens: 4096, latency: { perTokenMs: c.draftMsPerToken } });
+  await Promise.all([target.listen(), draft.listen()]);
+  const proxy = new DelayProxy({ targetHost: '127.0.0.1', targetPort: Number(new URL(target.url).port), oneWayDelayMs: c.rttMs / 2 });
+  await proxy.listen();
+  const dsds: { close(): Promise<void> }[] = [];
+  return {
+    target,
+    draft,
+    proxy,
+    dsd: async (speculation) => {
+      const config = loadConfig({}, { target: { urls: [proxy.url], kind: 'llamacpp' }, draft: { urls: [draft.url], kind: 'llamacpp' }, speculation: { windowMax: 16, ...speculation } });
+      const { app, router } = createApp({ config, logger: createLogger('silent') });
+      const server = app.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      const handle = {
+        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        close: async () => {
+          server.closeAllConnections();
+          await new Promise<void>((r) => server.close(() => r()));
+          await router.close();
+        },
+      };
+      dsds.push(handle);
+      return handle;
+    },
+    close: async () => {
+      await Promise.all(dsds.map((d) => d.close()));
+      await proxy.close();
+      await Promise.all([target.close(), draft.close()]);
+    },
+  };
+}
+
+/** Time for one streamed completion of `tokens` tokens (ms) and the tokens received. */
+export async function timedCompletion(baseUrl: string, prompt: string, tokens: number): Promise<{ ms: number; tokens: number; usage: any }> {
+  const started = performance.now();
+  const res = await fetch(`${baseUrl}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'target', prompt, max_tokens: tokens, temperature: 0, stream: true, stream_options: { include_usage: true } }),
+  });
+  if (!res.ok) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
+  const text = await res.text();
+  const ms = performance.now() - started;
+  const events = text.split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)));
+  const usage = events.find((e) => e.usage)?.usage;
+  return { ms, tokens: usage?.completion_tokens ?? tokens, usage };
+}
+
+/** Analytic ms/token: the target alone over the link, and the best fixed k without draft-ahead. */
+export function analyticOptimum(c: CellCosts, tokens: number): { targetAlone: number; best: number; bestK: number } {
+  const targetAlone = c.stepMs + (c.rttMs + c.perRequestMs) / tokens;
+  let best = targetAlone;
+  let bestK = 0;
+  for (let k = 1; k <= 16; k++) {
+    const expected = (1 - c.acceptance ** (k + 1)) / (1 - c.acceptance);
+    const round = k * c.draftMsPerToken + c.rttMs + c.perRequestMs + c.stepMs + c.perPositionMs * (k + 1);
+    if (round / expected < best) {
+      best = round / expected;
+      bestK = k;
+    }
+  }
+  return { targetAlone, best, bestK };
+}
