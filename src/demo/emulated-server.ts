@@ -23,6 +23,9 @@ export interface EmulatorStats {
   lastCompletionBody: Record<string, unknown> | undefined;
 }
 
+/** A fault an emulated server injects into its generation endpoints, for fault-tolerance tests. */
+export type EmulatedFault = 'none' | 'malformed-json' | 'out-of-vocabulary' | 'http-500' | 'stall';
+
 /** Options common to emulated servers. */
 export interface EmulatorOptions {
   model: LanguageModel;
@@ -43,6 +46,8 @@ export function num(v: unknown, fallback: number): number {
 export abstract class EmulatedServer {
   readonly latency: EmulatedLatency;
   readonly stats: EmulatorStats = { requests: 0, completed: 0, aborted: 0, lastCompletionBody: undefined };
+  /** Fault injected into `/completion` and `/v1/completions` (changeable while running). */
+  fault: EmulatedFault = 'none';
   protected readonly contextTokens: number;
   private server: Server | undefined;
 
@@ -67,6 +72,7 @@ export abstract class EmulatedServer {
       res.on('close', () => (res.writableFinished ? (this.stats.completed += 1) : (this.stats.aborted += 1)));
       next();
     });
+    app.post(['/completion', '/v1/completions'], (req, res, next) => this.injectFault(req, res, next));
     this.routes(app);
     app.use((err: unknown, _req: Request, res: Response, _next: unknown) => {
       res.status(500).json({ error: { code: 500, message: String((err as Error).message), type: 'server_error' } });
@@ -83,6 +89,26 @@ export abstract class EmulatedServer {
     this.server = undefined;
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private injectFault(_req: Request, res: Response, next: () => void): void {
+    switch (this.fault) {
+      case 'none':
+        next();
+        return;
+      case 'malformed-json':
+        res.type('application/json').send('{"tokens": [1, 2');
+        return;
+      case 'out-of-vocabulary':
+        res.json({ tokens: [9_999_999, 9_999_998], completion_probabilities: [{ id: 9_999_999, token: '?', bytes: [63], logprob: -0.1, top_logprobs: [] }, { id: 9_999_998, token: '?', bytes: [63], logprob: -0.1, top_logprobs: [] }], stop_type: 'limit' });
+        return;
+      case 'http-500':
+        res.status(500).json({ error: { code: 500, message: 'injected failure', type: 'server_error' } });
+        return;
+      case 'stall':
+        // Never answers; the connection is dropped when the client gives up or the server closes.
+        return;
+    }
   }
 
   protected get tok() {

@@ -108,7 +108,12 @@ export class DraftPool {
   /** Candidates in order: the conversation's own draft first unless it is much slower or busier. */
   private ranked(affinityKey: string, exclude: ReadonlySet<string>): MemberState[] {
     const usable = this.members.filter((m) => !exclude.has(m.url) && m.breaker.state !== 'open' && m.vocabulary.kind !== 'mismatch');
-    const cost = (m: MemberState) => this.predictedMsPerToken(m) * (1 + 0.5 * m.inFlight);
+    const predicted = new Map(usable.map((m) => [m, this.predictedMsPerToken(m)]));
+    const known = [...predicted.values()].filter((v): v is number => v !== undefined);
+    // A draft not measured yet ranks as the best measured one: new conversations, spread by the
+    // hash, explore it without pulling existing conversations off their drafts.
+    const fallback = known.length > 0 ? Math.min(...known) : 1;
+    const cost = (m: MemberState) => (predicted.get(m) ?? fallback) * (1 + 0.5 * m.inFlight);
     const byCost = [...usable].sort((a, b) => cost(a) - cost(b));
     const byAffinity = [...usable].sort((a, b) => rendezvous(affinityKey, b.url) - rendezvous(affinityKey, a.url));
     const preferred = byAffinity[0];
@@ -118,11 +123,11 @@ export class DraftPool {
     return keep ? [preferred, ...byCost.filter((m) => m !== preferred)] : byCost;
   }
 
-  /** Predicted ms/token with this draft (unknown drafts rank as promising, so they get measured). */
-  private predictedMsPerToken(m: MemberState): number {
+  /** Predicted ms/token with this draft, or undefined before it was measured. */
+  private predictedMsPerToken(m: MemberState): number | undefined {
     const s = this.config.speculation;
     const window = new AdaptiveWindow(m.estimates, { min: s.windowMin, max: s.windowMax, initialK: 4, margin: 0, explore: 0, draftAhead: s.draftAhead, rng: Math.random });
-    return window.best()?.msPerToken ?? 0;
+    return window.best()?.msPerToken;
   }
 
   private async checkVocabulary(member: MemberState, draft: ConnectedServer, signal: AbortSignal): Promise<void> {

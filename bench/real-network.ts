@@ -1,0 +1,86 @@
+/**
+ * Real llama-servers across an emulated network: the heavy target (stories260K-ff32k-f32) behind
+ * the delay proxy at several RTTs, the q4_0 draft local. Side by side in one run, interleaved:
+ * the target alone over the same link (a direct client, streaming), dsd adaptive, dsd fixed
+ * k = 3 and k = 8. Milliseconds per generated token (greedy, wall time / tokens).
+ *
+ *   npm run bench:real-network [-- --rtts 0,10,25 --tokens 128 --repeats 1]
+ */
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DelayProxy } from '../src/bench/delay-proxy.js';
+import { locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
+import { loadConfig } from '../src/config/load-config.js';
+import type { DsdOptions } from '../src/config/types.js';
+import { createLogger } from '../src/logger.js';
+import { createApp } from '../src/server/app.js';
+import { timedCompletion } from './emulated-pair.js';
+
+const { values } = parseArgs({
+  options: {
+    rtts: { type: 'string', default: '0,10,25' },
+    tokens: { type: 'string', default: '128' },
+    repeats: { type: 'string', default: '1' },
+    'target-threads': { type: 'string', default: '1' },
+    models: { type: 'string', default: process.env.DSD_TEST_MODELS ?? resolve(import.meta.dirname, '../../shared/models') },
+  },
+});
+const TOKENS = Number(values.tokens);
+const PROMPTS = ['Once upon a time', 'One day, a little girl named Lily', 'Tom and his dog went to the park.', 'The sun was shining and the birds were singing.', 'Ben found a shiny rock under the tree.'];
+const model = (f: string) => resolve(values.models, f);
+
+const bin = await locateLlamaServer();
+const target = await startLlamaServer({ bin, modelPath: model('stories260K-ff32k-f32.gguf'), alias: 'target', slots: 9, threads: Number(values['target-threads']) });
+const draft = await startLlamaServer({ bin, modelPath: model('stories260K-q4_0.gguf'), alias: 'draft', slots: 2, threads: 1 });
+const closers: (() => Promise<void>)[] = [() => target.stop(), () => draft.stop()];
+
+async function dsdFor(targetUrl: string, speculation: DsdOptions['speculation']): Promise<string> {
+  const config = loadConfig({}, { target: { urls: [targetUrl], kind: 'llamacpp' }, draft: { urls: [draft.url], kind: 'llamacpp' }, speculation: { windowMax: 8, ...speculation } });
+  const { app, router } = createApp({ config, logger: createLogger('silent') });
+  const server = app.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  closers.push(async () => {
+    server.closeAllConnections();
+    server.close();
+    await router.close();
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+const rows: string[] = [];
+for (const rtt of values.rtts.split(',').map(Number)) {
+  const proxy = new DelayProxy({ targetHost: '127.0.0.1', targetPort: Number(new URL(target.url).port), oneWayDelayMs: rtt / 2 });
+  await proxy.listen();
+  closers.push(() => proxy.close());
+  const configs: Record<string, string> = {
+    'target alone (direct client)': proxy.url,
+    'dsd adaptive': await dsdFor(proxy.url, { window: 'auto' }),
+    'dsd k=3': await dsdFor(proxy.url, { window: 3 }),
+    'dsd k=8': await dsdFor(proxy.url, { window: 8 }),
+  };
+  for (const url of Object.values(configs)) await timedCompletion(url, PROMPTS[0] as string, 16); // warm-up
+  const totals: Record<string, { ms: number; tokens: number }> = {};
+  for (let r = 0; r < Number(values.repeats); r++) {
+    for (const prompt of PROMPTS) {
+      for (const [name, url] of Object.entries(configs)) {
+        const t = await timedCompletion(url, prompt, TOKENS);
+        const acc = (totals[name] ??= { ms: 0, tokens: 0 });
+        acc.ms += t.ms;
+        acc.tokens += t.tokens;
+      }
+    }
+  }
+  const base = (totals['target alone (direct client)'] as { ms: number; tokens: number });
+  for (const [name, t] of Object.entries(totals)) {
+    const msPerToken = t.ms / t.tokens;
+    rows.push(`| ${rtt} | ${name} | ${msPerToken.toFixed(2)} | ${(base.ms / base.tokens / msPerToken).toFixed(2)}× |`);
+  }
+  process.stderr.write(`RTT ${rtt} ms done\n`);
+}
+console.log(`\nheavy target (${values['target-threads']} thread) behind the delay proxy + local q4_0 draft, greedy, ${TOKENS} tokens × ${PROMPTS.length} prompts × ${values.repeats}\n`);
+console.log('| RTT ms | setup | ms / token | vs target alone |');
+console.log('|---|---|---|---|');
+for (const row of rows) console.log(row);
+for (const close of closers.reverse()) await close();
