@@ -17,6 +17,8 @@ export type DsdErrorCode =
   | 'upstream_error'
   | 'upstream_bad_response'
   | 'vocabulary_mismatch'
+  | 'rate_limit_exceeded'
+  | 'server_shutting_down'
   | 'internal_error';
 
 /** The OpenAI `error.type` values dsd emits. */
@@ -26,6 +28,7 @@ export type OpenAiErrorType =
   | 'not_found_error'
   | 'server_error'
   | 'upstream_error'
+  | 'rate_limit_error'
   | 'timeout_error';
 
 const STATUS_BY_CODE: Record<DsdErrorCode, number> = {
@@ -41,6 +44,8 @@ const STATUS_BY_CODE: Record<DsdErrorCode, number> = {
   upstream_error: 502,
   upstream_bad_response: 502,
   vocabulary_mismatch: 500,
+  rate_limit_exceeded: 429,
+  server_shutting_down: 503,
   internal_error: 500,
 };
 
@@ -57,6 +62,8 @@ const TYPE_BY_CODE: Record<DsdErrorCode, OpenAiErrorType> = {
   upstream_error: 'upstream_error',
   upstream_bad_response: 'upstream_error',
   vocabulary_mismatch: 'server_error',
+  rate_limit_exceeded: 'rate_limit_error',
+  server_shutting_down: 'server_error',
   internal_error: 'server_error',
 };
 
@@ -66,6 +73,8 @@ export interface DsdErrorOptions {
   param?: string;
   /** Overrides the status implied by the code (e.g. an upstream 4xx relayed as is). */
   status?: number;
+  /** Sent as Retry-After (seconds) with the error response. */
+  retryAfterSeconds?: number;
   cause?: unknown;
 }
 
@@ -74,6 +83,7 @@ export class DsdError extends Error {
   readonly code: DsdErrorCode;
   readonly status: number;
   readonly param: string | null;
+  readonly retryAfterSeconds: number | undefined;
 
   constructor(code: DsdErrorCode, message: string, options: DsdErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -81,6 +91,7 @@ export class DsdError extends Error {
     this.code = code;
     this.status = options.status ?? STATUS_BY_CODE[code];
     this.param = options.param ?? null;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   /** The OpenAI `error.type` for this error. */
@@ -111,6 +122,8 @@ export interface UpstreamErrorOptions extends DsdErrorOptions {
 export class UpstreamError extends DsdError {
   readonly role: UpstreamRole;
   readonly upstreamStatus: number | null;
+  /** The upstream's Retry-After, when it sent one. */
+  retryAfterMs: number | undefined;
 
   constructor(code: DsdErrorCode, message: string, options: UpstreamErrorOptions) {
     super(code, message, options);

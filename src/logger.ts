@@ -1,28 +1,49 @@
+import { destination as pinoDestination, pino, stdTimeFunctions, type DestinationStream, type Logger as PinoLogger } from 'pino';
 import type { LogLevel } from './config/types.js';
 
-const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
-
-/** Structured one-line JSON logger. Callers never pass prompt text or secrets. */
+/** Structured JSON logger. Callers never pass prompt text (unless DSD_LOG_PROMPTS) or secrets. */
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
+  /** A logger that adds `bindings` (e.g. the request id) to every line. */
+  child(bindings: Record<string, unknown>): Logger;
+  /** Whether debug lines are written (to skip building per-round detail otherwise). */
+  readonly debugEnabled: boolean;
 }
 
-/** Where log lines go; stderr by default so stdout stays clean for CLI output. */
-export type LogSink = (line: string) => void;
-
-/** Creates a JSON-lines logger at the given level. */
-export function createLogger(level: LogLevel, sink: LogSink = (line) => process.stderr.write(`${line}\n`)): Logger {
-  const write = (at: Exclude<LogLevel, 'silent'>, msg: string, fields?: Record<string, unknown>) => {
-    if (RANK[at] < RANK[level]) return;
-    sink(JSON.stringify({ time: new Date().toISOString(), level: at, msg, ...fields }));
-  };
+function wrap(p: PinoLogger): Logger {
   return {
-    debug: (msg, fields) => write('debug', msg, fields),
-    info: (msg, fields) => write('info', msg, fields),
-    warn: (msg, fields) => write('warn', msg, fields),
-    error: (msg, fields) => write('error', msg, fields),
+    debug: (msg, fields) => p.debug(fields ?? {}, msg),
+    info: (msg, fields) => p.info(fields ?? {}, msg),
+    warn: (msg, fields) => p.warn(fields ?? {}, msg),
+    error: (msg, fields) => p.error(fields ?? {}, msg),
+    child: (bindings) => wrap(p.child(bindings)),
+    get debugEnabled() {
+      return p.isLevelEnabled('debug');
+    },
   };
+}
+
+/**
+ * A pino JSON-lines logger on stderr (stdout stays clean for CLI output). pino because it is fast,
+ * well kept and asynchronous-friendly; the interface above keeps the rest of dsd independent of it.
+ * Authorization headers are redacted should a caller ever log them.
+ */
+export function createLogger(level: LogLevel, destination?: DestinationStream | ((line: string) => void)): Logger {
+  const stream: DestinationStream =
+    typeof destination === 'function' ? { write: (line: string) => destination(line.trimEnd()) } : (destination ?? pinoDestination({ dest: 2, sync: true }));
+  return wrap(
+    pino(
+      {
+        level,
+        base: { service: 'dsd' },
+        timestamp: stdTimeFunctions.isoTime,
+        formatters: { level: (label) => ({ level: label }) },
+        redact: { paths: ['authorization', '*.authorization', 'headers.authorization', 'apiKey', '*.apiKey'], censor: '[redacted]' },
+      },
+      stream,
+    ),
+  );
 }

@@ -1,6 +1,6 @@
 import type { BackendKind, BackendKindSetting, TimeoutConfig } from '../config/types.js';
 import { DsdError, type UpstreamRole } from '../errors.js';
-import { HttpUpstream } from './http.js';
+import { HttpUpstream, type HttpUpstreamOptions } from './http.js';
 import { LlamaCppServer } from './llamacpp/client.js';
 import type { ModelServer } from './types.js';
 import { VllmServer } from './vllm/client.js';
@@ -13,6 +13,8 @@ export interface ConnectOptions {
   model?: string | undefined;
   apiKey?: string | undefined;
   timeouts: TimeoutConfig;
+  /** CA certificates, request observation and retries for this upstream's HTTP pool. */
+  http?: Pick<HttpUpstreamOptions, 'ca' | 'observe' | 'retry'> | undefined;
 }
 
 /**
@@ -20,7 +22,7 @@ export interface ConnectOptions {
  * `/v1/models` entries carry `max_model_len`. A clear error when neither answers.
  */
 export async function detectKind(options: ConnectOptions, signal: AbortSignal): Promise<BackendKind> {
-  const http = new HttpUpstream({ baseUrl: options.url, role: options.role, apiKey: options.apiKey, timeouts: options.timeouts, connections: 2 });
+  const http = new HttpUpstream({ baseUrl: options.url, role: options.role, apiKey: options.apiKey, timeouts: options.timeouts, connections: 2, ca: options.http?.ca });
   try {
     const props = await http.json('GET', '/props', undefined, signal).catch(() => undefined);
     if (typeof props === 'object' && props !== null && 'total_slots' in props) return 'llamacpp';
@@ -42,7 +44,7 @@ export async function detectKind(options: ConnectOptions, signal: AbortSignal): 
 
 /** Connects to a server of a known kind (no network traffic). */
 export function createServer(options: ConnectOptions & { kind: BackendKind }): ModelServer {
-  const http = { baseUrl: options.url, role: options.role, apiKey: options.apiKey, timeouts: options.timeouts };
+  const http = { ...options.http, baseUrl: options.url, role: options.role, apiKey: options.apiKey, timeouts: options.timeouts };
   switch (options.kind) {
     case 'llamacpp':
       return new LlamaCppServer(http);

@@ -2,7 +2,26 @@ import { Pool, errors as undiciErrors } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { TimeoutConfig } from '../config/types.js';
 import { ClientAbortError, UpstreamError, type UpstreamRole } from '../errors.js';
+import { RetryBudget } from './retry-budget.js';
 import { parseSse } from './sse.js';
+
+/** One finished upstream request, for metrics. */
+export interface UpstreamObservation {
+  role: UpstreamRole;
+  baseUrl: string;
+  path: string;
+  ms: number;
+  outcome: 'ok' | 'http-error' | 'timeout' | 'unavailable' | 'aborted';
+}
+
+/** Retry policy: only failures before any response byte, bounded by attempts and a budget. */
+export interface RetryOptions {
+  maxAttempts: number;
+  budget: RetryBudget;
+  /** Longest `Retry-After` honoured; longer ones are not retried. */
+  maxRetryAfterMs: number;
+  onRetry?: () => void;
+}
 
 /** Where and how to reach one upstream server. */
 export interface HttpUpstreamOptions {
@@ -14,7 +33,15 @@ export interface HttpUpstreamOptions {
   connections?: number;
   /** A dispatcher to use instead of a new pool (tests inject undici's MockAgent). */
   dispatcher?: Dispatcher;
+  /** PEM CA certificates trusted for https upstreams (in addition to the system's). */
+  ca?: string | undefined;
+  observe?: ((o: UpstreamObservation) => void) | undefined;
+  retry?: RetryOptions | undefined;
 }
+
+const RETRYABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
+const RETRYABLE_STATUS = new Set([429, 502, 503]);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Byte counts on one link, for the network-economy figures. */
 export interface LinkCounters {
@@ -37,6 +64,8 @@ export class HttpUpstream {
   private readonly origin: string;
   private readonly headers: Record<string, string>;
   private readonly basePath: string;
+  private readonly observe: HttpUpstreamOptions['observe'];
+  private readonly retry: RetryOptions | undefined;
 
   constructor(options: HttpUpstreamOptions) {
     const url = new URL(options.baseUrl);
@@ -46,11 +75,13 @@ export class HttpUpstream {
     this.origin = url.origin;
     this.pool = options.dispatcher ?? new Pool(url.origin, {
       connections: options.connections ?? 64,
-      connect: { timeout: options.timeouts.connectTimeoutMs },
+      connect: { timeout: options.timeouts.connectTimeoutMs, ...(options.ca === undefined ? {} : { ca: options.ca }) },
       headersTimeout: options.timeouts.headersTimeoutMs,
       bodyTimeout: options.timeouts.bodyTimeoutMs,
       keepAliveTimeout: 30_000,
     });
+    this.observe = options.observe;
+    this.retry = options.retry;
     this.headers = { 'content-type': 'application/json', accept: 'application/json' };
     if (options.apiKey !== undefined) this.headers.authorization = `Bearer ${options.apiKey}`;
   }
@@ -87,7 +118,43 @@ export class HttpUpstream {
     await this.pool.close();
   }
 
+  /**
+   * Sends a request; retries (when configured) only failures that happen before any response byte
+   * (connection refused/reset, 429/502/503), honouring Retry-After, within the retry budget.
+   */
   private async send(method: 'GET' | 'POST', path: string, body: unknown, signal?: AbortSignal) {
+    this.retry?.budget.deposit();
+    for (let attempt = 1; ; attempt++) {
+      const started = performance.now();
+      try {
+        const res = await this.sendOnce(method, path, body, signal);
+        this.observe?.({ role: this.role, baseUrl: this.baseUrl, path, ms: performance.now() - started, outcome: 'ok' });
+        return res;
+      } catch (err) {
+        const e = err as Error;
+        this.observe?.({ role: this.role, baseUrl: this.baseUrl, path, ms: performance.now() - started, outcome: outcomeOf(e) });
+        const wait = this.retryDelay(e, attempt, signal);
+        if (wait === undefined) throw err;
+        this.retry?.onRetry?.();
+        await sleep(wait);
+      }
+    }
+  }
+
+  /** Delay before the next attempt, or undefined when this failure must not be retried. */
+  private retryDelay(err: Error, attempt: number, signal?: AbortSignal): number | undefined {
+    const r = this.retry;
+    if (r === undefined || attempt >= r.maxAttempts || signal?.aborted || !(err instanceof UpstreamError)) return undefined;
+    const causeCode = (err.cause as { code?: string } | undefined)?.code ?? '';
+    const retryable = err.code === 'upstream_unavailable' ? RETRYABLE_CODES.has(causeCode) : RETRYABLE_STATUS.has(err.upstreamStatus ?? 0);
+    if (!retryable) return undefined;
+    const after = err.retryAfterMs;
+    if (after !== undefined && after > r.maxRetryAfterMs) return undefined;
+    if (!r.budget.withdraw()) return undefined;
+    return after ?? 50 * 2 ** (attempt - 1) * (0.5 + Math.random());
+  }
+
+  private async sendOnce(method: 'GET' | 'POST', path: string, body: unknown, signal?: AbortSignal) {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     this.counters.requests += 1;
     this.counters.bytesSent += payload === undefined ? 0 : Buffer.byteLength(payload);
@@ -106,7 +173,10 @@ export class HttpUpstream {
     }
     if (res.statusCode >= 200 && res.statusCode < 300) return res;
     const text = await this.readText(res.body, signal, MAX_ERROR_BODY_BYTES).catch(() => '');
-    throw this.statusError(res.statusCode, text, path);
+    const error = this.statusError(res.statusCode, text, path);
+    const retryAfter = Number(res.headers['retry-after']);
+    if (Number.isFinite(retryAfter) && retryAfter >= 0) error.retryAfterMs = retryAfter * 1000;
+    throw error;
   }
 
   private async readText(body: Dispatcher.ResponseData['body'], signal?: AbortSignal, limit = Infinity) {
@@ -164,6 +234,19 @@ export class HttpUpstream {
       role: this.role,
       cause: err,
     });
+  }
+}
+
+function outcomeOf(err: Error): UpstreamObservation['outcome'] {
+  if (err instanceof ClientAbortError) return 'aborted';
+  if (!(err instanceof UpstreamError)) return 'aborted';
+  switch (err.code) {
+    case 'upstream_timeout':
+      return 'timeout';
+    case 'upstream_unavailable':
+      return 'unavailable';
+    default:
+      return 'http-error';
   }
 }
 

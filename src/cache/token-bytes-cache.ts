@@ -21,7 +21,10 @@ export class TokenBytesCache {
   private readonly cache: LRUCache<number, Uint8Array>;
   private readonly encoder = new TextEncoder();
 
-  constructor(maxEntries = 262_144) {
+  constructor(
+    maxEntries = 262_144,
+    private readonly onLookup?: (hit: boolean) => void,
+  ) {
     this.cache = new LRUCache({ max: maxEntries });
   }
 
@@ -37,9 +40,11 @@ export class TokenBytesCache {
     const known = this.cache.get(token.id);
     if (known !== undefined) {
       this.counters.hits += 1;
+      this.onLookup?.(true);
       return known;
     }
     this.counters.misses += 1;
+    this.onLookup?.(false);
     const text = anchorId === undefined
       ? await lookup([token.id], signal)
       : (await lookup([anchorId, token.id], signal)).slice((await lookup([anchorId], signal)).length);

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type {
   AcceptanceSetting,
   BackendKindSetting,
@@ -103,12 +104,28 @@ function readUpstream(r: EnvReader, role: 'TARGET' | 'DRAFT', defaults: TimeoutC
   };
 }
 
+/** Reads a file named by a variable; injectable so loadConfig stays pure in tests. */
+export type FileReader = (path: string) => string;
+
+function readNamedFile(r: EnvReader, name: string, readFile: FileReader): string | undefined {
+  const path = r.string(name);
+  if (path === undefined) return undefined;
+  try {
+    return readFile(path);
+  } catch (err) {
+    r.problems.push(`${name}=${JSON.stringify(path)}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    return undefined;
+  }
+}
+
 /**
- * Reads and validates the `DSD_*` variables of `env` (pure: pass `process.env` or a literal).
- * Throws a ConfigError listing every invalid variable.
+ * Reads and validates the `DSD_*` variables of `env` (pure: pass `process.env` or a literal; files
+ * named by variables are read through `readFile`). Throws a ConfigError listing every invalid one.
  */
-export function loadConfig(env: Env, overrides: DsdOptions = {}): DsdConfig {
+export function loadConfig(env: Env, overrides: DsdOptions = {}, readFile: FileReader = (path) => readFileSync(path, 'utf8')): DsdConfig {
   const r = new EnvReader(env);
+  const keyFile = readNamedFile(r, 'DSD_API_KEY_FILE', readFile);
+  const fileKeys = (keyFile ?? '').split(/\r?\n/).map((k) => k.trim()).filter((k) => k !== '' && !k.startsWith('#'));
   const portDefault = r.int('PORT', 8080, 0, 65_535);
   const speculation = {
     window: r.string('DSD_WINDOW') === 'auto' ? ('auto' as const) : r.int('DSD_WINDOW', -1, 0, 64),
@@ -125,10 +142,21 @@ export function loadConfig(env: Env, overrides: DsdOptions = {}): DsdConfig {
     draft: readUpstream(r, 'DRAFT', { connectTimeoutMs: 2_000, headersTimeoutMs: 5_000, bodyTimeoutMs: 5_000 }),
     host: r.string('DSD_HOST') ?? '127.0.0.1',
     port: r.int('DSD_PORT', portDefault, 0, 65_535),
-    apiKeys: (r.string('DSD_API_KEY') ?? '').split(',').map((k) => k.trim()).filter(Boolean),
+    apiKeys: [...(r.string('DSD_API_KEY') ?? '').split(',').map((k) => k.trim()).filter(Boolean), ...fileKeys],
     logLevel: r.oneOf('DSD_LOG_LEVEL', LOG_LEVELS, 'info'),
     bodyLimitBytes: r.int('DSD_BODY_LIMIT_BYTES', 8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     speculation: { ...speculation, window },
+    limits: {
+      maxTokens: r.int('DSD_MAX_TOKENS', 32_768, 1, 10_000_000),
+      maxMessages: r.int('DSD_MAX_MESSAGES', 1_024, 1, 1_000_000),
+      maxConcurrency: r.int('DSD_MAX_CONCURRENCY', 256, 1, 1_000_000),
+      maxQueue: r.int('DSD_MAX_QUEUE', 1_024, 0, 1_000_000),
+      queueTimeoutMs: r.int('DSD_QUEUE_TIMEOUT_MS', 30_000, 1, DAY_MS),
+    },
+    caCertificates: readNamedFile(r, 'DSD_CA_FILE', readFile),
+    logPrompts: r.oneOf('DSD_LOG_PROMPTS', ['true', 'false'] as const, 'false') === 'true',
+    shutdownGraceMs: r.int('DSD_SHUTDOWN_GRACE_MS', 30_000, 0, DAY_MS),
+    targetRetryAttempts: r.int('DSD_TARGET_RETRY_ATTEMPTS', 3, 1, 10),
   };
   const merged = applyOverrides(config, overrides);
   checkConsistency(merged, r.problems);
@@ -144,7 +172,8 @@ function applyOverrides(config: DsdConfig, o: DsdOptions): DsdConfig {
   });
   return {
     ...config,
-    ...stripUndefined({ host: o.host, port: o.port, apiKeys: o.apiKeys, logLevel: o.logLevel, bodyLimitBytes: o.bodyLimitBytes }),
+    ...stripUndefined({ host: o.host, port: o.port, apiKeys: o.apiKeys, logLevel: o.logLevel, bodyLimitBytes: o.bodyLimitBytes, logPrompts: o.logPrompts, shutdownGraceMs: o.shutdownGraceMs, targetRetryAttempts: o.targetRetryAttempts }),
+    limits: { ...config.limits, ...stripUndefined(o.limits ?? {}) },
     target: upstream(config.target, o.target),
     draft: upstream(config.draft, o.draft),
     speculation: { ...config.speculation, ...stripUndefined(o.speculation ?? {}) },

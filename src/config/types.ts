@@ -43,6 +43,20 @@ export interface SpeculationConfig {
   draftCooldownMs: number;
 }
 
+/** Request limits and admission control. */
+export interface LimitsConfig {
+  /** Largest `max_tokens` accepted (400 above it). */
+  maxTokens: number;
+  /** Most chat messages accepted in one request. */
+  maxMessages: number;
+  /** Generation requests served at once; more wait in the queue. */
+  maxConcurrency: number;
+  /** Requests allowed to wait; beyond it, 429 with Retry-After. */
+  maxQueue: number;
+  /** Longest wait in the queue before 429. */
+  queueTimeoutMs: number;
+}
+
 /** The full, validated configuration of a dsd instance. */
 export interface DsdConfig {
   /** No URLs: `dsd serve` starts the embedded demo backends. */
@@ -55,6 +69,15 @@ export interface DsdConfig {
   logLevel: LogLevel;
   bodyLimitBytes: number;
   speculation: SpeculationConfig;
+  limits: LimitsConfig;
+  /** PEM certificates trusted for https upstreams, read from DSD_CA_FILE. */
+  caCertificates: string | undefined;
+  /** Log prompt text (off by default; prompts are user data). */
+  logPrompts: boolean;
+  /** How long in-flight requests may run after SIGTERM. */
+  shutdownGraceMs: number;
+  /** Attempts per target request for failures before any byte (1 = no retry). */
+  targetRetryAttempts: number;
 }
 
 /** Caller overrides for a DsdConfig; nested objects merge field by field. */
@@ -67,4 +90,8 @@ export interface DsdOptions {
   logLevel?: LogLevel;
   bodyLimitBytes?: number;
   speculation?: Partial<SpeculationConfig>;
+  limits?: Partial<LimitsConfig>;
+  logPrompts?: boolean;
+  shutdownGraceMs?: number;
+  targetRetryAttempts?: number;
 }

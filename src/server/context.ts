@@ -1,13 +1,15 @@
 import type { TokenBytesCache } from '../cache/token-bytes-cache.js';
 import type { DsdConfig } from '../config/types.js';
 import type { Logger } from '../logger.js';
+import type { Admission } from './admission.js';
+import type { DsdMetrics } from './metrics.js';
 import type { Upstreams } from './upstreams.js';
 
-/** Counters of how requests were served (exposed on /health and, later, /metrics). */
+/** Counters of how requests were served (also in /metrics). */
 export interface ServeCounters {
   speculative: number;
   passthrough: number;
-  /** Speculative requests that lost their draft and finished target-only. */
+  /** Speculative requests that lost a draft and went on with another or the target alone. */
   draftFallbacks: number;
 }
 
@@ -19,4 +21,8 @@ export interface DsdContext {
   counters: ServeCounters;
   /** Token bytes learned from upstream responses, shared by all requests. */
   bytesCache: TokenBytesCache;
+  metrics: DsdMetrics;
+  admission: Admission;
+  /** Set on shutdown: /ready turns 503 and new generation requests are refused. */
+  draining: boolean;
 }

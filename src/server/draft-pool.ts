@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { ConnectOptions } from '../backends/detect.js';
 import { vocabularyMismatch } from '../backends/vocabulary-check.js';
 import type { DsdConfig } from '../config/types.js';
 import type { Logger } from '../logger.js';
@@ -51,10 +52,11 @@ export class DraftPool {
     private readonly logger: Logger,
     private readonly target: (signal: AbortSignal) => Promise<ConnectedServer>,
     now: () => number = () => performance.now(),
+    http: ConnectOptions['http'] = {},
   ) {
     this.members = config.draft.urls.map((url) => ({
       url,
-      lazy: new LazyServer(url, 'draft', config.draft, logger),
+      lazy: new LazyServer(url, 'draft', config.draft, logger, http),
       vocabulary: { kind: 'unchecked' },
       estimates: new PairEstimates(),
       inFlight: 0,

@@ -27,11 +27,13 @@ function fromBodyParser(err: unknown): DsdError | undefined {
 }
 
 /** The single place where errors become OpenAI envelopes. */
-export function errorHandler(logger: Logger): ErrorRequestHandler {
+export function errorHandler(fallbackLogger: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     if (err instanceof ClientAbortError) return;
+    const logger = (res.locals.logger as Logger | undefined) ?? fallbackLogger;
     const dsdError = fromBodyParser(err) ?? toDsdError(err);
-    const fields = { code: dsdError.code, status: dsdError.status, path: req.path, requestId: res.getHeader('x-request-id') };
+    const fields = { code: dsdError.code, status: dsdError.status, path: req.path };
+    res.locals.errorCode = dsdError.code;
     if (dsdError.status >= 500) logger.warn(dsdError.message, { ...fields, cause: causeOf(dsdError) });
     else logger.debug(dsdError.message, fields);
     if (res.headersSent) {
@@ -39,6 +41,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       if (!res.writableEnded) res.end();
       return;
     }
+    if (dsdError.retryAfterSeconds !== undefined) res.setHeader('retry-after', String(dsdError.retryAfterSeconds));
     res.status(dsdError.status).json(errorBody(dsdError));
   };
 }

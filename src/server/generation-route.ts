@@ -9,31 +9,41 @@ import { serveSpeculative } from './speculative-responder.js';
 import { validateGenerationRequest } from './validation.js';
 
 /**
- * Whether the engine reproduces the target exactly for this request. Logprobs come from the
- * target's verification results, except under rejection sampling, whose verification asks for
- * post-sampling probabilities rather than the model's own.
+ * Why this request goes straight to the target, or undefined when the engine may serve it. The
+ * engine reproduces the target exactly; logprobs come from the target's verification results,
+ * except under rejection sampling, whose verification asks for post-sampling probabilities.
  */
-function canSpeculate(ctx: DsdContext, request: GenerationRequest): boolean {
-  if (ctx.upstreams.drafts.size === 0 || request.passthroughReason !== undefined) return false;
-  if (request.speculation.enabled === false || request.speculation.window === 0) return false;
+function passthroughReason(ctx: DsdContext, request: GenerationRequest): string | undefined {
+  if (ctx.upstreams.drafts.size === 0) return 'no_draft_configured';
+  if (request.passthroughReason !== undefined) return 'unsupported_request';
+  if (request.speculation.enabled === false || request.speculation.window === 0) return 'speculation_off';
   const rejection = request.temperature > 0 && ctx.config.speculation.acceptance === 'rejection';
-  return request.logprobs === undefined || !rejection;
+  if (request.logprobs !== undefined && rejection) return 'unsupported_request';
+  return undefined;
 }
 
 /** POST /v1/chat/completions and /v1/completions. */
 export function generationRoute(ctx: DsdContext, route: OpenAiRoute): RequestHandler {
   return async (req, res) => {
-    const request = validateGenerationRequest(route, req.body, req.headers);
+    if (ctx.draining) throw new DsdError('server_shutting_down', 'the server is shutting down; retry on another instance', { retryAfterSeconds: 1 });
+    const request = validateGenerationRequest(route, req.body, req.headers, ctx.config.limits);
     const abort = abortOnClientClose(res);
+    const release = await ctx.admission.acquire(abort.signal);
+    res.once('close', release);
     const target = await ctx.upstreams.target(abort.signal);
     if (request.model !== target.info.modelId) {
       throw new DsdError('model_not_found', `model '${request.model}' does not exist; this server serves '${target.info.modelId}'`, { param: 'model' });
     }
-    if (canSpeculate(ctx, request)) {
+    res.locals.summary = { model: request.model, stream: request.stream };
+    if (ctx.config.logPrompts) res.locals.summary.prompt = request.input;
+    let reason = passthroughReason(ctx, request);
+    if (reason === undefined) {
       const served = await serveSpeculative({ ctx, request, target, res, signal: abort.signal });
       if (served) return;
+      reason = 'no_draft_or_planned_target_only';
     }
     ctx.counters.passthrough += 1;
-    await passthrough(request, target.server, res, abort.signal);
+    ctx.metrics.fallbacks.inc({ reason });
+    await passthrough({ request, target: target.server, res, signal: abort.signal, metrics: ctx.metrics, reason });
   };
 }

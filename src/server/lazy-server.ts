@@ -1,4 +1,4 @@
-import { connectServer } from '../backends/detect.js';
+import { connectServer, type ConnectOptions } from '../backends/detect.js';
 import type { UpstreamConfig } from '../config/types.js';
 import type { UpstreamRole } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -14,6 +14,7 @@ export class LazyServer {
     private readonly role: UpstreamRole,
     private readonly config: UpstreamConfig,
     private readonly logger: Logger,
+    private readonly http: ConnectOptions['http'] = {},
   ) {}
 
   get current(): ConnectedServer | undefined {
@@ -32,7 +33,7 @@ export class LazyServer {
   private async connect(): Promise<ConnectedServer> {
     const t = this.config.timeouts;
     const signal = AbortSignal.timeout(t.connectTimeoutMs + t.headersTimeoutMs);
-    const server = await connectServer({ url: this.url, role: this.role, kind: this.config.kind, model: this.config.model, apiKey: this.config.apiKey, timeouts: t }, signal);
+    const server = await connectServer({ url: this.url, role: this.role, kind: this.config.kind, model: this.config.model, apiKey: this.config.apiKey, timeouts: t, http: this.http }, signal);
     try {
       const info = await server.describe(signal);
       this.connected = { server, info };

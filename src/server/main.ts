@@ -49,13 +49,16 @@ export async function startDsd(config: DsdConfig, logger: Logger = createLogger(
   const baseUrl = `http://${host}:${address.port}/v1`;
   logger.info('dsd listening', { baseUrl });
 
-  const stop = async (graceMs = 10_000) => {
-    server.close();
-    const deadline = setTimeout(() => server.closeAllConnections(), graceMs);
-    deadline.unref();
+  const stop = async (graceMs = effective.shutdownGraceMs) => {
+    // Drain: /ready turns 503 and new generation requests are refused while in-flight ones finish.
+    router.dsd.draining = true;
+    const closed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
     server.closeIdleConnections();
-    await new Promise<void>((resolve) => (server.listening ? server.once('close', () => resolve()) : resolve()));
-    clearTimeout(deadline);
+    const deadline = Date.now() + graceMs;
+    while (router.dsd.admission.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    if (router.dsd.admission.inFlight > 0) logger.warn('grace period over; closing remaining connections', { inFlight: router.dsd.admission.inFlight });
+    server.closeAllConnections();
+    await closed;
     await router.close();
     await demo?.close();
   };

@@ -26,6 +26,9 @@ export interface SpeculationSummary {
   verify_ms: number;
   acceptance_rule: string;
   fallback: string | null;
+  draft_ahead_hits: number;
+  draft_ahead_misses: number;
+  draft_ahead_saved_ms: number;
 }
 
 const round3 = (v: number) => Math.round(v * 1000) / 1000;
@@ -43,6 +46,9 @@ export function summarize(stats: SpeculationStats, rule: string): SpeculationSum
     verify_ms: round3(stats.verifyMs),
     acceptance_rule: rule,
     fallback: stats.fallbackReason ?? null,
+    draft_ahead_hits: stats.draftAheadHits,
+    draft_ahead_misses: stats.draftAheadMisses,
+    draft_ahead_saved_ms: round3(stats.draftAheadSavedMs),
   };
 }
 

@@ -1,5 +1,6 @@
 import type { Response } from 'express';
 import type { ModelServer } from '../backends/types.js';
+import type { DsdMetrics } from './metrics.js';
 import type { GenerationRequest } from './request-types.js';
 import { SseWriter } from './sse-writer.js';
 
@@ -20,16 +21,44 @@ function isUsageOnlyChunk(chunk: unknown): boolean {
   return Array.isArray(c?.choices) && c.choices.length === 0 && c.usage !== undefined;
 }
 
+/** A request sent to the target unchanged. */
+export interface PassthroughJob {
+  request: GenerationRequest;
+  target: ModelServer;
+  res: Response;
+  signal: AbortSignal;
+  metrics?: DsdMetrics;
+  /** Why it is not accelerated, for the request's log line. */
+  reason?: string;
+}
+
+function completionTokensOf(obj: unknown): number {
+  const n = (obj as { usage?: { completion_tokens?: unknown } } | null)?.usage?.completion_tokens;
+  return typeof n === 'number' ? n : 0;
+}
+
+function hasContent(chunk: unknown): boolean {
+  const choice = (chunk as { choices?: { delta?: { content?: unknown }; text?: unknown }[] } | null)?.choices?.[0];
+  const text = choice?.delta?.content ?? choice?.text;
+  return typeof text === 'string' && text !== '';
+}
+
 /** Sends a request the engine does not accelerate straight to the target, in OpenAI shape. */
-export async function passthrough(
-  request: GenerationRequest,
-  target: ModelServer,
-  res: Response,
-  signal: AbortSignal,
-): Promise<void> {
+export async function passthrough(job: PassthroughJob): Promise<void> {
+  const { request, target, res, signal } = job;
+  const startMs = performance.now();
+  let firstTokenMs: number | undefined;
+  let tokens = 0;
+  const finish = () => {
+    job.metrics?.observeGeneration(request.route, 'passthrough', { startMs, firstTokenMs, endMs: performance.now(), tokens });
+    res.locals.summary = { ...(res.locals.summary as object | undefined), mode: 'passthrough', reason: job.reason, completionTokens: tokens };
+  };
   const body = { ...request.upstreamBody };
   if (!request.stream) {
     const json = await target.openAiJson(request.route, body, signal);
+    firstTokenMs = performance.now();
+    tokens = completionTokensOf(json);
+    finish();
     res.json(normalizeOpenAiObject(json, request.model));
     return;
   }
@@ -39,6 +68,8 @@ export async function passthrough(
   try {
     for await (const chunk of target.openAiStream(request.route, body, signal)) {
       if (writer.closed) return;
+      if (firstTokenMs === undefined && hasContent(chunk)) firstTokenMs = performance.now();
+      tokens = completionTokensOf(chunk) || tokens;
       if (isUsageOnlyChunk(chunk) && !request.includeUsage) continue;
       await writer.send(normalizeOpenAiObject(chunk, request.model));
     }
@@ -47,6 +78,8 @@ export async function passthrough(
     if (!writer.hasStarted) throw err;
     await writer.fail(err);
     return;
+  } finally {
+    finish();
   }
   await writer.done();
 }

@@ -7,6 +7,7 @@ import { TextAssembler } from '../speculative/text-assembler.js';
 import type { GeneratedToken } from '../speculative/types.js';
 import { openSession } from './speculative-session.js';
 import type { ConnectedServer } from './upstreams.js';
+import type { Logger } from '../logger.js';
 import type { DsdContext } from './context.js';
 import { OpenAiResponseBuilder, summarize, summaryHeaders, usageBody, type FinishReason } from './openai-output.js';
 import { alternative, logprobsBody, type TokenAlternative, type TokenLogprobEntry } from './logprobs-output.js';
@@ -36,7 +37,7 @@ export async function serveSpeculative(req: SpeculativeRequest): Promise<boolean
   const job: SpeculativeJob = { ...req, bytesCache: req.ctx.bytesCache };
   const { request, target, signal, ctx } = job;
   const stats = emptyStats();
-  const session = await openSession({ ctx, request, target, bytesCache: job.bytesCache, stats, signal });
+  const session = await openSession({ ctx, request, target, bytesCache: job.bytesCache, stats, signal, logger: (job.res.locals.logger as Logger | undefined) ?? ctx.logger });
   if (session === undefined) return false;
   let promptIds: number[];
   try {
@@ -59,7 +60,10 @@ export async function serveSpeculative(req: SpeculativeRequest): Promise<boolean
   const writer = request.stream ? new SseWriter(job.res) : undefined;
   // The role chunk waits for the first round, so a target that fails at once still gets a status.
   let roleSent = false;
+  const startMs = performance.now();
+  let firstTokenMs: number | undefined;
   const send = async (chunk: unknown) => {
+    firstTokenMs ??= performance.now();
     if (writer === undefined) return;
     if (!roleSent) {
       roleSent = true;
@@ -108,7 +112,9 @@ export async function serveSpeculative(req: SpeculativeRequest): Promise<boolean
     text += tail;
     const summary = summarize(stats, session.ruleLabel);
     const usage = usageBody(promptIds.length, completionTokens, summary);
-    ctx.logger.debug('speculative request done', { ...summary, completionTokens, finish, draftAhead: { hits: stats.draftAheadHits, misses: stats.draftAheadMisses, savedMs: stats.draftAheadSavedMs } });
+    firstTokenMs ??= performance.now();
+    ctx.metrics.observeGeneration(request.route, 'speculative', { startMs, firstTokenMs, endMs: performance.now(), tokens: completionTokens });
+    job.res.locals.summary = { ...(job.res.locals.summary as object | undefined), mode: 'speculative', completionTokens, finish, rounds: summary.rounds, acceptanceRate: summary.acceptance_rate, meanAcceptanceLength: summary.mean_acceptance_length, targetOnlyTokens: summary.target_only_tokens, fallback: summary.fallback };
     if (writer === undefined) {
       const logprobs = request.logprobs === undefined ? null : logprobsBody(request.route, allLogprobs, 0);
       job.res.set(summaryHeaders(summary)).json(builder.complete(text, finish, usage, logprobs));
@@ -123,6 +129,7 @@ export async function serveSpeculative(req: SpeculativeRequest): Promise<boolean
     await writer.fail(err);
   } finally {
     session.release();
+    ctx.metrics.observeSpeculation(stats);
   }
   return true;
 }

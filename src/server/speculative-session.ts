@@ -8,6 +8,7 @@ import { seededRng } from '../speculative/sampling.js';
 import type { SpeculationStats } from '../speculative/stats.js';
 import type { GeneratedToken } from '../speculative/types.js';
 import { clampWindow } from '../speculative/window.js';
+import type { Logger } from '../logger.js';
 import type { DsdContext } from './context.js';
 import type { AssignedDraft, PoolMember } from './draft-pool.js';
 import type { GenerationRequest, PromptInput } from './request-types.js';
@@ -64,6 +65,7 @@ export async function openSession(o: {
   bytesCache: TokenBytesCache;
   stats: SpeculationStats;
   signal: AbortSignal;
+  logger: Logger;
 }): Promise<SpeculativeSession | undefined> {
   const { ctx, request, target, signal } = o;
   const key = affinityKey(request.input);
@@ -122,8 +124,10 @@ export async function openSession(o: {
     now: () => performance.now(),
     signal,
     stats: o.stats,
+    ...(o.logger.debugEnabled ? { onRound: (round: Parameters<NonNullable<EngineOptions['onRound']>>[0]) => o.logger.debug('round', round) } : {}),
     onDraftFailure: (failed, reason) => {
       ctx.counters.draftFallbacks += 1;
+      ctx.metrics.fallbacks.inc({ reason: 'draft_failed' });
       const entry = used.find((u) => u.member.url === failed.name);
       if (entry !== undefined) {
         entry.ok = false;

@@ -1,3 +1,5 @@
+import type { UpstreamObservation } from '../backends/http.js';
+import { RetryBudget } from '../backends/retry-budget.js';
 import type { ModelServer, ServerInfo } from '../backends/types.js';
 import type { DsdConfig } from '../config/types.js';
 import { DsdError } from '../errors.js';
@@ -11,17 +13,26 @@ export interface ConnectedServer {
   info: ServerInfo;
 }
 
+/** Observation hooks for upstream traffic (metrics). */
+export interface UpstreamHooks {
+  observe?: (o: UpstreamObservation) => void;
+  onRetry?: (role: 'target' | 'draft', url: string) => void;
+}
+
 /** The target and the draft pool of one dsd instance. */
 export class Upstreams {
   private readonly targetServer: LazyServer;
   /** The drafts, assigned per request. */
   readonly drafts: DraftPool;
 
-  constructor(config: DsdConfig, logger: Logger) {
+  constructor(config: DsdConfig, logger: Logger, hooks: UpstreamHooks = {}) {
     const targetUrl = config.target.urls[0];
     if (targetUrl === undefined) throw new DsdError('internal_error', 'no target URL configured (DSD_TARGET_URL)');
-    this.targetServer = new LazyServer(targetUrl, 'target', config.target, logger);
-    this.drafts = new DraftPool(config, logger, (signal) => this.target(signal));
+    const common = { ca: config.caCertificates, observe: hooks.observe };
+    const retry = { maxAttempts: config.targetRetryAttempts, budget: new RetryBudget(), maxRetryAfterMs: 5_000, onRetry: () => hooks.onRetry?.('target', targetUrl) };
+    this.targetServer = new LazyServer(targetUrl, 'target', config.target, logger, { ...common, retry });
+    // Drafts are never retried: a failing draft costs a fallback, which is cheaper than waiting.
+    this.drafts = new DraftPool(config, logger, (signal) => this.target(signal), undefined, common);
   }
 
   /** The target, connected (kind detected, model described) on first use. */

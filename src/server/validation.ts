@@ -153,12 +153,16 @@ export function validateGenerationRequest(
   route: OpenAiRoute,
   raw: unknown,
   headers: Record<string, string | string[] | undefined> = {},
+  limits: { maxTokens: number; maxMessages: number } = { maxTokens: 1e9, maxMessages: 1e9 },
 ): GenerationRequest {
   if (!isRecord(raw)) throw new InvalidRequestError('request body must be a JSON object');
   const body = raw;
   if (typeof body.model !== 'string' || body.model === '') throw new InvalidRequestError("'model' is required and must be a string", 'model');
   const parsed = route === 'chat' ? { kind: 'messages' as const, messages: parseMessages(body) } : parsePrompt(body);
-  const maxTokens = int(body, 'max_completion_tokens', 1, 1e9) ?? int(body, 'max_tokens', 1, 1e9);
+  if (parsed.kind === 'messages' && parsed.messages.length > limits.maxMessages) {
+    throw new InvalidRequestError(`'messages' may hold at most ${limits.maxMessages} messages`, 'messages');
+  }
+  const maxTokens = int(body, 'max_completion_tokens', 1, limits.maxTokens) ?? int(body, 'max_tokens', 1, limits.maxTokens);
   const n = int(body, 'n', 1, 128) ?? 1;
   const stream = bool(body, 'stream') ?? false;
   const streamOptions = body.stream_options;

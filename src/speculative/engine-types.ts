@@ -53,6 +53,8 @@ export interface EngineOptions {
   stats: SpeculationStats;
   /** Called when a draft fails. */
   onDraftFailure?: (draft: DraftSlot, reason: string, err: unknown) => void;
+  /** Called after every round (per-round logging). */
+  onRound?: (round: { k: number; accepted: number; committed: number; draftMs: number; verifyMs: number; reason: string }) => void;
 }
 
 /** The engine's final word: why it finished and what it measured. */
