@@ -1,5 +1,6 @@
 import { once } from 'node:events';
-import type { Server } from 'node:http';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import express, { type Express, type Request, type Response } from 'express';
 import type { LanguageModel } from './language-model.js';
@@ -24,7 +25,7 @@ export interface EmulatorStats {
 }
 
 /** A fault an emulated server injects into its generation endpoints, for fault-tolerance tests. */
-export type EmulatedFault = 'none' | 'malformed-json' | 'out-of-vocabulary' | 'http-500' | 'stall';
+export type EmulatedFault = 'none' | 'malformed-json' | 'out-of-vocabulary' | 'http-500' | 'http-503' | 'stall' | 'malformed-sse';
 
 /** Options common to emulated servers. */
 export interface EmulatorOptions {
@@ -32,6 +33,8 @@ export interface EmulatorOptions {
   alias: string;
   contextTokens?: number;
   latency?: Partial<EmulatedLatency>;
+  /** Serve HTTPS with this key and certificate (PEM). */
+  tls?: { key: string; cert: string };
 }
 
 /** Waits `ms` (no timer for 0, so unloaded emulators add no latency). */
@@ -48,6 +51,8 @@ export abstract class EmulatedServer {
   readonly stats: EmulatorStats = { requests: 0, completed: 0, aborted: 0, lastCompletionBody: undefined };
   /** Fault injected into `/completion` and `/v1/completions` (changeable while running). */
   fault: EmulatedFault = 'none';
+  /** Requests left to fault; at 0 the fault clears itself. */
+  faultCount = Infinity;
   protected readonly contextTokens: number;
   private server: Server | undefined;
 
@@ -60,7 +65,7 @@ export abstract class EmulatedServer {
   get url(): string {
     const address = this.server?.address() as AddressInfo | null | undefined;
     if (!address) throw new Error('emulator is not listening');
-    return `http://127.0.0.1:${address.port}`;
+    return `${this.options.tls === undefined ? 'http' : 'https'}://127.0.0.1:${address.port}`;
   }
 
   /** Starts listening on a free loopback port (or the given one). */
@@ -77,7 +82,8 @@ export abstract class EmulatedServer {
     app.use((err: unknown, _req: Request, res: Response, _next: unknown) => {
       res.status(500).json({ error: { code: 500, message: String((err as Error).message), type: 'server_error' } });
     });
-    this.server = app.listen(port, '127.0.0.1');
+    this.server = this.options.tls === undefined ? createHttpServer(app) : createHttpsServer(this.options.tls, app);
+    this.server.listen(port, '127.0.0.1');
     await once(this.server, 'listening');
     return this.url;
   }
@@ -91,8 +97,13 @@ export abstract class EmulatedServer {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  private injectFault(_req: Request, res: Response, next: () => void): void {
-    switch (this.fault) {
+  private injectFault(req: Request, res: Response, next: () => void): void {
+    const fault = this.fault;
+    if (fault !== 'none' && --this.faultCount <= 0) {
+      this.fault = 'none';
+      this.faultCount = Infinity;
+    }
+    switch (fault) {
       case 'none':
         next();
         return;
@@ -104,6 +115,19 @@ export abstract class EmulatedServer {
         return;
       case 'http-500':
         res.status(500).json({ error: { code: 500, message: 'injected failure', type: 'server_error' } });
+        return;
+      case 'http-503':
+        res.status(503).setHeader('retry-after', '0');
+        res.json({ error: { code: 503, message: 'injected overload', type: 'unavailable_error' } });
+        return;
+      case 'malformed-sse':
+        if ((req.body as { stream?: unknown } | undefined)?.stream !== true) {
+          next();
+          return;
+        }
+        res.setHeader('content-type', 'text/event-stream');
+        res.write(`data: ${JSON.stringify({ index: 0, content: ' x', tokens: [300], stop: false, choices: [{ index: 0, text: ' x', finish_reason: null }] })}\n\n`);
+        res.end('data: {"tokens": [1, \n\n');
         return;
       case 'stall':
         // Never answers; the connection is dropped when the client gives up or the server closes.
