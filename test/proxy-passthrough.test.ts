@@ -45,7 +45,7 @@ describe('passthrough to the target (no draft configured)', () => {
   });
 
   it('SSE ends with [DONE]; usage chunk only when include_usage is asked', async () => {
-    const body = { model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 5, stream: true };
+    const body = { model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 5, temperature: 0, stream: true };
     const post = (b: object) => fetch(`${dsd.baseUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) });
     const without = await post(body);
     expect(without.headers.get('content-type')).toContain('text/event-stream');
