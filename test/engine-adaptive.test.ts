@@ -58,7 +58,7 @@ async function run(o: { w: ReturnType<typeof world>; draft: DraftSlot | undefine
   const tokens: number[] = [];
   const sources: ('round' | 'target-only')[] = [];
   const gen = runSpeculation({
-    prompt: PROMPT, draft: o.draft, target: o.w.target, rule: 'greedy', maxTokens: o.maxTokens, contextTokens: 10_000, maxPositions: 16,
+    prompt: PROMPT, draft: o.draft, target: o.w.target, rule: 'greedy', maxTokens: o.maxTokens, contextTokens: 10_000, maxPositions: () => 16,
     draftAhead: o.draftAhead ?? false, isEnd: () => false, isValidDraftToken: () => true, rng: seededRng(3), now: () => o.w.clock.t,
     signal: new AbortController().signal, stats, ...(o.replaceDraft ? { replaceDraft: o.replaceDraft } : {}),
   });

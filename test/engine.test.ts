@@ -74,7 +74,7 @@ async function collect(o: Partial<Omit<EngineOptions, 'draft'>> & { draft: Draft
     draftAhead: false,
     maxTokens: 40,
     contextTokens: 1000,
-    maxPositions: 16,
+    maxPositions: () => 16,
     isEnd: (t) => t.id === EOS,
     isValidDraftToken: (id) => id >= 0 && id < 50,
     rng: seededRng(1),
@@ -119,7 +119,7 @@ describe('runSpeculation', () => {
 
   it('caps k by the target batch size', async () => {
     const calls = { score: 0, generate: 0, prompts: [] as number[][][] };
-    await collect({ draft: draftPort({}), target: targetPort(calls), maxPositions: 3, maxTokens: 10, isEnd: () => false });
+    await collect({ draft: draftPort({}), target: targetPort(calls), maxPositions: () => 3, maxTokens: 10, isEnd: () => false });
     expect(Math.max(...calls.prompts.map((p) => p.length))).toBe(3);
   });
 
@@ -163,7 +163,7 @@ describe('runSpeculation', () => {
         }),
       generate: async function* () {},
     };
-    const gen = runSpeculation({ prompt: [1], draft: slotOf(draftPort({}), 2), target: slowTarget, rule: 'greedy', draftAhead: false, maxTokens: 5, contextTokens: 100, maxPositions: 8, isEnd: () => false, isValidDraftToken: () => true, rng: seededRng(1), now: () => 0, signal: controller.signal, stats: emptyStats() });
+    const gen = runSpeculation({ prompt: [1], draft: slotOf(draftPort({}), 2), target: slowTarget, rule: 'greedy', draftAhead: false, maxTokens: 5, contextTokens: 100, maxPositions: () => 8, isEnd: () => false, isValidDraftToken: () => true, rng: seededRng(1), now: () => 0, signal: controller.signal, stats: emptyStats() });
     const pending = gen.next();
     setTimeout(() => controller.abort(new Error('client gone')), 5);
     await expect(pending).rejects.toThrow('client gone');

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { ModelServer, ServerInfo } from './types.js';
 
 /** Strings whose tokenization differs between unrelated vocabularies (UPSTREAM-APIS.md §4). */
@@ -30,7 +31,20 @@ function sampleIds(size: number): number[] {
  * the same BOS/EOS, sizes within 128 (llama.cpp's own rule), and the same text for ids spread
  * over the vocabulary. Returns undefined when they match, else what differs.
  */
-export async function vocabularyMismatch(target: DescribedServer, draft: DescribedServer, signal: AbortSignal): Promise<string | undefined> {
+export async function vocabularyMismatch(target: DescribedServer, draft: DescribedServer, outer: AbortSignal): Promise<string | undefined> {
+  // Fourteen requests share one signal: a child signal with room for their abort listeners.
+  const controller = new AbortController();
+  setMaxListeners(64, controller.signal);
+  const onAbort = () => controller.abort(outer.reason);
+  outer.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await compare(target, draft, controller.signal);
+  } finally {
+    outer.removeEventListener('abort', onAbort);
+  }
+}
+
+async function compare(target: DescribedServer, draft: DescribedServer, signal: AbortSignal): Promise<string | undefined> {
   const t = target.info;
   const d = draft.info;
   if (t.bosId !== undefined && d.bosId !== undefined && t.bosId !== d.bosId) return `BOS ids differ (target ${t.bosId}, draft ${d.bosId})`;
@@ -38,15 +52,18 @@ export async function vocabularyMismatch(target: DescribedServer, draft: Describ
   if (t.vocabSize !== undefined && d.vocabSize !== undefined && Math.abs(t.vocabSize - d.vocabSize) > 128) {
     return `vocabulary sizes differ (target ${t.vocabSize}, draft ${d.vocabSize})`;
   }
-  for (const probe of VOCABULARY_PROBES) {
-    const [a, b] = await Promise.all([target.server.tokenize(probe, false, signal), draft.server.tokenize(probe, false, signal)]);
-    if (a.length !== b.length || a.some((id, i) => id !== b[i])) {
-      return `they tokenize ${JSON.stringify(probe.slice(0, 24))}… differently (target ${a.length} tokens, draft ${b.length})`;
-    }
-  }
+  // Every probe at once: over a slow link the check costs one round trip, not one per probe.
   const size = Math.min(t.vocabSize ?? d.vocabSize ?? 1000, d.vocabSize ?? t.vocabSize ?? 1000);
   const ids = sampleIds(size);
-  const [ta, da] = await Promise.all([target.server.detokenize(ids, signal), draft.server.detokenize(ids, signal)]);
-  if (ta !== da) return `the same ${ids.length} token ids detokenize to different text`;
+  const [tokenized, texts] = await Promise.all([
+    Promise.all(VOCABULARY_PROBES.map((probe) => Promise.all([target.server.tokenize(probe, false, signal), draft.server.tokenize(probe, false, signal)]))),
+    Promise.all([target.server.detokenize(ids, signal), draft.server.detokenize(ids, signal)]),
+  ]);
+  for (const [i, [a, b]] of tokenized.entries()) {
+    if (a.length !== b.length || a.some((id, j) => id !== b[j])) {
+      return `they tokenize ${JSON.stringify((VOCABULARY_PROBES[i] as string).slice(0, 24))}… differently (target ${a.length} tokens, draft ${b.length})`;
+    }
+  }
+  if (texts[0] !== texts[1]) return `the same ${ids.length} token ids detokenize to different text`;
   return undefined;
 }

@@ -92,9 +92,6 @@ function readTimeouts(r: EnvReader, prefix: string, defaults: TimeoutConfig): Ti
 function readUpstream(r: EnvReader, role: 'TARGET' | 'DRAFT', defaults: TimeoutConfig): UpstreamConfig {
   const prefix = `DSD_${role}`;
   const urls = r.urls(`${prefix}_URL`);
-  if (role === 'TARGET' && urls.length > 1) {
-    r.problems.push('DSD_TARGET_URL: several target URLs are not supported yet; give one');
-  }
   return {
     urls,
     kind: r.oneOf(`${prefix}_KIND`, KINDS, 'auto'),
@@ -157,6 +154,9 @@ export function loadConfig(env: Env, overrides: DsdOptions = {}, readFile: FileR
     logPrompts: r.oneOf('DSD_LOG_PROMPTS', ['true', 'false'] as const, 'false') === 'true',
     shutdownGraceMs: r.int('DSD_SHUTDOWN_GRACE_MS', 30_000, 0, DAY_MS),
     targetRetryAttempts: r.int('DSD_TARGET_RETRY_ATTEMPTS', 3, 1, 10),
+    promptCacheEntries: r.int('DSD_PROMPT_CACHE_ENTRIES', 4_096, 0, 10_000_000),
+    draftSlotPinning: r.oneOf('DSD_DRAFT_SLOT_PINNING', ['on', 'off'] as const, 'on') === 'on',
+    targetSlotSharing: r.oneOf('DSD_TARGET_SLOT_SHARING', ['on', 'off'] as const, 'on') === 'on',
   };
   const merged = applyOverrides(config, overrides);
   checkConsistency(merged, r.problems);
@@ -172,7 +172,7 @@ function applyOverrides(config: DsdConfig, o: DsdOptions): DsdConfig {
   });
   return {
     ...config,
-    ...stripUndefined({ host: o.host, port: o.port, apiKeys: o.apiKeys, logLevel: o.logLevel, bodyLimitBytes: o.bodyLimitBytes, logPrompts: o.logPrompts, shutdownGraceMs: o.shutdownGraceMs, targetRetryAttempts: o.targetRetryAttempts }),
+    ...stripUndefined({ host: o.host, port: o.port, apiKeys: o.apiKeys, logLevel: o.logLevel, bodyLimitBytes: o.bodyLimitBytes, logPrompts: o.logPrompts, shutdownGraceMs: o.shutdownGraceMs, targetRetryAttempts: o.targetRetryAttempts, promptCacheEntries: o.promptCacheEntries, draftSlotPinning: o.draftSlotPinning, targetSlotSharing: o.targetSlotSharing }),
     limits: { ...config.limits, ...stripUndefined(o.limits ?? {}) },
     target: upstream(config.target, o.target),
     draft: upstream(config.draft, o.draft),

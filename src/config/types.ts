@@ -78,6 +78,12 @@ export interface DsdConfig {
   shutdownGraceMs: number;
   /** Attempts per target request for failures before any byte (1 = no retry). */
   targetRetryAttempts: number;
+  /** Prompt cache entries (exact inputs and conversations, each); 0 turns it off. */
+  promptCacheEntries: number;
+  /** Pin each conversation to one draft slot (llama.cpp `id_slot`) so its KV cache is hit. */
+  draftSlotPinning: boolean;
+  /** Share the target's slots among the speculative requests in flight (caps each one's k+1). */
+  targetSlotSharing: boolean;
 }
 
 /** Caller overrides for a DsdConfig; nested objects merge field by field. */
@@ -94,4 +100,7 @@ export interface DsdOptions {
   logPrompts?: boolean;
   shutdownGraceMs?: number;
   targetRetryAttempts?: number;
+  promptCacheEntries?: number;
+  draftSlotPinning?: boolean;
+  targetSlotSharing?: boolean;
 }

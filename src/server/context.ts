@@ -1,3 +1,4 @@
+import type { PromptCache } from '../cache/prompt-cache.js';
 import type { TokenBytesCache } from '../cache/token-bytes-cache.js';
 import type { DsdConfig } from '../config/types.js';
 import type { Logger } from '../logger.js';
@@ -21,6 +22,8 @@ export interface DsdContext {
   counters: ServeCounters;
   /** Token bytes learned from upstream responses, shared by all requests. */
   bytesCache: TokenBytesCache;
+  /** Prompt ids by exact input and by conversation; undefined when turned off. */
+  promptCache: PromptCache | undefined;
   metrics: DsdMetrics;
   admission: Admission;
   /** Set on shutdown: /ready turns 503 and new generation requests are refused. */

@@ -5,6 +5,7 @@ import type { DsdConfig } from '../config/types.js';
 import type { Logger } from '../logger.js';
 import { AdaptiveWindow } from '../speculative/adaptive-window.js';
 import { PairEstimates } from '../speculative/estimates.js';
+import { SlotAllocator } from '../cache/slot-allocator.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { LazyServer } from './lazy-server.js';
 import type { ConnectedServer } from './upstreams.js';
@@ -16,6 +17,8 @@ type VocabularyState = { kind: 'unchecked' } | { kind: 'ok' } | { kind: 'mismatc
 export interface PoolMember {
   readonly url: string;
   readonly estimates: PairEstimates;
+  /** Conversation → slot on this draft (created when its slot count is known). */
+  slots: SlotAllocator | undefined;
   /** Requests using this draft right now. */
   inFlight: number;
   readonly breaker: CircuitBreaker;
@@ -59,6 +62,7 @@ export class DraftPool {
       lazy: new LazyServer(url, 'draft', config.draft, logger, http),
       vocabulary: { kind: 'unchecked' },
       estimates: new PairEstimates(),
+      slots: undefined,
       inFlight: 0,
       breaker: new CircuitBreaker({ failureThreshold: 2, cooldownMs: config.speculation.draftCooldownMs, maxCooldownMs: 60_000, now }),
     }));
@@ -82,6 +86,7 @@ export class DraftPool {
         const draft = await member.lazy.get(signal);
         if (member.vocabulary.kind === 'unchecked') await this.checkVocabulary(member, draft, signal);
         if (member.vocabulary.kind !== 'ok') continue;
+        member.slots ??= new SlotAllocator(draft.info.parallelSlots);
         member.inFlight += 1;
         return { member, draft };
       } catch (err) {
@@ -162,6 +167,11 @@ export class DraftPool {
       }
     }
     return { unreachable, mismatch: undefined };
+  }
+
+  /** The drafts connected so far. */
+  connected(): ConnectedServer[] {
+    return this.members.map((m) => m.lazy.current).filter((c): c is ConnectedServer => c !== undefined);
   }
 
   /** Health of every draft. */

@@ -1,11 +1,14 @@
-import type { RequestHandler } from 'express';
+import type { RequestHandler, Response } from 'express';
 import type { OpenAiRoute } from '../backends/types.js';
-import { DsdError } from '../errors.js';
+import { DsdError, UpstreamError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { affinityKey } from './affinity.js';
 import { abortOnClientClose } from './abort.js';
 import type { DsdContext } from './context.js';
 import { passthrough } from './passthrough.js';
 import type { GenerationRequest } from './request-types.js';
 import { serveSpeculative } from './speculative-responder.js';
+import type { ConnectedServer } from './upstreams.js';
 import { validateGenerationRequest } from './validation.js';
 
 /**
@@ -30,20 +33,38 @@ export function generationRoute(ctx: DsdContext, route: OpenAiRoute): RequestHan
     const abort = abortOnClientClose(res);
     const release = await ctx.admission.acquire(abort.signal);
     res.once('close', release);
-    const target = await ctx.upstreams.target(abort.signal);
-    if (request.model !== target.info.modelId) {
-      throw new DsdError('model_not_found', `model '${request.model}' does not exist; this server serves '${target.info.modelId}'`, { param: 'model' });
-    }
     res.locals.summary = { model: request.model, stream: request.stream };
     if (ctx.config.logPrompts) res.locals.summary.prompt = request.input;
-    let reason = passthroughReason(ctx, request);
-    if (reason === undefined) {
-      const served = await serveSpeculative({ ctx, request, target, res, signal: abort.signal });
-      if (served) return;
-      reason = 'no_draft_or_planned_target_only';
+    const key = affinityKey(request.input);
+    const tried = new Set<string>();
+    for (;;) {
+      const target = await ctx.upstreams.target(abort.signal, key, tried);
+      if (request.model !== target.info.modelId) {
+        throw new DsdError('model_not_found', `model '${request.model}' does not exist; this server serves '${target.info.modelId}'`, { param: 'model' });
+      }
+      try {
+        await serve(ctx, request, target, res, abort.signal);
+        return;
+      } catch (err) {
+        // A replica that cannot be reached before any byte went out: move to the next one.
+        const unreachable = err instanceof UpstreamError && err.role === 'target' && err.code === 'upstream_unavailable';
+        tried.add(target.server.baseUrl);
+        if (!unreachable || res.headersSent || tried.size >= ctx.upstreams.targets.size) throw err;
+        ctx.upstreams.targets.failed(target.server.baseUrl);
+        (res.locals.logger as Logger | undefined)?.warn('target replica unreachable; failing over', { replica: target.server.baseUrl });
+      }
     }
-    ctx.counters.passthrough += 1;
-    ctx.metrics.fallbacks.inc({ reason });
-    await passthrough({ request, target: target.server, res, signal: abort.signal, metrics: ctx.metrics, reason });
   };
+}
+
+async function serve(ctx: DsdContext, request: GenerationRequest, target: ConnectedServer, res: Response, signal: AbortSignal): Promise<void> {
+  let reason = passthroughReason(ctx, request);
+  if (reason === undefined) {
+    const served = await serveSpeculative({ ctx, request, target, res, signal });
+    if (served) return;
+    reason = 'no_draft_or_planned_target_only';
+  }
+  ctx.counters.passthrough += 1;
+  ctx.metrics.fallbacks.inc({ reason });
+  await passthrough({ request, target: target.server, res, signal, metrics: ctx.metrics, reason });
 }

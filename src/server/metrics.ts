@@ -27,6 +27,7 @@ export class DsdMetrics {
   readonly upstreamSeconds = new Histogram({ name: 'dsd_upstream_request_duration_seconds', help: 'Requests to drafts and targets by upstream, operation and outcome', labelNames: ['role', 'upstream', 'operation', 'outcome'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly fallbacks = new Counter({ name: 'dsd_fallbacks_total', help: 'Requests that lost or never had speculation, by reason', labelNames: ['reason'], registers: [this.registry] });
   readonly retries = new Counter({ name: 'dsd_upstream_retries_total', help: 'Upstream requests retried before any byte reached the client', labelNames: ['role', 'upstream'], registers: [this.registry] });
+  readonly verifyPromptTokens = new Counter({ name: 'dsd_verify_prompt_tokens_total', help: 'Prompt tokens of verification requests, computed or reused from the target KV cache', labelNames: ['source'], registers: [this.registry] });
   readonly cacheLookups = new Counter({ name: 'dsd_cache_lookups_total', help: 'Cache lookups by cache and result', labelNames: ['cache', 'result'], registers: [this.registry] });
 
   constructor() {
@@ -42,6 +43,25 @@ export class DsdMetrics {
     this.targetOnlyTokens.inc(s.targetOnlyTokens);
     this.draftAhead.inc({ outcome: 'hit' }, s.draftAheadHits);
     this.draftAhead.inc({ outcome: 'miss' }, s.draftAheadMisses);
+    this.verifyPromptTokens.inc({ source: 'computed' }, s.verifyPromptComputed);
+    this.verifyPromptTokens.inc({ source: 'cached' }, s.verifyPromptCached);
+  }
+
+  /** Exposes byte and request counts per upstream link, read when /metrics is scraped. */
+  trackLinks(links: () => { role: string; upstream: string; bytesSent: number; bytesReceived: number; requests: number }[]): void {
+    const bytes = new Gauge({
+      name: 'dsd_upstream_bytes',
+      help: 'Bytes sent to and received from each upstream since start (a counter read at scrape time)',
+      labelNames: ['role', 'upstream', 'direction'],
+      registers: [this.registry],
+      collect() {
+        for (const l of links()) {
+          this.set({ role: l.role, upstream: l.upstream, direction: 'sent' }, l.bytesSent);
+          this.set({ role: l.role, upstream: l.upstream, direction: 'received' }, l.bytesReceived);
+        }
+      },
+    });
+    void bytes;
   }
 
   /** Records a generation's timing: TTFT and time per output token. */

@@ -1,4 +1,5 @@
 import express, { type Router } from 'express';
+import { PromptCache } from '../cache/prompt-cache.js';
 import { TokenBytesCache } from '../cache/token-bytes-cache.js';
 import { loadConfigFromProcess } from '../config/load-config.js';
 import type { DsdConfig, DsdOptions } from '../config/types.js';
@@ -54,10 +55,12 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
     }),
     counters: { speculative: 0, passthrough: 0, draftFallbacks: 0 },
     bytesCache: new TokenBytesCache(undefined, (hit) => metrics.cacheLookups.inc({ cache: 'token_bytes', result: hit ? 'hit' : 'miss' })),
+    promptCache: config.promptCacheEntries > 0 ? new PromptCache(config.promptCacheEntries) : undefined,
     metrics,
     admission: new Admission(config.limits, metrics),
     draining: false,
   };
+  metrics.trackLinks(() => ctx.upstreams.links());
   const router = express.Router() as DsdRouter;
   const json = express.json({ limit: config.bodyLimitBytes, type: () => true });
   const named = (route: string): express.RequestHandler => (_req, res, next) => {
@@ -76,7 +79,7 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
     }
     const state = await ctx.upstreams.readiness(AbortSignal.timeout(config.target.timeouts.connectTimeoutMs + 2_000));
     const ready = state.target;
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', target: state.target, drafts: state.drafts, draftBreakers: ctx.upstreams.drafts.states().map((d) => d.state) });
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', target: state.target, targets: state.targets, drafts: state.drafts, draftBreakers: ctx.upstreams.drafts.states().map((d) => d.state) });
   });
   router.get('/metrics', named('metrics'), async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());

@@ -29,6 +29,8 @@ export interface SpeculationSummary {
   draft_ahead_hits: number;
   draft_ahead_misses: number;
   draft_ahead_saved_ms: number;
+  /** Share of the target's verification prompt tokens it had to compute (not from its KV cache). */
+  verify_prompt_recomputed_fraction: number | null;
 }
 
 const round3 = (v: number) => Math.round(v * 1000) / 1000;
@@ -49,6 +51,7 @@ export function summarize(stats: SpeculationStats, rule: string): SpeculationSum
     draft_ahead_hits: stats.draftAheadHits,
     draft_ahead_misses: stats.draftAheadMisses,
     draft_ahead_saved_ms: round3(stats.draftAheadSavedMs),
+    verify_prompt_recomputed_fraction: stats.verifyPromptComputed + stats.verifyPromptCached === 0 ? null : round3(stats.verifyPromptComputed / (stats.verifyPromptComputed + stats.verifyPromptCached)),
   };
 }
 

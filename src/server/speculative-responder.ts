@@ -41,7 +41,7 @@ export async function serveSpeculative(req: SpeculativeRequest): Promise<boolean
   if (session === undefined) return false;
   let promptIds: number[];
   try {
-    promptIds = await buildPromptIds(request.input, target.server, signal);
+    promptIds = await buildPromptIds({ input: request.input, target: target.server, model: request.model, cache: ctx.promptCache, signal });
   } catch (err) {
     session.release();
     throw err;

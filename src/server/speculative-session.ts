@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { SamplingParams } from '../backends/types.js';
 import type { TokenBytesCache } from '../cache/token-bytes-cache.js';
 import type { AcceptanceRule } from '../speculative/acceptance.js';
@@ -11,7 +10,8 @@ import { clampWindow } from '../speculative/window.js';
 import type { Logger } from '../logger.js';
 import type { DsdContext } from './context.js';
 import type { AssignedDraft, PoolMember } from './draft-pool.js';
-import type { GenerationRequest, PromptInput } from './request-types.js';
+import { affinityKey } from './affinity.js';
+import type { GenerationRequest } from './request-types.js';
 import type { ConnectedServer } from './upstreams.js';
 
 /** A request's speculative set-up: engine options, how the rule is described, and its drafts to release. */
@@ -30,15 +30,6 @@ function chooseRule(ctx: DsdContext, request: GenerationRequest): { rule: Accept
   const n = ctx.config.speculation.topLogprobs;
   const exact = request.topK > 0 && request.topK <= n;
   return { rule: 'rejection', label: exact ? 'rejection' : `rejection (approximate: top-${n} probabilities)` };
-}
-
-/**
- * Conversation identity for draft affinity, from the request itself (no tokenization needed):
- * the first two chat messages (system prompt and first turn), or the start of a text prompt.
- */
-export function affinityKey(input: PromptInput): string {
-  const basis = input.kind === 'messages' ? JSON.stringify(input.messages.slice(0, 2)) : input.kind === 'text' ? input.text.slice(0, 512) : input.ids.slice(0, 128).join(',');
-  return createHash('sha256').update(basis).digest('hex').slice(0, 16);
 }
 
 function planner(ctx: DsdContext, request: GenerationRequest, member: PoolMember): SpeculationPlanner {
@@ -72,7 +63,9 @@ export async function openSession(o: {
   const first = await ctx.upstreams.drafts.acquire(key, new Set(), signal);
   if (first === undefined) return undefined;
   const firstSlot = { planner: planner(ctx, request, first.member) };
+  const leaveTarget = ctx.upstreams.enterSpeculation(target.server.baseUrl);
   if (firstSlot.planner.decide().kind === 'target-only' && !first.member.estimates.shouldRefresh(REFRESH_EVERY)) {
+    leaveTarget();
     ctx.upstreams.drafts.release(first.member, true);
     return undefined;
   }
@@ -93,13 +86,23 @@ export async function openSession(o: {
     return {
       name: a.member.url,
       planner: chosen,
-      port: { propose: async (c, k, s) => observe(await a.draft.server.propose({ promptIds: c, maxTokens: k, sampling: draftSampling, topN, postSamplingProbs: rejection, signal: s })) },
+      port: { propose: async (c, k, s) => observe(await a.draft.server.propose({ promptIds: c, maxTokens: k, sampling: draftSampling, topN, postSamplingProbs: rejection, signal: s, ...pinnedSlot(a) })) },
     };
   };
   // Client logprobs come from the target's verification results, never from the draft.
   const targetTopN = Math.max(topN, request.logprobs ?? 0);
+  // Conversations keep their draft slot, so the draft's KV cache holds their context.
+  const pinnedSlot = (a: AssignedDraft): { slot?: number } =>
+    ctx.config.draftSlotPinning && a.draft.server.kind === 'llamacpp' && a.member.slots !== undefined ? { slot: a.member.slots.slotFor(key) } : {};
   const targetPort: TargetPort = {
-    score: async (prompts, s) => observe((await target.server.score({ prompts, sampling, topN: targetTopN, postSamplingProbs: rejection, signal: s })).map((p) => p.token)),
+    score: async (prompts, s) => {
+      const scored = await target.server.score({ prompts, sampling, topN: targetTopN, postSamplingProbs: rejection, signal: s });
+      for (const p of scored) {
+        o.stats.verifyPromptComputed += p.computedPromptTokens ?? 0;
+        o.stats.verifyPromptCached += p.cachedPromptTokens ?? 0;
+      }
+      return observe(scored.map((p) => p.token));
+    },
     generate: (c, maxTokens, s) => target.server.generate({ promptIds: c, maxTokens, sampling, topN: Math.max(1, request.logprobs ?? 0), postSamplingProbs: false, signal: s }),
   };
   const stopIds = new Set(request.stopTokenIds);
@@ -116,7 +119,9 @@ export async function openSession(o: {
     rule,
     maxTokens: Math.min(request.maxTokens ?? Infinity, target.info.contextTokens - promptIds.length),
     contextTokens: target.info.contextTokens,
-    maxPositions: target.info.parallelSlots,
+    // Each request keeps k+1 of the target's slots busy; sharing the slots among the requests in
+    // flight keeps them from evicting each other's KV caches (bench:multi-turn, README).
+    maxPositions: () => (ctx.config.targetSlotSharing ? Math.max(1, Math.floor(target.info.parallelSlots / Math.max(1, ctx.upstreams.speculativeOn(target.server.baseUrl)))) : target.info.parallelSlots),
     draftAhead: ctx.config.speculation.draftAhead,
     isEnd: (t) => t.endOfGeneration === true || t.id === target.info.eosId || stopIds.has(t.id),
     isValidDraftToken: (id) => Number.isInteger(id) && id >= 0 && (vocab === undefined || id < vocab),
@@ -139,6 +144,7 @@ export async function openSession(o: {
     engine,
     ruleLabel: label,
     release: () => {
+      leaveTarget();
       for (const u of used) ctx.upstreams.drafts.release(u.member, u.ok);
     },
   };

@@ -5,7 +5,7 @@ import type { DsdConfig } from '../config/types.js';
 import { DsdError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { DraftPool } from './draft-pool.js';
-import { LazyServer } from './lazy-server.js';
+import { TargetPool } from './target-pool.js';
 
 /** A connected upstream server and what it said about itself. */
 export interface ConnectedServer {
@@ -21,7 +21,8 @@ export interface UpstreamHooks {
 
 /** The target and the draft pool of one dsd instance. */
 export class Upstreams {
-  private readonly targetServer: LazyServer;
+  /** The target replicas. */
+  readonly targets: TargetPool;
   /** The drafts, assigned per request. */
   readonly drafts: DraftPool;
 
@@ -30,14 +31,17 @@ export class Upstreams {
     if (targetUrl === undefined) throw new DsdError('internal_error', 'no target URL configured (DSD_TARGET_URL)');
     const common = { ca: config.caCertificates, observe: hooks.observe };
     const retry = { maxAttempts: config.targetRetryAttempts, budget: new RetryBudget(), maxRetryAfterMs: 5_000, onRetry: () => hooks.onRetry?.('target', targetUrl) };
-    this.targetServer = new LazyServer(targetUrl, 'target', config.target, logger, { ...common, retry });
+    this.targets = new TargetPool(config, logger, { ...common, retry });
     // Drafts are never retried: a failing draft costs a fallback, which is cheaper than waiting.
     this.drafts = new DraftPool(config, logger, (signal) => this.target(signal), undefined, common);
   }
 
-  /** The target, connected (kind detected, model described) on first use. */
-  target(signal: AbortSignal): Promise<ConnectedServer> {
-    return this.targetServer.get(signal);
+  /**
+   * A target replica, connected (kind detected, model described) on first use: the one the
+   * conversation `key` prefers, skipping `exclude` and replicas that are down.
+   */
+  target(signal: AbortSignal, key?: string, exclude?: ReadonlySet<string>): Promise<ConnectedServer> {
+    return this.targets.get(signal, key, exclude);
   }
 
   /**
@@ -50,21 +54,40 @@ export class Upstreams {
     return { unreachable };
   }
 
-  /** Health of every upstream, for /ready. */
-  async readiness(signal: AbortSignal): Promise<{ target: boolean; drafts: boolean[] }> {
-    const target = async () => {
-      try {
-        return await (await this.targetServer.get(signal)).server.healthy(signal);
-      } catch {
-        return false;
-      }
+  private readonly speculating = new Map<string, number>();
+
+  /** Marks a speculative request in flight on a target replica; returns the function that ends it. */
+  enterSpeculation(targetUrl: string): () => void {
+    this.speculating.set(targetUrl, (this.speculating.get(targetUrl) ?? 0) + 1);
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
+      this.speculating.set(targetUrl, (this.speculating.get(targetUrl) ?? 1) - 1);
     };
-    const [t, drafts] = await Promise.all([target(), this.drafts.health(signal)]);
-    return { target: t, drafts };
+  }
+
+  /** Speculative requests in flight on a target replica. */
+  speculativeOn(targetUrl: string): number {
+    return this.speculating.get(targetUrl) ?? 0;
+  }
+
+  /** Traffic counters of every connected upstream (one keep-alive pool each). */
+  links(): { role: string; upstream: string; bytesSent: number; bytesReceived: number; requests: number }[] {
+    const out: { role: string; upstream: string; bytesSent: number; bytesReceived: number; requests: number }[] = [];
+    for (const t of this.targets.connected()) out.push({ role: 'target', upstream: t.server.baseUrl, ...t.server.counters });
+    for (const d of this.drafts.connected()) out.push({ role: 'draft', upstream: d.server.baseUrl, ...d.server.counters });
+    return out;
+  }
+
+  /** Health of every upstream, for /ready. */
+  async readiness(signal: AbortSignal): Promise<{ target: boolean; targets: boolean[]; drafts: boolean[] }> {
+    const [targets, drafts] = await Promise.all([this.targets.health(signal), this.drafts.health(signal)]);
+    return { target: targets.some(Boolean), targets, drafts };
   }
 
   /** Closes every connection pool. */
   async close(): Promise<void> {
-    await Promise.all([this.targetServer.close(), this.drafts.close()]);
+    await Promise.all([this.targets.close(), this.drafts.close()]);
   }
 }

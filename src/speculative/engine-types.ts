@@ -38,8 +38,9 @@ export interface EngineOptions {
   maxTokens: number;
   /** Prompt + output may not exceed this. */
   contextTokens: number;
-  /** Prompts the target scores in one batch (k+1 ≤ this). */
-  maxPositions: number;
+  /** Prompts the target may score in one batch (k+1 ≤ this), asked each round: it can shrink
+   *  while other requests share the target's slots. */
+  maxPositions: () => number;
   /** Keep the draft busy during verification on the optimistic continuation. */
   draftAhead: boolean;
   /** True for a token that ends generation (EOS, a requested stop token id). */

@@ -48,7 +48,7 @@ export async function* runSpeculation(o: EngineOptions): AsyncGenerator<Committe
         if (step.value.kind === 'finished') return { finish: step.value.finish, stats: o.stats };
         continue;
       }
-      const k = roundWindow(decision?.kind === 'speculate' ? decision.k : 1, state.remaining, o.maxPositions);
+      const k = roundWindow(decision?.kind === 'speculate' ? decision.k : 1, state.remaining, o.maxPositions());
 
       // propose
       const proposal = await propose(o, draft, ahead, state.ctx, k, inner.signal);

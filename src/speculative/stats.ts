@@ -21,11 +21,15 @@ export interface SpeculationStats {
   draftAheadMisses: number;
   /** Draft time hidden behind verification by draft-ahead. */
   draftAheadSavedMs: number;
+  /** Prompt tokens the target computed for verification (where it reports them). */
+  verifyPromptComputed: number;
+  /** Prompt tokens the target reused from its KV cache for verification. */
+  verifyPromptCached: number;
 }
 
 /** Fresh, zeroed statistics. */
 export function emptyStats(): SpeculationStats {
-  return { rounds: 0, draftTokens: 0, acceptedTokens: 0, acceptedPerPosition: [], roundTokens: 0, targetOnlyTokens: 0, draftMs: 0, verifyMs: 0, fallbackReason: undefined, draftAheadHits: 0, draftAheadMisses: 0, draftAheadSavedMs: 0 };
+  return { rounds: 0, draftTokens: 0, acceptedTokens: 0, acceptedPerPosition: [], roundTokens: 0, targetOnlyTokens: 0, draftMs: 0, verifyMs: 0, fallbackReason: undefined, draftAheadHits: 0, draftAheadMisses: 0, draftAheadSavedMs: 0, verifyPromptComputed: 0, verifyPromptCached: 0 };
 }
 
 /** Records one round. */

@@ -99,12 +99,17 @@ export class LlamaCppServer implements ModelServer {
   }
 
   async chatPromptIds(messages: readonly ChatMessage[], signal: AbortSignal): Promise<number[]> {
+    const { text, addSpecial } = await this.chatTemplate(messages, signal);
+    return this.tokenize(text, addSpecial, signal);
+  }
+
+  async chatTemplate(messages: readonly ChatMessage[], signal: AbortSignal): Promise<{ text: string; addSpecial: boolean }> {
     const res = await this.http.json('POST', '/apply-template', { messages, add_generation_prompt: true }, signal);
     if (!isRecord(res) || typeof res.prompt !== 'string') throw this.badResponse('/apply-template');
     if (this.bosText === undefined) await this.describe(signal);
     // Templates that write BOS themselves must not get a second one from the tokenizer.
     const templatedBos = this.bosText !== undefined && this.bosText !== '' && res.prompt.startsWith(this.bosText);
-    return this.tokenize(res.prompt, !templatedBos, signal);
+    return { text: res.prompt, addSpecial: !templatedBos };
   }
 
   async propose(r: ProposeRequest): Promise<GeneratedToken[]> {
@@ -128,7 +133,8 @@ export class LlamaCppServer implements ModelServer {
       const token = tokensOfResult(result)[0];
       if (token === undefined) throw this.badResponse(`/completion (batch position ${j})`);
       const cached = result['timings/cache_n'] ?? result.timings?.cache_n;
-      return cached === undefined ? { token } : { token, cachedPromptTokens: cached };
+      const computed = result['timings/prompt_n'] ?? result.timings?.prompt_n;
+      return { token, ...(cached === undefined ? {} : { cachedPromptTokens: cached }), ...(computed === undefined ? {} : { computedPromptTokens: computed }) };
     }).reverse();
   }
 

@@ -9,6 +9,7 @@ export interface CompletionBodyOptions {
   topN: number;
   postSamplingProbs: boolean;
   stream: boolean;
+  slot?: number | undefined;
 }
 
 /** Fields dsd reads from a native /completion result; the rest (~1.5 kB of settings) is dropped. */
@@ -43,6 +44,7 @@ export function completionBody(o: CompletionBodyOptions): LlamaCompletionRequest
     mirostat: 0,
   };
   if (o.sampling.seed !== undefined) body.seed = o.sampling.seed;
+  if (o.slot !== undefined) body.id_slot = o.slot;
   if (!o.stream) body.response_fields = RESPONSE_FIELDS;
   return body;
 }

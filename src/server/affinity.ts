@@ -1,0 +1,12 @@
+import { createHash } from 'node:crypto';
+import type { PromptInput } from './request-types.js';
+
+/**
+ * Conversation identity for draft and target-replica affinity, from the request itself (no tokenization needed):
+ * the first two chat messages (system prompt and first turn), or the start of a text prompt.
+ */
+export function affinityKey(input: PromptInput): string {
+  const basis = input.kind === 'messages' ? JSON.stringify(input.messages.slice(0, 2)) : input.kind === 'text' ? input.text.slice(0, 512) : input.ids.slice(0, 128).join(',');
+  return createHash('sha256').update(basis).digest('hex').slice(0, 16);
+}
+

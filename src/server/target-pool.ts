@@ -1,0 +1,88 @@
+import { createHash } from 'node:crypto';
+import type { ConnectOptions } from '../backends/detect.js';
+import type { DsdConfig } from '../config/types.js';
+import { UpstreamError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { CircuitBreaker } from './circuit-breaker.js';
+import { LazyServer } from './lazy-server.js';
+import type { ConnectedServer } from './upstreams.js';
+
+function rank(key: string, url: string): number {
+  return createHash('sha256').update(`${key}\u0000${url}`).digest().readUInt32BE(0);
+}
+
+/**
+ * The target replicas (several `DSD_TARGET_URL`s, e.g. vLLM servers of one model). A conversation
+ * goes to the same replica by rendezvous hashing on its prefix, like prefix-aware routers, so that
+ * replica's prefix cache stays warm; a replica that is down is skipped (circuit breaker) and its
+ * conversations move to the next replica in their ranking.
+ */
+export class TargetPool {
+  private readonly replicas: { url: string; lazy: LazyServer; breaker: CircuitBreaker }[];
+
+  constructor(config: DsdConfig, logger: Logger, http: ConnectOptions['http'], now: () => number = () => performance.now()) {
+    this.replicas = config.target.urls.map((url) => ({
+      url,
+      lazy: new LazyServer(url, 'target', config.target, logger, http),
+      breaker: new CircuitBreaker({ failureThreshold: 1, cooldownMs: config.speculation.draftCooldownMs, maxCooldownMs: 60_000, now }),
+    }));
+  }
+
+  /** Number of replicas. */
+  get size(): number {
+    return this.replicas.length;
+  }
+
+  /** Replica URLs in the order a key prefers them. */
+  order(key: string): string[] {
+    return [...this.replicas].sort((a, b) => rank(key, b.url) - rank(key, a.url)).map((r) => r.url);
+  }
+
+  /**
+   * The first replica in `key`'s ranking that is not excluded, not held open by its breaker and
+   * answers; throws the last failure when none does.
+   */
+  async get(signal: AbortSignal, key = '', exclude: ReadonlySet<string> = new Set()): Promise<ConnectedServer> {
+    let lastError: unknown = new UpstreamError('upstream_unavailable', 'no target replica is available', { role: 'target' });
+    const ordered = this.order(key).map((url) => this.replicas.find((r) => r.url === url) as TargetPool['replicas'][number]);
+    // Breakers first; if every replica is held open, try them anyway rather than fail without trying.
+    const candidates = ordered.filter((r) => !exclude.has(r.url) && r.breaker.state !== 'open');
+    for (const replica of candidates.length > 0 ? candidates : ordered.filter((r) => !exclude.has(r.url))) {
+      try {
+        const connected = await replica.lazy.get(signal);
+        replica.breaker.succeeded();
+        return connected;
+      } catch (err) {
+        if (signal.aborted) throw err;
+        replica.breaker.failed();
+        lastError = err;
+      }
+    }
+    throw lastError;
+  }
+
+  /** Records that a request to a replica failed to connect; its conversations move on. */
+  failed(url: string): void {
+    this.replicas.find((r) => r.url === url)?.breaker.failed();
+  }
+
+  /** Every replica connected so far. */
+  connected(): ConnectedServer[] {
+    return this.replicas.map((r) => r.lazy.current).filter((c): c is ConnectedServer => c !== undefined);
+  }
+
+  /** Health of each replica. */
+  async health(signal: AbortSignal): Promise<boolean[]> {
+    return Promise.all(this.replicas.map(async (r) => {
+      try {
+        return await (await r.lazy.get(signal)).server.healthy(signal);
+      } catch {
+        return false;
+      }
+    }));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.replicas.map((r) => r.lazy.close()));
+  }
+}
