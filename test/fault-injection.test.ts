@@ -1,14 +1,9 @@
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config/load-config.js';
 import type { DsdOptions } from '../src/config/types.js';
 import { demoModels } from '../src/demo/demo-backends.js';
 import type { EmulatedFault } from '../src/demo/emulated-server.js';
 import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
-import { createLogger } from '../src/logger.js';
-import { createApp } from '../src/server/app.js';
-import type { DsdRouter } from '../src/server/middleware.js';
+import { startTestDsd, type TestDsd } from './helpers/dsd.js';
 
 /**
  * Fault-injection matrix (loopback only, bounded). Each scenario states what the client must see;
@@ -58,19 +53,9 @@ async function stream(base: string, prompt: string, timeoutMs = 15_000, headers:
   }
 }
 
-async function startDsd(options: DsdOptions): Promise<{ base: string; router: DsdRouter; close(): Promise<void> }> {
-  const { app, router } = createApp({ config: loadConfig({}, options), logger: createLogger('silent') });
-  const server = app.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    router,
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-      await router.close();
-    },
-  };
+async function startDsd(options: DsdOptions): Promise<{ base: string; router: TestDsd['router']; close(): Promise<void> }> {
+  const dsd = await startTestDsd(options);
+  return { base: dsd.baseUrl, router: dsd.router, close: dsd.close };
 }
 
 describe('fault-injection matrix', () => {

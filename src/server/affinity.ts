@@ -10,3 +10,8 @@ export function affinityKey(input: PromptInput): string {
   return createHash('sha256').update(basis).digest('hex').slice(0, 16);
 }
 
+
+/** Rendezvous (highest random weight) rank of a server for a key: stable, spreads keys evenly. */
+export function rendezvousRank(key: string, url: string): number {
+  return createHash('sha256').update(`${key}\u0000${url}`).digest().readUInt32BE(0);
+}

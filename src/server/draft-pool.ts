@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { ConnectOptions } from '../backends/detect.js';
 import { vocabularyMismatch } from '../backends/vocabulary-check.js';
 import type { DsdConfig } from '../config/types.js';
@@ -6,6 +5,7 @@ import type { Logger } from '../logger.js';
 import { AdaptiveWindow } from '../speculative/adaptive-window.js';
 import { PairEstimates } from '../speculative/estimates.js';
 import { SlotAllocator } from '../cache/slot-allocator.js';
+import { rendezvousRank } from './affinity.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { LazyServer } from './lazy-server.js';
 import type { ConnectedServer } from './upstreams.js';
@@ -33,11 +33,6 @@ interface MemberState extends PoolMember {
 export interface AssignedDraft {
   member: PoolMember;
   draft: ConnectedServer;
-}
-
-/** Rendezvous (highest random weight) rank of a member for a key: stable, spreads keys evenly. */
-function rendezvous(key: string, url: string): number {
-  return createHash('sha256').update(`${key}\u0000${url}`).digest().readUInt32BE(0);
 }
 
 /**
@@ -122,7 +117,7 @@ export class DraftPool {
     const fallback = known.length > 0 ? Math.min(...known) : 1;
     const cost = (m: MemberState) => (predicted.get(m) ?? fallback) * (1 + 0.5 * m.inFlight);
     const byCost = [...usable].sort((a, b) => cost(a) - cost(b));
-    const byAffinity = [...usable].sort((a, b) => rendezvous(affinityKey, b.url) - rendezvous(affinityKey, a.url));
+    const byAffinity = [...usable].sort((a, b) => rendezvousRank(affinityKey, b.url) - rendezvousRank(affinityKey, a.url));
     const preferred = byAffinity[0];
     const best = byCost[0];
     if (preferred === undefined || best === undefined) return [];

@@ -1,15 +1,11 @@
-import { createHash } from 'node:crypto';
 import type { ConnectOptions } from '../backends/detect.js';
 import type { DsdConfig } from '../config/types.js';
 import { UpstreamError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { rendezvousRank } from './affinity.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import { LazyServer } from './lazy-server.js';
 import type { ConnectedServer } from './upstreams.js';
-
-function rank(key: string, url: string): number {
-  return createHash('sha256').update(`${key}\u0000${url}`).digest().readUInt32BE(0);
-}
 
 /**
  * The target replicas (several `DSD_TARGET_URL`s, e.g. vLLM servers of one model). A conversation
@@ -35,7 +31,7 @@ export class TargetPool {
 
   /** Replica URLs in the order a key prefers them. */
   order(key: string): string[] {
-    return [...this.replicas].sort((a, b) => rank(key, b.url) - rank(key, a.url)).map((r) => r.url);
+    return [...this.replicas].sort((a, b) => rendezvousRank(key, b.url) - rendezvousRank(key, a.url)).map((r) => r.url);
   }
 
   /**
