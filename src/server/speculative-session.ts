@@ -43,13 +43,30 @@ function planner(ctx: DsdContext, request: GenerationRequest, member: PoolMember
 /** How many requests in a row may go straight to the target before one refreshes the estimates. */
 const REFRESH_EVERY = 8;
 
-/**
- * Sets up a speculative request: assigns a draft from the pool and wires the ports so that a
- * failing draft is replaced by another pool member within the same request. Undefined when the
- * request should go straight to the target: no draft is available, or the pair's planner already
- * knows that the target alone is faster (and no refresh is due).
- */
-export async function openSession(o: {
+/** Everything a session's ports need to know about the request's sampling. */
+interface SamplingSetup {
+  rule: AcceptanceRule;
+  label: string;
+  rejection: boolean;
+  sampling: SamplingParams;
+  /** Matching rules accept a draft token with probability p(token): proposing the draft's argmax
+   *  maximises that, so the draft decodes greedily unless rejection sampling needs its q. */
+  draftSampling: SamplingParams;
+  topN: number;
+  /** Client logprobs come from the target's verification results, never from the draft. */
+  targetTopN: number;
+}
+
+function samplingSetup(ctx: DsdContext, request: GenerationRequest): SamplingSetup {
+  const { rule, label } = chooseRule(ctx, request);
+  const rejection = rule === 'rejection';
+  const sampling: SamplingParams = { temperature: request.temperature, topP: request.topP, topK: request.topK, minP: request.minP };
+  const topN = rejection ? ctx.config.speculation.topLogprobs : 1;
+  return { rule, label, rejection, sampling, draftSampling: rejection ? sampling : { temperature: 0, topP: 1, topK: 0, minP: 0 }, topN, targetTopN: Math.max(topN, request.logprobs ?? 0) };
+}
+
+/** Options of openSession. */
+export interface SessionOptions {
   ctx: DsdContext;
   request: GenerationRequest;
   target: ConnectedServer;
@@ -57,66 +74,98 @@ export async function openSession(o: {
   stats: SpeculationStats;
   signal: AbortSignal;
   logger: Logger;
-}): Promise<SpeculativeSession | undefined> {
-  const { ctx, request, target, signal } = o;
-  const key = affinityKey(request.input);
-  const first = await ctx.upstreams.drafts.acquire(key, new Set(), signal);
-  if (first === undefined) return undefined;
-  const firstSlot = { planner: planner(ctx, request, first.member) };
-  const leaveTarget = ctx.upstreams.enterSpeculation(target.server.baseUrl);
-  if (firstSlot.planner.decide().kind === 'target-only' && !first.member.estimates.shouldRefresh(REFRESH_EVERY)) {
-    leaveTarget();
-    ctx.upstreams.drafts.release(first.member, true);
-    return undefined;
-  }
-  const { rule, label } = chooseRule(ctx, request);
-  const rejection = rule === 'rejection';
-  const sampling: SamplingParams = { temperature: request.temperature, topP: request.topP, topK: request.topK, minP: request.minP };
-  const topN = rejection ? ctx.config.speculation.topLogprobs : 1;
-  // Matching rules accept a draft token with probability p(token): proposing the draft's argmax
-  // maximises that, so the draft decodes greedily unless rejection sampling needs its q.
-  const draftSampling: SamplingParams = rejection ? sampling : { temperature: 0, topP: 1, topK: 0, minP: 0 };
-  const observe = (tokens: GeneratedToken[]) => {
-    for (const t of tokens) o.bytesCache.observe(t);
-    return tokens;
-  };
-  const used: { member: PoolMember; ok: boolean }[] = [];
-  const slot = (a: AssignedDraft, chosen = planner(ctx, request, a.member)): DraftSlot => {
-    used.push({ member: a.member, ok: true });
-    return {
-      name: a.member.url,
-      planner: chosen,
-      port: { propose: async (c, k, s) => observe(await a.draft.server.propose({ promptIds: c, maxTokens: k, sampling: draftSampling, topN, postSamplingProbs: rejection, signal: s, ...pinnedSlot(a) })) },
-    };
-  };
-  // Client logprobs come from the target's verification results, never from the draft.
-  const targetTopN = Math.max(topN, request.logprobs ?? 0);
-  // Conversations keep their draft slot, so the draft's KV cache holds their context.
-  const pinnedSlot = (a: AssignedDraft): { slot?: number } =>
-    ctx.config.draftSlotPinning && a.draft.server.kind === 'llamacpp' && a.member.slots !== undefined ? { slot: a.member.slots.slotFor(key) } : {};
-  const targetPort: TargetPort = {
+}
+
+/** The target as the engine sees it; counts what verification recomputed. */
+function targetPortFor(o: SessionOptions, setup: SamplingSetup, observe: (t: GeneratedToken[]) => GeneratedToken[]): TargetPort {
+  const { target, request } = o;
+  return {
     score: async (prompts, s) => {
-      const scored = await target.server.score({ prompts, sampling, topN: targetTopN, postSamplingProbs: rejection, signal: s });
+      const scored = await target.server.score({ prompts, sampling: setup.sampling, topN: setup.targetTopN, postSamplingProbs: setup.rejection, signal: s });
       for (const p of scored) {
         o.stats.verifyPromptComputed += p.computedPromptTokens ?? 0;
         o.stats.verifyPromptCached += p.cachedPromptTokens ?? 0;
       }
       return observe(scored.map((p) => p.token));
     },
-    generate: (c, maxTokens, s) => target.server.generate({ promptIds: c, maxTokens, sampling, topN: Math.max(1, request.logprobs ?? 0), postSamplingProbs: false, signal: s }),
+    generate: (c, maxTokens, s) => target.server.generate({ promptIds: c, maxTokens, sampling: setup.sampling, topN: Math.max(1, request.logprobs ?? 0), postSamplingProbs: false, signal: s }),
   };
+}
+
+/** Turns pool assignments into engine draft slots, remembering them for release. */
+class DraftSlots {
+  readonly used: { member: PoolMember; ok: boolean }[] = [];
+
+  constructor(
+    private readonly o: SessionOptions,
+    private readonly setup: SamplingSetup,
+    private readonly key: string,
+    private readonly observe: (t: GeneratedToken[]) => GeneratedToken[],
+  ) {}
+
+  slot(a: AssignedDraft, chosen = planner(this.o.ctx, this.o.request, a.member)): DraftSlot {
+    this.used.push({ member: a.member, ok: true });
+    const { setup } = this;
+    // Conversations keep their draft slot, so the draft's KV cache holds their context.
+    const pinned = this.o.ctx.config.draftSlotPinning && a.draft.server.kind === 'llamacpp' && a.member.slots !== undefined ? { slot: a.member.slots.slotFor(this.key) } : {};
+    return {
+      name: a.member.url,
+      planner: chosen,
+      port: { propose: async (c, k, s) => this.observe(await a.draft.server.propose({ promptIds: c, maxTokens: k, sampling: setup.draftSampling, topN: setup.topN, postSamplingProbs: setup.rejection, signal: s, ...pinned })) },
+    };
+  }
+
+  /** Another pool member after a failure (never one this request already used). */
+  async replace(): Promise<DraftSlot | undefined> {
+    const next = await this.o.ctx.upstreams.drafts.acquire(this.key, new Set(this.used.map((u) => u.member.url)), this.o.signal);
+    return next === undefined ? undefined : this.slot(next);
+  }
+
+  failed(name: string, reason: string): void {
+    const entry = this.used.find((u) => u.member.url === name);
+    if (entry === undefined) return;
+    entry.ok = false;
+    this.o.ctx.upstreams.drafts.failed(entry.member, reason);
+  }
+
+  release(): void {
+    for (const u of this.used) this.o.ctx.upstreams.drafts.release(u.member, u.ok);
+  }
+}
+
+/**
+ * Sets up a speculative request: assigns a draft from the pool and wires the ports so that a
+ * failing draft is replaced by another pool member within the same request. Undefined when the
+ * request should go straight to the target: no draft is available, or the pair's planner already
+ * knows that the target alone is faster (and no refresh is due).
+ */
+export async function openSession(o: SessionOptions): Promise<SpeculativeSession | undefined> {
+  const { ctx, request, target, signal } = o;
+  const key = affinityKey(request.input);
+  const first = await ctx.upstreams.drafts.acquire(key, new Set(), signal);
+  if (first === undefined) return undefined;
+  const firstPlanner = planner(ctx, request, first.member);
+  if (firstPlanner.decide().kind === 'target-only' && !first.member.estimates.shouldRefresh(REFRESH_EVERY)) {
+    ctx.upstreams.drafts.release(first.member, true);
+    return undefined;
+  }
+  const leaveTarget = ctx.upstreams.enterSpeculation(target.server.baseUrl);
+  const setup = samplingSetup(ctx, request);
+  const observe = (tokens: GeneratedToken[]) => {
+    for (const t of tokens) o.bytesCache.observe(t);
+    return tokens;
+  };
+  const slots = new DraftSlots(o, setup, key, observe);
+  const firstDraft = slots.slot(first, firstPlanner);
+  const targetPort = targetPortFor(o, setup, observe);
   const stopIds = new Set(request.stopTokenIds);
   const vocab = target.info.vocabSize ?? first.draft.info.vocabSize;
-  const firstDraft = slot(first, firstSlot.planner);
   const engine = (promptIds: number[]): EngineOptions => ({
     prompt: promptIds,
     draft: firstDraft,
-    replaceDraft: async (failed) => {
-      const next = await ctx.upstreams.drafts.acquire(key, new Set(used.map((u) => u.member.url)), signal);
-      return next === undefined ? undefined : slot(next);
-    },
+    replaceDraft: () => slots.replace(),
     target: targetPort,
-    rule,
+    rule: setup.rule,
     maxTokens: Math.min(request.maxTokens ?? Infinity, target.info.contextTokens - promptIds.length),
     contextTokens: target.info.contextTokens,
     // Each request keeps k+1 of the target's slots busy; sharing the slots among the requests in
@@ -133,19 +182,15 @@ export async function openSession(o: {
     onDraftFailure: (failed, reason) => {
       ctx.counters.draftFallbacks += 1;
       ctx.metrics.fallbacks.inc({ reason: 'draft_failed' });
-      const entry = used.find((u) => u.member.url === failed.name);
-      if (entry !== undefined) {
-        entry.ok = false;
-        ctx.upstreams.drafts.failed(entry.member, reason);
-      }
+      slots.failed(failed.name, reason);
     },
   });
   return {
     engine,
-    ruleLabel: label,
+    ruleLabel: setup.label,
     release: () => {
       leaveTarget();
-      for (const u of used) ctx.upstreams.drafts.release(u.member, u.ok);
+      slots.release();
     },
   };
 }
