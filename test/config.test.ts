@@ -36,6 +36,13 @@ describe('loadConfig', () => {
     expect(c.speculation.window).toBe(6);
   });
 
+  it('DSD_WINDOW is auto by default, a number, or an error that says so', () => {
+    expect(loadConfig({}).speculation.window).toBe('auto');
+    expect(loadConfig({ DSD_WINDOW: 'auto' }).speculation.window).toBe('auto');
+    expect(loadConfig({ DSD_WINDOW: '3' }).speculation.window).toBe(3);
+    expect(() => loadConfig({ DSD_WINDOW: 'big' })).toThrow(/DSD_WINDOW="big": expected auto or an integer/);
+  });
+
   it('honours PORT when DSD_PORT is absent', () => {
     expect(loadConfig({ PORT: '7000' }).port).toBe(7000);
     expect(loadConfig({ PORT: '7000', DSD_PORT: '7001' }).port).toBe(7001);

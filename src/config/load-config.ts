@@ -81,6 +81,18 @@ const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const satisfi
 const ACCEPTANCE = ['sample-match', 'rejection'] as const satisfies readonly AcceptanceSetting[];
 const DAY_MS = 86_400_000;
 
+/** DSD_WINDOW: `auto` or a number of draft tokens; -1 stands for auto until resolved. */
+function readWindow(r: EnvReader): number {
+  const raw = r.string('DSD_WINDOW');
+  if (raw === undefined || raw === 'auto') return -1;
+  const k = Number(raw);
+  if (!/^\d+$/.test(raw) || k > 64) {
+    r.problems.push(`DSD_WINDOW=${JSON.stringify(raw)}: expected auto or an integer from 0 to 64`);
+    return -1;
+  }
+  return k;
+}
+
 function readTimeouts(r: EnvReader, prefix: string, defaults: TimeoutConfig): TimeoutConfig {
   return {
     connectTimeoutMs: r.int(`${prefix}_CONNECT_TIMEOUT_MS`, defaults.connectTimeoutMs, 1, DAY_MS),
@@ -125,7 +137,7 @@ export function loadConfig(env: Env, overrides: DsdOptions = {}, readFile: FileR
   const fileKeys = (keyFile ?? '').split(/\r?\n/).map((k) => k.trim()).filter((k) => k !== '' && !k.startsWith('#'));
   const portDefault = r.int('PORT', 8080, 0, 65_535);
   const speculation = {
-    window: r.string('DSD_WINDOW') === 'auto' ? ('auto' as const) : r.int('DSD_WINDOW', -1, 0, 64),
+    window: readWindow(r),
     windowMin: r.int('DSD_WINDOW_MIN', 1, 0, 64),
     windowMax: r.int('DSD_WINDOW_MAX', 16, 1, 64),
     acceptance: r.oneOf('DSD_ACCEPTANCE', ACCEPTANCE, 'sample-match'),
