@@ -142,3 +142,33 @@ describe('API keys from a file', () => {
     }
   });
 });
+
+describe('round trace (DSD_TRACE_FILE)', () => {
+  it('appends one JSON line per speculative round with k, accepted, draft, verify and wall ms', async () => {
+    const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'dsd-trace-'));
+    const path = join(dir, 'rounds.jsonl');
+    const target = new LlamaEmulator({ model: models.target, alias: 'target' });
+    const draft = new LlamaEmulator({ model: models.draft, alias: 'draft' });
+    await Promise.all([target.listen(), draft.listen()]);
+    const { app, router } = createApp({ config: loadConfig({ DSD_TRACE_FILE: path }, { target: { urls: [target.url] }, draft: { urls: [draft.url] }, speculation: { window: 3 } }), logger: createLogger('silent') });
+    const server = app.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const r = await postJson(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/completions`, { model: 'target', prompt: 'Once upon a time', max_tokens: 20, temperature: 0 }, { 'x-request-id': 'trace-me' });
+      server.closeAllConnections();
+      server.close();
+      await router.close();
+      const lines = readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      expect(lines).toHaveLength(r.body.usage.dsd.rounds);
+      expect(lines[0]).toMatchObject({ requestId: 'trace-me', k: 3, draft: draft.url, target: target.url });
+      expect(lines.reduce((s: number, l: { accepted: number }) => s + l.accepted, 0)).toBe(r.body.usage.dsd.accepted_tokens);
+      expect(lines[0].wallMs).toBeCloseTo(lines[0].draftMs + lines[0].verifyMs, 6);
+    } finally {
+      await Promise.all([target.close(), draft.close()]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -84,6 +84,8 @@ export interface DsdConfig {
   draftSlotPinning: boolean;
   /** Share the target's slots among the speculative requests in flight (caps each one's k+1). */
   targetSlotSharing: boolean;
+  /** Append every speculative round to this JSONL file. */
+  traceFile: string | undefined;
 }
 
 /** Caller overrides for a DsdConfig; nested objects merge field by field. */
@@ -103,4 +105,5 @@ export interface DsdOptions {
   promptCacheEntries?: number;
   draftSlotPinning?: boolean;
   targetSlotSharing?: boolean;
+  traceFile?: string;
 }

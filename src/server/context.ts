@@ -4,6 +4,7 @@ import type { DsdConfig } from '../config/types.js';
 import type { Logger } from '../logger.js';
 import type { Admission } from './admission.js';
 import type { DsdMetrics } from './metrics.js';
+import type { RoundTrace } from './round-trace.js';
 import type { Upstreams } from './upstreams.js';
 
 /** Counters of how requests were served (also in /metrics). */
@@ -28,4 +29,6 @@ export interface DsdContext {
   admission: Admission;
   /** Set on shutdown: /ready turns 503 and new generation requests are refused. */
   draining: boolean;
+  /** The round trace (DSD_TRACE_FILE), when configured. */
+  trace: RoundTrace | undefined;
 }

@@ -11,6 +11,7 @@ import { generationRoute } from './generation-route.js';
 import { Admission } from './admission.js';
 import { DsdMetrics } from './metrics.js';
 import { requestLog } from './request-log.js';
+import { RoundTrace } from './round-trace.js';
 import { Upstreams } from './upstreams.js';
 
 /** A bounded label for an upstream path. */
@@ -59,6 +60,7 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
     metrics,
     admission: new Admission(config.limits, metrics),
     draining: false,
+    trace: config.traceFile === undefined ? undefined : new RoundTrace(config.traceFile),
   };
   metrics.trackLinks(() => ctx.upstreams.links());
   const router = express.Router() as DsdRouter;
@@ -94,6 +96,9 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
   router.use(errorHandler(logger));
 
   Object.defineProperty(router, 'dsd', { value: ctx });
-  router.close = () => ctx.upstreams.close();
+  router.close = async () => {
+    await ctx.upstreams.close();
+    await ctx.trace?.close();
+  };
   return router;
 }

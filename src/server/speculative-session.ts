@@ -74,6 +74,7 @@ export interface SessionOptions {
   stats: SpeculationStats;
   signal: AbortSignal;
   logger: Logger;
+  requestId?: string | undefined;
 }
 
 /** The target as the engine sees it; counts what verification recomputed. */
@@ -133,6 +134,19 @@ class DraftSlots {
   }
 }
 
+/** Per-round debug logging and the JSONL round trace, when either is on. */
+function roundObserver(o: SessionOptions, targetUrl: string): Pick<EngineOptions, 'onRound'> {
+  const trace = o.ctx.trace;
+  if (!o.logger.debugEnabled && trace === undefined) return {};
+  const requestId = o.requestId;
+  return {
+    onRound: (round) => {
+      if (o.logger.debugEnabled) o.logger.debug('round', round);
+      trace?.write({ time: new Date().toISOString(), requestId, target: targetUrl, ...round, wallMs: round.draftMs + round.verifyMs });
+    },
+  };
+}
+
 /**
  * Sets up a speculative request: assigns a draft from the pool and wires the ports so that a
  * failing draft is replaced by another pool member within the same request. Undefined when the
@@ -178,7 +192,7 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
     now: () => performance.now(),
     signal,
     stats: o.stats,
-    ...(o.logger.debugEnabled ? { onRound: (round: Parameters<NonNullable<EngineOptions['onRound']>>[0]) => o.logger.debug('round', round) } : {}),
+    ...roundObserver(o, target.server.baseUrl),
     onDraftFailure: (failed, reason) => {
       ctx.counters.draftFallbacks += 1;
       ctx.metrics.fallbacks.inc({ reason: 'draft_failed' });

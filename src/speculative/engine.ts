@@ -78,7 +78,7 @@ export async function* runSpeculation(o: EngineOptions): AsyncGenerator<Committe
       // observe
       recordRound(o.stats, { drafted: proposal.tokens.length, accepted: verdict.accepted, committed: kept.length, draftMs: proposal.waitMs, verifyMs });
       draft.planner.observeRound({ drafted: proposal.tokens.length, accepted: verdict.accepted, draftMs: proposal.waitMs, draftWorkMs: proposal.workMs, verifyMs });
-      o.onRound?.({ k, accepted: verdict.accepted, committed: kept.length, draftMs: proposal.waitMs, verifyMs, reason: decision?.reason ?? '' });
+      o.onRound?.({ draft: draft.name, k, accepted: verdict.accepted, committed: kept.length, draftMs: proposal.waitMs, verifyMs, reason: decision?.reason ?? '' });
       yield { tokens: kept, source: 'round' };
       if (finish) return { finish, stats: o.stats };
     }
