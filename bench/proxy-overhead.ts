@@ -11,7 +11,7 @@ import { loadConfig } from '../src/config/load-config.js';
 import { startDemoBackends } from '../src/demo/demo-backends.js';
 import { createLogger } from '../src/logger.js';
 import { createApp } from '../src/server/app.js';
-import { median, ms, percentile } from './stats.js';
+import { median, ms, percentile } from '../src/bench/stats.js';
 
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '300' }, stream: { type: 'boolean', default: false } } });
 const requests = Number(values.requests);

@@ -15,7 +15,7 @@ import { locateLlamaServer, startLlamaServer, type LlamaProcess } from '../src/b
 import { loadConfig } from '../src/config/load-config.js';
 import { createLogger } from '../src/logger.js';
 import { createApp } from '../src/server/app.js';
-import { median } from './stats.js';
+import { median } from '../src/bench/stats.js';
 
 const { values } = parseArgs({
   options: {

@@ -26,6 +26,7 @@ const HELP = `dsd — distributed speculative decoding behind an OpenAI-compatib
 
 Usage:
   dsd serve [flags]     run the proxy (no target URL: embedded demo backends)
+  dsd bench --url URL   load-test any OpenAI-compatible endpoint (dsd bench --help)
   dsd --help | --version
 
 Flags of serve (each overrides the environment variable beside it):
@@ -81,6 +82,11 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (command === 'serve') return serve(rest);
+  if (command === 'bench') {
+    const { benchCommand } = await import('./bench/bench-command.js');
+    await benchCommand(rest);
+    return;
+  }
   throw new Error(`unknown command '${command}' (try dsd --help)`);
 }
 

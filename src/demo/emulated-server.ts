@@ -77,7 +77,7 @@ export abstract class EmulatedServer {
       res.on('close', () => (res.writableFinished ? (this.stats.completed += 1) : (this.stats.aborted += 1)));
       next();
     });
-    app.post(['/completion', '/v1/completions'], (req, res, next) => this.injectFault(req, res, next));
+    app.post(['/completion', '/v1/completions', '/v1/chat/completions'], (req, res, next) => this.injectFault(req, res, next));
     this.routes(app);
     app.use((err: unknown, _req: Request, res: Response, _next: unknown) => {
       res.status(500).json({ error: { code: 500, message: String((err as Error).message), type: 'server_error' } });
