@@ -14,7 +14,7 @@ export interface ConnectOptions {
   apiKey?: string | undefined;
   timeouts: TimeoutConfig;
   /** CA certificates, request observation and retries for this upstream's HTTP pool. */
-  http?: Pick<HttpUpstreamOptions, 'ca' | 'observe' | 'retry'> | undefined;
+  http?: Pick<HttpUpstreamOptions, 'ca' | 'observe' | 'retry' | 'connections'> | undefined;
 }
 
 /**

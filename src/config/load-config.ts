@@ -170,6 +170,7 @@ export function loadConfig(env: Env, overrides: DsdOptions = {}, readFile: FileR
     draftSlotPinning: r.oneOf('DSD_DRAFT_SLOT_PINNING', ['on', 'off'] as const, 'on') === 'on',
     targetSlotSharing: r.oneOf('DSD_TARGET_SLOT_SHARING', ['on', 'off'] as const, 'on') === 'on',
     traceFile: r.string('DSD_TRACE_FILE'),
+    upstreamConnections: r.int('DSD_UPSTREAM_CONNECTIONS', 256, 1, 100_000),
   };
   const merged = applyOverrides(config, overrides);
   checkConsistency(merged, r.problems);
@@ -185,7 +186,7 @@ function applyOverrides(config: DsdConfig, o: DsdOptions): DsdConfig {
   });
   return {
     ...config,
-    ...stripUndefined({ host: o.host, port: o.port, apiKeys: o.apiKeys, logLevel: o.logLevel, bodyLimitBytes: o.bodyLimitBytes, logPrompts: o.logPrompts, shutdownGraceMs: o.shutdownGraceMs, targetRetryAttempts: o.targetRetryAttempts, promptCacheEntries: o.promptCacheEntries, draftSlotPinning: o.draftSlotPinning, targetSlotSharing: o.targetSlotSharing, traceFile: o.traceFile }),
+    ...stripUndefined({ host: o.host, port: o.port, apiKeys: o.apiKeys, logLevel: o.logLevel, bodyLimitBytes: o.bodyLimitBytes, logPrompts: o.logPrompts, shutdownGraceMs: o.shutdownGraceMs, targetRetryAttempts: o.targetRetryAttempts, promptCacheEntries: o.promptCacheEntries, draftSlotPinning: o.draftSlotPinning, targetSlotSharing: o.targetSlotSharing, traceFile: o.traceFile, upstreamConnections: o.upstreamConnections }),
     limits: { ...config.limits, ...stripUndefined(o.limits ?? {}) },
     target: upstream(config.target, o.target),
     draft: upstream(config.draft, o.draft),

@@ -86,6 +86,8 @@ export interface DsdConfig {
   targetSlotSharing: boolean;
   /** Append every speculative round to this JSONL file. */
   traceFile: string | undefined;
+  /** Keep-alive connections per upstream. */
+  upstreamConnections: number;
 }
 
 /** Caller overrides for a DsdConfig; nested objects merge field by field. */
@@ -106,4 +108,5 @@ export interface DsdOptions {
   draftSlotPinning?: boolean;
   targetSlotSharing?: boolean;
   traceFile?: string;
+  upstreamConnections?: number;
 }

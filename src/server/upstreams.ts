@@ -29,7 +29,7 @@ export class Upstreams {
   constructor(config: DsdConfig, logger: Logger, hooks: UpstreamHooks = {}) {
     const targetUrl = config.target.urls[0];
     if (targetUrl === undefined) throw new DsdError('internal_error', 'no target URL configured (DSD_TARGET_URL)');
-    const common = { ca: config.caCertificates, observe: hooks.observe };
+    const common = { ca: config.caCertificates, observe: hooks.observe, connections: config.upstreamConnections };
     const retry = { maxAttempts: config.targetRetryAttempts, budget: new RetryBudget(), maxRetryAfterMs: 5_000, onRetry: () => hooks.onRetry?.('target', targetUrl) };
     this.targets = new TargetPool(config, logger, { ...common, retry });
     // Drafts are never retried: a failing draft costs a fallback, which is cheaper than waiting.
