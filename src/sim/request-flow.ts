@@ -1,0 +1,203 @@
+import { adaptivePlanner, fixedPlanner, type SpeculationPlanner } from '../speculative/planner.js';
+import type { PairEstimates } from '../speculative/estimates.js';
+import type { Rng } from '../speculative/sampling.js';
+import { recordRound, type SpeculationStats } from '../speculative/stats.js';
+import { roundWindow } from '../speculative/window.js';
+import type { AcceptanceModel } from './acceptance-model.js';
+import { transmit, type EdgeDevice, type LinkBytes, type TargetDevice } from './devices.js';
+import type { Simulation } from './event-queue.js';
+import type { Scenario, StrategySpec } from './scenario.js';
+
+/** What happened to one simulated request. */
+export interface RequestRecord {
+  arrivalMs: number;
+  firstTokenMs: number | undefined;
+  endMs: number | undefined;
+  tokens: number;
+  stats: SpeculationStats;
+}
+
+/** Everything one request's flow needs. */
+export interface FlowContext {
+  sim: Simulation;
+  rng: Rng;
+  scenario: Scenario;
+  strategy: StrategySpec;
+  edge: EdgeDevice;
+  target: TargetDevice;
+  bytes: LinkBytes;
+  acceptance: AcceptanceModel;
+  /** The pair's estimates (adaptive strategies), shared across requests. */
+  estimates: PairEstimates;
+  promptTokens: number;
+  outputTokens: number;
+  record: RequestRecord;
+  done: () => void;
+}
+
+const WIRE = { bytesPerPromptToken: 5, bytesPerRequest: 400, bytesPerPosition: 120 };
+
+/** Tokens the target computes to score k+1 positions. */
+function verifyTokens(c: FlowContext, k: number): number {
+  return c.scenario.targets.verifyTokens === 'shared-prefix' ? k + 1 : ((k + 1) * (k + 2)) / 2;
+}
+
+/** The client (at the edge, with dsd) receives tokens. */
+function deliver(c: FlowContext, n: number): boolean {
+  c.record.firstTokenMs ??= c.sim.now;
+  c.record.tokens += n;
+  if (c.record.tokens >= c.outputTokens) {
+    c.record.tokens = c.outputTokens;
+    c.record.endMs = c.sim.now;
+    c.done();
+    return true;
+  }
+  return false;
+}
+
+/** Runs one request with its strategy. */
+export function startRequest(c: FlowContext): void {
+  switch (c.strategy.kind) {
+    case 'target-only':
+      return targetOnly(c, true);
+    case 'single-node':
+      return singleNode(c, c.strategy.k, c.strategy.draftMsPerToken);
+    case 'dsd-fixed':
+      return dsd(c, fixedPlanner(c.strategy.k, c.estimates), c.strategy.draftAhead ?? false);
+    case 'dsd-adaptive': {
+      const w = c.scenario.window ?? { min: 1, max: 16 };
+      return dsd(c, adaptivePlanner(c.estimates, { ...w, initialK: 4, margin: 0.05, explore: 0.1, draftAhead: c.strategy.draftAhead ?? false, rng: c.rng, probeEveryTokens: 256 }), c.strategy.draftAhead ?? false);
+    }
+  }
+}
+
+/** The target generates the rest alone and streams it: one request, one step per token. */
+function targetOnly(c: FlowContext, withPrompt: boolean, planner?: SpeculationPlanner, resume?: () => void): void {
+  const wire = c.scenario.wire ?? WIRE;
+  const context = c.promptTokens + c.record.tokens;
+  let last: number | undefined;
+  let sinceShadow = 0;
+  let stop = false;
+  // Tokens generated so far (they reach the client one link delay later).
+  let produced = c.record.tokens;
+  transmit(c.sim, c.edge.link, wire.bytesPerRequest + context * wire.bytesPerPromptToken, c.bytes, 'up', c.rng, () => {
+    let first = withPrompt;
+    const step = () => {
+      if (stop || produced >= c.outputTokens) return;
+      produced += 1;
+      c.target.submit(first ? c.promptTokens + 1 : 1, () => {
+        first = false;
+        transmit(c.sim, c.edge.link, wire.bytesPerPosition, c.bytes, 'down', c.rng, () => {
+          if (stop) return;
+          if (last !== undefined) planner?.observeTargetOnlyGap(c.sim.now - last);
+          last = c.sim.now;
+          c.record.stats.targetOnlyTokens += 1;
+          if (deliver(c, 1)) {
+            stop = true;
+            return;
+          }
+          if (planner !== undefined && ++sinceShadow >= 8) {
+            sinceShadow = 0;
+            shadow(c, planner, () => {
+              if (!stop && planner.decide().kind === 'speculate') {
+                stop = true;
+                resume?.();
+              }
+            });
+          }
+        });
+        step();
+      });
+    };
+    step();
+  });
+}
+
+/** A shadow proposal on the edge, scored against what the target streams (acceptance for free). */
+function shadow(c: FlowContext, planner: SpeculationPlanner, then: () => void): void {
+  const k = 4;
+  const ms = c.edge.draftMs(k, c.promptTokens + c.record.tokens);
+  c.edge.run(ms, () => {
+    planner.observeShadow(k, c.acceptance.round(k).accepted, ms);
+    then();
+  });
+}
+
+/** Single-node speculative decoding: draft and target on the target's device, no network per round. */
+function singleNode(c: FlowContext, k: number, draftMsPerToken: number): void {
+  const wire = c.scenario.wire ?? WIRE;
+  let committed = 0;
+  transmit(c.sim, c.edge.link, wire.bytesPerRequest + c.promptTokens * wire.bytesPerPromptToken, c.bytes, 'up', c.rng, () => {
+    c.target.submit(c.promptTokens, () => {
+      const round = () => {
+        const kk = roundWindow(k, c.outputTokens - committed, Infinity);
+        c.target.exclusive(kk * draftMsPerToken, () => {
+          c.target.submit(verifyTokens(c, kk), () => {
+            const v = c.acceptance.round(kk);
+            committed += v.tokens.length;
+            recordRound(c.record.stats, { drafted: kk, accepted: v.accepted, committed: v.tokens.length, draftMs: kk * draftMsPerToken, verifyMs: 0 });
+            transmit(c.sim, c.edge.link, wire.bytesPerPosition * v.tokens.length, c.bytes, 'down', c.rng, () => deliver(c, v.tokens.length));
+            if (committed < c.outputTokens) round();
+          });
+        });
+      };
+      round();
+    });
+  });
+}
+
+/** A draft-ahead proposal running on the edge. */
+interface Ahead {
+  finished: boolean;
+  onFinish?: () => void;
+}
+
+/** Distributed speculative decoding: draft at the edge, verification across the link. */
+function dsd(c: FlowContext, planner: SpeculationPlanner, draftAhead: boolean): void {
+  const wire = c.scenario.wire ?? WIRE;
+  let prefilled = false;
+  const round = (ready: Ahead | undefined) => {
+    const decision = planner.decide();
+    if (decision.kind === 'target-only') return targetOnly(c, !prefilled, planner, () => round(undefined));
+    const k = roundWindow(decision.k, c.outputTokens - c.record.tokens, Infinity);
+    const context = c.promptTokens + c.record.tokens;
+    const draftWork = c.edge.draftMs(k, context) + (prefilled ? 0 : c.promptTokens * (c.edge.spec.draftPrefillMsPerToken ?? 0));
+    const draftStart = c.sim.now;
+    const verify = () => {
+      const draftMs = c.sim.now - draftStart;
+      const sent = c.sim.now;
+      // While the target verifies, the edge drafts on from "everything accepted".
+      let ahead: Ahead | undefined;
+      if (draftAhead && k > 0) {
+        const a: Ahead = { finished: false };
+        c.edge.run(c.edge.draftMs(k + 1, context + k), () => {
+          a.finished = true;
+          a.onFinish?.();
+        });
+        ahead = a;
+      }
+      transmit(c.sim, c.edge.link, wire.bytesPerRequest + (k + 1) * (context + k / 2) * wire.bytesPerPromptToken, c.bytes, 'up', c.rng, () => {
+        c.target.submit(verifyTokens(c, k) + (prefilled ? 0 : c.promptTokens), () => {
+          prefilled = true;
+          transmit(c.sim, c.edge.link, wire.bytesPerRequest + (k + 1) * wire.bytesPerPosition, c.bytes, 'down', c.rng, () => {
+            const v = c.acceptance.round(k);
+            const verifyMs = c.sim.now - sent;
+            recordRound(c.record.stats, { drafted: k, accepted: v.accepted, committed: v.tokens.length, draftMs, verifyMs });
+            planner.observeRound({ drafted: k, accepted: v.accepted, draftMs, draftWorkMs: draftWork, verifyMs });
+            const hit = ahead !== undefined && v.accepted === k && c.acceptance.bonusGuessRight(k);
+            if (ahead !== undefined) {
+              if (hit) c.record.stats.draftAheadHits += 1;
+              else c.record.stats.draftAheadMisses += 1;
+            }
+            if (deliver(c, v.tokens.length)) return;
+            round(hit ? ahead : undefined);
+          });
+        });
+      });
+    };
+    if (ready === undefined) c.edge.run(draftWork, verify);
+    else if (ready.finished) verify();
+    else ready.onFinish = verify;
+  };
+  round(undefined);
+}

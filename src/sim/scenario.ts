@@ -1,0 +1,118 @@
+import type { Distribution } from './random.js';
+
+/** Edge devices running drafts. */
+export interface EdgeSpec {
+  /** How many identical edges. */
+  count: number;
+  /** Draft time per generated token (ms), plus a part growing with the context. */
+  draftMsPerToken: number;
+  draftMsPerContextToken?: number;
+  /** Draft time per prompt token when a request starts (prefill). */
+  draftPrefillMsPerToken?: number;
+  /** Draft requests an edge runs at once. */
+  concurrency: number;
+  /** This edge group's link to the cloud (overrides the scenario's). */
+  link?: LinkSpec;
+}
+
+/** One edge–cloud link (each direction). */
+export interface LinkSpec {
+  oneWayMs: number;
+  /** Bytes per second; Infinity for no limit. */
+  bandwidthBytesPerS: number;
+  jitterMs?: Distribution;
+}
+
+/** Cloud targets with continuous batching. */
+export interface TargetSpec {
+  count: number;
+  /** Sequences per batched step. */
+  maxBatch: number;
+  /** A batched step costs stepFixedMs + stepPerTokenMs × tokens in the batch. */
+  stepFixedMs: number;
+  stepPerTokenMs: number;
+  /**
+   * Tokens computed to score k+1 positions: `shared-prefix` (vLLM prefix caching: the k+1
+   * prompts share their prefix, k+1 tokens) or `separate-slots` (llama.cpp slots: each position's
+   * prompt in its own slot, (k+1)(k+2)/2 tokens).
+   */
+  verifyTokens: 'shared-prefix' | 'separate-slots';
+}
+
+/** Where acceptance comes from. */
+export type AcceptanceSpec =
+  | { kind: 'iid'; rate: number }
+  | { kind: 'per-position'; rates: number[] }
+  /** Rounds recorded by the proxy (DSD_TRACE_FILE lines: k, accepted); replayed as per-position rates. */
+  | { kind: 'trace'; rounds: { k: number; accepted: number }[] };
+
+/** How requests arrive. */
+export type ArrivalSpec =
+  | { kind: 'poisson'; ratePerS: number; requests: number }
+  | { kind: 'closed-loop'; users: number; requestsPerUser: number; thinkMs: Distribution }
+  | { kind: 'trace'; arrivalsMs: number[] };
+
+/** How a request is placed on an edge and a target. */
+export type RoutingPolicy = 'random' | 'round-robin' | 'join-shortest-queue';
+
+/** What is simulated for a request. */
+export type StrategySpec =
+  | { kind: 'target-only' }
+  /** The draft on the target device, its time charged to that device. */
+  | { kind: 'single-node'; k: number; draftMsPerToken: number }
+  | { kind: 'dsd-fixed'; k: number; draftAhead?: boolean }
+  | { kind: 'dsd-adaptive'; draftAhead?: boolean };
+
+/** A full DSD-Si scenario (JSON). */
+export interface Scenario {
+  name: string;
+  seed: number;
+  edges: EdgeSpec[];
+  targets: TargetSpec;
+  link: LinkSpec;
+  workload: {
+    arrivals: ArrivalSpec;
+    promptTokens: Distribution;
+    outputTokens: Distribution;
+    edgeRouting: RoutingPolicy;
+    targetRouting: RoutingPolicy;
+  };
+  acceptance: AcceptanceSpec;
+  strategies: StrategySpec[];
+  /** Bounds of the adaptive window. */
+  window?: { min: number; max: number };
+  /** Bytes on the wire: per token id in a request, per request, per scored position in a response. */
+  wire?: { bytesPerPromptToken: number; bytesPerRequest: number; bytesPerPosition: number };
+}
+
+/** A strategy's name in tables and charts. */
+export function strategyName(s: StrategySpec): string {
+  switch (s.kind) {
+    case 'target-only':
+      return 'target only';
+    case 'single-node':
+      return `single-node SD k=${s.k}`;
+    case 'dsd-fixed':
+      return `DSD k=${s.k}${s.draftAhead ? ' + ahead' : ''}`;
+    case 'dsd-adaptive':
+      return `DSD adaptive${s.draftAhead ? ' + ahead' : ''}`;
+  }
+}
+
+/** The default scenario of `dsd sim`: 8 edges, 2 targets, 10 ms one-way, α = 0.8. */
+export const DEFAULT_SCENARIO: Scenario = {
+  name: 'default: 8 edges, 2 targets, 10 ms one-way',
+  seed: 1,
+  edges: [{ count: 8, draftMsPerToken: 2, concurrency: 2 }],
+  targets: { count: 2, maxBatch: 16, stepFixedMs: 20, stepPerTokenMs: 0.3, verifyTokens: 'shared-prefix' },
+  link: { oneWayMs: 10, bandwidthBytesPerS: 12_500_000, jitterMs: { kind: 'uniform', min: 0, max: 2 } },
+  workload: {
+    arrivals: { kind: 'poisson', ratePerS: 4, requests: 200 },
+    promptTokens: { kind: 'uniform', min: 50, max: 400 },
+    outputTokens: { kind: 'uniform', min: 64, max: 256 },
+    edgeRouting: 'round-robin',
+    targetRouting: 'join-shortest-queue',
+  },
+  acceptance: { kind: 'iid', rate: 0.8 },
+  strategies: [{ kind: 'target-only' }, { kind: 'single-node', k: 4, draftMsPerToken: 1 }, { kind: 'dsd-fixed', k: 4 }, { kind: 'dsd-adaptive' }, { kind: 'dsd-adaptive', draftAhead: true }],
+};

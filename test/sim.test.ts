@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import { Simulation } from '../src/sim/event-queue.js';
+import { simulate, simulateStrategy } from '../src/sim/run.js';
+import { DEFAULT_SCENARIO, type Scenario } from '../src/sim/scenario.js';
+
+/** One request at a time, no network, batches of one, constant step cost: the textbook setting. */
+function textbook(alpha: number, k: number, c: number): Scenario {
+  const step = 10;
+  return {
+    name: 'textbook',
+    seed: 3,
+    edges: [{ count: 1, draftMsPerToken: c * step, concurrency: 1 }],
+    targets: { count: 1, maxBatch: 1, stepFixedMs: step, stepPerTokenMs: 0, verifyTokens: 'shared-prefix' },
+    link: { oneWayMs: 0, bandwidthBytesPerS: Infinity },
+    workload: {
+      arrivals: { kind: 'closed-loop', users: 1, requestsPerUser: 4, thinkMs: { kind: 'constant', value: 0 } },
+      promptTokens: { kind: 'constant', value: 8 },
+      outputTokens: { kind: 'constant', value: 6000 },
+      edgeRouting: 'round-robin',
+      targetRouting: 'round-robin',
+    },
+    acceptance: { kind: 'iid', rate: alpha },
+    strategies: [{ kind: 'target-only' }, { kind: 'dsd-fixed', k }],
+  };
+}
+
+describe('DSD-Si', () => {
+  it('the event queue runs events in time order, ties in scheduling order', () => {
+    const sim = new Simulation();
+    const seen: string[] = [];
+    sim.schedule(5, () => seen.push('b'));
+    sim.schedule(1, () => {
+      seen.push('a');
+      sim.schedule(4, () => seen.push('c'));
+    });
+    sim.schedule(9, () => seen.push('d'));
+    sim.run();
+    expect(seen).toEqual(['a', 'b', 'c', 'd']);
+    expect(sim.now).toBe(9);
+  });
+
+  it.each([
+    [0.5, 2, 0.05],
+    [0.7, 4, 0.1],
+    [0.9, 8, 0.05],
+    [0.8, 3, 0.2],
+  ])('zero network, no batching, i.i.d. α=%s, k=%s, c=%s: speed-up equals (1 − α^(k+1)) / ((1 − α)(kc + 1)) within 1 %%', (alpha, k, c) => {
+    const [alone, dsd] = simulate(textbook(alpha, k, c));
+    const simulated = (alone as { msPerToken: number }).msPerToken / (dsd as { msPerToken: number }).msPerToken;
+    const analytic = (1 - alpha ** (k + 1)) / ((1 - alpha) * (k * c + 1));
+    expect(Math.abs(simulated / analytic - 1)).toBeLessThan(0.01);
+  });
+
+  it('is deterministic for a scenario and seed', () => {
+    const a = simulateStrategy(DEFAULT_SCENARIO, { kind: 'dsd-adaptive', draftAhead: true });
+    const b = simulateStrategy(DEFAULT_SCENARIO, { kind: 'dsd-adaptive', draftAhead: true });
+    expect(b).toEqual(a);
+    const c = simulateStrategy({ ...DEFAULT_SCENARIO, seed: 2 }, { kind: 'dsd-adaptive', draftAhead: true });
+    expect(c.msPerToken).not.toBe(a.msPerToken);
+  });
+
+  it('network delay costs distributed speculation a round trip per round, single-node none', () => {
+    const near = simulate({ ...textbook(0.8, 4, 0.1), link: { oneWayMs: 0, bandwidthBytesPerS: Infinity }, strategies: [{ kind: 'dsd-fixed', k: 4 }, { kind: 'single-node', k: 4, draftMsPerToken: 1 }] });
+    const far = simulate({ ...textbook(0.8, 4, 0.1), link: { oneWayMs: 20, bandwidthBytesPerS: Infinity }, strategies: [{ kind: 'dsd-fixed', k: 4 }, { kind: 'single-node', k: 4, draftMsPerToken: 1 }] });
+    const ms = (r: unknown) => (r as { msPerToken: number }).msPerToken;
+    // DSD: every round (≈ 3.36 tokens at α = 0.8, k = 4) pays the 40 ms round trip.
+    expect(ms(far[0]) - ms(near[0])).toBeGreaterThan(40 / 3.4 - 1);
+    expect(ms(far[0]) - ms(near[0])).toBeLessThan(40 / 3.3 + 1);
+    // Single-node: one round trip per request, nothing per round.
+    expect(Math.abs(ms(far[1]) - ms(near[1]))).toBeLessThan(0.1);
+  });
+});
