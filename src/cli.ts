@@ -27,6 +27,7 @@ const HELP = `dsd — distributed speculative decoding behind an OpenAI-compatib
 Usage:
   dsd serve [flags]     run the proxy (no target URL: embedded demo backends)
   dsd bench --url URL   load-test any OpenAI-compatible endpoint (dsd bench --help)
+  dsd sim [--sweep …]   DSD-Si, the edge–cloud speculative decoding simulator (dsd sim --help)
   dsd --help | --version
 
 Flags of serve (each overrides the environment variable beside it):
@@ -82,6 +83,11 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (command === 'serve') return serve(rest);
+  if (command === 'sim') {
+    const { simCommand } = await import('./sim/sim-command.js');
+    await simCommand(rest);
+    return;
+  }
   if (command === 'bench') {
     const { benchCommand } = await import('./bench/bench-command.js');
     await benchCommand(rest);

@@ -3,17 +3,27 @@ import { draw } from './random.js';
 import type { Simulation } from './event-queue.js';
 import type { EdgeSpec, LinkSpec, TargetSpec } from './scenario.js';
 
-/** A piece of work for a target: `tokens` computed in one step (or alone, exclusive). */
+/** A piece of work for a target: `tokens` computed in one step. */
 interface TargetWork {
   tokens: number;
-  /** Runs alone (a co-located draft), not in a batch. */
-  exclusiveMs?: number;
   done: () => void;
 }
 
-/** A cloud target with continuous batching: back-to-back steps over what is queued. */
+/** Draft work of a co-located draft model: `remaining` one-token draft steps. */
+interface DraftWork {
+  remaining: number;
+  stepMs: number;
+  done: () => void;
+}
+
+/**
+ * A cloud target with continuous batching: back-to-back steps over what is queued. A draft model
+ * sharing the device (single-node speculative decoding) runs batched draft steps between target
+ * steps: each advances every pending draft by one token.
+ */
 export class TargetDevice {
   private readonly queue: TargetWork[] = [];
+  private readonly drafts: DraftWork[] = [];
   private busy = false;
   busyMs = 0;
   /** Work items in the queue or in the running step. */
@@ -26,41 +36,54 @@ export class TargetDevice {
 
   /** Queues `tokens` for the next step; `done` runs when that step ends. */
   submit(tokens: number, done: () => void): void {
-    this.enqueue({ tokens, done });
-  }
-
-  /** Occupies the device alone for `ms` (a draft model sharing the target's device). */
-  exclusive(ms: number, done: () => void): void {
-    this.enqueue({ tokens: 0, exclusiveMs: ms, done });
-  }
-
-  private enqueue(w: TargetWork): void {
     this.load += 1;
-    this.queue.push(w);
+    this.queue.push({ tokens, done });
+    if (!this.busy) this.step();
+  }
+
+  /** k draft tokens from a co-located draft model, in batched draft steps of `stepMs` each. */
+  draft(k: number, stepMs: number, done: () => void): void {
+    if (k <= 0) {
+      this.sim.schedule(0, done);
+      return;
+    }
+    this.load += 1;
+    this.drafts.push({ remaining: k, stepMs, done });
     if (!this.busy) this.step();
   }
 
   private step(): void {
-    const head = this.queue[0];
-    if (head === undefined) {
+    if (this.drafts.length > 0) return this.draftStep();
+    if (this.queue.length === 0) {
       this.busy = false;
       return;
     }
     this.busy = true;
-    let batch: TargetWork[];
-    let ms: number;
-    if (head.exclusiveMs !== undefined) {
-      batch = [this.queue.shift() as TargetWork];
-      ms = head.exclusiveMs;
-    } else {
-      batch = [];
-      while (batch.length < this.spec.maxBatch && this.queue[0] !== undefined && this.queue[0].exclusiveMs === undefined) batch.push(this.queue.shift() as TargetWork);
-      ms = this.spec.stepFixedMs + this.spec.stepPerTokenMs * batch.reduce((s, w) => s + w.tokens, 0);
-    }
+    const batch: TargetWork[] = [];
+    while (batch.length < this.spec.maxBatch && this.queue.length > 0) batch.push(this.queue.shift() as TargetWork);
+    const ms = this.spec.stepFixedMs + this.spec.stepPerTokenMs * batch.reduce((s, w) => s + w.tokens, 0);
     this.busyMs += ms;
     this.sim.schedule(ms, () => {
       this.load -= batch.length;
       for (const w of batch) w.done();
+      this.step();
+    });
+  }
+
+  private draftStep(): void {
+    this.busy = true;
+    const batch = this.drafts.slice(0, this.spec.maxBatch);
+    const ms = Math.max(...batch.map((d) => d.stepMs));
+    this.busyMs += ms;
+    this.sim.schedule(ms, () => {
+      for (const d of batch) {
+        d.remaining -= 1;
+        if (d.remaining === 0) {
+          this.drafts.splice(this.drafts.indexOf(d), 1);
+          this.load -= 1;
+          d.done();
+        }
+      }
       this.step();
     });
   }

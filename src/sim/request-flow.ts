@@ -131,7 +131,7 @@ function singleNode(c: FlowContext, k: number, draftMsPerToken: number): void {
     c.target.submit(c.promptTokens, () => {
       const round = () => {
         const kk = roundWindow(k, c.outputTokens - committed, Infinity);
-        c.target.exclusive(kk * draftMsPerToken, () => {
+        c.target.draft(kk, draftMsPerToken, () => {
           c.target.submit(verifyTokens(c, kk), () => {
             const v = c.acceptance.round(kk);
             committed += v.tokens.length;

@@ -58,7 +58,7 @@ export type RoutingPolicy = 'random' | 'round-robin' | 'join-shortest-queue';
 /** What is simulated for a request. */
 export type StrategySpec =
   | { kind: 'target-only' }
-  /** The draft on the target device, its time charged to that device. */
+  /** The draft on the target device, its time charged to that device (batched draft steps of draftMsPerToken). */
   | { kind: 'single-node'; k: number; draftMsPerToken: number }
   | { kind: 'dsd-fixed'; k: number; draftAhead?: boolean }
   | { kind: 'dsd-adaptive'; draftAhead?: boolean };
@@ -104,10 +104,10 @@ export const DEFAULT_SCENARIO: Scenario = {
   name: 'default: 8 edges, 2 targets, 10 ms one-way',
   seed: 1,
   edges: [{ count: 8, draftMsPerToken: 2, concurrency: 2 }],
-  targets: { count: 2, maxBatch: 16, stepFixedMs: 20, stepPerTokenMs: 0.3, verifyTokens: 'shared-prefix' },
+  targets: { count: 2, maxBatch: 16, stepFixedMs: 20, stepPerTokenMs: 0.1, verifyTokens: 'shared-prefix' },
   link: { oneWayMs: 10, bandwidthBytesPerS: 12_500_000, jitterMs: { kind: 'uniform', min: 0, max: 2 } },
   workload: {
-    arrivals: { kind: 'poisson', ratePerS: 4, requests: 200 },
+    arrivals: { kind: 'poisson', ratePerS: 2, requests: 200 },
     promptTokens: { kind: 'uniform', min: 50, max: 400 },
     outputTokens: { kind: 'uniform', min: 64, max: 256 },
     edgeRouting: 'round-robin',

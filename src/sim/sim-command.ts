@@ -1,0 +1,85 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ProgressBar } from '../bench/progress.js';
+import { renderLineChart } from '../bench/svg-chart.js';
+import { simulate, type StrategyResult } from './run.js';
+import { DEFAULT_SCENARIO, type Scenario } from './scenario.js';
+import { applySweep, parseSweep } from './sweep.js';
+
+/** Usage of `dsd sim`. */
+export const SIM_HELP = `dsd sim — DSD-Si, a discrete-event simulator of edge–cloud speculative decoding
+
+Usage:
+  dsd sim [--scenario FILE.json] [--sweep PARAM=FROM:TO:STEP | PARAM=V1,V2,…] [--out DIR]
+
+  --scenario FILE   a scenario (see examples/sim/*.json); default: 8 edges, 2 targets, 10 ms one-way
+  --sweep SPEC      vary one parameter: rtt (ms), acceptance, edges, targets, rate (requests/s), draft-ms
+  --out DIR         write report.md, results.json and SVG charts there (default sim-results/<time>)
+`;
+
+/** Reads a scenario file, with JSON-friendly defaults (no bandwidth = unlimited). */
+export function loadScenario(path: string): Scenario {
+  const s = JSON.parse(readFileSync(path, 'utf8')) as Scenario;
+  for (const key of ['name', 'edges', 'targets', 'link', 'workload', 'acceptance', 'strategies'] as const) {
+    if (s[key] === undefined) throw new Error(`${path}: '${key}' is required`);
+  }
+  const unlimited = (b: number | null | undefined) => (b === undefined || b === null || b === 0 ? Infinity : b);
+  s.seed ??= 1;
+  s.link.bandwidthBytesPerS = unlimited(s.link.bandwidthBytesPerS);
+  for (const e of s.edges) if (e.link) e.link.bandwidthBytesPerS = unlimited(e.link.bandwidthBytesPerS);
+  return s;
+}
+
+const f = (v: number, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : '—');
+
+/** A Markdown table of strategy results (speed-up against the first target-only result). */
+export function simTable(results: readonly StrategyResult[], extraColumn?: { name: string; value: string }): string {
+  const base = results.find((r) => r.strategy === 'target only');
+  const head = `| ${extraColumn ? `${extraColumn.name} | ` : ''}strategy | ms/token | speed-up | TTFT p50 ms | TPOT p50 ms | e2e p50 / p95 / p99 ms | tokens/s | target util. | acceptance | mean acc. length | MB up / down |`;
+  const rows = results.map((r) => `| ${extraColumn ? `${extraColumn.value} | ` : ''}${r.strategy} | ${f(r.msPerToken)} | ${base ? `${f(base.msPerToken / r.msPerToken)}×` : '—'} | ${f(r.ttftMs.p50, 0)} | ${f(r.tpotMs.p50)} | ${f(r.e2eMs.p50, 0)} / ${f(r.e2eMs.p95, 0)} / ${f(r.e2eMs.p99, 0)} | ${f(r.throughputTokensPerS, 0)} | ${f(r.targetUtilisation)} | ${f(r.acceptanceRate)} | ${f(r.meanAcceptanceLength)} | ${f(r.bytesUp / 1e6, 1)} / ${f(r.bytesDown / 1e6, 1)} |`);
+  return [head, head.replace(/[^|]+/g, '---'), ...rows].join('\n');
+}
+
+/** Runs `dsd sim`; returns the results by swept value (one entry when nothing is swept). */
+export async function simCommand(args: string[], log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<{ value: number | undefined; results: StrategyResult[] }[]> {
+  const { values } = parseArgs({ args, strict: true, options: { scenario: { type: 'string' }, sweep: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', default: false } } });
+  if (values.help) {
+    log(SIM_HELP);
+    return [];
+  }
+  const scenario = values.scenario ? loadScenario(values.scenario) : DEFAULT_SCENARIO;
+  const sweep = values.sweep ? parseSweep(values.sweep) : undefined;
+  const out = resolve(values.out ?? join('sim-results', new Date().toISOString().replace(/[:.]/g, '-')));
+  mkdirSync(out, { recursive: true });
+  const started = performance.now();
+  const runs: { value: number | undefined; results: StrategyResult[] }[] = [];
+  if (sweep === undefined) {
+    runs.push({ value: undefined, results: simulate(scenario) });
+  } else {
+    const bar = new ProgressBar(sweep.values.length, `sweep ${sweep.param}`);
+    for (const v of sweep.values) {
+      runs.push({ value: v, results: simulate(applySweep(scenario, sweep.param, v)) });
+      bar.tick();
+    }
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const tables = runs.map((r) => simTable(r.results, sweep && r.value !== undefined ? { name: sweep.param, value: String(r.value) } : undefined));
+  const report = `# DSD-Si: ${scenario.name}\n\nSeed ${scenario.seed}; simulated in ${seconds.toFixed(2)} s.\n\n${tables.join('\n\n')}\n`;
+  writeFileSync(join(out, 'report.md'), report);
+  writeFileSync(join(out, 'results.json'), JSON.stringify({ scenario, sweep, runs }, null, 2));
+  if (sweep !== undefined) writeCharts(out, sweep.param, runs as { value: number; results: StrategyResult[] }[]);
+  log(report);
+  log(`written to ${out}`);
+  return runs;
+}
+
+function writeCharts(out: string, param: string, runs: { value: number; results: StrategyResult[] }[]): void {
+  const names = runs[0]?.results.map((r) => r.strategy) ?? [];
+  const series = (y: (r: StrategyResult, all: StrategyResult[]) => number) =>
+    names.map((name) => ({ name, points: runs.map((run) => [run.value, y(run.results.find((r) => r.strategy === name) as StrategyResult, run.results)] as const) }));
+  const label = param === 'rtt' ? 'RTT (ms)' : param;
+  writeFileSync(join(out, `${param}-e2e-latency.svg`), renderLineChart({ title: `End-to-end latency (p50) vs ${label}`, xLabel: label, yLabel: 'ms', series: series((r) => r.e2eMs.p50) }));
+  writeFileSync(join(out, `${param}-throughput.svg`), renderLineChart({ title: `Throughput vs ${label}`, xLabel: label, yLabel: 'tokens/s', series: series((r) => r.throughputTokensPerS) }));
+  writeFileSync(join(out, `${param}-speedup.svg`), renderLineChart({ title: `Speed-up over the target alone vs ${label}`, xLabel: label, yLabel: 'speed-up (×)', series: series((r, all) => (all.find((x) => x.strategy === 'target only')?.msPerToken ?? Number.NaN) / r.msPerToken) }));
+}
