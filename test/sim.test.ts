@@ -70,3 +70,37 @@ describe('DSD-Si', () => {
     expect(Math.abs(ms(far[1]) - ms(near[1]))).toBeLessThan(0.1);
   });
 });
+
+describe('dsd sim command', () => {
+  it('sweeps a parameter and writes report.md, results.json and SVG charts with one series per strategy', async () => {
+    const { mkdtempSync, readFileSync, readdirSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const { simCommand } = await import('../src/sim/sim-command.js');
+    const out = mkdtempSync(join(tmpdir(), 'dsd-sim-'));
+    try {
+      const runs = await simCommand(['--sweep', 'rtt=0:40:20', '--out', out], () => undefined);
+      expect(runs.map((r) => r.value)).toEqual([0, 20, 40]);
+      expect(readdirSync(out).sort()).toEqual(['report.md', 'results.json', 'rtt-e2e-latency.svg', 'rtt-speedup.svg', 'rtt-throughput.svg']);
+      const svg = readFileSync(join(out, 'rtt-e2e-latency.svg'), 'utf8');
+      const series = [...svg.matchAll(/<g class="series" data-name="([^"]+)">/g)].map((m) => m[1]);
+      expect(series).toEqual(runs[0]?.results.map((r) => r.strategy));
+      expect(svg.trim().endsWith('</svg>')).toBe(true);
+      // More RTT costs distributed speculation more time per token.
+      const dsd = (i: number) => runs[i]?.results.find((r) => r.strategy === 'DSD k=4')?.msPerToken as number;
+      expect(dsd(2)).toBeGreaterThan(dsd(0));
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  it('loads every shipped scenario and rejects a bad sweep', async () => {
+    const { loadScenario, simCommand } = await import('../src/sim/sim-command.js');
+    for (const name of ['heterogeneous-edge-cloud', 'wan-single-user', 'loaded-cloud']) {
+      const s = loadScenario(new URL(`../examples/sim/${name}.json`, import.meta.url).pathname);
+      expect(s.strategies.length).toBeGreaterThan(2);
+      expect(s.link.bandwidthBytesPerS).toBeGreaterThan(0);
+    }
+    await expect(simCommand(['--sweep', 'colour=1:2:1'], () => undefined)).rejects.toThrow(/unknown parameter 'colour'/);
+  });
+});

@@ -14,7 +14,8 @@ Usage:
   dsd sim [--scenario FILE.json] [--sweep PARAM=FROM:TO:STEP | PARAM=V1,V2,…] [--out DIR]
 
   --scenario FILE   a scenario (see examples/sim/*.json); default: 8 edges, 2 targets, 10 ms one-way
-  --sweep SPEC      vary one parameter: rtt (ms), acceptance, edges, targets, rate (requests/s), draft-ms
+  --sweep SPEC      vary one parameter: rtt (ms), acceptance, edges, targets, rate (requests/s),
+                    draft-ms (edge draft per token), node-draft-ms (single-node draft step)
   --out DIR         write report.md, results.json and SVG charts there (default sim-results/<time>)
 `;
 

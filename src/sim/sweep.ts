@@ -7,9 +7,9 @@ export interface Sweep {
 }
 
 /** Parameters `--sweep` understands. */
-export type SweepParam = 'rtt' | 'acceptance' | 'edges' | 'targets' | 'rate' | 'draft-ms';
+export type SweepParam = 'rtt' | 'acceptance' | 'edges' | 'targets' | 'rate' | 'draft-ms' | 'node-draft-ms';
 
-const PARAMS: readonly SweepParam[] = ['rtt', 'acceptance', 'edges', 'targets', 'rate', 'draft-ms'];
+const PARAMS: readonly SweepParam[] = ['rtt', 'acceptance', 'edges', 'targets', 'rate', 'draft-ms', 'node-draft-ms'];
 
 /** Parses `name=from:to:step` (or `name=v1,v2,…`). */
 export function parseSweep(spec: string): Sweep {
@@ -53,6 +53,9 @@ export function applySweep(base: Scenario, param: SweepParam, value: number): Sc
       break;
     case 'draft-ms':
       s.edges = s.edges.map((e) => ({ ...e, draftMsPerToken: value }));
+      break;
+    case 'node-draft-ms':
+      s.strategies = s.strategies.map((st) => (st.kind === 'single-node' ? { ...st, draftMsPerToken: value } : st));
       break;
   }
   s.name = `${base.name} [${param}=${value}]`;
