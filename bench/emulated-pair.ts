@@ -28,14 +28,11 @@ export interface CellCosts {
 }
 
 let endless: NgramModel | undefined;
+
 /** The demo target trained as one endless document (no EOS), so outputs have a fixed length. */
 function endlessTarget(): NgramModel {
-  const { tokenizer } = demoModels();
-  endless ??= NgramModel.train(tokenizer, readCorpus(), 4, [0.55, 0.3, 0.13, 0.02], true);
+  endless ??= NgramModel.train(demoModels().tokenizer, readFileSync(DEMO_CORPUS_PATH, 'utf8'), 4, [0.55, 0.3, 0.13, 0.02], true);
   return endless;
-}
-function readCorpus(): string {
-  return readFileSync(DEMO_CORPUS_PATH, 'utf8');
 }
 
 /** A running emulated draft–target pair with the target behind a delay proxy. */
