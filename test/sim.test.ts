@@ -104,3 +104,26 @@ describe('dsd sim command', () => {
     await expect(simCommand(['--sweep', 'colour=1:2:1'], () => undefined)).rejects.toThrow(/unknown parameter 'colour'/);
   });
 });
+
+describe('trace replay', () => {
+  it('a scenario can take its acceptance from a DSD_TRACE_FILE', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const { loadScenario } = await import('../src/sim/sim-command.js');
+    const dir = mkdtempSync(join(tmpdir(), 'dsd-trace-sim-'));
+    try {
+      const rounds = Array.from({ length: 400 }, (_, i) => ({ k: 4, accepted: i % 2 === 0 ? 4 : 1, draftMs: 1, verifyMs: 10 }));
+      writeFileSync(join(dir, 'rounds.jsonl'), rounds.map((r) => JSON.stringify(r)).join('\n'));
+      const scenario = { ...DEFAULT_SCENARIO, acceptance: { kind: 'trace', file: 'rounds.jsonl' }, strategies: [{ kind: 'dsd-fixed', k: 4 }] };
+      writeFileSync(join(dir, 's.json'), JSON.stringify(scenario, (_k, v) => (v === Infinity ? 0 : v)));
+      const loaded = loadScenario(join(dir, 's.json'));
+      const [r] = simulate(loaded);
+      // Half the rounds accept all 4, half accept 1: position 1 always, positions 2–4 half the time.
+      expect(r?.acceptanceRate).toBeGreaterThan(0.55);
+      expect(r?.acceptanceRate).toBeLessThan(0.7);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

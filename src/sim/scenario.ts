@@ -43,8 +43,11 @@ export interface TargetSpec {
 export type AcceptanceSpec =
   | { kind: 'iid'; rate: number }
   | { kind: 'per-position'; rates: number[] }
-  /** Rounds recorded by the proxy (DSD_TRACE_FILE lines: k, accepted); replayed as per-position rates. */
-  | { kind: 'trace'; rounds: { k: number; accepted: number }[] };
+  /**
+   * Rounds recorded by the proxy (DSD_TRACE_FILE lines: k, accepted), replayed as per-position
+   * rates. In a scenario file, `file` (a JSONL trace, relative to the scenario) may stand for `rounds`.
+   */
+  | { kind: 'trace'; rounds: { k: number; accepted: number }[]; file?: string };
 
 /** How requests arrive. */
 export type ArrivalSpec =

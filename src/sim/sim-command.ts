@@ -1,5 +1,5 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ProgressBar } from '../bench/progress.js';
 import { renderLineChart } from '../bench/svg-chart.js';
@@ -27,6 +27,11 @@ export function loadScenario(path: string): Scenario {
   }
   const unlimited = (b: number | null | undefined) => (b === undefined || b === null || b === 0 ? Infinity : b);
   s.seed ??= 1;
+  if (s.acceptance.kind === 'trace' && s.acceptance.file !== undefined) {
+    const tracePath = resolve(dirname(path), s.acceptance.file);
+    s.acceptance.rounds = readFileSync(tracePath, 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as { k: number; accepted: number });
+    if (s.acceptance.rounds.length === 0) throw new Error(`${tracePath}: no rounds`);
+  }
   s.link.bandwidthBytesPerS = unlimited(s.link.bandwidthBytesPerS);
   for (const e of s.edges) if (e.link) e.link.bandwidthBytesPerS = unlimited(e.link.bandwidthBytesPerS);
   return s;
