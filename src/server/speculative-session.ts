@@ -159,7 +159,8 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
   const first = await ctx.upstreams.drafts.acquire(key, new Set(), signal);
   if (first === undefined) return undefined;
   const firstPlanner = planner(ctx, request, first.member);
-  if (firstPlanner.decide().kind === 'target-only' && !first.member.estimates.shouldRefresh(REFRESH_EVERY)) {
+  const opening = firstPlanner.decide();
+  if (opening.kind === 'target-only' && opening.settled && !first.member.estimates.shouldRefresh(REFRESH_EVERY)) {
     ctx.upstreams.drafts.release(first.member, true);
     return undefined;
   }

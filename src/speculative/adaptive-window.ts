@@ -1,8 +1,12 @@
 import type { PairEstimates } from './estimates.js';
 import type { Rng } from './sampling.js';
 
-/** What to do next: a speculative round with window k, or let the target generate alone. */
-export type WindowDecision = { kind: 'speculate'; k: number; reason: string } | { kind: 'target-only'; reason: string };
+/**
+ * What to do next: a speculative round with window k, or let the target generate alone.
+ * `settled` target-only decisions come from comparing measured costs; unsettled ones are there to
+ * measure the target alone, which only a stretch through the engine can do.
+ */
+export type WindowDecision = { kind: 'speculate'; k: number; reason: string } | { kind: 'target-only'; reason: string; settled: boolean };
 
 /** Options of the adaptive window. */
 export interface AdaptiveWindowOptions {
@@ -84,10 +88,10 @@ export class AdaptiveWindow {
     const e = this.estimates;
     if (e.acceptance.weight < 2 || e.verifyMs.weight < 2) return { kind: 'speculate', k: this.o.initialK, reason: 'learning the pair' };
     const targetOnly = e.targetOnlyMsPerToken.value;
-    if (targetOnly === undefined || e.targetOnlyMsPerToken.weight < 4) return { kind: 'target-only', reason: 'measuring the target alone' };
+    if (targetOnly === undefined || e.targetOnlyMsPerToken.weight < 4) return { kind: 'target-only', reason: 'measuring the target alone', settled: false };
     const best = this.best();
     if (best === undefined || best.msPerToken >= (1 - this.o.margin) * targetOnly) {
-      return { kind: 'target-only', reason: `speculation predicted at ${best?.msPerToken.toFixed(2) ?? '?'} ms/token vs ${targetOnly.toFixed(2)} alone` };
+      return { kind: 'target-only', reason: `speculation predicted at ${best?.msPerToken.toFixed(2) ?? '?'} ms/token vs ${targetOnly.toFixed(2)} alone`, settled: true };
     }
     let k = best.k;
     if (this.o.rng() < this.o.explore) k = Math.min(this.o.max, Math.max(Math.max(1, this.o.min), k + (this.o.rng() < 0.5 ? -1 : 1)));
