@@ -1,15 +1,11 @@
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { DelayProxy } from '../src/bench/delay-proxy.js';
-import { loadConfig } from '../src/config/load-config.js';
 import type { DsdOptions } from '../src/config/types.js';
 import { AgreementModel } from '../src/demo/language-model.js';
 import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
 import { NgramModel } from '../src/demo/ngram-model.js';
 import { DEMO_CORPUS_PATH, demoModels } from '../src/demo/demo-backends.js';
-import { createLogger } from '../src/logger.js';
-import { createApp } from '../src/server/app.js';
+import { startInProcessDsd } from './in-process-dsd.js';
 
 /** The scripted costs of one benchmark cell. */
 export interface CellCosts {
@@ -59,13 +55,11 @@ export async function startEmulatedPair(c: CellCosts): Promise<EmulatedPair> {
     draft,
     proxy,
     dsd: async (speculation) => {
-      const config = loadConfig({}, { target: { urls: [proxy.url], kind: 'llamacpp' }, draft: { urls: [draft.url], kind: 'llamacpp' }, speculation: { windowMax: 16, ...speculation } });
-      const { app, router } = createApp({ config, logger: createLogger('silent') });
-      const server = app.listen(0, '127.0.0.1');
-      await once(server, 'listening');
-      const handle = {
-        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-        close: async () => {
+      const handle = await startInProcessDsd({ target: { urls: [proxy.url], kind: 'llamacpp' }, draft: { urls: [draft.url], kind: 'llamacpp' }, speculation: { windowMax: 16, ...speculation } });
+      dsds.push(handle);
+      return handle;
+    },
+    close: async () => {
           server.closeAllConnections();
           await new Promise<void>((r) => server.close(() => r()));
           await router.close();

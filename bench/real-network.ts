@@ -6,17 +6,13 @@
  *
  *   npm run bench:real-network [-- --rtts 0,10,25 --tokens 128 --repeats 1]
  */
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DelayProxy } from '../src/bench/delay-proxy.js';
 import { locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
-import { loadConfig } from '../src/config/load-config.js';
 import type { DsdOptions } from '../src/config/types.js';
-import { createLogger } from '../src/logger.js';
-import { createApp } from '../src/server/app.js';
 import { timedCompletion } from './emulated-pair.js';
+import { startInProcessDsd } from './in-process-dsd.js';
 
 const { values } = parseArgs({
   options: {
@@ -37,16 +33,9 @@ const draft = await startLlamaServer({ bin, modelPath: model('stories260K-q4_0.g
 const closers: (() => Promise<void>)[] = [() => target.stop(), () => draft.stop()];
 
 async function dsdFor(targetUrl: string, speculation: DsdOptions['speculation']): Promise<string> {
-  const config = loadConfig({}, { target: { urls: [targetUrl], kind: 'llamacpp' }, draft: { urls: [draft.url], kind: 'llamacpp' }, speculation: { windowMax: 8, ...speculation } });
-  const { app, router } = createApp({ config, logger: createLogger('silent') });
-  const server = app.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  closers.push(async () => {
-    server.closeAllConnections();
-    server.close();
-    await router.close();
-  });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const dsd = await startInProcessDsd({ target: { urls: [targetUrl], kind: 'llamacpp' }, draft: { urls: [draft.url], kind: 'llamacpp' }, speculation: { windowMax: 8, ...speculation } });
+  closers.push(() => dsd.close());
+  return dsd.url;
 }
 
 const rows: string[] = [];

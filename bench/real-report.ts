@@ -9,17 +9,13 @@
  *   npm run bench:real [-- --rtts 0,25 --concurrency 1,4,16 --tokens 64]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DelayProxy } from '../src/bench/delay-proxy.js';
 import { locateLlamaServer, startLlamaServer, type LlamaProcess } from '../src/bench/llama-process.js';
 import { loadPrompts, runLoad, type RequestResult } from '../src/bench/load-generator.js';
 import { summarize, type BenchSummary } from '../src/bench/report.js';
-import { loadConfig } from '../src/config/load-config.js';
-import { createLogger } from '../src/logger.js';
-import { createApp } from '../src/server/app.js';
+import { startInProcessDsd } from './in-process-dsd.js';
 
 const { values } = parseArgs({
   options: {
@@ -50,15 +46,9 @@ servers.push(target, draft, ownSpec);
 const closers: (() => Promise<void>)[] = [];
 
 async function dsdApp(targetUrl: string): Promise<string> {
-  const { app, router } = createApp({ config: loadConfig({}, { target: { urls: [targetUrl], kind: 'llamacpp' }, draft: { urls: [draft.url], kind: 'llamacpp' } }), logger: createLogger('silent') });
-  const server = app.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  closers.push(async () => {
-    server.closeAllConnections();
-    server.close();
-    await router.close();
-  });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const dsd = await startInProcessDsd({ target: { urls: [targetUrl], kind: 'llamacpp' }, draft: { urls: [draft.url], kind: 'llamacpp' } });
+  closers.push(() => dsd.close());
+  return dsd.url;
 }
 
 const sections: string[] = [];
