@@ -60,15 +60,6 @@ export async function startEmulatedPair(c: CellCosts): Promise<EmulatedPair> {
       return handle;
     },
     close: async () => {
-          server.closeAllConnections();
-          await new Promise<void>((r) => server.close(() => r()));
-          await router.close();
-        },
-      };
-      dsds.push(handle);
-      return handle;
-    },
-    close: async () => {
       await Promise.all(dsds.map((d) => d.close()));
       await proxy.close();
       await Promise.all([target.close(), draft.close()]);
