@@ -160,7 +160,9 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
   if (first === undefined) return undefined;
   const firstPlanner = planner(ctx, request, first.member);
   const opening = firstPlanner.decide();
-  if (opening.kind === 'target-only' && opening.settled && !first.member.estimates.shouldRefresh(REFRESH_EVERY)) {
+  // While the acceptance estimate is thin, every other request refreshes it; later every 8th.
+  const refreshEvery = first.member.estimates.acceptance.weight < 20 ? 2 : REFRESH_EVERY;
+  if (opening.kind === 'target-only' && opening.settled && !first.member.estimates.shouldRefresh(refreshEvery)) {
     ctx.upstreams.drafts.release(first.member, true);
     return undefined;
   }

@@ -86,7 +86,8 @@ export class AdaptiveWindow {
   /** The decision for the next stretch of generation. */
   decide(): WindowDecision {
     const e = this.estimates;
-    if (e.acceptance.weight < 2 || e.verifyMs.weight < 2) return { kind: 'speculate', k: this.o.initialK, reason: 'learning the pair' };
+    // A few unlucky first rounds must not settle a pair: learn from at least 8 proposals.
+    if (e.acceptance.weight < 8 || e.verifyMs.weight < 4) return { kind: 'speculate', k: this.o.initialK, reason: 'learning the pair' };
     const targetOnly = e.targetOnlyMsPerToken.value;
     if (targetOnly === undefined || e.targetOnlyMsPerToken.weight < 4) return { kind: 'target-only', reason: 'measuring the target alone', settled: false };
     const best = this.best();
