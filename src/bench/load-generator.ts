@@ -61,6 +61,8 @@ export interface LoadOptions {
   temperature: number;
   stream: boolean;
   timeoutMs: number;
+  /** Extra request headers (e.g. `x-dsd-speculative: off`). */
+  headers?: Record<string, string>;
   onDone?: (result: RequestResult) => void;
 }
 
@@ -103,7 +105,7 @@ async function oneRequest(o: LoadOptions, prompt: BenchPrompt, startMs: number):
   try {
     const res = await fetch(`${apiBase(o.url)}/chat/completions`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', ...(o.apiKey ? { authorization: `Bearer ${o.apiKey}` } : {}) },
+      headers: { 'content-type': 'application/json', ...(o.apiKey ? { authorization: `Bearer ${o.apiKey}` } : {}), ...o.headers },
       body: JSON.stringify({ model: o.model, messages: prompt.messages, max_tokens: o.maxTokens, temperature: o.temperature, stream: o.stream, ...(o.stream ? { stream_options: { include_usage: true } } : {}) }),
       signal: AbortSignal.timeout(o.timeoutMs),
     });
