@@ -25,7 +25,7 @@ export class DraftAhead {
 
   /** Starts proposing 1 + k tokens (the bonus guess, then k) after `base`. */
   start(draft: DraftPort, base: number[], k: number, signal: AbortSignal): void {
-    this.cancel();
+    this.drop();
     const controller = new AbortController();
     const onAbort = () => controller.abort();
     signal.addEventListener('abort', onAbort, { once: true });
@@ -41,7 +41,10 @@ export class DraftAhead {
   keepIf(ctx: readonly number[]): void {
     const p = this.pending;
     if (p === undefined) return;
-    if (ctx.length !== p.base.length + 1 || !p.base.every((id, i) => id === ctx[i])) this.miss();
+    if (ctx.length !== p.base.length + 1 || !p.base.every((id, i) => id === ctx[i])) {
+      this.stats.draftAheadMisses += 1;
+      this.drop();
+    }
   }
 
   /** The proposal for `ctx` if draft-ahead guessed it (waiting for it if still running). */
@@ -49,10 +52,7 @@ export class DraftAhead {
     const p = this.pending;
     if (p === undefined) return undefined;
     this.pending = undefined;
-    if (ctx.length !== p.base.length + 1) {
-      p.controller.abort();
-      return undefined;
-    }
+    if (ctx.length !== p.base.length + 1) return undefined;
     const waitStart = this.now();
     const ready = await p.result;
     if (ready === undefined || ready.tokens[0]?.id !== ctx[ctx.length - 1] || ready.tokens.length < 2) {
@@ -64,12 +64,15 @@ export class DraftAhead {
     return { tokens: ready.tokens.slice(1, 1 + k), workMs: ready.workMs };
   }
 
-  private miss(): void {
-    this.stats.draftAheadMisses += 1;
-    this.cancel();
+  /**
+   * Forgets a pending proposal without aborting it: a draft request is short, and aborting an HTTP
+   * request closes its keep-alive connection, which costs more than letting it finish.
+   */
+  drop(): void {
+    this.pending = undefined;
   }
 
-  /** Aborts and drops any pending proposal. */
+  /** Aborts and forgets any pending proposal (the generation is over). */
   cancel(): void {
     this.pending?.controller.abort();
     this.pending = undefined;

@@ -30,7 +30,7 @@ export async function* runSpeculation(o: EngineOptions): AsyncGenerator<Committe
   let draft = o.draft;
   const ahead = new DraftAhead(o.now, o.stats);
   const dropDraft = async (failed: DraftSlot, reason: string, err: unknown) => {
-    ahead.cancel();
+    ahead.drop();
     o.stats.fallbackReason = reason;
     o.onDraftFailure?.(failed, reason, err);
     draft = (await o.replaceDraft?.(failed, reason)) ?? undefined;
@@ -41,7 +41,7 @@ export async function* runSpeculation(o: EngineOptions): AsyncGenerator<Committe
       if (state.remaining <= 0) return { finish: 'length', stats: o.stats };
       const decision = draft === undefined ? undefined : draft.planner.decide();
       if (draft === undefined || decision?.kind === 'target-only') {
-        ahead.cancel();
+        ahead.drop();
         const stretch = targetOnlyStretch({ state, target: o.target, draft, shadowEvery: 8, shadowK: decision?.kind === 'speculate' ? decision.k : 4, now: o.now, signal: inner.signal });
         let step = await stretch.next();
         for (; !step.done; step = await stretch.next()) yield { tokens: step.value, source: 'target-only' };
