@@ -170,14 +170,8 @@ export class DraftPool {
   }
 
   /** Health of every draft. */
-  async health(signal: AbortSignal): Promise<boolean[]> {
-    return Promise.all(this.members.map(async (m) => {
-      try {
-        return await (await m.lazy.get(signal)).server.healthy(signal);
-      } catch {
-        return false;
-      }
-    }));
+  health(signal: AbortSignal): Promise<boolean[]> {
+    return Promise.all(this.members.map((m) => m.lazy.healthy(signal)));
   }
 
   /** Closes every draft connection. */

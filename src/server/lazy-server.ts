@@ -45,6 +45,15 @@ export class LazyServer {
     }
   }
 
+  /** Whether the server can be reached and answers its health endpoint (false on any failure). */
+  async healthy(signal: AbortSignal): Promise<boolean> {
+    try {
+      return await (await this.get(signal)).server.healthy(signal);
+    } catch {
+      return false;
+    }
+  }
+
   async close(): Promise<void> {
     await this.connected?.server.close();
     this.connected = undefined;

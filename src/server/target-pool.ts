@@ -16,10 +16,11 @@ import type { ConnectedServer } from './upstreams.js';
 export class TargetPool {
   private readonly replicas: { url: string; lazy: LazyServer; breaker: CircuitBreaker }[];
 
-  constructor(config: DsdConfig, logger: Logger, http: ConnectOptions['http'], now: () => number = () => performance.now()) {
+  /** `httpFor` gives each replica its own HTTP options (so each has its own retry budget). */
+  constructor(config: DsdConfig, logger: Logger, httpFor: (url: string) => ConnectOptions['http'], now: () => number = () => performance.now()) {
     this.replicas = config.target.urls.map((url) => ({
       url,
-      lazy: new LazyServer(url, 'target', config.target, logger, http),
+      lazy: new LazyServer(url, 'target', config.target, logger, httpFor(url)),
       breaker: new CircuitBreaker({ failureThreshold: 1, cooldownMs: config.speculation.draftCooldownMs, maxCooldownMs: 60_000, now }),
     }));
   }
@@ -29,18 +30,13 @@ export class TargetPool {
     return this.replicas.length;
   }
 
-  /** Replica URLs in the order a key prefers them. */
-  order(key: string): string[] {
-    return [...this.replicas].sort((a, b) => rendezvousRank(key, b.url) - rendezvousRank(key, a.url)).map((r) => r.url);
-  }
-
   /**
    * The first replica in `key`'s ranking that is not excluded, not held open by its breaker and
    * answers; throws the last failure when none does.
    */
   async get(signal: AbortSignal, key = '', exclude: ReadonlySet<string> = new Set()): Promise<ConnectedServer> {
     let lastError: unknown = new UpstreamError('upstream_unavailable', 'no target replica is available', { role: 'target' });
-    const ordered = this.order(key).map((url) => this.replicas.find((r) => r.url === url) as TargetPool['replicas'][number]);
+    const ordered = [...this.replicas].sort((a, b) => rendezvousRank(key, b.url) - rendezvousRank(key, a.url));
     // Breakers first; if every replica is held open, try them anyway rather than fail without trying.
     const candidates = ordered.filter((r) => !exclude.has(r.url) && r.breaker.state !== 'open');
     for (const replica of candidates.length > 0 ? candidates : ordered.filter((r) => !exclude.has(r.url))) {
@@ -68,14 +64,8 @@ export class TargetPool {
   }
 
   /** Health of each replica. */
-  async health(signal: AbortSignal): Promise<boolean[]> {
-    return Promise.all(this.replicas.map(async (r) => {
-      try {
-        return await (await r.lazy.get(signal)).server.healthy(signal);
-      } catch {
-        return false;
-      }
-    }));
+  health(signal: AbortSignal): Promise<boolean[]> {
+    return Promise.all(this.replicas.map((r) => r.lazy.healthy(signal)));
   }
 
   async close(): Promise<void> {

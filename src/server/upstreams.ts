@@ -27,11 +27,11 @@ export class Upstreams {
   readonly drafts: DraftPool;
 
   constructor(config: DsdConfig, logger: Logger, hooks: UpstreamHooks = {}) {
-    const targetUrl = config.target.urls[0];
-    if (targetUrl === undefined) throw new DsdError('internal_error', 'no target URL configured (DSD_TARGET_URL)');
+    if (config.target.urls.length === 0) throw new DsdError('internal_error', 'no target URL configured (DSD_TARGET_URL)');
     const common = { ca: config.caCertificates, observe: hooks.observe, connections: config.upstreamConnections };
-    const retry = { maxAttempts: config.targetRetryAttempts, budget: new RetryBudget(), maxRetryAfterMs: 5_000, onRetry: () => hooks.onRetry?.('target', targetUrl) };
-    this.targets = new TargetPool(config, logger, { ...common, retry });
+    // Each replica has its own retry budget, and its retries are counted under its own URL.
+    const retry = (url: string) => ({ maxAttempts: config.targetRetryAttempts, budget: new RetryBudget(), maxRetryAfterMs: 5_000, onRetry: () => hooks.onRetry?.('target', url) });
+    this.targets = new TargetPool(config, logger, (url) => ({ ...common, retry: retry(url) }));
     // Drafts are never retried: a failing draft costs a fallback, which is cheaper than waiting.
     this.drafts = new DraftPool(config, logger, (signal) => this.target(signal), undefined, common);
   }
