@@ -44,7 +44,7 @@ export async function serveSpeculative(r: SpeculativeRequest): Promise<boolean> 
   const { ctx, request, target, res, signal } = r;
   const stats = emptyStats();
   const logger = (res.locals.logger as Logger | undefined) ?? ctx.logger;
-  const session = await openSession({ ctx, request, target, bytesCache: ctx.bytesCache, stats, signal, logger, requestId: res.locals.requestId as string | undefined });
+  const session = await openSession({ ctx, request, target, stats, signal, logger, requestId: res.locals.requestId as string | undefined });
   if (session === undefined) return false;
   const promptIds = await promptFor(r, session);
   const engine = session.engine(promptIds);

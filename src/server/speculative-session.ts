@@ -1,5 +1,4 @@
 import type { SamplingParams } from '../backends/types.js';
-import type { TokenBytesCache } from '../cache/token-bytes-cache.js';
 import type { AcceptanceRule } from '../speculative/acceptance.js';
 import type { DraftSlot, EngineOptions, TargetPort } from '../speculative/engine.js';
 import { adaptivePlanner, fixedPlanner, type SpeculationPlanner } from '../speculative/planner.js';
@@ -70,7 +69,6 @@ export interface SessionOptions {
   ctx: DsdContext;
   request: GenerationRequest;
   target: ConnectedServer;
-  bytesCache: TokenBytesCache;
   stats: SpeculationStats;
   signal: AbortSignal;
   logger: Logger;
@@ -169,7 +167,7 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
   const leaveTarget = ctx.upstreams.enterSpeculation(target.server.baseUrl);
   const setup = samplingSetup(ctx, request);
   const observe = (tokens: GeneratedToken[]) => {
-    for (const t of tokens) o.bytesCache.observe(t);
+    for (const t of tokens) ctx.bytesCache.observe(t);
     return tokens;
   };
   const slots = new DraftSlots(o, setup, key, observe);
