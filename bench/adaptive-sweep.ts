@@ -118,9 +118,9 @@ for (const r of results) {
   const vsFixed = Math.min(bestMs, r.direct) / r.adaptive;
   minVsDirect = Math.min(minVsDirect, vsDirect);
   minVsFixed = Math.min(minVsFixed, vsFixed);
-  console.log(`| ${r.cell.ratio} | ${r.cell.acceptance} | ${r.cell.rttMs} | ${f(r.direct)} | ${f(r.adaptive)} | ${f(vsDirect)}× | ${f(bestMs)} (k=${bestK}) | ${f(vsFixed)}× | ${f(r.optimum.best)} (${r.optimum.bestK === 0 ? 'target alone' : `k=${r.optimum.bestK}`}) | ${r.adaptiveRounds} / ${r.adaptiveTargetOnly} |`);
+  console.log(`| ${r.cell.ratio} | ${r.cell.acceptance} | ${r.cell.rttMs} | ${f(r.direct)} | ${f(r.adaptive)} | ${f(vsDirect)}× | ${f(bestMs)} (k=${bestK}) | ${f(vsFixed)}× | ${f(r.optimum.best)} (${r.optimum.bestK === 0 ? 'target alone' : `k=${r.optimum.bestK}, ${r.optimum.bestDepth} ahead`}) | ${r.adaptiveRounds} / ${r.adaptiveTargetOnly} |`);
 }
-console.log(`\nworst cell: adaptive = ${f(minVsDirect)}× the direct client's speed; ${f(minVsFixed)}× the best of (fixed k in hindsight, direct)`);
+console.log(`\nworst cell: adaptive = ${minVsDirect.toFixed(3)}× the direct client's speed; ${minVsFixed.toFixed(3)}× the best of (fixed k in hindsight, direct)`);
 console.log('\nDraft-ahead at α = 0.9, with vs without in the same run (ms per token):\n');
 console.log('| c | RTT ms | adaptive without | adaptive with | cut | k=4 without | k=4 with | cut |');
 console.log('|---|---|---|---|---|---|---|---|');

@@ -55,7 +55,9 @@ export async function startEmulatedPair(c: CellCosts): Promise<EmulatedPair> {
     draft,
     proxy,
     dsd: async (speculation) => {
-      const handle = await startInProcessDsd({ target: { urls: [proxy.url], kind: 'llamacpp' }, draft: { urls: [draft.url], kind: 'llamacpp' }, speculation: { windowMax: 16, ...speculation } });
+      // The emulated target verifies concurrent rounds side by side, as a batching GPU server does,
+      // so early verification is set on (DSD_DRAFT_AHEAD_DEPTH=2), as auto would for a vLLM target.
+      const handle = await startInProcessDsd({ target: { urls: [proxy.url], kind: 'llamacpp' }, draft: { urls: [draft.url], kind: 'llamacpp' }, speculation: { windowMax: 16, aheadDepth: 2, ...speculation } });
       dsds.push(handle);
       return handle;
     },
@@ -83,18 +85,28 @@ export async function timedCompletion(baseUrl: string, prompt: string, tokens: n
   return { ms, tokens: usage?.completion_tokens ?? tokens, usage };
 }
 
-/** Analytic ms/token: the target alone over the link, and the best fixed k without draft-ahead. */
-export function analyticOptimum(c: CellCosts, tokens: number): { targetAlone: number; best: number; bestK: number } {
+/**
+ * Analytic ms/token: the target alone over the link, and the best (k, rounds sent ahead ≤ maxDepth)
+ * by the planner's formula with the cell's true costs and acceptance (see AdaptiveWindow).
+ */
+export function analyticOptimum(c: CellCosts, tokens: number, maxDepth = 2): { targetAlone: number; best: number; bestK: number; bestDepth: number } {
   const targetAlone = c.stepMs + (c.rttMs + c.perRequestMs) / tokens;
   let best = targetAlone;
   let bestK = 0;
+  let bestDepth = 0;
   for (let k = 1; k <= 16; k++) {
-    const expected = (1 - c.acceptance ** (k + 1)) / (1 - c.acceptance);
-    const round = k * c.draftMsPerToken + c.rttMs + c.perRequestMs + c.stepMs + c.perPositionMs * (k + 1);
-    if (round / expected < best) {
-      best = round / expected;
-      bestK = k;
+    for (let d = 0; d <= maxDepth && (d + 1) * (k + 1) <= 32; d++) {
+      const expected = (1 - c.acceptance ** (k + 1)) / (1 - c.acceptance);
+      const hit = c.acceptance ** (k + 1);
+      const verify = c.rttMs + c.perRequestMs + c.stepMs + c.perPositionMs * (k + 1);
+      const hitMs = d === 0 ? verify : Math.max((k + 1) * c.draftMsPerToken, verify / (d + 1));
+      const round = (1 - hit) * (k * c.draftMsPerToken + verify) + hit * hitMs;
+      if (round / expected < best * 0.98) {
+        best = round / expected;
+        bestK = k;
+        bestDepth = d;
+      }
     }
   }
-  return { targetAlone, best, bestK };
+  return { targetAlone, best, bestK, bestDepth };
 }

@@ -2,7 +2,9 @@
  * Real llama-servers across an emulated network: the heavy target (stories260K-ff32k-f32) behind
  * the delay proxy at several RTTs, the q4_0 draft local. Side by side in one run, interleaved:
  * the target alone over the same link (a direct client, streaming), dsd adaptive, dsd fixed
- * k = 3 and k = 8. Milliseconds per generated token (greedy, wall time / tokens).
+ * k = 3 and k = 8 (defaults: DSD_DRAFT_AHEAD_DEPTH=auto, which is 0 for a llama.cpp target), and
+ * adaptive and k = 3 with early verification forced on (DSD_DRAFT_AHEAD_DEPTH=2).
+ * Milliseconds per generated token (greedy, wall time / tokens).
  *
  *   npm run bench:real-network [-- --rtts 0,10,25 --tokens 128 --repeats 1]
  */
@@ -46,7 +48,9 @@ for (const rtt of values.rtts.split(',').map(Number)) {
   const configs: Record<string, string> = {
     'target alone (direct client)': proxy.url,
     'dsd adaptive': await dsdFor(proxy.url, { window: 'auto' }),
+    'dsd adaptive, early verification forced on (depth 2)': await dsdFor(proxy.url, { window: 'auto', aheadDepth: 2 }),
     'dsd k=3': await dsdFor(proxy.url, { window: 3 }),
+    'dsd k=3, early verification forced on (depth 2)': await dsdFor(proxy.url, { window: 3, aheadDepth: 2 }),
     'dsd k=8': await dsdFor(proxy.url, { window: 8 }),
   };
   for (const url of Object.values(configs)) await timedCompletion(url, PROMPTS[0] as string, 16); // warm-up

@@ -41,6 +41,10 @@ describe('loadConfig', () => {
     expect(loadConfig({ DSD_WINDOW: 'auto' }).speculation.window).toBe('auto');
     expect(loadConfig({ DSD_WINDOW: '3' }).speculation.window).toBe(3);
     expect(() => loadConfig({ DSD_WINDOW: 'big' })).toThrow(/DSD_WINDOW="big": expected auto or an integer/);
+    expect(loadConfig({}).speculation.aheadDepth).toBe('auto');
+    expect(loadConfig({ DSD_DRAFT_AHEAD_DEPTH: '2' }).speculation.aheadDepth).toBe(2);
+    expect(loadConfig({ DSD_DRAFT_AHEAD_DEPTH: '0' }).speculation.aheadDepth).toBe(0);
+    expect(() => loadConfig({ DSD_DRAFT_AHEAD_DEPTH: '9' })).toThrow(/DSD_DRAFT_AHEAD_DEPTH/);
   });
 
   it('honours PORT when DSD_PORT is absent', () => {

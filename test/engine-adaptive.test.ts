@@ -9,6 +9,18 @@ import { emptyStats } from '../src/speculative/stats.js';
 const next = (ctx: readonly number[]) => (ctx.reduce((a, b) => a + b, 0) * 7 + ctx.length * 13 + 3) % 50;
 const PROMPT = [1, 2, 3];
 
+/** k draft tokens after ctx: the model's own token where `agree` says so, another one elsewhere. */
+function draftTokens(ctx: readonly number[], k: number, agree: (ctxLength: number) => boolean): { id: number }[] {
+  const c = [...ctx];
+  const out = [];
+  for (let i = 0; i < k; i++) {
+    const id = agree(c.length) ? next(c) : (next(c) + 1) % 50;
+    c.push(id);
+    out.push({ id });
+  }
+  return out;
+}
+
 function world(o: { agree: (ctxLength: number) => boolean; verifyMs: (positions: number) => number; tokenMs: number; draftMsPerToken: number; failDraftAfter?: number }) {
   const clock = { t: 0 };
   const calls = { score: 0, generate: 0, propose: 0 };
@@ -34,14 +46,7 @@ function world(o: { agree: (ctxLength: number) => boolean; verifyMs: (positions:
       calls.propose += 1;
       if (o.failDraftAfter !== undefined && calls.propose > o.failDraftAfter) throw new Error('draft died');
       clock.t += o.draftMsPerToken * k;
-      const c = [...ctx];
-      const out = [];
-      for (let i = 0; i < k; i++) {
-        const id = o.agree(c.length) ? next(c) : (next(c) + 1) % 50;
-        c.push(id);
-        out.push({ id });
-      }
-      return out;
+      return draftTokens(ctx, k, o.agree);
     },
   };
   return { clock, calls, target, draft };
@@ -53,13 +58,13 @@ function reference(n: number): number[] {
   return c.slice(PROMPT.length);
 }
 
-async function run(o: { w: ReturnType<typeof world>; draft: DraftSlot | undefined; maxTokens: number; draftAhead?: boolean; replaceDraft?: () => Promise<DraftSlot | undefined> }) {
+async function run(o: { w: ReturnType<typeof world>; draft: DraftSlot | undefined; maxTokens: number; draftAhead?: boolean; aheadDepth?: number; replaceDraft?: () => Promise<DraftSlot | undefined> }) {
   const stats = emptyStats();
   const tokens: number[] = [];
   const sources: ('round' | 'target-only')[] = [];
   const gen = runSpeculation({
     prompt: PROMPT, draft: o.draft, target: o.w.target, rule: 'greedy', maxTokens: o.maxTokens, contextTokens: 10_000, maxPositions: () => 16,
-    draftAhead: o.draftAhead ?? false, isEnd: () => false, isValidDraftToken: () => true, rng: seededRng(3), now: () => o.w.clock.t,
+    draftAhead: o.draftAhead ?? false, aheadDepth: o.aheadDepth ?? 0, isEnd: () => false, isValidDraftToken: () => true, rng: seededRng(3), now: () => o.w.clock.t,
     signal: new AbortController().signal, stats, ...(o.replaceDraft ? { replaceDraft: o.replaceDraft } : {}),
   });
   for (let step = await gen.next(); !step.done; step = await gen.next()) {
@@ -72,7 +77,7 @@ async function run(o: { w: ReturnType<typeof world>; draft: DraftSlot | undefine
 }
 
 const adaptive = (estimates = new PairEstimates()) =>
-  adaptivePlanner(estimates, { min: 1, max: 8, initialK: 4, margin: 0.05, explore: 0.1, draftAhead: false, rng: seededRng(9), probeEveryTokens: 256 });
+  adaptivePlanner(estimates, { min: 1, max: 8, initialK: 4, margin: 0.05, explore: 0.1, draftAhead: false, aheadDepth: 0, rng: seededRng(9), probeEveryTokens: 256 });
 
 describe('adaptive window', () => {
   it('stops speculating when the draft never agrees, and comes back when it does', async () => {
@@ -123,6 +128,88 @@ describe('draft-ahead', () => {
     const { tokens, stats } = await run({ w, draft: { port: w.draft, planner: fixedPlanner(3), name: 'd' }, maxTokens: 100, draftAhead: true });
     expect(tokens).toEqual(reference(100));
     expect(stats.draftAheadMisses).toBeGreaterThan(0);
+  });
+});
+
+/** A world on real timers: a distant target (each score takes `verifyMs`), a local draft. */
+function timedWorld(o: { agree: (ctxLength: number) => boolean; verifyMs: number; failEarlyScoreOnce?: boolean }) {
+  o = { ...o };
+  const calls = { score: 0, concurrentMax: 0 };
+  let inFlight = 0;
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const target: TargetPort = {
+    score: async (prompts) => {
+      calls.score += 1;
+      inFlight += 1;
+      calls.concurrentMax = Math.max(calls.concurrentMax, inFlight);
+      const concurrent = inFlight;
+      await sleep(o.verifyMs);
+      inFlight -= 1;
+      if (o.failEarlyScoreOnce && concurrent > 1) {
+        o.failEarlyScoreOnce = false;
+        throw new Error('503 from the target');
+      }
+      return prompts.map((p) => ({ id: next(p) }));
+    },
+    generate: async function* () {},
+  };
+  const draft: DraftPort = {
+    propose: async (ctx, k) => {
+      await sleep(1);
+      return draftTokens(ctx, k, o.agree);
+    },
+  };
+  return { calls, target, draft, get failEarlyScoreOnce() { return o.failEarlyScoreOnce; } };
+}
+
+async function timedRun(w: ReturnType<typeof timedWorld>, aheadDepth: number, maxTokens = 60) {
+  const stats = emptyStats();
+  const tokens: number[] = [];
+  const started = performance.now();
+  const gen = runSpeculation({
+    prompt: PROMPT, draft: { port: w.draft, planner: fixedPlanner(4), name: 'd' }, target: w.target, rule: 'greedy', maxTokens, contextTokens: 10_000, maxPositions: () => 16,
+    draftAhead: true, aheadDepth, isEnd: () => false, isValidDraftToken: () => true, rng: seededRng(3), now: () => performance.now(), signal: new AbortController().signal, stats,
+  });
+  for (let step = await gen.next(); !step.done; step = await gen.next()) tokens.push(...step.value.tokens.map((t) => t.id));
+  return { tokens, stats, ms: performance.now() - started };
+}
+
+describe('draft-ahead with early verification', () => {
+  it('a perfect draft: rounds are sent before the previous verdict, output unchanged', async () => {
+    const serial = await timedRun(timedWorld({ agree: () => true, verifyMs: 40 }), 0);
+    const w = timedWorld({ agree: () => true, verifyMs: 40 });
+    const early = await timedRun(w, 2);
+    expect(early.tokens).toEqual(reference(60));
+    expect(serial.tokens).toEqual(reference(60));
+    expect(early.stats.earlyVerifications).toBeGreaterThan(early.stats.rounds / 2);
+    expect(w.calls.concurrentMax).toBe(3); // the round being verified + 2 ahead
+    expect(early.stats.earlyVerificationsWasted).toBe(0);
+  });
+
+  it('a draft that is often wrong: the chain is dropped at a miss, output unchanged', async () => {
+    const w = timedWorld({ agree: (len) => len % 7 !== 0, verifyMs: 10 });
+    const { tokens, stats } = await timedRun(w, 2);
+    expect(tokens).toEqual(reference(60));
+    expect(stats.earlyVerificationsWasted).toBeGreaterThan(0);
+    expect(stats.draftAheadMisses).toBeGreaterThan(0);
+  });
+
+  it('an early round the target failed is sent again, output unchanged', async () => {
+    const w = timedWorld({ agree: () => true, verifyMs: 10, failEarlyScoreOnce: true });
+    const { tokens } = await timedRun(w, 2);
+    expect(w.failEarlyScoreOnce).toBe(false); // the failure did happen
+    expect(tokens).toEqual(reference(60));
+  });
+
+  it('respects the target positions the generation may hold', async () => {
+    const w = timedWorld({ agree: () => true, verifyMs: 10 });
+    const stats = emptyStats();
+    const gen = runSpeculation({
+      prompt: PROMPT, draft: { port: w.draft, planner: fixedPlanner(4), name: 'd' }, target: w.target, rule: 'greedy', maxTokens: 40, contextTokens: 10_000, maxPositions: () => 10,
+      draftAhead: true, aheadDepth: 4, isEnd: () => false, isValidDraftToken: () => true, rng: seededRng(3), now: () => performance.now(), signal: new AbortController().signal, stats,
+    });
+    for (let step = await gen.next(); !step.done; step = await gen.next());
+    expect(w.calls.concurrentMax).toBe(2); // 2 × 5 positions fit in 10
   });
 });
 

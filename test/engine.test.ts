@@ -72,6 +72,7 @@ async function collect(o: Partial<Omit<EngineOptions, 'draft'>> & { draft: Draft
     prompt: [1, 2, 3],
     rule: 'greedy',
     draftAhead: false,
+    aheadDepth: 0,
     maxTokens: 40,
     contextTokens: 1000,
     maxPositions: () => 16,
@@ -163,7 +164,7 @@ describe('runSpeculation', () => {
         }),
       generate: async function* () {},
     };
-    const gen = runSpeculation({ prompt: [1], draft: slotOf(draftPort({}), 2), target: slowTarget, rule: 'greedy', draftAhead: false, maxTokens: 5, contextTokens: 100, maxPositions: () => 8, isEnd: () => false, isValidDraftToken: () => true, rng: seededRng(1), now: () => 0, signal: controller.signal, stats: emptyStats() });
+    const gen = runSpeculation({ prompt: [1], draft: slotOf(draftPort({}), 2), target: slowTarget, rule: 'greedy', draftAhead: false, aheadDepth: 0, maxTokens: 5, contextTokens: 100, maxPositions: () => 8, isEnd: () => false, isValidDraftToken: () => true, rng: seededRng(1), now: () => 0, signal: controller.signal, stats: emptyStats() });
     const pending = gen.next();
     setTimeout(() => controller.abort(new Error('client gone')), 5);
     await expect(pending).rejects.toThrow('client gone');

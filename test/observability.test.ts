@@ -50,6 +50,10 @@ describe('metrics, request ids and log lines', () => {
     expect(value(/^dsd:spec_decode_num_draft_tokens_total (\d+)/m)).toBe(r.body.usage.dsd.draft_tokens);
     expect(value(/^dsd:spec_decode_num_accepted_tokens_total (\d+)/m)).toBe(r.body.usage.dsd.accepted_tokens);
     expect(text).toMatch(/^dsd:spec_decode_num_accepted_tokens_per_pos_total\{position="0"\} \d+/m);
+    const early = r.body.usage.dsd.draft_ahead_early_verifications as number;
+    const wasted = r.body.usage.dsd.draft_ahead_wasted_verifications as number;
+    expect(value(/^dsd_early_verifications_total\{outcome="used"\} (\d+)/m)).toBe(early - wasted);
+    expect(value(/^dsd_early_verifications_total\{outcome="wasted"\} (\d+)/m)).toBe(wasted);
     expect(value(/^dsd_http_requests_total\{route="completions",status="200"\} (\d+)/m)).toBe(1);
     expect(value(/^dsd_http_requests_total\{route="completions",status="400"\} (\d+)/m)).toBe(1);
     expect(text).toMatch(/^dsd_time_to_first_token_seconds_count\{route="completions",mode="speculative"\} 1/m);

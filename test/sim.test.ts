@@ -51,6 +51,28 @@ describe('DSD-Si', () => {
     expect(Math.abs(simulated / analytic - 1)).toBeLessThan(0.01);
   });
 
+  it.each([
+    [0.9, 4, 0.05, 20, 2],
+    [0.8, 4, 0.1, 20, 1],
+    [0.9, 8, 0.05, 40, 2],
+  ])('early verification (α=%s, k=%s, c=%s, %s ms one-way, %s ahead, batching target) matches the planner formula within 10 %% and beats one round per round trip', (alpha, k, c, oneWayMs, depth) => {
+    const step = 10;
+    const base = textbook(alpha, k, c);
+    const scenario: Scenario = {
+      ...base,
+      targets: { ...base.targets, maxBatch: 16 },
+      link: { oneWayMs, bandwidthBytesPerS: Infinity },
+      strategies: [{ kind: 'dsd-fixed', k, draftAhead: true, aheadDepth: depth }, { kind: 'dsd-fixed', k, draftAhead: true }],
+    };
+    const [early, serial] = simulate(scenario) as { msPerToken: number }[];
+    const verify = 2 * oneWayMs + step;
+    const hit = alpha ** (k + 1);
+    const expected = (1 - alpha ** (k + 1)) / (1 - alpha);
+    const formula = ((1 - hit) * (k * c * step + verify) + hit * Math.max((k + 1) * c * step, verify / (depth + 1))) / expected;
+    expect(Math.abs((early?.msPerToken as number) / formula - 1)).toBeLessThan(0.1);
+    expect(early?.msPerToken).toBeLessThan(0.9 * (serial?.msPerToken as number));
+  });
+
   it('is deterministic for a scenario and seed', () => {
     const a = simulateStrategy(DEFAULT_SCENARIO, { kind: 'dsd-adaptive', draftAhead: true });
     const b = simulateStrategy(DEFAULT_SCENARIO, { kind: 'dsd-adaptive', draftAhead: true });

@@ -18,7 +18,9 @@ describe('speculation with a vLLM target (emulated) and a llama.cpp draft', () =
   let client: OpenAI;
 
   beforeAll(async () => {
-    vllm = new VllmEmulator({ model: models.target, alias: 'big-model' });
+    // A few ms per request, as across a network: the draft then runs ahead of verification, so
+    // rounds are sent early (the identity test below covers that path).
+    vllm = new VllmEmulator({ model: models.target, alias: 'big-model', latency: { perRequestMs: 5 } });
     draft = new LlamaEmulator({ model: models.draft, alias: 'small' });
     await Promise.all([vllm.listen(), draft.listen()]);
     dsd = await startTestDsd({ target: { urls: [vllm.url] }, draft: { urls: [draft.url] }, speculation: { window: 4 } });
@@ -36,16 +38,20 @@ describe('speculation with a vLLM target (emulated) and a llama.cpp draft', () =
   });
 
   it('temperature 0: identical to the vLLM target alone, streaming and not', async () => {
+    let early = 0;
     for (const prompt of PROMPTS) {
       const want = (await direct.completions.create({ model: 'big-model', prompt, max_tokens: 40, temperature: 0 })).choices[0]?.text;
       const got = await client.completions.create({ model: 'big-model', prompt, max_tokens: 40, temperature: 0 });
       expect(got.choices[0]?.text).toBe(want);
-      const usage = got.usage as unknown as { dsd: { rounds: number; draft_tokens: number } };
+      const usage = got.usage as unknown as { dsd: { rounds: number; draft_tokens: number; draft_ahead_early_verifications: number } };
       expect(usage.dsd.rounds).toBeGreaterThan(0);
+      early += usage.dsd.draft_ahead_early_verifications;
       let streamed = '';
       for await (const c of await client.completions.create({ model: 'big-model', prompt, max_tokens: 40, temperature: 0, stream: true })) streamed += c.choices[0]?.text ?? '';
       expect(streamed).toBe(want);
     }
+    // DSD_DRAFT_AHEAD_DEPTH=auto sends rounds early to a vLLM target: the identity above held with them.
+    expect(early).toBeGreaterThan(0);
     const body = vllm.stats.lastCompletionBody as Record<string, unknown>;
     expect(body.return_tokens_as_token_ids).toBe(true);
     expect(Array.isArray((body.prompt as unknown[])[0])).toBe(true);

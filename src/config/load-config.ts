@@ -93,6 +93,17 @@ function readWindow(r: EnvReader): number {
   return k;
 }
 
+function readAheadDepth(r: EnvReader): number | 'auto' {
+  const raw = r.string('DSD_DRAFT_AHEAD_DEPTH');
+  if (raw === undefined || raw === 'auto') return 'auto';
+  const d = Number(raw);
+  if (!/^\d+$/.test(raw) || d > 8) {
+    r.problems.push(`DSD_DRAFT_AHEAD_DEPTH=${JSON.stringify(raw)}: expected auto or an integer from 0 to 8`);
+    return 'auto';
+  }
+  return d;
+}
+
 function readTimeouts(r: EnvReader, prefix: string, defaults: TimeoutConfig): TimeoutConfig {
   return {
     connectTimeoutMs: r.int(`${prefix}_CONNECT_TIMEOUT_MS`, defaults.connectTimeoutMs, 1, DAY_MS),
@@ -143,6 +154,7 @@ export function loadConfig(env: Env, overrides: DsdOptions = {}, readFile: FileR
     acceptance: r.oneOf('DSD_ACCEPTANCE', ACCEPTANCE, 'sample-match'),
     topLogprobs: r.int('DSD_TOP_LOGPROBS', 20, 1, 1024),
     draftAhead: r.oneOf('DSD_DRAFT_AHEAD', ['on', 'off'] as const, 'on') === 'on',
+    aheadDepth: readAheadDepth(r),
     draftCooldownMs: r.int('DSD_DRAFT_COOLDOWN_MS', 5_000, 1, DAY_MS),
   };
   const window = speculation.window === -1 ? ('auto' as const) : speculation.window;

@@ -39,6 +39,14 @@ export interface SpeculationConfig {
   topLogprobs: number;
   /** Let the draft work on the optimistic continuation while the target verifies. */
   draftAhead: boolean;
+  /**
+   * Most rounds draft-ahead sends for verification before the previous round's verdict (hides the
+   * round trip to a distant target; a miss wastes that target work). 0: draft ahead only. `auto`:
+   * 2 for vLLM targets, which verify rounds side by side; 0 for llama.cpp targets, where each
+   * round takes k+1 slots with no shared KV and a CPU server runs the extra rounds on the same
+   * cores (measured slower: README, bench:real-network).
+   */
+  aheadDepth: number | 'auto';
   /** How long a failing draft is left alone before it is probed again. */
   draftCooldownMs: number;
 }

@@ -128,7 +128,7 @@ export class DraftPool {
   /** Predicted ms/token with this draft, or undefined before it was measured. */
   private predictedMsPerToken(m: MemberState): number | undefined {
     const s = this.config.speculation;
-    const window = new AdaptiveWindow(m.estimates, { min: s.windowMin, max: s.windowMax, initialK: 4, margin: 0, explore: 0, draftAhead: s.draftAhead, rng: Math.random });
+    const window = new AdaptiveWindow(m.estimates, { min: s.windowMin, max: s.windowMax, initialK: 4, margin: 0, explore: 0, draftAhead: s.draftAhead, aheadDepth: typeof s.aheadDepth === 'number' ? s.aheadDepth : 0, rng: Math.random });
     return window.best()?.msPerToken;
   }
 

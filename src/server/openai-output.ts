@@ -29,6 +29,10 @@ export interface SpeculationSummary {
   draft_ahead_hits: number;
   draft_ahead_misses: number;
   draft_ahead_saved_ms: number;
+  /** Rounds sent for verification before the previous round's verdict. */
+  draft_ahead_early_verifications: number;
+  /** Of those, the ones dropped at a miss (target work spent for nothing). */
+  draft_ahead_wasted_verifications: number;
   /** Share of the target's verification prompt tokens it had to compute (not from its KV cache). */
   verify_prompt_recomputed_fraction: number | null;
 }
@@ -51,6 +55,8 @@ export function summarize(stats: SpeculationStats, rule: string): SpeculationSum
     draft_ahead_hits: stats.draftAheadHits,
     draft_ahead_misses: stats.draftAheadMisses,
     draft_ahead_saved_ms: round3(stats.draftAheadSavedMs),
+    draft_ahead_early_verifications: stats.earlyVerifications,
+    draft_ahead_wasted_verifications: stats.earlyVerificationsWasted,
     verify_prompt_recomputed_fraction: stats.verifyPromptComputed + stats.verifyPromptCached === 0 ? null : round3(stats.verifyPromptComputed / (stats.verifyPromptComputed + stats.verifyPromptCached)),
   };
 }

@@ -1,4 +1,5 @@
 import type { SamplingParams } from '../backends/types.js';
+import type { BackendKind } from '../config/types.js';
 import type { AcceptanceRule } from '../speculative/acceptance.js';
 import type { DraftSlot, EngineOptions, TargetPort } from '../speculative/engine.js';
 import { adaptivePlanner, fixedPlanner, type SpeculationPlanner } from '../speculative/planner.js';
@@ -31,12 +32,18 @@ function chooseRule(ctx: DsdContext, request: GenerationRequest): { rule: Accept
   return { rule: 'rejection', label: exact ? 'rejection' : `rejection (approximate: top-${n} probabilities)` };
 }
 
-function planner(ctx: DsdContext, request: GenerationRequest, member: PoolMember): SpeculationPlanner {
+/** DSD_DRAFT_AHEAD_DEPTH for a target: `auto` sends rounds early only to a batching vLLM server. */
+export function aheadDepthFor(setting: number | 'auto', targetKind: BackendKind): number {
+  return setting === 'auto' ? (targetKind === 'vllm' ? 2 : 0) : setting;
+}
+
+function planner(ctx: DsdContext, request: GenerationRequest, member: PoolMember, targetKind: BackendKind): SpeculationPlanner {
   const s = ctx.config.speculation;
+  const aheadDepth = aheadDepthFor(s.aheadDepth, targetKind);
   const bounds = { min: Math.max(1, s.windowMin), max: s.windowMax };
   if (request.speculation.window !== undefined) return fixedPlanner(clampWindow(request.speculation.window, bounds), member.estimates);
   if (s.window !== 'auto') return fixedPlanner(s.window, member.estimates);
-  return adaptivePlanner(member.estimates, { ...bounds, initialK: Math.min(bounds.max, Math.max(bounds.min, 4)), margin: 0.05, explore: 0.1, draftAhead: s.draftAhead, rng: seededRng(Math.floor(Math.random() * 2 ** 32)), probeEveryTokens: 256 });
+  return adaptivePlanner(member.estimates, { ...bounds, initialK: Math.min(bounds.max, Math.max(bounds.min, 4)), margin: 0.05, explore: 0.1, draftAhead: s.draftAhead, aheadDepth, rng: seededRng(Math.floor(Math.random() * 2 ** 32)), probeEveryTokens: 256 });
 }
 
 /** How many requests in a row may go straight to the target before one refreshes the estimates. */
@@ -102,7 +109,7 @@ class DraftSlots {
     private readonly observe: (t: GeneratedToken[]) => GeneratedToken[],
   ) {}
 
-  slot(a: AssignedDraft, chosen = planner(this.o.ctx, this.o.request, a.member)): DraftSlot {
+  slot(a: AssignedDraft, chosen = planner(this.o.ctx, this.o.request, a.member, this.o.target.server.kind)): DraftSlot {
     this.used.push({ member: a.member, ok: true });
     const { setup } = this;
     // Conversations keep their draft slot, so the draft's KV cache holds their context.
@@ -156,7 +163,7 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
   const key = affinityKey(request.input);
   const first = await ctx.upstreams.drafts.acquire(key, new Set(), signal);
   if (first === undefined) return undefined;
-  const firstPlanner = planner(ctx, request, first.member);
+  const firstPlanner = planner(ctx, request, first.member, target.server.kind);
   const opening = firstPlanner.decide();
   // While the acceptance estimate is thin, every other request refreshes it; later every 8th.
   const refreshEvery = first.member.estimates.acceptance.weight < 20 ? 2 : REFRESH_EVERY;
@@ -187,6 +194,7 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
     // flight keeps them from evicting each other's KV caches (bench:multi-turn, README).
     maxPositions: () => (ctx.config.targetSlotSharing ? Math.max(1, Math.floor(target.info.parallelSlots / Math.max(1, ctx.upstreams.speculativeOn(target.server.baseUrl)))) : target.info.parallelSlots),
     draftAhead: ctx.config.speculation.draftAhead,
+    aheadDepth: aheadDepthFor(ctx.config.speculation.aheadDepth, target.server.kind),
     isEnd: (t) => t.endOfGeneration === true || t.id === target.info.eosId || stopIds.has(t.id),
     isValidDraftToken: (id) => Number.isInteger(id) && id >= 0 && (vocab === undefined || id < vocab),
     rng: seededRng(Math.floor(Math.random() * 2 ** 32)),

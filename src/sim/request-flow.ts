@@ -1,59 +1,11 @@
 import { adaptivePlanner, fixedPlanner, type SpeculationPlanner } from '../speculative/planner.js';
-import type { PairEstimates } from '../speculative/estimates.js';
-import type { Rng } from '../speculative/sampling.js';
-import { recordRound, type SpeculationStats } from '../speculative/stats.js';
+import { recordRound } from '../speculative/stats.js';
 import { roundWindow } from '../speculative/window.js';
-import type { AcceptanceModel } from './acceptance-model.js';
-import { transmit, type EdgeDevice, type LinkBytes, type TargetDevice } from './devices.js';
-import type { Simulation } from './event-queue.js';
-import type { Scenario, StrategySpec } from './scenario.js';
+import { transmit } from './devices.js';
+import { dsdWithEarlyVerification } from './early-verification-flow.js';
+import { deliver, verifyTokens, WIRE, type FlowContext } from './flow-common.js';
 
-/** What happened to one simulated request. */
-export interface RequestRecord {
-  arrivalMs: number;
-  firstTokenMs: number | undefined;
-  endMs: number | undefined;
-  tokens: number;
-  stats: SpeculationStats;
-}
-
-/** Everything one request's flow needs. */
-export interface FlowContext {
-  sim: Simulation;
-  rng: Rng;
-  scenario: Scenario;
-  strategy: StrategySpec;
-  edge: EdgeDevice;
-  target: TargetDevice;
-  bytes: LinkBytes;
-  acceptance: AcceptanceModel;
-  /** The pair's estimates (adaptive strategies), shared across requests. */
-  estimates: PairEstimates;
-  promptTokens: number;
-  outputTokens: number;
-  record: RequestRecord;
-  done: () => void;
-}
-
-const WIRE = { bytesPerPromptToken: 5, bytesPerRequest: 400, bytesPerPosition: 120 };
-
-/** Tokens the target computes to score k+1 positions. */
-function verifyTokens(c: FlowContext, k: number): number {
-  return c.scenario.targets.verifyTokens === 'shared-prefix' ? k + 1 : ((k + 1) * (k + 2)) / 2;
-}
-
-/** The client (at the edge, with dsd) receives tokens. */
-function deliver(c: FlowContext, n: number): boolean {
-  c.record.firstTokenMs ??= c.sim.now;
-  c.record.tokens += n;
-  if (c.record.tokens >= c.outputTokens) {
-    c.record.tokens = c.outputTokens;
-    c.record.endMs = c.sim.now;
-    c.done();
-    return true;
-  }
-  return false;
-}
+export type { FlowContext, RequestRecord } from './flow-common.js';
 
 /** Runs one request with its strategy. */
 export function startRequest(c: FlowContext): void {
@@ -63,12 +15,20 @@ export function startRequest(c: FlowContext): void {
     case 'single-node':
       return singleNode(c, c.strategy.k, c.strategy.draftMsPerToken);
     case 'dsd-fixed':
-      return dsd(c, fixedPlanner(c.strategy.k, c.estimates), c.strategy.draftAhead ?? false);
+      return dsdFlow(c, fixedPlanner(c.strategy.k, c.estimates), c.strategy);
     case 'dsd-adaptive': {
       const w = c.scenario.window ?? { min: 1, max: 16 };
-      return dsd(c, adaptivePlanner(c.estimates, { ...w, initialK: 4, margin: 0.05, explore: 0.1, draftAhead: c.strategy.draftAhead ?? false, rng: c.rng, probeEveryTokens: 256 }), c.strategy.draftAhead ?? false);
+      const s = c.strategy;
+      return dsdFlow(c, adaptivePlanner(c.estimates, { ...w, initialK: 4, margin: 0.05, explore: 0.1, draftAhead: s.draftAhead ?? false, aheadDepth: s.draftAhead ? (s.aheadDepth ?? 0) : 0, rng: c.rng, probeEveryTokens: 256 }), s);
     }
   }
+}
+
+/** Early verification has its own flow; plain DSD (with or without draft-only ahead) the simpler one. */
+function dsdFlow(c: FlowContext, planner: SpeculationPlanner, s: { draftAhead?: boolean; aheadDepth?: number }): void {
+  const depth = s.draftAhead ? (s.aheadDepth ?? 0) : 0;
+  if (depth > 0) return dsdWithEarlyVerification(c, planner, depth, (withPrompt, resume) => targetOnly(c, withPrompt, planner, resume));
+  dsd(c, planner, s.draftAhead ?? false);
 }
 
 /** The target generates the rest alone and streams it: one request, one step per token. */

@@ -63,8 +63,9 @@ export type StrategySpec =
   | { kind: 'target-only' }
   /** The draft on the target device, its time charged to that device (batched draft steps of draftMsPerToken). */
   | { kind: 'single-node'; k: number; draftMsPerToken: number }
-  | { kind: 'dsd-fixed'; k: number; draftAhead?: boolean }
-  | { kind: 'dsd-adaptive'; draftAhead?: boolean };
+  /** draftAhead: draft during verification; aheadDepth ≥ 1 also sends up to that many rounds early. */
+  | { kind: 'dsd-fixed'; k: number; draftAhead?: boolean; aheadDepth?: number }
+  | { kind: 'dsd-adaptive'; draftAhead?: boolean; aheadDepth?: number };
 
 /** A full DSD-Si scenario (JSON). */
 export interface Scenario {
@@ -96,10 +97,15 @@ export function strategyName(s: StrategySpec): string {
     case 'single-node':
       return `single-node SD k=${s.k}`;
     case 'dsd-fixed':
-      return `DSD k=${s.k}${s.draftAhead ? ' + ahead' : ''}`;
+      return `DSD k=${s.k}${aheadLabel(s)}`;
     case 'dsd-adaptive':
-      return `DSD adaptive${s.draftAhead ? ' + ahead' : ''}`;
+      return `DSD adaptive${aheadLabel(s)}`;
   }
+}
+
+function aheadLabel(s: { draftAhead?: boolean; aheadDepth?: number }): string {
+  if (s.draftAhead !== true) return '';
+  return (s.aheadDepth ?? 0) > 0 ? ` + ahead (${s.aheadDepth} early)` : ' + ahead';
 }
 
 /** The default scenario of `dsd sim`: 8 edges, 2 targets, 10 ms one-way, α = 0.8. */

@@ -6,7 +6,17 @@ import type { Rng } from './sampling.js';
  * `settled` target-only decisions come from comparing measured costs; unsettled ones are there to
  * measure the target alone, which only a stretch through the engine can do.
  */
-export type WindowDecision = { kind: 'speculate'; k: number; reason: string } | { kind: 'target-only'; reason: string; settled: boolean };
+export type WindowDecision =
+  | {
+      kind: 'speculate';
+      k: number;
+      reason: string;
+      aheadDepth?: number;
+      /** Predicted time saved per token against the target alone, and what dropping a running
+       *  target-only stream to resume rounds costs (a round trip): resume only if it pays back. */
+      switchEconomics?: { savedMsPerToken: number; switchMs: number };
+    }
+  | { kind: 'target-only'; reason: string; settled: boolean };
 
 /** Options of the adaptive window. */
 export interface AdaptiveWindowOptions {
@@ -20,6 +30,8 @@ export interface AdaptiveWindowOptions {
   explore: number;
   /** Whether draft-ahead hides draft time behind verification. */
   draftAhead: boolean;
+  /** Most rounds draft-ahead may send for verification before the previous verdict (0: draft only). */
+  aheadDepth: number;
   rng: Rng;
 }
 
@@ -29,16 +41,24 @@ export interface WindowPrediction {
   expectedTokens: number;
   roundMs: number;
   msPerToken: number;
+  /** Rounds sent ahead that this prediction assumes. */
+  aheadDepth: number;
 }
 
 /**
  * Chooses k each round to maximise expected generated tokens per second:
  *
- *   E(k)    = 1 + Σ_{i=1..k} Π_{j≤i} α_j                 (α_j: acceptance at position j given j−1 accepted)
- *   cost(k) = draft(k) · (1 − h(k)) + verify(k + 1)      (h(k) = Π_{j≤k+1} α_j: draft-ahead hit chance)
- *   k*      = argmax_k E(k) / cost(k)
+ *   E(k)       = 1 + Σ_{i=1..k} Π_{j≤i} α_j            (α_j: acceptance at position j given j−1 accepted)
+ *   h(k)       = Π_{j≤k+1} α_j                          (draft-ahead hit: all k accepted, bonus guessed)
+ *   cost(k, d) = (1 − h) · (draft(k) + verify(k+1)) + h · hit(k, d)
+ *   hit(k, 0)  = verify(k+1)                            (drafted ahead: only the draft time is hidden)
+ *   hit(k, d)  = s · max(draft(k+1), verify(k+1) / (d+1))   (sent d rounds ahead: one draft time apart,
+ *                                                        at most d+1 rounds per verification time;
+ *                                                        s: measured ÷ modelled, ≈ 1 on a batching
+ *                                                        server, larger where rounds share cores)
+ *   k*, d*     = argmax E(k) / cost(k, d), near-ties to the deeper d where s < 1.5
  *
- * and speculates only when cost(k*)/E(k*) < (1 − margin) · t₁, where t₁ is the target's own time per
+ * and speculates only when cost(k*, d*)/E(k*) < (1 − margin) · t₁, where t₁ is the target's own time per
  * token when it streams alone (one round trip in all). draft() and verify() are the online linear
  * fits of measured request times (network included); E(k) uses the measured per-position acceptance.
  * With nothing known it starts at `initialK`; with no target-only figure it asks for a target-only
@@ -61,26 +81,49 @@ export class AdaptiveWindow {
     return total;
   }
 
-  /** Predicted time per token with window k, or undefined before any measurement. */
-  predict(k: number): WindowPrediction | undefined {
+  /** Predicted time per token with window k and `depth` rounds sent ahead, or undefined before any measurement. */
+  predict(k: number, depth = 0): WindowPrediction | undefined {
     const verify = this.estimates.verifyMs.predict(k + 1);
     const draft = k === 0 ? 0 : this.estimates.draftMs.predict(k);
     if (verify === undefined || draft === undefined) return undefined;
     let hit = 1;
     for (let i = 0; i <= k; i++) hit *= this.estimates.acceptance.rate(i) ?? 0;
-    const roundMs = draft * (this.o.draftAhead ? 1 - hit : 1) + verify;
+    let roundMs = draft + verify;
+    if (this.o.draftAhead && k > 0) {
+      const slowdown = this.estimates.aheadSlowdown.value ?? 1;
+      const hitMs = depth === 0 ? verify : Math.min(draft + verify, slowdown * (this.estimates.earlyRoundMs(k, depth) ?? verify));
+      roundMs = (1 - hit) * (draft + verify) + hit * hitMs;
+    }
     const expectedTokens = this.expectedTokens(k);
-    return { k, expectedTokens, roundMs, msPerToken: roundMs / expectedTokens };
+    return { k, expectedTokens, roundMs, msPerToken: roundMs / expectedTokens, aheadDepth: depth };
   }
 
-  /** The best k by prediction (ties to the smaller k). */
+  /** The best k by prediction (ties to the smaller k), each k with its best depth. */
   best(): WindowPrediction | undefined {
     let best: WindowPrediction | undefined;
     for (let k = Math.max(1, this.o.min); k <= this.o.max; k++) {
-      const p = this.predict(k);
+      const p = this.bestDepth(k);
       if (p !== undefined && (best === undefined || p.msPerToken < best.msPerToken)) best = p;
     }
     return best;
+  }
+
+  /**
+   * The fastest depth. Near-ties go to the deeper one where early rounds have been seen to overlap
+   * (a batching target): the model prices a chain by its slowest stage alone, while in practice
+   * draft times vary and a deeper chain absorbs that. Elsewhere they go to the shallower one, since
+   * a dropped early round is target work spent for nothing.
+   */
+  private bestDepth(k: number): WindowPrediction | undefined {
+    const maxDepth = this.o.draftAhead ? this.o.aheadDepth : 0;
+    const byDepth: WindowPrediction[] = [];
+    for (let d = 0; d <= maxDepth; d++) {
+      const p = this.predict(k, d);
+      if (p !== undefined) byDepth.push(p);
+    }
+    const fastest = Math.min(...byDepth.map((p) => p.msPerToken));
+    const overlaps = (this.estimates.aheadSlowdown.value ?? 1) < 1.5;
+    return (overlaps ? byDepth.reverse() : byDepth).find((p) => p.msPerToken <= fastest * 1.005);
   }
 
   /** The decision for the next stretch of generation. */
@@ -95,7 +138,10 @@ export class AdaptiveWindow {
       return { kind: 'target-only', reason: `speculation predicted at ${best?.msPerToken.toFixed(2) ?? '?'} ms/token vs ${targetOnly.toFixed(2)} alone`, settled: true };
     }
     let k = best.k;
-    if (this.o.rng() < this.o.explore) k = Math.min(this.o.max, Math.max(Math.max(1, this.o.min), k + (this.o.rng() < 0.5 ? -1 : 1)));
-    return { kind: 'speculate', k, reason: `k=${best.k} predicted at ${best.msPerToken.toFixed(2)} ms/token vs ${targetOnly.toFixed(2)} alone` };
+    // Exploring up to 3 either side spreads the k the cost fits see: with ±1 alone their slope stays
+    // near its prior, which overprices large windows when a round trip dominates the request time.
+    if (this.o.rng() < this.o.explore) k = Math.min(this.o.max, Math.max(Math.max(1, this.o.min), k + (this.o.rng() < 0.5 ? -1 : 1) * (1 + Math.floor(this.o.rng() * 3))));
+    const switchEconomics = { savedMsPerToken: targetOnly - best.msPerToken, switchMs: e.verifyMs.predict(1) ?? 0 };
+    return { kind: 'speculate', k, aheadDepth: best.aheadDepth, switchEconomics, reason: `k=${best.k}, ${best.aheadDepth} ahead, predicted at ${best.msPerToken.toFixed(2)} ms/token vs ${targetOnly.toFixed(2)} alone` };
   }
 }

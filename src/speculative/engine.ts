@@ -1,7 +1,8 @@
 import { verifyByMatch, verifyByRejection, type AcceptanceRule, type DraftCandidate, type TargetPosition, type Verdict } from './acceptance.js';
-import { DraftAhead } from './draft-ahead.js';
+import { DraftAhead, sendRound, type SentRound } from './draft-ahead.js';
 import type { CommittedTokens, DraftSlot, EngineOptions, EngineResult } from './engine-types.js';
-import { committedToken, GenerationState } from './generation-state.js';
+import { committedToken, GenerationState, type EngineFinish } from './generation-state.js';
+import type { WindowDecision } from './planner.js';
 import type { Rng, TokenProb } from './sampling.js';
 import { recordRound } from './stats.js';
 import { targetOnlyStretch } from './target-only-stretch.js';
@@ -10,9 +11,6 @@ import { roundWindow } from './window.js';
 
 export type { CommittedTokens, DraftPort, DraftSlot, EngineOptions, EngineResult, TargetPort } from './engine-types.js';
 export type { EngineFinish } from './generation-state.js';
-
-/** Draft output the round may use, or why the draft is unusable. */
-type Proposal = { kind: 'ok'; tokens: GeneratedToken[]; waitMs: number; workMs: number } | { kind: 'failed'; reason: string; err: unknown };
 
 /**
  * Generates with speculative rounds — propose k draft tokens, score all k+1 positions on the
@@ -28,7 +26,7 @@ export async function* runSpeculation(o: EngineOptions): AsyncGenerator<Committe
   const onOuterAbort = () => inner.abort(o.signal.reason);
   o.signal.addEventListener('abort', onOuterAbort, { once: true });
   let draft = o.draft;
-  const ahead = new DraftAhead(o.now, o.stats);
+  const ahead = new DraftAhead({ now: o.now, stats: o.stats, target: o.target, signal: inner.signal });
   const dropDraft = async (failed: DraftSlot, reason: string, err: unknown) => {
     ahead.drop();
     o.stats.fallbackReason = reason;
@@ -48,39 +46,18 @@ export async function* runSpeculation(o: EngineOptions): AsyncGenerator<Committe
         if (step.value.kind === 'finished') return { finish: step.value.finish, stats: o.stats };
         continue;
       }
-      const k = roundWindow(decision?.kind === 'speculate' ? decision.k : 1, state.remaining, o.maxPositions());
-
-      // propose
-      const proposal = await propose(o, draft, ahead, state.ctx, k, inner.signal);
-      if (proposal.kind === 'failed') {
-        if (o.signal.aborted) throw o.signal.reason;
-        await dropDraft(draft, proposal.reason, proposal.err);
-        continue;
+      const outcome = await speculativeRound({ o, draft, decision, ahead, state, signal: inner.signal });
+      switch (outcome.kind) {
+        case 'draft-failed':
+          if (o.signal.aborted) throw o.signal.reason;
+          await dropDraft(draft, outcome.reason, outcome.err);
+          continue;
+        case 'resend':
+          continue;
+        case 'committed':
+          yield { tokens: outcome.kept, source: 'round' };
+          if (outcome.finish) return { finish: outcome.finish, stats: o.stats };
       }
-
-      // score (the draft works ahead meanwhile)
-      const verifyStart = o.now();
-      const prompts = [state.ctx.slice()];
-      for (const t of proposal.tokens) prompts.push([...(prompts[prompts.length - 1] as number[]), t.id]);
-      const scoring = o.target.score(prompts, inner.signal);
-      if (o.draftAhead && proposal.tokens.length === k && k > 0) ahead.start(draft.port, prompts[prompts.length - 1] as number[], k, inner.signal);
-      const scored = await scoring;
-      const verifyMs = o.now() - verifyStart;
-
-      // verify
-      const verdict = verify(o.rule, proposal.tokens, scored, o.rng);
-
-      // commit
-      const tokens = verdict.tokens.map((id, i) => committedToken(id, scored[verdict.positions[i] as number], proposal.tokens[i]));
-      const { kept, finish } = state.take(tokens);
-      ahead.keepIf(state.ctx);
-
-      // observe
-      recordRound(o.stats, { drafted: proposal.tokens.length, accepted: verdict.accepted, committed: kept.length, draftMs: proposal.waitMs, verifyMs });
-      draft.planner.observeRound({ drafted: proposal.tokens.length, accepted: verdict.accepted, draftMs: proposal.waitMs, draftWorkMs: proposal.workMs, verifyMs });
-      o.onRound?.({ draft: draft.name, k, accepted: verdict.accepted, committed: kept.length, draftMs: proposal.waitMs, verifyMs, reason: decision?.reason ?? '' });
-      yield { tokens: kept, source: 'round' };
-      if (finish) return { finish, stats: o.stats };
     }
   } finally {
     o.signal.removeEventListener('abort', onOuterAbort);
@@ -89,27 +66,88 @@ export async function* runSpeculation(o: EngineOptions): AsyncGenerator<Committe
   }
 }
 
-/** This round's draft tokens: from draft-ahead when it guessed this context, else asked now. */
-async function propose(o: EngineOptions, draft: DraftSlot, ahead: DraftAhead, ctx: readonly number[], k: number, signal: AbortSignal): Promise<Proposal> {
-  if (k === 0) return { kind: 'ok', tokens: [], waitMs: 0, workMs: 0 };
-  const started = o.now();
-  let tokens: GeneratedToken[];
-  let workMs: number;
-  try {
-    const ready = await ahead.take(ctx, k);
-    if (ready !== undefined) {
-      tokens = ready.tokens;
-      workMs = ready.workMs;
-    } else {
-      tokens = await draft.port.propose(ctx, k, signal);
-      workMs = o.now() - started;
-    }
-  } catch (err) {
-    return { kind: 'failed', reason: `draft ${draft.name} failed: ${(err as Error)?.message ?? String(err)}`, err };
+/** What one speculative round did. */
+type RoundOutcome = { kind: 'committed'; kept: GeneratedToken[]; finish?: EngineFinish } | { kind: 'draft-failed'; reason: string; err: unknown } | { kind: 'resend' };
+
+/** What one speculative round works with. */
+interface RoundContext {
+  o: EngineOptions;
+  draft: DraftSlot;
+  decision: WindowDecision | undefined;
+  ahead: DraftAhead;
+  state: GenerationState;
+  signal: AbortSignal;
+}
+
+/** One round: propose (or take what draft-ahead made or sent), score, verify, commit, observe. */
+async function speculativeRound({ o, draft, decision, ahead, state, signal }: RoundContext): Promise<RoundOutcome> {
+  const k = roundWindow(decision?.kind === 'speculate' ? decision.k : 1, state.remaining, o.maxPositions());
+
+  // propose (or find the round draft-ahead already proposed, or already sent)
+  const roundStart = o.now();
+  const round = await proposeAndSend(o, draft, ahead, state.ctx, k, signal);
+  if (round.kind === 'failed') return { kind: 'draft-failed', reason: round.reason, err: round.err };
+  const { sent } = round;
+  const draftWaitMs = sent.early !== undefined ? 0 : sent.sentAt - roundStart;
+
+  // score (the draft works ahead meanwhile, and may send the next rounds early)
+  const depth = o.draftAhead ? (decision?.kind === 'speculate' ? decision.aheadDepth ?? o.aheadDepth : o.aheadDepth) : -1;
+  // A chain keeps the window it started with; a fresh round shorter than k means the draft ended its text.
+  const chainK = sent.early !== undefined ? sent.proposal.length : k;
+  if (depth >= 0 && sent.proposal.length === chainK && chainK > 0) {
+    ahead.extend(draft.port, sent, chainK, { depth, maxPositions: o.maxPositions, maxCtxLength: state.ctx.length + state.remaining, isEnd: o.isEnd, isValid: o.isValidDraftToken });
   }
-  const bad = tokens.find((t) => !o.isValidDraftToken(t.id));
-  if (bad !== undefined) return { kind: 'failed', reason: `draft ${draft.name} returned token id ${bad.id} outside the vocabulary`, err: undefined };
-  return { kind: 'ok', tokens: tokens.slice(0, k), waitMs: o.now() - started, workMs };
+  const waitStart = o.now();
+  const scored = await sent.scoring;
+  if (scored.kind === 'failed') {
+    // An early round may have failed for a reason that is gone now: resend this round fresh.
+    if (sent.early === undefined || o.signal.aborted) throw scored.err;
+    ahead.drop();
+    return { kind: 'resend' };
+  }
+  const verifyMs = o.now() - waitStart;
+
+  // verify
+  const verdict = verify(o.rule, sent.proposal, scored.positions, o.rng);
+
+  // commit
+  const tokens = verdict.tokens.map((id, i) => committedToken(id, scored.positions[verdict.positions[i] as number], sent.proposal[i]));
+  const { kept, finish } = state.take(tokens);
+  ahead.keepIf(state.ctx);
+
+  // observe (the planner learns request times; the statistics count what the client waited)
+  const drafted = sent.proposal.length;
+  recordRound(o.stats, { drafted, accepted: verdict.accepted, committed: kept.length, draftMs: draftWaitMs, verifyMs });
+  const early = sent.early === undefined ? {} : { early: { depth: sent.early.depth, waitMs: o.now() - roundStart } };
+  draft.planner.observeRound({ drafted, accepted: verdict.accepted, draftMs: draftWaitMs, draftWorkMs: sent.draftWorkMs, verifyMs: scored.doneAt - sent.sentAt, ...early });
+  o.onRound?.({ draft: draft.name, k: drafted, accepted: verdict.accepted, committed: kept.length, draftMs: draftWaitMs, verifyMs, reason: sent.early !== undefined ? 'sent early by draft-ahead' : decision?.reason ?? '' });
+  return finish === undefined ? { kind: 'committed', kept } : { kind: 'committed', kept, finish };
+}
+
+/** A round on its way to the target, or why the draft is unusable. */
+type RoundStart = { kind: 'sent'; sent: SentRound } | { kind: 'failed'; reason: string; err: unknown };
+
+/** This round: already sent by draft-ahead, or proposed (by draft-ahead or now) and sent. */
+async function proposeAndSend(o: EngineOptions, draft: DraftSlot, ahead: DraftAhead, ctx: readonly number[], k: number, signal: AbortSignal): Promise<RoundStart> {
+  const started = o.now();
+  let tokens: GeneratedToken[] = [];
+  let workMs = 0;
+  if (k > 0) {
+    try {
+      const ready = await ahead.take(ctx, k);
+      if (ready?.kind === 'sent') return { kind: 'sent', sent: ready.round };
+      if (ready !== undefined) ({ tokens, workMs } = ready);
+      else {
+        tokens = await draft.port.propose(ctx, k, signal);
+        workMs = o.now() - started;
+      }
+    } catch (err) {
+      return { kind: 'failed', reason: `draft ${draft.name} failed: ${(err as Error)?.message ?? String(err)}`, err };
+    }
+    const bad = tokens.find((t) => !o.isValidDraftToken(t.id));
+    if (bad !== undefined) return { kind: 'failed', reason: `draft ${draft.name} returned token id ${bad.id} outside the vocabulary`, err: undefined };
+  }
+  return { kind: 'sent', sent: sendRound(o.target, { ctx: [...ctx], proposal: tokens.slice(0, k), draftWorkMs: workMs, early: undefined }, o.now, signal) };
 }
 
 /** The distribution a server reported at a position (its own token included even when outside the top list). */

@@ -74,6 +74,9 @@ export interface RoundObservation {
   draftWorkMs: number;
   /** Time for the target to score k+1 positions, network included. */
   verifyMs: number;
+  /** Set for a round draft-ahead sent before the previous verdict: how deep the chain was allowed
+   *  to go, and how long the engine waited for it after that verdict. */
+  early?: { depth: number; waitMs: number };
 }
 
 /** Per-position acceptance counters (position i = i-th draft token, given all before it accepted). */
@@ -126,6 +129,12 @@ export class PairEstimates {
   readonly verifyMs: DecayingLinearFit;
   /** Target-only streaming: time per token after the first. */
   readonly targetOnlyMsPerToken: DecayingMean;
+  /**
+   * Measured ÷ modelled wait for early-verified rounds. The model assumes the target verifies
+   * d+1 rounds side by side as fast as one (a batching GPU server); a CPU target that runs them on
+   * the same cores shows a ratio well above 1, which prices early verification out.
+   */
+  readonly aheadSlowdown: DecayingMean;
 
   constructor(decay = 0.97) {
     this.acceptance = new PositionAcceptance(decay);
@@ -135,6 +144,18 @@ export class PairEstimates {
     // request is: pessimistic for GPUs, which is the safe side.
     this.verifyMs = new DecayingLinearFit(decay, (my, mx) => (0.5 * my) / Math.max(1, mx));
     this.targetOnlyMsPerToken = new DecayingMean(decay);
+    this.aheadSlowdown = new DecayingMean(decay);
+  }
+
+  /**
+   * Modelled wait for a round sent `depth` rounds ahead whose chain held: one draft time after the
+   * previous verdict, but no more than depth+1 rounds per verification time.
+   */
+  earlyRoundMs(k: number, depth: number): number | undefined {
+    const verify = this.verifyMs.predict(k + 1);
+    const draft = this.draftMs.predict(k + 1);
+    if (verify === undefined || draft === undefined) return undefined;
+    return Math.max(draft, verify / (depth + 1));
   }
 
   /** Records a speculative round. */
@@ -144,6 +165,10 @@ export class PairEstimates {
       this.draftMs.add(r.drafted, r.draftWorkMs);
     }
     this.verifyMs.add(r.drafted + 1, r.verifyMs);
+    if (r.early !== undefined && r.drafted > 0) {
+      const modelled = this.earlyRoundMs(r.drafted, r.early.depth);
+      if (modelled !== undefined && modelled > 0) this.aheadSlowdown.add(Math.min(8, r.early.waitMs / modelled));
+    }
   }
 
   /** Records a shadow proposal checked against what the target streamed (acceptance only). */

@@ -21,6 +21,10 @@ export interface SpeculationStats {
   draftAheadMisses: number;
   /** Draft time hidden behind verification by draft-ahead. */
   draftAheadSavedMs: number;
+  /** Rounds sent for verification before the previous round's verdict. */
+  earlyVerifications: number;
+  /** Early verifications whose result was dropped (target work spent for nothing). */
+  earlyVerificationsWasted: number;
   /** Prompt tokens the target computed for verification (where it reports them). */
   verifyPromptComputed: number;
   /** Prompt tokens the target reused from its KV cache for verification. */
@@ -29,7 +33,7 @@ export interface SpeculationStats {
 
 /** Fresh, zeroed statistics. */
 export function emptyStats(): SpeculationStats {
-  return { rounds: 0, draftTokens: 0, acceptedTokens: 0, acceptedPerPosition: [], roundTokens: 0, targetOnlyTokens: 0, draftMs: 0, verifyMs: 0, fallbackReason: undefined, draftAheadHits: 0, draftAheadMisses: 0, draftAheadSavedMs: 0, verifyPromptComputed: 0, verifyPromptCached: 0 };
+  return { rounds: 0, draftTokens: 0, acceptedTokens: 0, acceptedPerPosition: [], roundTokens: 0, targetOnlyTokens: 0, draftMs: 0, verifyMs: 0, fallbackReason: undefined, draftAheadHits: 0, draftAheadMisses: 0, draftAheadSavedMs: 0, earlyVerifications: 0, earlyVerificationsWasted: 0, verifyPromptComputed: 0, verifyPromptCached: 0 };
 }
 
 /** Records one round. */

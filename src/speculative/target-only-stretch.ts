@@ -1,6 +1,6 @@
 import type { DraftPort, TargetPort } from './engine-types.js';
 import type { EngineFinish, GenerationState } from './generation-state.js';
-import type { SpeculationPlanner } from './planner.js';
+import type { SpeculationPlanner, WindowDecision } from './planner.js';
 import type { GeneratedToken } from './types.js';
 
 /** What a target-only stretch needs. */
@@ -55,7 +55,7 @@ export async function* targetOnlyStretch(o: StretchOptions): AsyncGenerator<Gene
       if (shadow === undefined && streamed % o.shadowEvery === 0) shadow = startShadow(o, controller.signal);
       if (shadow !== undefined && settle(o, shadow)) {
         shadow = undefined;
-        if (o.draft.planner.decide().kind === 'speculate') return { kind: 'resume' };
+        if (paysToResume(o.draft.planner.decide(), state.remaining)) return { kind: 'resume' };
       }
     }
     return { kind: 'finished', finish: state.remaining <= 0 ? 'length' : 'stop' };
@@ -91,4 +91,11 @@ function settle(o: StretchOptions, shadow: Shadow): boolean {
   const decided = accepted === proposal.length || accepted < actual.length;
   if (decided) o.draft?.planner.observeShadow(proposal.length, accepted, shadow.workMs);
   return decided;
+}
+
+/** Dropping the stream costs a round trip: resume rounds only when the rest of the generation repays it. */
+export function paysToResume(d: WindowDecision, remainingTokens: number): boolean {
+  if (d.kind !== 'speculate') return false;
+  if (d.switchEconomics === undefined) return true;
+  return d.switchEconomics.savedMsPerToken * remainingTokens > d.switchEconomics.switchMs;
 }

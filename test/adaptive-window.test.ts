@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { AdaptiveWindow } from '../src/speculative/adaptive-window.js';
+import { PairEstimates } from '../src/speculative/estimates.js';
+import { seededRng } from '../src/speculative/sampling.js';
+
+/** Estimates of a pair behind a 50 ms round trip: verification 63 + k ms, draft 0.6 ms/token, α 0.9. */
+function distantPair(): PairEstimates {
+  const e = new PairEstimates();
+  const rng = seededRng(5);
+  for (let i = 0; i < 200; i++) {
+    const k = 2 + (i % 8);
+    let accepted = 0;
+    while (accepted < k && rng() < 0.9) accepted += 1;
+    e.observeRound({ drafted: k, accepted, draftMs: 0.6 * k, draftWorkMs: 0.6 * k, verifyMs: 63 + k });
+    e.observeShadow(k, accepted, 0.6 * k);
+  }
+  for (let i = 0; i < 20; i++) e.observeTargetOnlyGap(12);
+  return e;
+}
+
+const window = (e: PairEstimates, aheadDepth: number) => new AdaptiveWindow(e, { min: 1, max: 16, initialK: 4, margin: 0.05, explore: 0, draftAhead: true, aheadDepth, rng: seededRng(1) });
+
+describe('adaptive window with early verification', () => {
+  it('a distant batching target: rounds sent ahead are predicted much faster than one round per round trip', () => {
+    const e = distantPair();
+    const serial = window(e, 0).best();
+    const ahead = window(e, 2).best();
+    expect(ahead?.aheadDepth).toBeGreaterThan(0);
+    expect(ahead?.msPerToken).toBeLessThan(0.85 * (serial?.msPerToken as number));
+    expect(window(e, 2).decide()).toMatchObject({ kind: 'speculate', aheadDepth: ahead?.aheadDepth });
+  });
+
+  it('a target that runs early rounds on the same cores (waits as long as a whole verification) is priced back to no early rounds', () => {
+    const e = distantPair();
+    for (let i = 0; i < 100; i++) e.observeRound({ drafted: 6, accepted: 6, draftMs: 0, draftWorkMs: 3.6, verifyMs: 69, early: { depth: 2, waitMs: 69 } });
+    expect(e.aheadSlowdown.value).toBeGreaterThan(2.5);
+    const d = window(e, 2).decide();
+    expect(d.kind === 'target-only' || d.aheadDepth === 0).toBe(true);
+  });
+
+  it('predictions never get worse with depth, and the smallest depth within 2 % is chosen', () => {
+    const e = distantPair();
+    const w = window(e, 4);
+    for (const k of [2, 4, 8]) {
+      const byDepth = [0, 1, 2, 3, 4].map((d) => w.predict(k, d)?.msPerToken as number);
+      for (let d = 1; d < byDepth.length; d++) expect(byDepth[d]).toBeLessThanOrEqual(byDepth[d - 1] as number);
+    }
+    const best = w.best();
+    expect(best).toBeDefined();
+    const deeper = w.predict(best?.k as number, (best?.aheadDepth as number) + 1);
+    if (best !== undefined && best.aheadDepth < 4) expect(deeper?.msPerToken).toBeGreaterThan(best.msPerToken / 1.02 - 1e-9);
+  });
+});
+
+describe('resuming rounds from a target-only stream', () => {
+  it('drops the stream only when the rest of the generation repays the round trip it costs', async () => {
+    const { paysToResume } = await import('../src/speculative/target-only-stretch.js');
+    const d = { kind: 'speculate' as const, k: 4, reason: '', switchEconomics: { savedMsPerToken: 0.9, switchMs: 113 } };
+    expect(paysToResume(d, 100)).toBe(false); // 90 ms saved < 113 ms
+    expect(paysToResume(d, 200)).toBe(true);
+    expect(paysToResume({ kind: 'target-only', reason: '', settled: true }, 1000)).toBe(false);
+  });
+});
