@@ -2,7 +2,7 @@ import type { SamplingParams } from '../backends/types.js';
 import type { BackendKind } from '../config/types.js';
 import type { AcceptanceRule } from '../speculative/acceptance.js';
 import type { DraftSlot, EngineOptions, TargetPort } from '../speculative/engine.js';
-import { adaptivePlanner, fixedPlanner, type SpeculationPlanner } from '../speculative/planner.js';
+import { adaptivePlanner, fixedPlanner, PROBE_EVERY_TOKENS, type SpeculationPlanner } from '../speculative/planner.js';
 import { seededRng } from '../speculative/sampling.js';
 import type { SpeculationStats } from '../speculative/stats.js';
 import type { GeneratedToken } from '../speculative/types.js';
@@ -43,7 +43,7 @@ function planner(ctx: DsdContext, request: GenerationRequest, member: PoolMember
   const bounds = { min: Math.max(1, s.windowMin), max: s.windowMax };
   if (request.speculation.window !== undefined) return fixedPlanner(clampWindow(request.speculation.window, bounds), member.estimates);
   if (s.window !== 'auto') return fixedPlanner(s.window, member.estimates);
-  return adaptivePlanner(member.estimates, { ...bounds, initialK: Math.min(bounds.max, Math.max(bounds.min, 4)), margin: 0.05, explore: 0.1, draftAhead: s.draftAhead, aheadDepth, rng: seededRng(Math.floor(Math.random() * 2 ** 32)), probeEveryTokens: 256 });
+  return adaptivePlanner(member.estimates, { ...bounds, initialK: Math.min(bounds.max, Math.max(bounds.min, 4)), margin: 0.05, explore: 0.1, draftAhead: s.draftAhead, aheadDepth, rng: seededRng(Math.floor(Math.random() * 2 ** 32)), probeEveryTokens: PROBE_EVERY_TOKENS });
 }
 
 /** How many requests in a row may go straight to the target before one refreshes the estimates. */
@@ -167,7 +167,9 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
   const opening = firstPlanner.decide();
   // While the acceptance estimate is thin, every other request refreshes it; later every 8th.
   const refreshEvery = first.member.estimates.acceptance.weight < 20 ? 2 : REFRESH_EVERY;
-  if (opening.kind === 'target-only' && opening.settled && !first.member.estimates.shouldRefresh(refreshEvery)) {
+  // A due probe waits for the next refresh request too: it is a round trip spent to measure.
+  const settled = opening.kind === 'target-only' ? opening.settled : opening.probe === true;
+  if (settled && !first.member.estimates.shouldRefresh(refreshEvery)) {
     ctx.upstreams.drafts.release(first.member, true);
     return undefined;
   }

@@ -1,4 +1,4 @@
-import { adaptivePlanner, fixedPlanner, type SpeculationPlanner } from '../speculative/planner.js';
+import { adaptivePlanner, fixedPlanner, PROBE_EVERY_TOKENS, type SpeculationPlanner } from '../speculative/planner.js';
 import { recordRound } from '../speculative/stats.js';
 import { roundWindow } from '../speculative/window.js';
 import { transmit } from './devices.js';
@@ -19,7 +19,7 @@ export function startRequest(c: FlowContext): void {
     case 'dsd-adaptive': {
       const w = c.scenario.window ?? { min: 1, max: 16 };
       const s = c.strategy;
-      return dsdFlow(c, adaptivePlanner(c.estimates, { ...w, initialK: 4, margin: 0.05, explore: 0.1, draftAhead: s.draftAhead ?? false, aheadDepth: s.draftAhead ? (s.aheadDepth ?? 0) : 0, rng: c.rng, probeEveryTokens: 256 }), s);
+      return dsdFlow(c, adaptivePlanner(c.estimates, { ...w, initialK: 4, margin: 0.05, explore: 0.1, draftAhead: s.draftAhead ?? false, aheadDepth: s.draftAhead ? (s.aheadDepth ?? 0) : 0, rng: c.rng, probeEveryTokens: PROBE_EVERY_TOKENS }), s);
     }
   }
 }

@@ -15,6 +15,8 @@ export type WindowDecision =
       /** Predicted time saved per token against the target alone, and what dropping a running
        *  target-only stream to resume rounds costs (a round trip): resume only if it pays back. */
       switchEconomics?: { savedMsPerToken: number; switchMs: number };
+      /** A single round to re-measure the round cost while the pair runs target-only. */
+      probe?: true;
     }
   | { kind: 'target-only'; reason: string; settled: boolean };
 

@@ -19,13 +19,13 @@ export class DecayingLinearFit {
     private readonly priorSlope: (meanY: number, meanX: number) => number,
   ) {}
 
-  /** Adds one observation. */
-  add(x: number, y: number): void {
-    this.w = this.w * this.decay + 1;
-    this.sx = this.sx * this.decay + x;
-    this.sy = this.sy * this.decay + y;
-    this.sxx = this.sxx * this.decay + x * x;
-    this.sxy = this.sxy * this.decay + x * y;
+  /** Adds one observation, counted `weight` times. */
+  add(x: number, y: number, weight = 1): void {
+    this.w = this.w * this.decay + weight;
+    this.sx = this.sx * this.decay + weight * x;
+    this.sy = this.sy * this.decay + weight * y;
+    this.sxx = this.sxx * this.decay + weight * x * x;
+    this.sxy = this.sxy * this.decay + weight * x * y;
   }
 
   /** Effective number of observations remembered. */
@@ -40,8 +40,10 @@ export class DecayingLinearFit {
     const my = this.sy / this.w;
     const varX = this.sxx / this.w - mx * mx;
     const prior = this.priorSlope(my, mx);
-    // Ridge toward the prior slope: with little spread in x the prior dominates.
-    const slope = (this.sxy / this.w - mx * my + 0.25 * prior) / (varX + 0.25);
+    // Ridge toward the prior slope, kept light: the prior (half a request per position) is far too
+    // steep when a round trip dominates the request time, and exploring k±3 gives the data spread
+    // enough to overrule it (bench:adaptive, README). With no spread at all the prior still decides.
+    const slope = (this.sxy / this.w - mx * my + 0.05 * prior) / (varX + 0.05);
     return Math.max(0, my + slope * (x - mx));
   }
 }
@@ -120,6 +122,9 @@ export class PositionAcceptance {
   }
 }
 
+/** How many ordinary rounds a probe round's time counts for. */
+const PROBE_WEIGHT = 4;
+
 /** Everything dsd knows about one draft–target pair. */
 export class PairEstimates {
   readonly acceptance: PositionAcceptance;
@@ -158,13 +163,22 @@ export class PairEstimates {
     return Math.max(draft, verify / (depth + 1));
   }
 
-  /** Records a speculative round. */
-  observeRound(r: RoundObservation): void {
+  /** Target-only tokens streamed through the engine since the pair's last speculative round. */
+  targetOnlySinceRound = 0;
+
+  /**
+   * Records a speculative round. A probe's round time counts `PROBE_WEIGHT` times: it is the only
+   * fresh news of the round cost after a target-only spell, and the rounds before it may come from
+   * another load (a start-up burst, a busier target) that would otherwise keep the pair off
+   * speculation for a long time.
+   */
+  observeRound(r: RoundObservation, probe = false): void {
+    this.targetOnlySinceRound = 0;
     if (r.drafted > 0) {
       this.acceptance.add(r.drafted, r.accepted);
       this.draftMs.add(r.drafted, r.draftWorkMs);
     }
-    this.verifyMs.add(r.drafted + 1, r.verifyMs);
+    this.verifyMs.add(r.drafted + 1, r.verifyMs, probe ? PROBE_WEIGHT : 1);
     if (r.early !== undefined && r.drafted > 0) {
       const modelled = this.earlyRoundMs(r.drafted, r.early.depth);
       if (modelled !== undefined && modelled > 0) this.aheadSlowdown.add(Math.min(8, r.early.waitMs / modelled));
@@ -179,6 +193,7 @@ export class PairEstimates {
 
   /** Records the gap between two tokens of a target-only stream. */
   observeTargetOnlyGap(ms: number): void {
+    this.targetOnlySinceRound += 1;
     this.targetOnlyMsPerToken.add(ms);
   }
 

@@ -21,32 +21,32 @@ export function fixedPlanner(k: number, estimates?: PairEstimates): SpeculationP
   };
 }
 
+/** Target-only tokens between probe rounds: at most one round trip lost per this many tokens. */
+export const PROBE_EVERY_TOKENS = 128;
+
 /**
  * The adaptive planner: AdaptiveWindow's decision, plus a periodic probe. While the target runs
  * alone, shadow drafts keep the acceptance estimates fresh, but the cost of a round is only known
- * from rounds; every `probeEveryTokens` target-only tokens one round is tried so a pair whose
- * verification got cheaper (less load, shorter RTT) is noticed.
+ * from rounds; once the pair has streamed `probeEveryTokens` target-only tokens since its last
+ * round (counted across requests: most requests are shorter than that), one round is tried so a
+ * pair whose verification got cheaper (less load, shorter RTT) is noticed. A probe never drops a
+ * running stream (see `paysToResume`): it waits for the next decision outside one.
  */
 export function adaptivePlanner(estimates: PairEstimates, options: AdaptiveWindowOptions & { probeEveryTokens: number }): SpeculationPlanner {
   const window = new AdaptiveWindow(estimates, options);
-  let targetOnlyTokens = 0;
+  let probing = false;
   return {
     decide: () => {
       const d = window.decide();
-      if (d.kind === 'target-only' && targetOnlyTokens >= options.probeEveryTokens && estimates.targetOnlyMsPerToken.weight >= 4) {
-        targetOnlyTokens = 0;
-        return { kind: 'speculate', k: window.best()?.k ?? options.initialK, reason: 'probing the round cost' };
-      }
+      probing = d.kind === 'target-only' && d.settled && estimates.targetOnlySinceRound >= options.probeEveryTokens;
+      if (probing) return { kind: 'speculate', k: window.best()?.k ?? options.initialK, reason: 'probing the round cost', probe: true };
       return d;
     },
     observeRound: (o) => {
-      targetOnlyTokens = 0;
-      estimates.observeRound(o);
+      estimates.observeRound(o, probing);
+      probing = false;
     },
     observeShadow: (d, a, ms) => estimates.observeShadow(d, a, ms),
-    observeTargetOnlyGap: (ms) => {
-      targetOnlyTokens += 1;
-      estimates.observeTargetOnlyGap(ms);
-    },
+    observeTargetOnlyGap: (ms) => estimates.observeTargetOnlyGap(ms),
   };
 }

@@ -93,9 +93,12 @@ function settle(o: StretchOptions, shadow: Shadow): boolean {
   return decided;
 }
 
-/** Dropping the stream costs a round trip: resume rounds only when the rest of the generation repays it. */
+/**
+ * Dropping the stream costs a round trip: resume rounds only when the rest of the generation repays
+ * it. A probe never does (it only measures; the next request's start is a free moment for it).
+ */
 export function paysToResume(d: WindowDecision, remainingTokens: number): boolean {
-  if (d.kind !== 'speculate') return false;
+  if (d.kind !== 'speculate' || d.probe === true) return false;
   if (d.switchEconomics === undefined) return true;
   return d.switchEconomics.savedMsPerToken * remainingTokens > d.switchEconomics.switchMs;
 }
