@@ -39,7 +39,8 @@ export function adaptivePlanner(estimates: PairEstimates, options: AdaptiveWindo
     decide: () => {
       const d = window.decide();
       probing = d.kind === 'target-only' && d.settled && estimates.targetOnlySinceRound >= options.probeEveryTokens;
-      if (probing) return { kind: 'speculate', k: window.best()?.k ?? options.initialK, reason: 'probing the round cost', probe: true };
+      // No rounds sent early: the stretch after the probe would drop them, target work for nothing.
+      if (probing) return { kind: 'speculate', k: window.best()?.k ?? options.initialK, aheadDepth: 0, reason: 'probing the round cost', probe: true };
       return d;
     },
     observeRound: (o) => {
