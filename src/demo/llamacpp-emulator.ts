@@ -20,6 +20,8 @@ type Body = Record<string, unknown>;
  */
 export class LlamaEmulator extends EmulatedServer {
   private readonly slots: number;
+  /** Test hook: rewrites (or delays) what /tokenize answers for a text. */
+  onTokenize: ((text: string, ids: number[]) => number[] | Promise<number[]>) | undefined;
 
   constructor(options: LlamaEmulatorOptions) {
     super(options);
@@ -30,9 +32,11 @@ export class LlamaEmulator extends EmulatedServer {
     app.get('/health', (_req, res) => void res.json({ status: 'ok' }));
     app.get('/props', (_req, res) => void res.json(this.props()));
     app.get('/v1/models', (_req, res) => void res.json(this.models()));
-    app.post('/tokenize', (req, res) => {
+    app.post('/tokenize', async (req, res) => {
       const b = req.body as Body;
-      const ids = this.tok.encode(String(b.content ?? ''), { addBos: b.add_special === true, parseSpecial: b.parse_special !== false });
+      const text = String(b.content ?? '');
+      const encoded = this.tok.encode(text, { addBos: b.add_special === true, parseSpecial: b.parse_special !== false });
+      const ids = this.onTokenize === undefined ? encoded : await this.onTokenize(text, encoded);
       res.json({ tokens: b.with_pieces === true ? ids.map((id) => ({ id, piece: this.tok.piece(id) })) : ids });
     });
     app.post('/detokenize', (req, res) => {

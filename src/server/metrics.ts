@@ -29,6 +29,8 @@ export class DsdMetrics {
   readonly fallbacks = new Counter({ name: 'dsd_fallbacks_total', help: 'Requests that lost or never had speculation, by reason', labelNames: ['reason'], registers: [this.registry] });
   readonly retries = new Counter({ name: 'dsd_upstream_retries_total', help: 'Upstream requests retried before any byte reached the client', labelNames: ['role', 'upstream'], registers: [this.registry] });
   readonly verifyPromptTokens = new Counter({ name: 'dsd_verify_prompt_tokens_total', help: 'Prompt tokens of verification requests, computed or reused from the target KV cache', labelNames: ['source'], registers: [this.registry] });
+  /** Prompts first tokenized on the draft (racing tokenizer), by whether the target's own ids agreed. */
+  readonly draftTokenizations = new Counter({ name: 'dsd_draft_tokenizations_total', help: 'Prompts tokenized on the draft before the target answered, by outcome (rejected: the target ids differed and the request restarted on them)', labelNames: ['outcome'], registers: [this.registry] });
   readonly cacheLookups = new Counter({ name: 'dsd_cache_lookups_total', help: 'Cache lookups by cache and result', labelNames: ['cache', 'result'], registers: [this.registry] });
 
   constructor() {

@@ -1,5 +1,6 @@
 import type { ChatMessage, ModelServer } from '../backends/types.js';
 import { hashOf, type PromptCache } from '../cache/prompt-cache.js';
+import type { Tokenize } from './racing-tokenizer.js';
 import type { PromptInput } from './request-types.js';
 
 /** Characters of the cached text re-tokenized with the new suffix to verify the split. */
@@ -13,6 +14,21 @@ export interface PromptBuild {
   model: string;
   cache: PromptCache | undefined;
   signal: AbortSignal;
+  /** Stands in for the target's /tokenize (the racing tokenizer); default: the target's. */
+  tokenize?: Tokenize;
+  /** When given, cache writes wait for it to resolve true: the ids came from a stand-in tokenizer
+   *  and the cache keeps only what the target confirmed. */
+  confirm?: () => Promise<boolean>;
+}
+
+/** Writes to the cache now, or once the ids are confirmed. */
+function remember(b: PromptBuild, write: () => void): void {
+  if (b.confirm === undefined) write();
+  else b.confirm().then((ok) => ok && write(), () => undefined);
+}
+
+function tokenizer(b: PromptBuild): Tokenize {
+  return b.tokenize ?? ((text, addSpecial, signal) => b.target.tokenize(text, addSpecial, signal));
 }
 
 /**
@@ -24,23 +40,25 @@ export interface PromptBuild {
  * whole text is tokenized.
  */
 export async function buildPromptIds(b: PromptBuild): Promise<number[]> {
-  const { input, target, cache, signal } = b;
+  const { input, cache, signal } = b;
   if (input.kind === 'ids') return input.ids;
   const key = hashOf(b.model, input);
   const cached = cache?.getExact(key);
   if (cached !== undefined) return cached;
   let ids: number[];
-  if (input.kind === 'text') ids = await target.tokenize(input.text, true, signal);
+  if (input.kind === 'text') ids = await tokenizer(b)(input.text, true, signal);
   else ids = await chatIds(b, input.messages);
   if (cache !== undefined) {
     cache.counters.misses += 1;
-    cache.setExact(key, ids);
+    const found = ids;
+    remember(b, () => cache.setExact(key, found));
   }
   return ids;
 }
 
 async function chatIds(b: PromptBuild, messages: ChatMessage[]): Promise<number[]> {
   const { target, cache, signal } = b;
+  const tokenize = tokenizer(b);
   if (target.chatTemplate === undefined || cache === undefined) return target.chatPromptIds(messages, signal);
   const { text, addSpecial } = await target.chatTemplate(messages, signal);
   const earlier = cache.longestConversation(b.model, messages);
@@ -52,7 +70,7 @@ async function chatIds(b: PromptBuild, messages: ChatMessage[]): Promise<number[
     // suffix's ids are taken in context: tokenize the window with and without it. When appending
     // the suffix leaves the window's own tokens unchanged, no token spans the split, and the rest
     // are the suffix's ids as the full text would have them.
-    const [windowIds, joined] = await Promise.all([target.tokenize(window, false, signal), target.tokenize(window + suffix, false, signal)]);
+    const [windowIds, joined] = await Promise.all([tokenize(window, false, signal), tokenize(window + suffix, false, signal)]);
     const safe = joined.length > windowIds.length && windowIds.every((id, i) => joined[i] === id);
     if (safe) {
       ids = [...earlier.ids, ...joined.slice(windowIds.length)];
@@ -61,7 +79,7 @@ async function chatIds(b: PromptBuild, messages: ChatMessage[]): Promise<number[
       cache.counters.prefixRejected += 1;
     }
   }
-  ids ??= await target.tokenize(text, addSpecial, signal);
-  cache.rememberConversation(b.model, messages, { text, ids });
-  return ids;
+  const found = ids ?? (await tokenize(text, addSpecial, signal));
+  remember(b, () => cache.rememberConversation(b.model, messages, { text, ids: found }));
+  return found;
 }

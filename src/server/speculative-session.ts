@@ -12,6 +12,7 @@ import type { DsdContext } from './context.js';
 import type { AssignedDraft, PoolMember } from './draft-pool.js';
 import { affinityKey } from './affinity.js';
 import type { GenerationRequest } from './request-types.js';
+import type { Tokenize } from './racing-tokenizer.js';
 import type { ConnectedServer } from './upstreams.js';
 
 /** A request's speculative set-up: engine options, how the rule is described, and its drafts to release. */
@@ -19,6 +20,8 @@ export interface SpeculativeSession {
   /** Engine options for the prompt, once it is built. */
   engine(promptIds: number[]): EngineOptions;
   ruleLabel: string;
+  /** The assigned draft's /tokenize: it shares the target's vocabulary and is near (racing tokenizer). */
+  draftTokenize: Tokenize;
   /** Releases every draft this request used back to the pool. */
   release(): void;
 }
@@ -213,6 +216,7 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
   return {
     engine,
     ruleLabel: setup.label,
+    draftTokenize: (text, addSpecial, s) => first.draft.server.tokenize(text, addSpecial, s),
     release: () => {
       leaveTarget();
       slots.release();
