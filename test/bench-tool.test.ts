@@ -61,9 +61,11 @@ describe('load generator against an emulated server', () => {
     expect(results.every((r) => r.ok)).toBe(true);
     for (const r of results) {
       expect(r.outputTokens).toBe(12);
-      // The emulator waits 60 ms before answering, then 10 ms per token.
+      // The emulator waits 60 ms before answering, then 10 ms per token. The upper bound leaves room
+      // for a cold first request on a loaded machine, and is still below the whole response's
+      // ≥ 180 ms, so a generator that reported end-to-end time as TTFT fails.
       expect(r.ttftMs).toBeGreaterThanOrEqual(60 + 10 - 2);
-      expect(r.ttftMs).toBeLessThan(60 + 10 + 60);
+      expect(r.ttftMs).toBeLessThan(60 + 10 + 100);
       expect(r.tpotMs).toBeGreaterThan(8);
       expect(r.tpotMs).toBeLessThan(20);
       expect(r.e2eMs).toBeGreaterThan(r.ttftMs as number);
