@@ -38,6 +38,22 @@ describe('adaptive window with early verification', () => {
     expect(d.kind === 'target-only' || d.aheadDepth === 0).toBe(true);
   });
 
+  it('early verdicts that came back in bursts (measured waits far below the model) do not make chains look free', () => {
+    // Rounds sent together answer together: most early rounds wait ~0 after the previous verdict,
+    // and misses cut chains before the one long wait that ends a burst.
+    const e = distantPair();
+    for (let i = 0; i < 100; i++) e.observeRound({ drafted: 6, accepted: 6, draftMs: 0, draftWorkMs: 3.6, verifyMs: 69, early: { depth: 2, waitMs: 1 } });
+    expect(e.aheadSlowdown.value).toBeLessThan(0.2);
+    const w = window(e, 2);
+    // The chain is priced at its throughput bound, max(draft, verify / (d + 1)), never below.
+    const verify = e.verifyMs.predict(7) as number;
+    const draft = e.draftMs.predict(6) as number;
+    let hit = 1;
+    for (let i = 0; i <= 6; i++) hit *= e.acceptance.rate(i) as number;
+    const bound = (1 - hit) * (draft + verify) + hit * Math.min(draft + verify, e.earlyRoundMs(6, 2) as number);
+    expect(w.predict(6, 2)?.roundMs).toBeCloseTo(bound, 6);
+  });
+
   it('predictions never get worse with depth, and the smallest depth within 2 % is chosen', () => {
     const e = distantPair();
     const w = window(e, 4);

@@ -168,8 +168,13 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
   if (first === undefined) return undefined;
   const firstPlanner = planner(ctx, request, first.member, target.server.kind);
   const opening = firstPlanner.decide();
-  // While the acceptance estimate is thin, every other request refreshes it; later every 8th.
-  const refreshEvery = first.member.estimates.acceptance.weight < 20 ? 2 : REFRESH_EVERY;
+  // While the acceptance estimate is thin, or the pair is a close call (fresh shadow acceptance
+  // could flip it), every other request refreshes it; otherwise every 8th. After a surprising
+  // probe, the very next request refreshes (and probes again). A refresh costs little: the prompt
+  // is tokenized on the draft, and the target streams alone through the engine as it would direct.
+  const estimates = first.member.estimates;
+  const closeCall = opening.closeCall === true;
+  const refreshEvery = estimates.recheckDue ? 1 : estimates.acceptance.weight < 20 || closeCall ? 2 : REFRESH_EVERY;
   // A due probe waits for the next refresh request too: it is a round trip spent to measure.
   const settled = opening.kind === 'target-only' ? opening.settled : opening.probe === true;
   if (settled && !first.member.estimates.shouldRefresh(refreshEvery)) {

@@ -17,8 +17,19 @@ export type WindowDecision =
       switchEconomics?: { savedMsPerToken: number; switchMs: number };
       /** A single round to re-measure the round cost while the pair runs target-only. */
       probe?: true;
+      /** On a probe: the target-only decision it stands in for was a close call. */
+      closeCall?: boolean;
     }
-  | { kind: 'target-only'; reason: string; settled: boolean };
+  | {
+      kind: 'target-only';
+      reason: string;
+      settled: boolean;
+      /** Speculation predicted within CLOSE_CALL of the target alone: fresh estimates could flip it. */
+      closeCall?: boolean;
+    };
+
+/** A settled target-only decision is a close call when speculation is predicted within this factor. */
+export const CLOSE_CALL = 1.15;
 
 /** Options of the adaptive window. */
 export interface AdaptiveWindowOptions {
@@ -92,7 +103,10 @@ export class AdaptiveWindow {
     for (let i = 0; i <= k; i++) hit *= this.estimates.acceptance.rate(i) ?? 0;
     let roundMs = draft + verify;
     if (this.o.draftAhead && k > 0) {
-      const slowdown = this.estimates.aheadSlowdown.value ?? 1;
+      // Never below 1: the model is already the throughput bound of a full chain. Measured waits
+      // come out lower because a chain's verdicts arrive in bursts (the rounds sent together
+      // answer together) and misses cut chains before the long wait that ends each burst.
+      const slowdown = Math.max(1, this.estimates.aheadSlowdown.value ?? 1);
       const hitMs = depth === 0 ? verify : Math.min(draft + verify, slowdown * (this.estimates.earlyRoundMs(k, depth) ?? verify));
       roundMs = (1 - hit) * (draft + verify) + hit * hitMs;
     }
@@ -137,7 +151,8 @@ export class AdaptiveWindow {
     if (targetOnly === undefined || e.targetOnlyMsPerToken.weight < 4) return { kind: 'target-only', reason: 'measuring the target alone', settled: false };
     const best = this.best();
     if (best === undefined || best.msPerToken >= (1 - this.o.margin) * targetOnly) {
-      return { kind: 'target-only', reason: `speculation predicted at ${best?.msPerToken.toFixed(2) ?? '?'} ms/token vs ${targetOnly.toFixed(2)} alone`, settled: true };
+      const closeCall = best !== undefined && best.msPerToken < CLOSE_CALL * targetOnly;
+      return { kind: 'target-only', reason: `speculation predicted at ${best?.msPerToken.toFixed(2) ?? '?'} ms/token vs ${targetOnly.toFixed(2)} alone`, settled: true, closeCall };
     }
     let k = best.k;
     // Exploring up to 3 either side spreads the k the cost fits see: with ±1 alone their slope stays

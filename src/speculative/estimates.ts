@@ -33,6 +33,20 @@ export class DecayingLinearFit {
     return this.w;
   }
 
+  /** Mean x of what is remembered, or undefined with no data. */
+  get meanX(): number | undefined {
+    return this.w < 1e-9 ? undefined : this.sx / this.w;
+  }
+
+  /** Keeps `fraction` of the weight of everything seen so far (same fit, less say against new data). */
+  forget(fraction: number): void {
+    this.w *= fraction;
+    this.sx *= fraction;
+    this.sy *= fraction;
+    this.sxx *= fraction;
+    this.sxy *= fraction;
+  }
+
   /** Prediction at x, or undefined with no data. */
   predict(x: number): number | undefined {
     if (this.w < 1e-9) return undefined;
@@ -124,6 +138,8 @@ export class PositionAcceptance {
 
 /** How many ordinary rounds a probe round's time counts for. */
 const PROBE_WEIGHT = 4;
+/** A probe this much cheaper than predicted means the round cost has changed, not noise. */
+const PROBE_SURPRISE = 0.75;
 
 /** Everything dsd knows about one draft–target pair. */
 export class PairEstimates {
@@ -166,6 +182,9 @@ export class PairEstimates {
   /** Target-only tokens streamed through the engine since the pair's last speculative round. */
   targetOnlySinceRound = 0;
 
+  /** Set by a probe that found rounds much cheaper than predicted: probe again without waiting. */
+  recheckDue = false;
+
   /**
    * Records a speculative round. A probe's round time counts `PROBE_WEIGHT` times: it is the only
    * fresh news of the round cost after a target-only spell, and the rounds before it may come from
@@ -174,6 +193,19 @@ export class PairEstimates {
    */
   observeRound(r: RoundObservation, probe = false): void {
     this.targetOnlySinceRound = 0;
+    this.recheckDue = false;
+    if (probe) {
+      // Much cheaper than predicted: what the fit remembers is from another load. Keep a quarter
+      // of it and probe again at the next request, until probes stop surprising or rounds resume.
+      // Judged against the level at the fit's mean too (verification never gets cheaper with more
+      // positions), so a slope still at its prior is not mistaken for a change of load.
+      const meanX = this.verifyMs.meanX;
+      const predicted = Math.min(this.verifyMs.predict(r.drafted + 1) ?? Infinity, meanX === undefined ? Infinity : (this.verifyMs.predict(meanX) ?? Infinity));
+      if (Number.isFinite(predicted) && r.verifyMs < PROBE_SURPRISE * predicted) {
+        this.verifyMs.forget(0.25);
+        this.recheckDue = true;
+      }
+    }
     if (r.drafted > 0) {
       this.acceptance.add(r.drafted, r.accepted);
       this.draftMs.add(r.drafted, r.draftWorkMs);

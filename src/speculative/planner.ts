@@ -30,17 +30,22 @@ export const PROBE_EVERY_TOKENS = 128;
  * from rounds; once the pair has streamed `probeEveryTokens` target-only tokens since its last
  * round (counted across requests: most requests are shorter than that), one round is tried so a
  * pair whose verification got cheaper (less load, shorter RTT) is noticed. A probe never drops a
- * running stream (see `paysToResume`): it waits for the next decision outside one.
+ * running stream (see `paysToResume`): it waits for the next decision outside one. A probe much
+ * cheaper than predicted (`recheckDue`) asks for another at the next request, so a pair that
+ * settled during a slow spell comes back within a few requests, not a few probe periods.
  */
 export function adaptivePlanner(estimates: PairEstimates, options: AdaptiveWindowOptions & { probeEveryTokens: number }): SpeculationPlanner {
   const window = new AdaptiveWindow(estimates, options);
   let probing = false;
+  let probed = false;
   return {
     decide: () => {
       const d = window.decide();
-      probing = d.kind === 'target-only' && d.settled && estimates.targetOnlySinceRound >= options.probeEveryTokens;
+      const due = estimates.recheckDue ? !probed : estimates.targetOnlySinceRound >= options.probeEveryTokens;
+      probing = d.kind === 'target-only' && d.settled && due;
+      probed ||= probing;
       // No rounds sent early: the stretch after the probe would drop them, target work for nothing.
-      if (probing) return { kind: 'speculate', k: window.best()?.k ?? options.initialK, aheadDepth: 0, reason: 'probing the round cost', probe: true };
+      if (probing) return { kind: 'speculate', k: window.best()?.k ?? options.initialK, aheadDepth: 0, reason: 'probing the round cost', probe: true, closeCall: d.kind === 'target-only' && d.closeCall === true };
       return d;
     },
     observeRound: (o) => {
