@@ -5,6 +5,7 @@ import { AgreementModel } from '../src/demo/language-model.js';
 import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
 import { NgramModel } from '../src/demo/ngram-model.js';
 import { DEMO_CORPUS_PATH, demoModels } from '../src/demo/demo-backends.js';
+import { chainHitMs } from '../src/speculative/adaptive-window.js';
 import { startInProcessDsd } from './in-process-dsd.js';
 
 /** The scripted costs of one benchmark cell. */
@@ -99,8 +100,7 @@ export function analyticOptimum(c: CellCosts, tokens: number, maxDepth = 2): { t
       const expected = (1 - c.acceptance ** (k + 1)) / (1 - c.acceptance);
       const hit = c.acceptance ** (k + 1);
       const verify = c.rttMs + c.perRequestMs + c.stepMs + c.perPositionMs * (k + 1);
-      const hitMs = d === 0 ? verify : Math.max((k + 1) * c.draftMsPerToken, verify / (d + 1));
-      const round = (1 - hit) * (k * c.draftMsPerToken + verify) + hit * hitMs;
+      const round = (1 - hit) * (k * c.draftMsPerToken + verify) + chainHitMs({ hit, nextDraftMs: (k + 1) * c.draftMsPerToken, verifyMs: verify, depth: d });
       if (round / expected < best * 0.98) {
         best = round / expected;
         bestK = k;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AdaptiveWindow } from '../src/speculative/adaptive-window.js';
+import { AdaptiveWindow, chainHitMs } from '../src/speculative/adaptive-window.js';
 import { PairEstimates } from '../src/speculative/estimates.js';
 import { seededRng } from '../src/speculative/sampling.js';
 
@@ -45,13 +45,25 @@ describe('adaptive window with early verification', () => {
     for (let i = 0; i < 100; i++) e.observeRound({ drafted: 6, accepted: 6, draftMs: 0, draftWorkMs: 3.6, verifyMs: 69, early: { depth: 2, waitMs: 1 } });
     expect(e.aheadSlowdown.value).toBeLessThan(0.2);
     const w = window(e, 2);
-    // The chain is priced at its throughput bound, max(draft, verify / (d + 1)), never below.
+    // Each round of a chain is priced at its own wait (chainHitMs), never scaled below it.
     const verify = e.verifyMs.predict(7) as number;
     const draft = e.draftMs.predict(6) as number;
     let hit = 1;
     for (let i = 0; i <= 6; i++) hit *= e.acceptance.rate(i) as number;
-    const bound = (1 - hit) * (draft + verify) + hit * Math.min(draft + verify, e.earlyRoundMs(6, 2) as number);
-    expect(w.predict(6, 2)?.roundMs).toBeCloseTo(bound, 6);
+    const model = (1 - hit) * (draft + verify) + chainHitMs({ hit, nextDraftMs: e.draftMs.predict(7) as number, verifyMs: verify, depth: 2 });
+    expect(w.predict(6, 2)?.roundMs).toBeCloseTo(model, 6);
+  });
+
+  it('chain cost: h·max(δ, V) with nothing sent early, the throughput bound max(δ, V/(d+1)) for endless chains', () => {
+    expect(chainHitMs({ hit: 0.5, nextDraftMs: 3, verifyMs: 60, depth: 0 })).toBeCloseTo(0.5 * 60, 9);
+    expect(chainHitMs({ hit: 0.5, nextDraftMs: 80, verifyMs: 60, depth: 0 })).toBeCloseTo(0.5 * 80, 9);
+    expect(chainHitMs({ hit: 1, nextDraftMs: 3, verifyMs: 60, depth: 2 })).toBeCloseTo(20, 9);
+    expect(chainHitMs({ hit: 1 - 1e-7, nextDraftMs: 3, verifyMs: 60, depth: 2 })).toBeCloseTo(20, 3);
+    expect(chainHitMs({ hit: 1, nextDraftMs: 30, verifyMs: 60, depth: 2 })).toBeCloseTo(30, 9);
+    // Short chains (h = 0.3): mostly the draft time, far below V/(d+1).
+    const short = chainHitMs({ hit: 0.3, nextDraftMs: 3, verifyMs: 60, depth: 2 }) / 0.3;
+    expect(short).toBeGreaterThan(3);
+    expect(short).toBeLessThan(8);
   });
 
   it('predictions never get worse with depth, and the smallest depth within 2 % is chosen', () => {

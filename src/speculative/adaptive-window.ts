@@ -1,4 +1,7 @@
+import { chainHitMs } from './chain-cost.js';
 import type { PairEstimates } from './estimates.js';
+
+export { chainHitMs, type ChainCosts } from './chain-cost.js';
 import type { Rng } from './sampling.js';
 
 /**
@@ -63,16 +66,14 @@ export interface WindowPrediction {
  *
  *   E(k)       = 1 + Σ_{i=1..k} Π_{j≤i} α_j            (α_j: acceptance at position j given j−1 accepted)
  *   h(k)       = Π_{j≤k+1} α_j                          (draft-ahead hit: all k accepted, bonus guessed)
- *   cost(k, d) = (1 − h) · (draft(k) + verify(k+1)) + h · hit(k, d)
- *   hit(k, 0)  = verify(k+1)                            (drafted ahead: only the draft time is hidden)
- *   hit(k, d)  = s · max(draft(k+1), verify(k+1) / (d+1))   (sent d rounds ahead: one draft time apart,
- *                                                        at most d+1 rounds per verification time;
- *                                                        s: measured ÷ modelled, ≈ 1 on a batching
+ *   cost(k, d) = (1 − h) · (draft(k) + verify(k+1)) + s · chainHitMs(h, draft(k+1), verify(k+1), d)
+ *                                                        (see chainHitMs; s: measured ÷ modelled wait
+ *                                                        of early rounds, taken ≥ 1: ≈ 1 on a batching
  *                                                        server, larger where rounds share cores)
  *   k*, d*     = argmax E(k) / cost(k, d), near-ties to the deeper d where s < 1.5
  *
- * and speculates only when cost(k*, d*)/E(k*) < (1 − margin) · t₁, where t₁ is the target's own time per
- * token when it streams alone (one round trip in all). draft() and verify() are the online linear
+ * and speculates only when cost(k*, d*)/E(k*) < (1 − margin) · t₁, where t₁ is the target's own
+ * time per token when it streams alone (one round trip in all). draft() and verify() are the online linear
  * fits of measured request times (network included); E(k) uses the measured per-position acceptance.
  * With nothing known it starts at `initialK`; with no target-only figure it asks for a target-only
  * stretch to measure one (never slower than the target alone).
@@ -103,12 +104,11 @@ export class AdaptiveWindow {
     for (let i = 0; i <= k; i++) hit *= this.estimates.acceptance.rate(i) ?? 0;
     let roundMs = draft + verify;
     if (this.o.draftAhead && k > 0) {
-      // Never below 1: the model is already the throughput bound of a full chain. Measured waits
-      // come out lower because a chain's verdicts arrive in bursts (the rounds sent together
-      // answer together) and misses cut chains before the long wait that ends each burst.
-      const slowdown = Math.max(1, this.estimates.aheadSlowdown.value ?? 1);
-      const hitMs = depth === 0 ? verify : Math.min(draft + verify, slowdown * (this.estimates.earlyRoundMs(k, depth) ?? verify));
-      roundMs = (1 - hit) * (draft + verify) + hit * hitMs;
+      // Never below 1: chainHitMs already prices each round of a chain at its wait after the
+      // previous verdict; s only prices chains up where early rounds share the target's cores.
+      const slowdown = depth === 0 ? 1 : Math.max(1, this.estimates.aheadSlowdown.value ?? 1);
+      const nextDraft = this.estimates.draftMs.predict(k + 1) ?? draft;
+      roundMs = (1 - hit) * (draft + verify) + Math.min(hit * (draft + verify), slowdown * chainHitMs({ hit, nextDraftMs: nextDraft, verifyMs: verify, depth }));
     }
     const expectedTokens = this.expectedTokens(k);
     return { k, expectedTokens, roundMs, msPerToken: roundMs / expectedTokens, aheadDepth: depth };
@@ -150,15 +150,22 @@ export class AdaptiveWindow {
     const targetOnly = e.targetOnlyMsPerToken.value;
     if (targetOnly === undefined || e.targetOnlyMsPerToken.weight < 4) return { kind: 'target-only', reason: 'measuring the target alone', settled: false };
     const best = this.best();
-    if (best === undefined || best.msPerToken >= (1 - this.o.margin) * targetOnly) {
-      const closeCall = best !== undefined && best.msPerToken < CLOSE_CALL * targetOnly;
-      return { kind: 'target-only', reason: `speculation predicted at ${best?.msPerToken.toFixed(2) ?? '?'} ms/token vs ${targetOnly.toFixed(2)} alone`, settled: true, closeCall };
+    const msPerToken = best === undefined ? Infinity : best.msPerToken;
+    if (best === undefined || msPerToken >= (1 - this.o.margin) * targetOnly) {
+      const closeCall = msPerToken < CLOSE_CALL * targetOnly;
+      return { kind: 'target-only', reason: `speculation predicted at ${msPerToken.toFixed(2)} ms/token vs ${targetOnly.toFixed(2)} alone`, settled: true, closeCall };
     }
     let k = best.k;
     // Exploring up to 3 either side spreads the k the cost fits see: with ±1 alone their slope stays
     // near its prior, which overprices large windows when a round trip dominates the request time.
     if (this.o.rng() < this.o.explore) k = Math.min(this.o.max, Math.max(Math.max(1, this.o.min), k + (this.o.rng() < 0.5 ? -1 : 1) * (1 + Math.floor(this.o.rng() * 3))));
-    const switchEconomics = { savedMsPerToken: targetOnly - best.msPerToken, switchMs: e.verifyMs.predict(1) ?? 0 };
-    return { kind: 'speculate', k, aheadDepth: best.aheadDepth, switchEconomics, reason: `k=${best.k}, ${best.aheadDepth} ahead, predicted at ${best.msPerToken.toFixed(2)} ms/token vs ${targetOnly.toFixed(2)} alone` };
+    const switchEconomics = { savedMsPerToken: targetOnly - msPerToken, switchMs: e.verifyMs.predict(1) ?? 0 };
+    return {
+      kind: 'speculate',
+      k,
+      aheadDepth: best.aheadDepth,
+      switchEconomics,
+      reason: `k=${best.k}, ${best.aheadDepth} ahead, predicted at ${msPerToken.toFixed(2)} ms/token vs ${targetOnly.toFixed(2)} alone`,
+    };
   }
 }

@@ -1,3 +1,5 @@
+import { chainHitMs } from './chain-cost.js';
+
 /**
  * Online estimates for one draft–target pair, kept across requests: acceptance by position, draft
  * time as a function of k, verification time as a function of the positions scored, and the
@@ -169,14 +171,18 @@ export class PairEstimates {
   }
 
   /**
-   * Modelled wait for a round sent `depth` rounds ahead whose chain held: one draft time after the
-   * previous verdict, but no more than depth+1 rounds per verification time.
+   * Modelled wait, after the previous verdict, for a round sent `depth` rounds ahead whose chain
+   * held: chainHitMs per hit (one draft time for most rounds of a chain, what is left of a
+   * verification for every (d+1)-th).
    */
   earlyRoundMs(k: number, depth: number): number | undefined {
     const verify = this.verifyMs.predict(k + 1);
     const draft = this.draftMs.predict(k + 1);
     if (verify === undefined || draft === undefined) return undefined;
-    return Math.max(draft, verify / (depth + 1));
+    let hit = 1;
+    for (let i = 0; i <= k; i++) hit *= this.acceptance.rate(i) ?? 0;
+    if (hit < 1e-9) return Math.max(draft, verify / (depth + 1));
+    return chainHitMs({ hit, nextDraftMs: draft, verifyMs: verify, depth }) / hit;
   }
 
   /** Target-only tokens streamed through the engine since the pair's last speculative round. */
