@@ -5,7 +5,7 @@ import { AgreementModel } from '../src/demo/language-model.js';
 import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
 import { NgramModel } from '../src/demo/ngram-model.js';
 import { DEMO_CORPUS_PATH, demoModels } from '../src/demo/demo-backends.js';
-import { chainHitMs } from '../src/speculative/adaptive-window.js';
+import { chainHitMs } from '../src/speculative/chain-cost.js';
 import { startInProcessDsd } from './in-process-dsd.js';
 
 /** The scripted costs of one benchmark cell. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { AdaptiveWindow, chainHitMs } from '../src/speculative/adaptive-window.js';
+import { AdaptiveWindow } from '../src/speculative/adaptive-window.js';
+import { chainHitMs } from '../src/speculative/chain-cost.js';
 import { PairEstimates } from '../src/speculative/estimates.js';
 import { seededRng } from '../src/speculative/sampling.js';
 
@@ -48,8 +49,7 @@ describe('adaptive window with early verification', () => {
     // Each round of a chain is priced at its own wait (chainHitMs), never scaled below it.
     const verify = e.verifyMs.predict(7) as number;
     const draft = e.draftMs.predict(6) as number;
-    let hit = 1;
-    for (let i = 0; i <= 6; i++) hit *= e.acceptance.rate(i) as number;
+    const hit = e.hitProbability(6);
     const model = (1 - hit) * (draft + verify) + chainHitMs({ hit, nextDraftMs: e.draftMs.predict(7) as number, verifyMs: verify, depth: 2 });
     expect(w.predict(6, 2)?.roundMs).toBeCloseTo(model, 6);
   });

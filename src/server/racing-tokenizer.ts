@@ -19,8 +19,8 @@ function sameIds(a: readonly number[], b: readonly number[]): boolean {
  */
 export class RacingTokenizer {
   private readonly targetCalls = new Map<string, Promise<number[]>>();
+  /** One per draft answer taken: whether the target's own answer agrees with it. */
   private readonly checks: Promise<boolean>[] = [];
-  private draftAnswered = false;
 
   constructor(
     private readonly target: ModelServer,
@@ -34,7 +34,6 @@ export class RacingTokenizer {
     const fromDraft = this.draft(text, addSpecial, signal).catch(() => NEVER);
     const winner = await Promise.race([fromTarget.then((ids) => ({ ids, draft: false })), fromDraft.then((ids) => ({ ids, draft: true }))]);
     if (winner.draft) {
-      this.draftAnswered = true;
       const check = fromTarget.then((ids) => sameIds(ids, winner.ids));
       check.catch(() => undefined);
       this.checks.push(check);
@@ -57,7 +56,7 @@ export class RacingTokenizer {
 
   /** Whether any id so far came from the draft (and so waits for the target's word). */
   get provisional(): boolean {
-    return this.draftAnswered;
+    return this.checks.length > 0;
   }
 
   /** True when every draft answer so far equals the target's; rejects when the target failed. */

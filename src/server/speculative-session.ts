@@ -177,7 +177,7 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
   const refreshEvery = estimates.recheckDue ? 1 : estimates.acceptance.weight < 20 || closeCall ? 2 : REFRESH_EVERY;
   // A due probe waits for the next refresh request too: it is a round trip spent to measure.
   const settled = opening.kind === 'target-only' ? opening.settled : opening.probe === true;
-  if (settled && !first.member.estimates.shouldRefresh(refreshEvery)) {
+  if (settled && !estimates.shouldRefresh(refreshEvery)) {
     ctx.upstreams.drafts.release(first.member, true);
     return undefined;
   }

@@ -1,7 +1,5 @@
 import { chainHitMs } from './chain-cost.js';
 import type { PairEstimates } from './estimates.js';
-
-export { chainHitMs, type ChainCosts } from './chain-cost.js';
 import type { Rng } from './sampling.js';
 
 /**
@@ -100,8 +98,7 @@ export class AdaptiveWindow {
     const verify = this.estimates.verifyMs.predict(k + 1);
     const draft = k === 0 ? 0 : this.estimates.draftMs.predict(k);
     if (verify === undefined || draft === undefined) return undefined;
-    let hit = 1;
-    for (let i = 0; i <= k; i++) hit *= this.estimates.acceptance.rate(i) ?? 0;
+    const hit = this.estimates.hitProbability(k);
     let roundMs = draft + verify;
     if (this.o.draftAhead && k > 0) {
       // Never below 1: chainHitMs already prices each round of a chain at its wait after the
@@ -150,22 +147,15 @@ export class AdaptiveWindow {
     const targetOnly = e.targetOnlyMsPerToken.value;
     if (targetOnly === undefined || e.targetOnlyMsPerToken.weight < 4) return { kind: 'target-only', reason: 'measuring the target alone', settled: false };
     const best = this.best();
-    const msPerToken = best === undefined ? Infinity : best.msPerToken;
-    if (best === undefined || msPerToken >= (1 - this.o.margin) * targetOnly) {
-      const closeCall = msPerToken < CLOSE_CALL * targetOnly;
-      return { kind: 'target-only', reason: `speculation predicted at ${msPerToken.toFixed(2)} ms/token vs ${targetOnly.toFixed(2)} alone`, settled: true, closeCall };
+    if (best === undefined || best.msPerToken >= (1 - this.o.margin) * targetOnly) {
+      const closeCall = best !== undefined && best.msPerToken < CLOSE_CALL * targetOnly;
+      return { kind: 'target-only', reason: `speculation predicted at ${best?.msPerToken.toFixed(2) ?? '?'} ms/token vs ${targetOnly.toFixed(2)} alone`, settled: true, closeCall };
     }
     let k = best.k;
     // Exploring up to 3 either side spreads the k the cost fits see: with ±1 alone their slope stays
     // near its prior, which overprices large windows when a round trip dominates the request time.
     if (this.o.rng() < this.o.explore) k = Math.min(this.o.max, Math.max(Math.max(1, this.o.min), k + (this.o.rng() < 0.5 ? -1 : 1) * (1 + Math.floor(this.o.rng() * 3))));
-    const switchEconomics = { savedMsPerToken: targetOnly - msPerToken, switchMs: e.verifyMs.predict(1) ?? 0 };
-    return {
-      kind: 'speculate',
-      k,
-      aheadDepth: best.aheadDepth,
-      switchEconomics,
-      reason: `k=${best.k}, ${best.aheadDepth} ahead, predicted at ${msPerToken.toFixed(2)} ms/token vs ${targetOnly.toFixed(2)} alone`,
-    };
+    const switchEconomics = { savedMsPerToken: targetOnly - best.msPerToken, switchMs: e.verifyMs.predict(1) ?? 0 };
+    return { kind: 'speculate', k, aheadDepth: best.aheadDepth, switchEconomics, reason: `k=${best.k}, ${best.aheadDepth} ahead, predicted at ${best.msPerToken.toFixed(2)} ms/token vs ${targetOnly.toFixed(2)} alone` };
   }
 }

@@ -170,6 +170,13 @@ export class PairEstimates {
     this.aheadSlowdown = new DecayingMean(decay);
   }
 
+  /** Probability that a round of window k hits: all k accepted and the bonus token guessed. */
+  hitProbability(k: number): number {
+    let hit = 1;
+    for (let i = 0; i <= k; i++) hit *= this.acceptance.rate(i) ?? 0;
+    return hit;
+  }
+
   /**
    * Modelled wait, after the previous verdict, for a round sent `depth` rounds ahead whose chain
    * held: chainHitMs per hit (one draft time for most rounds of a chain, what is left of a
@@ -179,8 +186,7 @@ export class PairEstimates {
     const verify = this.verifyMs.predict(k + 1);
     const draft = this.draftMs.predict(k + 1);
     if (verify === undefined || draft === undefined) return undefined;
-    let hit = 1;
-    for (let i = 0; i <= k; i++) hit *= this.acceptance.rate(i) ?? 0;
+    const hit = this.hitProbability(k);
     if (hit < 1e-9) return Math.max(draft, verify / (depth + 1));
     return chainHitMs({ hit, nextDraftMs: draft, verifyMs: verify, depth }) / hit;
   }
