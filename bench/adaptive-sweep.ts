@@ -7,7 +7,7 @@
  *   npm run bench:adaptive [-- --tokens 128 --requests 3 --concurrency 3]
  */
 import { parseArgs } from 'node:util';
-import { analyticOptimum, startEmulatedPair, timedCompletion, type CellCosts } from './emulated-pair.js';
+import { analyticOptimum, type CellCosts, startEmulatedPair, timedCompletion } from './emulated-pair.js';
 
 const { values } = parseArgs({
   options: {
@@ -25,7 +25,13 @@ const TOKENS = Number(values.tokens);
 const REQUESTS = Number(values.requests);
 const STEP = Number(values['step-ms']);
 const FIXED = values.fixed.split(',').map(Number);
-const PROMPTS = ['Once upon a time', 'One day, a little girl named Lily', 'The sun was warm', 'Tom and Max went to the park.', 'The old car was sad'];
+const PROMPTS = [
+  'Once upon a time',
+  'One day, a little girl named Lily',
+  'The sun was warm',
+  'Tom and Max went to the park.',
+  'The old car was sad',
+];
 
 interface CellResult {
   cell: CellCosts & { ratio: number };
@@ -90,25 +96,41 @@ const cells: (CellCosts & { ratio: number })[] = [];
 for (const ratio of values.ratios.split(',').map(Number)) {
   for (const acceptance of values.acceptances.split(',').map(Number)) {
     for (const rttMs of values.rtts.split(',').map(Number)) {
-      cells.push({ ratio, acceptance, rttMs, stepMs: STEP, perPositionMs: 1, perRequestMs: 1, draftMsPerToken: ratio * STEP });
+      cells.push({
+        ratio,
+        acceptance,
+        rttMs,
+        stepMs: STEP,
+        perPositionMs: 1,
+        perRequestMs: 1,
+        draftMsPerToken: ratio * STEP,
+      });
     }
   }
 }
 const results: CellResult[] = [];
 const queue = [...cells];
 const started = Date.now();
-await Promise.all(Array.from({ length: Number(values.concurrency) }, async () => {
-  for (let cell = queue.shift(); cell !== undefined; cell = queue.shift()) {
-    results.push(await runCell(cell));
-    process.stderr.write(`\r${results.length}/${cells.length} cells, ${Math.round((Date.now() - started) / 1000)} s`);
-  }
-}));
+await Promise.all(
+  Array.from({ length: Number(values.concurrency) }, async () => {
+    for (let cell = queue.shift(); cell !== undefined; cell = queue.shift()) {
+      results.push(await runCell(cell));
+      process.stderr.write(`\r${results.length}/${cells.length} cells, ${Math.round((Date.now() - started) / 1000)} s`);
+    }
+  }),
+);
 process.stderr.write('\n');
-results.sort((a, b) => a.cell.ratio - b.cell.ratio || a.cell.acceptance - b.cell.acceptance || a.cell.rttMs - b.cell.rttMs);
+results.sort(
+  (a, b) => a.cell.ratio - b.cell.ratio || a.cell.acceptance - b.cell.acceptance || a.cell.rttMs - b.cell.rttMs,
+);
 
 const f = (v: number) => v.toFixed(2);
-console.log(`\nEmulated sweep: target step ${STEP} ms (+1 ms per request, +1 ms per scored position), ${TOKENS} tokens × ${PROMPTS.length} prompts × ${REQUESTS}, greedy; ms per token\n`);
-console.log('| c | α | RTT ms | direct | dsd adaptive | adaptive vs direct | best fixed k (hindsight) | adaptive vs best fixed | analytic optimum (k) | rounds / target-only tokens |');
+console.log(
+  `\nEmulated sweep: target step ${STEP} ms (+1 ms per request, +1 ms per scored position), ${TOKENS} tokens × ${PROMPTS.length} prompts × ${REQUESTS}, greedy; ms per token\n`,
+);
+console.log(
+  '| c | α | RTT ms | direct | dsd adaptive | adaptive vs direct | best fixed k (hindsight) | adaptive vs best fixed | analytic optimum (k) | rounds / target-only tokens |',
+);
 console.log('|---|---|---|---|---|---|---|---|---|---|');
 let minVsDirect = Infinity;
 let minVsFixed = Infinity;
@@ -118,9 +140,13 @@ for (const r of results) {
   const vsFixed = Math.min(bestMs, r.direct) / r.adaptive;
   minVsDirect = Math.min(minVsDirect, vsDirect);
   minVsFixed = Math.min(minVsFixed, vsFixed);
-  console.log(`| ${r.cell.ratio} | ${r.cell.acceptance} | ${r.cell.rttMs} | ${f(r.direct)} | ${f(r.adaptive)} | ${f(vsDirect)}× | ${f(bestMs)} (k=${bestK}) | ${f(vsFixed)}× | ${f(r.optimum.best)} (${r.optimum.bestK === 0 ? 'target alone' : `k=${r.optimum.bestK}, ${r.optimum.bestDepth} ahead`}) | ${r.adaptiveRounds} / ${r.adaptiveTargetOnly} |`);
+  console.log(
+    `| ${r.cell.ratio} | ${r.cell.acceptance} | ${r.cell.rttMs} | ${f(r.direct)} | ${f(r.adaptive)} | ${f(vsDirect)}× | ${f(bestMs)} (k=${bestK}) | ${f(vsFixed)}× | ${f(r.optimum.best)} (${r.optimum.bestK === 0 ? 'target alone' : `k=${r.optimum.bestK}, ${r.optimum.bestDepth} ahead`}) | ${r.adaptiveRounds} / ${r.adaptiveTargetOnly} |`,
+  );
 }
-console.log(`\nworst cell: adaptive = ${minVsDirect.toFixed(3)}× the direct client's speed; ${minVsFixed.toFixed(3)}× the best of (fixed k in hindsight, direct)`);
+console.log(
+  `\nworst cell: adaptive = ${minVsDirect.toFixed(3)}× the direct client's speed; ${minVsFixed.toFixed(3)}× the best of (fixed k in hindsight, direct)`,
+);
 console.log('\nDraft-ahead at α = 0.9, with vs without in the same run (ms per token):\n');
 console.log('| c | RTT ms | adaptive without | adaptive with | cut | k=4 without | k=4 with | cut |');
 console.log('|---|---|---|---|---|---|---|---|');
@@ -128,5 +154,7 @@ const cut = (without: number, withAhead: number) => `${(100 * (1 - withAhead / w
 for (const r of results.filter((x) => x.adaptiveNoAhead !== undefined)) {
   const a = r.adaptiveNoAhead as number;
   const k = r.k4NoAhead as number;
-  console.log(`| ${r.cell.ratio} | ${r.cell.rttMs} | ${f(a)} | ${f(r.adaptive)} | ${cut(a, r.adaptive)} | ${f(k)} | ${f(r.fixed[4] as number)} | ${cut(k, r.fixed[4] as number)} |`);
+  console.log(
+    `| ${r.cell.ratio} | ${r.cell.rttMs} | ${f(a)} | ${f(r.adaptive)} | ${cut(a, r.adaptive)} | ${f(k)} | ${f(r.fixed[4] as number)} | ${cut(k, r.fixed[4] as number)} |`,
+  );
 }

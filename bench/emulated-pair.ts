@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { DelayProxy } from '../src/bench/delay-proxy.js';
 import type { DsdOptions } from '../src/config/types.js';
+import { DEMO_CORPUS_PATH, demoModels } from '../src/demo/demo-backends.js';
 import { AgreementModel } from '../src/demo/language-model.js';
 import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
 import { NgramModel } from '../src/demo/ngram-model.js';
-import { DEMO_CORPUS_PATH, demoModels } from '../src/demo/demo-backends.js';
 import { chainHitMs } from '../src/speculative/chain-cost.js';
 import { startInProcessDsd } from './in-process-dsd.js';
 
@@ -28,7 +28,13 @@ let endless: NgramModel | undefined;
 
 /** The demo target trained as one endless document (no EOS), so outputs have a fixed length. */
 function endlessTarget(): NgramModel {
-  endless ??= NgramModel.train(demoModels().tokenizer, readFileSync(DEMO_CORPUS_PATH, 'utf8'), 4, [0.55, 0.3, 0.13, 0.02], true);
+  endless ??= NgramModel.train(
+    demoModels().tokenizer,
+    readFileSync(DEMO_CORPUS_PATH, 'utf8'),
+    4,
+    [0.55, 0.3, 0.13, 0.02],
+    true,
+  );
   return endless;
 }
 
@@ -45,10 +51,25 @@ export interface EmulatedPair {
 /** Starts a pair with the costs of a cell. */
 export async function startEmulatedPair(c: CellCosts): Promise<EmulatedPair> {
   const model = endlessTarget();
-  const target = new LlamaEmulator({ model, alias: 'target', slots: 32, contextTokens: 4096, latency: { perRequestMs: c.perRequestMs, perTokenMs: c.stepMs, perPositionMs: c.perPositionMs } });
-  const draft = new LlamaEmulator({ model: new AgreementModel(model, c.acceptance), alias: 'draft', contextTokens: 4096, latency: { perTokenMs: c.draftMsPerToken } });
+  const target = new LlamaEmulator({
+    model,
+    alias: 'target',
+    slots: 32,
+    contextTokens: 4096,
+    latency: { perRequestMs: c.perRequestMs, perTokenMs: c.stepMs, perPositionMs: c.perPositionMs },
+  });
+  const draft = new LlamaEmulator({
+    model: new AgreementModel(model, c.acceptance),
+    alias: 'draft',
+    contextTokens: 4096,
+    latency: { perTokenMs: c.draftMsPerToken },
+  });
   await Promise.all([target.listen(), draft.listen()]);
-  const proxy = new DelayProxy({ targetHost: '127.0.0.1', targetPort: Number(new URL(target.url).port), oneWayDelayMs: c.rttMs / 2 });
+  const proxy = new DelayProxy({
+    targetHost: '127.0.0.1',
+    targetPort: Number(new URL(target.url).port),
+    oneWayDelayMs: c.rttMs / 2,
+  });
   await proxy.listen();
   const dsds: { close(): Promise<void> }[] = [];
   return {
@@ -58,7 +79,11 @@ export async function startEmulatedPair(c: CellCosts): Promise<EmulatedPair> {
     dsd: async (speculation) => {
       // The emulated target verifies concurrent rounds side by side, as a batching GPU server does,
       // so early verification is set on (DSD_DRAFT_AHEAD_DEPTH=2), as auto would for a vLLM target.
-      const handle = await startInProcessDsd({ target: { urls: [proxy.url], kind: 'llamacpp' }, draft: { urls: [draft.url], kind: 'llamacpp' }, speculation: { windowMax: 16, aheadDepth: 2, ...speculation } });
+      const handle = await startInProcessDsd({
+        target: { urls: [proxy.url], kind: 'llamacpp' },
+        draft: { urls: [draft.url], kind: 'llamacpp' },
+        speculation: { windowMax: 16, aheadDepth: 2, ...speculation },
+      });
       dsds.push(handle);
       return handle;
     },
@@ -71,17 +96,31 @@ export async function startEmulatedPair(c: CellCosts): Promise<EmulatedPair> {
 }
 
 /** Time for one streamed completion of `tokens` tokens (ms) and the tokens received. */
-export async function timedCompletion(baseUrl: string, prompt: string, tokens: number): Promise<{ ms: number; tokens: number; usage: any }> {
+export async function timedCompletion(
+  baseUrl: string,
+  prompt: string,
+  tokens: number,
+): Promise<{ ms: number; tokens: number; usage: any }> {
   const started = performance.now();
   const res = await fetch(`${baseUrl}/v1/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'target', prompt, max_tokens: tokens, temperature: 0, stream: true, stream_options: { include_usage: true } }),
+    body: JSON.stringify({
+      model: 'target',
+      prompt,
+      max_tokens: tokens,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    }),
   });
   if (!res.ok) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
   const text = await res.text();
   const ms = performance.now() - started;
-  const events = text.split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)));
+  const events = text
+    .split('\n\n')
+    .filter((e) => e.startsWith('data: {'))
+    .map((e) => JSON.parse(e.slice(6)));
   const usage = events.find((e) => e.usage)?.usage;
   return { ms, tokens: usage?.completion_tokens ?? tokens, usage };
 }
@@ -90,7 +129,11 @@ export async function timedCompletion(baseUrl: string, prompt: string, tokens: n
  * Analytic ms/token: the target alone over the link, and the best (k, rounds sent ahead ≤ maxDepth)
  * by the planner's formula with the cell's true costs and acceptance (see AdaptiveWindow).
  */
-export function analyticOptimum(c: CellCosts, tokens: number, maxDepth = 2): { targetAlone: number; best: number; bestK: number; bestDepth: number } {
+export function analyticOptimum(
+  c: CellCosts,
+  tokens: number,
+  maxDepth = 2,
+): { targetAlone: number; best: number; bestK: number; bestDepth: number } {
   const targetAlone = c.stepMs + (c.rttMs + c.perRequestMs) / tokens;
   let best = targetAlone;
   let bestK = 0;
@@ -100,7 +143,9 @@ export function analyticOptimum(c: CellCosts, tokens: number, maxDepth = 2): { t
       const expected = (1 - c.acceptance ** (k + 1)) / (1 - c.acceptance);
       const hit = c.acceptance ** (k + 1);
       const verify = c.rttMs + c.perRequestMs + c.stepMs + c.perPositionMs * (k + 1);
-      const round = (1 - hit) * (k * c.draftMsPerToken + verify) + chainHitMs({ hit, nextDraftMs: (k + 1) * c.draftMsPerToken, verifyMs: verify, depth: d });
+      const round =
+        (1 - hit) * (k * c.draftMsPerToken + verify) +
+        chainHitMs({ hit, nextDraftMs: (k + 1) * c.draftMsPerToken, verifyMs: verify, depth: d });
       if (round / expected < best * 0.98) {
         best = round / expected;
         bestK = k;

@@ -4,27 +4,43 @@
  *
  *   npm run bench:overhead [-- --requests 400]
  */
-import { parseArgs } from 'node:util';
+
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
+import { parseArgs } from 'node:util';
+import { median, ms, percentile } from '../src/bench/stats.js';
 import { loadConfig } from '../src/config/load-config.js';
 import { startDemoBackends } from '../src/demo/demo-backends.js';
 import { createLogger } from '../src/logger.js';
 import { createApp } from '../src/server/app.js';
-import { median, ms, percentile } from '../src/bench/stats.js';
 
-const { values } = parseArgs({ options: { requests: { type: 'string', default: '300' }, stream: { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: { requests: { type: 'string', default: '300' }, stream: { type: 'boolean', default: false } },
+});
 const requests = Number(values.requests);
 const demo = await startDemoBackends();
-const { app, router } = createApp({ config: loadConfig({}, { target: { urls: [demo.target.url] } }), logger: createLogger('silent') });
+const { app, router } = createApp({
+  config: loadConfig({}, { target: { urls: [demo.target.url] } }),
+  logger: createLogger('silent'),
+});
 const server = app.listen(0, '127.0.0.1');
 await once(server, 'listening');
 const dsdUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-const body = JSON.stringify({ model: 'dsd-demo-target', messages: [{ role: 'user', content: 'Tell me a story' }], max_tokens: 8, temperature: 0, stream: values.stream });
+const body = JSON.stringify({
+  model: 'dsd-demo-target',
+  messages: [{ role: 'user', content: 'Tell me a story' }],
+  max_tokens: 8,
+  temperature: 0,
+  stream: values.stream,
+});
 
 async function timeOne(base: string): Promise<number> {
   const started = performance.now();
-  const res = await fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  const res = await fetch(`${base}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body,
+  });
   await res.text();
   if (!res.ok) throw new Error(`HTTP ${res.status}`);
   return performance.now() - started;

@@ -22,27 +22,56 @@ const { values } = parseArgs({
     tokens: { type: 'string', default: '128' },
     repeats: { type: 'string', default: '1' },
     'target-threads': { type: 'string', default: '1' },
-    models: { type: 'string', default: process.env.DSD_TEST_MODELS ?? resolve(import.meta.dirname, '../../shared/models') },
+    models: {
+      type: 'string',
+      default: process.env.DSD_TEST_MODELS ?? resolve(import.meta.dirname, '../../shared/models'),
+    },
   },
 });
 const TOKENS = Number(values.tokens);
-const PROMPTS = ['Once upon a time', 'One day, a little girl named Lily', 'Tom and his dog went to the park.', 'The sun was shining and the birds were singing.', 'Ben found a shiny rock under the tree.'];
+const PROMPTS = [
+  'Once upon a time',
+  'One day, a little girl named Lily',
+  'Tom and his dog went to the park.',
+  'The sun was shining and the birds were singing.',
+  'Ben found a shiny rock under the tree.',
+];
 const model = (f: string) => resolve(values.models, f);
 
 const bin = await locateLlamaServer();
-const target = await startLlamaServer({ bin, modelPath: model('stories260K-ff32k-f32.gguf'), alias: 'target', slots: 9, threads: Number(values['target-threads']) });
-const draft = await startLlamaServer({ bin, modelPath: model('stories260K-q4_0.gguf'), alias: 'draft', slots: 2, threads: 1 });
+const target = await startLlamaServer({
+  bin,
+  modelPath: model('stories260K-ff32k-f32.gguf'),
+  alias: 'target',
+  slots: 9,
+  threads: Number(values['target-threads']),
+});
+const draft = await startLlamaServer({
+  bin,
+  modelPath: model('stories260K-q4_0.gguf'),
+  alias: 'draft',
+  slots: 2,
+  threads: 1,
+});
 const closers: (() => Promise<void>)[] = [() => target.stop(), () => draft.stop()];
 
 async function dsdFor(targetUrl: string, speculation: DsdOptions['speculation']): Promise<string> {
-  const dsd = await startInProcessDsd({ target: { urls: [targetUrl], kind: 'llamacpp' }, draft: { urls: [draft.url], kind: 'llamacpp' }, speculation: { windowMax: 8, ...speculation } });
+  const dsd = await startInProcessDsd({
+    target: { urls: [targetUrl], kind: 'llamacpp' },
+    draft: { urls: [draft.url], kind: 'llamacpp' },
+    speculation: { windowMax: 8, ...speculation },
+  });
   closers.push(() => dsd.close());
   return dsd.url;
 }
 
 const rows: string[] = [];
 for (const rtt of values.rtts.split(',').map(Number)) {
-  const proxy = new DelayProxy({ targetHost: '127.0.0.1', targetPort: Number(new URL(target.url).port), oneWayDelayMs: rtt / 2 });
+  const proxy = new DelayProxy({
+    targetHost: '127.0.0.1',
+    targetPort: Number(new URL(target.url).port),
+    oneWayDelayMs: rtt / 2,
+  });
   await proxy.listen();
   closers.push(() => proxy.close());
   const configs: Record<string, string> = {
@@ -65,14 +94,16 @@ for (const rtt of values.rtts.split(',').map(Number)) {
       }
     }
   }
-  const base = (totals['target alone (direct client)'] as { ms: number; tokens: number });
+  const base = totals['target alone (direct client)'] as { ms: number; tokens: number };
   for (const [name, t] of Object.entries(totals)) {
     const msPerToken = t.ms / t.tokens;
     rows.push(`| ${rtt} | ${name} | ${msPerToken.toFixed(2)} | ${(base.ms / base.tokens / msPerToken).toFixed(2)}× |`);
   }
   process.stderr.write(`RTT ${rtt} ms done\n`);
 }
-console.log(`\nheavy target (${values['target-threads']} thread) behind the delay proxy + local q4_0 draft, greedy, ${TOKENS} tokens × ${PROMPTS.length} prompts × ${values.repeats}\n`);
+console.log(
+  `\nheavy target (${values['target-threads']} thread) behind the delay proxy + local q4_0 draft, greedy, ${TOKENS} tokens × ${PROMPTS.length} prompts × ${values.repeats}\n`,
+);
 console.log('| RTT ms | setup | ms / token | vs target alone |');
 console.log('|---|---|---|---|');
 for (const row of rows) console.log(row);

@@ -12,9 +12,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DelayProxy } from '../src/bench/delay-proxy.js';
-import { locateLlamaServer, startLlamaServer, type LlamaProcess } from '../src/bench/llama-process.js';
-import { loadPrompts, runLoad, type RequestResult } from '../src/bench/load-generator.js';
-import { summarize, type BenchSummary } from '../src/bench/report.js';
+import { type LlamaProcess, locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
+import { loadPrompts, type RequestResult, runLoad } from '../src/bench/load-generator.js';
+import { type BenchSummary, summarize } from '../src/bench/report.js';
 import { startInProcessDsd } from './in-process-dsd.js';
 
 const { values } = parseArgs({
@@ -25,7 +25,10 @@ const { values } = parseArgs({
     tokens: { type: 'string', default: '64' },
     waves: { type: 'string', default: '2' },
     out: { type: 'string', default: 'docs/benchmarks.md' },
-    models: { type: 'string', default: process.env.DSD_TEST_MODELS ?? resolve(import.meta.dirname, '../../shared/models') },
+    models: {
+      type: 'string',
+      default: process.env.DSD_TEST_MODELS ?? resolve(import.meta.dirname, '../../shared/models'),
+    },
   },
 });
 const concurrencies = values.concurrency.split(',').map(Number);
@@ -36,17 +39,45 @@ const bin = await locateLlamaServer();
 const started = Date.now();
 
 const servers: LlamaProcess[] = [];
-const target = await startLlamaServer({ bin, modelPath: model('stories260K-ff32k-f32.gguf'), alias: 'target', slots: Math.max(maxSlots * 2, 9), threads: 1 });
-const draft = await startLlamaServer({ bin, modelPath: model('stories260K-q4_0.gguf'), alias: 'draft', slots: maxSlots, threads: 1 });
+const target = await startLlamaServer({
+  bin,
+  modelPath: model('stories260K-ff32k-f32.gguf'),
+  alias: 'target',
+  slots: Math.max(maxSlots * 2, 9),
+  threads: 1,
+});
+const draft = await startLlamaServer({
+  bin,
+  modelPath: model('stories260K-q4_0.gguf'),
+  alias: 'draft',
+  slots: maxSlots,
+  threads: 1,
+});
 const ownSpec = await startLlamaServer({
-  bin, modelPath: model('stories260K-ff32k-f32.gguf'), alias: 'target', slots: maxSlots, threads: 1,
-  extraArgs: ['--spec-type', 'draft-simple', '--spec-draft-model', model('stories260K-q4_0.gguf'), '--spec-draft-n-max', '8', '--threads-draft', '1'],
+  bin,
+  modelPath: model('stories260K-ff32k-f32.gguf'),
+  alias: 'target',
+  slots: maxSlots,
+  threads: 1,
+  extraArgs: [
+    '--spec-type',
+    'draft-simple',
+    '--spec-draft-model',
+    model('stories260K-q4_0.gguf'),
+    '--spec-draft-n-max',
+    '8',
+    '--threads-draft',
+    '1',
+  ],
 });
 servers.push(target, draft, ownSpec);
 const closers: (() => Promise<void>)[] = [];
 
 async function dsdApp(targetUrl: string): Promise<string> {
-  const dsd = await startInProcessDsd({ target: { urls: [targetUrl], kind: 'llamacpp' }, draft: { urls: [draft.url], kind: 'llamacpp' } });
+  const dsd = await startInProcessDsd({
+    target: { urls: [targetUrl], kind: 'llamacpp' },
+    draft: { urls: [draft.url], kind: 'llamacpp' },
+  });
   closers.push(() => dsd.close());
   return dsd.url;
 }
@@ -54,7 +85,11 @@ async function dsdApp(targetUrl: string): Promise<string> {
 const sections: string[] = [];
 for (const rtt of values.rtts.split(',').map(Number)) {
   const proxyFor = async (s: LlamaProcess) => {
-    const p = new DelayProxy({ targetHost: '127.0.0.1', targetPort: Number(new URL(s.url).port), oneWayDelayMs: rtt / 2 });
+    const p = new DelayProxy({
+      targetHost: '127.0.0.1',
+      targetPort: Number(new URL(s.url).port),
+      oneWayDelayMs: rtt / 2,
+    });
     await p.listen();
     closers.push(() => p.close());
     return p.url;
@@ -69,25 +104,52 @@ for (const rtt of values.rtts.split(',').map(Number)) {
     const summaries: BenchSummary[] = [];
     for (const concurrency of concurrencies) {
       const acc: Record<string, { ms: number; results: RequestResult[] }> = {};
-      for (const url of Object.values(setups)) await runLoad({ url, model: 'target', concurrency, requests: concurrency, prompts, maxTokens: 16, temperature, stream: true, timeoutMs: 300_000 }); // warm-up
+      for (const url of Object.values(setups))
+        await runLoad({
+          url,
+          model: 'target',
+          concurrency,
+          requests: concurrency,
+          prompts,
+          maxTokens: 16,
+          temperature,
+          stream: true,
+          timeoutMs: 300_000,
+        }); // warm-up
       for (let w = 0; w < Number(values.waves); w++) {
         for (const [name, url] of Object.entries(setups)) {
           const t0 = performance.now();
-          const results = await runLoad({ url, model: 'target', concurrency, requests: concurrency, prompts, promptOffset: w * concurrency, maxTokens: Number(values.tokens), temperature, stream: true, timeoutMs: 300_000 });
+          const results = await runLoad({
+            url,
+            model: 'target',
+            concurrency,
+            requests: concurrency,
+            prompts,
+            promptOffset: w * concurrency,
+            maxTokens: Number(values.tokens),
+            temperature,
+            stream: true,
+            timeoutMs: 300_000,
+          });
           const a = (acc[name] ??= { ms: 0, results: [] });
           a.ms += performance.now() - t0;
           a.results.push(...results);
         }
       }
-      for (const [name, a] of Object.entries(acc)) summaries.push(summarize(name, setups[name] as string, concurrency, a.results, a.ms));
-      process.stderr.write(`RTT ${rtt} ms, temperature ${temperature}, concurrency ${concurrency}: done (${Math.round((Date.now() - started) / 1000)} s)\n`);
+      for (const [name, a] of Object.entries(acc))
+        summaries.push(summarize(name, setups[name] as string, concurrency, a.results, a.ms));
+      process.stderr.write(
+        `RTT ${rtt} ms, temperature ${temperature}, concurrency ${concurrency}: done (${Math.round((Date.now() - started) / 1000)} s)\n`,
+      );
     }
     const rows = summaries.map((s) => {
       const base = summaries.find((b) => b.label === 'target alone' && b.concurrency === s.concurrency) as BenchSummary;
       const msPerToken = (x: BenchSummary) => (x.tpotMs.p50 > 0 ? x.tpotMs.p50 : Number.NaN);
       return `| ${s.concurrency} | ${s.label} | ${s.outputTokensPerSecond.toFixed(1)} | ${(s.outputTokensPerSecond / base.outputTokensPerSecond).toFixed(2)}× | ${s.ttftMs.p50.toFixed(0)} | ${msPerToken(s).toFixed(2)} | ${s.e2eMs.p50.toFixed(0)} / ${s.e2eMs.p95.toFixed(0)} | ${s.acceptanceRate === undefined ? '—' : `${(100 * s.acceptanceRate).toFixed(1)} %`} | ${s.errors} |`;
     });
-    sections.push(`### RTT ${rtt} ms, temperature ${temperature}\n\n| concurrency | setup | tokens/s | vs target alone | TTFT p50 ms | ms/token p50 | e2e p50 / p95 ms | acceptance | errors |\n|---|---|---|---|---|---|---|---|---|\n${rows.join('\n')}`);
+    sections.push(
+      `### RTT ${rtt} ms, temperature ${temperature}\n\n| concurrency | setup | tokens/s | vs target alone | TTFT p50 ms | ms/token p50 | e2e p50 / p95 ms | acceptance | errors |\n|---|---|---|---|---|---|---|---|---|\n${rows.join('\n')}`,
+    );
   }
 }
 const doc = `# Benchmarks\n\nGenerated by \`npm run bench:real\` on ${new Date().toISOString().slice(0, 10)} (${Math.round((Date.now() - started) / 1000)} s). Heavy target \`stories260K-ff32k-f32.gguf\` (1 thread) and q4_0 draft (1 thread) on a 2-core machine; ${values.tokens} tokens per request, streaming, ${values.waves} waves per setup and level, setups interleaved wave by wave. dsd runs with its defaults (adaptive window, draft-ahead); the target and llama-server's own speculative server sit behind the delay proxy; the draft is local to dsd.\n\n${sections.join('\n\n')}\n`;

@@ -7,10 +7,10 @@
  *
  *   npm run build && npm run bench:scale
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { runLoad, type BenchPrompt } from '../src/bench/load-generator.js';
 import { freePort } from '../src/bench/llama-process.js';
+import { type BenchPrompt, runLoad } from '../src/bench/load-generator.js';
 import { median } from '../src/bench/stats.js';
 import { demoModels } from '../src/demo/demo-backends.js';
 import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
@@ -25,7 +25,16 @@ async function startDsd(extraEnv: Record<string, string>): Promise<{ url: string
   const port = await freePort();
   const child = spawn(process.execPath, ['dist/cli.js', 'serve'], {
     cwd: root,
-    env: { PATH: process.env.PATH ?? '', DSD_TARGET_URL: target.url, DSD_DRAFT_URL: draft.url, DSD_PORT: String(port), DSD_LOG_LEVEL: 'error', DSD_MAX_CONCURRENCY: '5000', DSD_MAX_QUEUE: '5000', ...extraEnv },
+    env: {
+      PATH: process.env.PATH ?? '',
+      DSD_TARGET_URL: target.url,
+      DSD_DRAFT_URL: draft.url,
+      DSD_PORT: String(port),
+      DSD_LOG_LEVEL: 'error',
+      DSD_MAX_CONCURRENCY: '5000',
+      DSD_MAX_QUEUE: '5000',
+      ...extraEnv,
+    },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
@@ -46,25 +55,51 @@ async function metric(url: string, name: string): Promise<number> {
   return Number(m?.[1] ?? Number.NaN);
 }
 
-const prompts: BenchPrompt[] = [{ messages: [{ role: 'user', content: 'Once upon a time' }] }, { messages: [{ role: 'user', content: 'The little bird' }] }];
+const prompts: BenchPrompt[] = [
+  { messages: [{ role: 'user', content: 'Once upon a time' }] },
+  { messages: [{ role: 'user', content: 'The little bird' }] },
+];
 const load = (url: string, concurrency: number, requests: number, extra: Partial<Parameters<typeof runLoad>[0]> = {}) =>
-  runLoad({ url, model: 'target', concurrency, requests, prompts, maxTokens: 64, temperature: 0, stream: true, timeoutMs: 60_000, ...extra });
+  runLoad({
+    url,
+    model: 'target',
+    concurrency,
+    requests,
+    prompts,
+    maxTokens: 64,
+    temperature: 0,
+    stream: true,
+    timeoutMs: 60_000,
+    ...extra,
+  });
 
 const lines: string[] = [];
 const fixed = await startDsd({ DSD_WINDOW: '4' });
 try {
   // CPU per speculative round (fixed k = 4, so every request speculates).
   await load(fixed.url, 4, 40);
-  const [cpu0, rounds0] = [await metric(fixed.url, 'dsd_process_cpu_seconds_total'), await metric(fixed.url, 'dsd:spec_decode_num_drafts_total')];
+  const [cpu0, rounds0] = [
+    await metric(fixed.url, 'dsd_process_cpu_seconds_total'),
+    await metric(fixed.url, 'dsd:spec_decode_num_drafts_total'),
+  ];
   await load(fixed.url, 8, 400);
-  const [cpu1, rounds1] = [await metric(fixed.url, 'dsd_process_cpu_seconds_total'), await metric(fixed.url, 'dsd:spec_decode_num_drafts_total')];
-  lines.push(`| dsd CPU per speculative round (k = 4, 400 requests × 64 tokens) | ${(((cpu1 - cpu0) * 1000) / (rounds1 - rounds0)).toFixed(3)} ms | ${rounds1 - rounds0} rounds |`);
+  const [cpu1, rounds1] = [
+    await metric(fixed.url, 'dsd_process_cpu_seconds_total'),
+    await metric(fixed.url, 'dsd:spec_decode_num_drafts_total'),
+  ];
+  lines.push(
+    `| dsd CPU per speculative round (k = 4, 400 requests × 64 tokens) | ${(((cpu1 - cpu0) * 1000) / (rounds1 - rounds0)).toFixed(3)} ms | ${rounds1 - rounds0} rounds |`,
+  );
 
   // CPU per passthrough request.
   const headers = { 'x-dsd-speculative': 'off' };
   const passthrough = async (n: number) => {
     for (let i = 0; i < n; i++) {
-      const r = await fetch(`${fixed.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ model: 'target', messages: prompts[0]?.messages, max_tokens: 8, temperature: 0 }) });
+      const r = await fetch(`${fixed.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ model: 'target', messages: prompts[0]?.messages, max_tokens: 8, temperature: 0 }),
+      });
       await r.text();
     }
   };
@@ -72,17 +107,28 @@ try {
   const c0 = await metric(fixed.url, 'dsd_process_cpu_seconds_total');
   await passthrough(500);
   const c1 = await metric(fixed.url, 'dsd_process_cpu_seconds_total');
-  lines.push(`| dsd CPU per passthrough request (8 tokens, not streamed) | ${(((c1 - c0) * 1000) / 500).toFixed(3)} ms | 500 requests |`);
+  lines.push(
+    `| dsd CPU per passthrough request (8 tokens, not streamed) | ${(((c1 - c0) * 1000) / 500).toFixed(3)} ms | 500 requests |`,
+  );
 
   // Added latency in passthrough: the same requests direct and through dsd, interleaved wave by wave.
-  for (const [concurrency, waves] of [[1, 60], [100, 5]] as const) {
+  for (const [concurrency, waves] of [
+    [1, 60],
+    [100, 5],
+  ] as const) {
     const direct: number[] = [];
     const via: number[] = [];
     for (let w = 0; w < waves; w++) {
       direct.push(...(await load(target.url, concurrency, concurrency, { maxTokens: 8 })).map((r) => r.e2eMs));
-      via.push(...(await load(fixed.url, concurrency, concurrency, { maxTokens: 8, headers: { 'x-dsd-speculative': 'off' } })).map((r) => r.e2eMs));
+      via.push(
+        ...(
+          await load(fixed.url, concurrency, concurrency, { maxTokens: 8, headers: { 'x-dsd-speculative': 'off' } })
+        ).map((r) => r.e2eMs),
+      );
     }
-    lines.push(`| added latency per passthrough request at concurrency ${concurrency} (median, dsd − direct) | ${(median(via) - median(direct)).toFixed(2)} ms | ${via.length} requests each |`);
+    lines.push(
+      `| added latency per passthrough request at concurrency ${concurrency} (median, dsd − direct) | ${(median(via) - median(direct)).toFixed(2)} ms | ${via.length} requests each |`,
+    );
   }
 } finally {
   fixed.child.kill('SIGTERM');
@@ -96,12 +142,17 @@ for (const streams of [100, 1000]) {
     const rssIdle = await metric(dsd.url, 'dsd_process_resident_memory_bytes');
     let peak = rssIdle;
     const sampling = setInterval(() => {
-      metric(dsd.url, 'dsd_process_resident_memory_bytes').then((v) => (peak = Math.max(peak, v)), () => undefined);
+      metric(dsd.url, 'dsd_process_resident_memory_bytes').then(
+        (v) => (peak = Math.max(peak, v)),
+        () => undefined,
+      );
     }, 200);
     const results = await load(dsd.url, streams, streams, { maxTokens: 60 });
     clearInterval(sampling);
     const ok = results.filter((r) => r.ok).length;
-    lines.push(`| RSS with ${streams} concurrent streams (peak; idle ${(rssIdle / 1e6).toFixed(0)} MB) | ${(peak / 1e6).toFixed(0)} MB | ${ok}/${streams} complete |`);
+    lines.push(
+      `| RSS with ${streams} concurrent streams (peak; idle ${(rssIdle / 1e6).toFixed(0)} MB) | ${(peak / 1e6).toFixed(0)} MB | ${ok}/${streams} complete |`,
+    );
   } finally {
     dsd.child.kill('SIGTERM');
   }
@@ -115,7 +166,9 @@ try {
     const started = performance.now();
     const results = await load(scaling.url, concurrency, concurrency * 4);
     const tokens = results.reduce((s, r) => s + r.outputTokens, 0);
-    lines.push(`| throughput at concurrency ${concurrency} (emulated target 2 ms/token) | ${(tokens / ((performance.now() - started) / 1000)).toFixed(0)} tokens/s | ${results.filter((r) => r.ok).length}/${results.length} ok |`);
+    lines.push(
+      `| throughput at concurrency ${concurrency} (emulated target 2 ms/token) | ${(tokens / ((performance.now() - started) / 1000)).toFixed(0)} tokens/s | ${results.filter((r) => r.ok).length}/${results.length} ok |`,
+    );
   }
 } finally {
   scaling.child.kill('SIGTERM');

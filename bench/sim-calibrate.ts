@@ -22,22 +22,69 @@ import { simulateStrategy } from '../src/sim/run.js';
 import type { Scenario } from '../src/sim/scenario.js';
 import { timedCompletion } from './emulated-pair.js';
 
-const { values } = parseArgs({ options: { k: { type: 'string', default: '3' }, tokens: { type: 'string', default: '128' }, models: { type: 'string', default: process.env.DSD_TEST_MODELS ?? resolve(import.meta.dirname, '../../shared/models') } } });
+const { values } = parseArgs({
+  options: {
+    k: { type: 'string', default: '3' },
+    tokens: { type: 'string', default: '128' },
+    models: {
+      type: 'string',
+      default: process.env.DSD_TEST_MODELS ?? resolve(import.meta.dirname, '../../shared/models'),
+    },
+  },
+});
 const K = Number(values.k);
 const TOKENS = Number(values.tokens);
-const PROMPTS = ['Once upon a time', 'One day, a little girl named Lily', 'Tom and his dog went to the park.', 'The sun was shining and the birds were singing.', 'Ben found a shiny rock under the tree.', 'The cat was very hungry.'];
+const PROMPTS = [
+  'Once upon a time',
+  'One day, a little girl named Lily',
+  'Tom and his dog went to the park.',
+  'The sun was shining and the birds were singing.',
+  'Ben found a shiny rock under the tree.',
+  'The cat was very hungry.',
+];
 const model = (f: string) => resolve(values.models, f);
 const bin = await locateLlamaServer();
-const target = await startLlamaServer({ bin, modelPath: model('stories260K-ff32k-f32.gguf'), alias: 'target', slots: K + 2, threads: 1 });
-const draft = await startLlamaServer({ bin, modelPath: model('stories260K-q4_0.gguf'), alias: 'draft', slots: 1, threads: 1 });
+const target = await startLlamaServer({
+  bin,
+  modelPath: model('stories260K-ff32k-f32.gguf'),
+  alias: 'target',
+  slots: K + 2,
+  threads: 1,
+});
+const draft = await startLlamaServer({
+  bin,
+  modelPath: model('stories260K-q4_0.gguf'),
+  alias: 'draft',
+  slots: 1,
+  threads: 1,
+});
 const dir = mkdtempSync(join(tmpdir(), 'dsd-calibrate-'));
 
-interface TraceRound { k: number; accepted: number; draftMs: number; verifyMs: number }
+interface TraceRound {
+  k: number;
+  accepted: number;
+  draftMs: number;
+  verifyMs: number;
+}
 async function measure(rtt: number): Promise<{ msPerToken: number; rounds: TraceRound[]; promptTokens: number }> {
-  const proxy = new DelayProxy({ targetHost: '127.0.0.1', targetPort: Number(new URL(target.url).port), oneWayDelayMs: rtt / 2 });
+  const proxy = new DelayProxy({
+    targetHost: '127.0.0.1',
+    targetPort: Number(new URL(target.url).port),
+    oneWayDelayMs: rtt / 2,
+  });
   await proxy.listen();
   const trace = join(dir, `rtt-${rtt}.jsonl`);
-  const { app, router } = createApp({ config: loadConfig({ DSD_TRACE_FILE: trace }, { target: { urls: [proxy.url], kind: 'llamacpp' }, draft: { urls: [draft.url], kind: 'llamacpp' }, speculation: { window: K, draftAhead: false } }), logger: createLogger('silent') });
+  const { app, router } = createApp({
+    config: loadConfig(
+      { DSD_TRACE_FILE: trace },
+      {
+        target: { urls: [proxy.url], kind: 'llamacpp' },
+        draft: { urls: [draft.url], kind: 'llamacpp' },
+        speculation: { window: K, draftAhead: false },
+      },
+    ),
+    logger: createLogger('silent'),
+  });
   const server = app.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -56,7 +103,11 @@ async function measure(rtt: number): Promise<{ msPerToken: number; rounds: Trace
   server.close();
   await router.close();
   await proxy.close();
-  const rounds = readFileSync(trace, 'utf8').trim().split('\n').slice(warmLines).map((l) => JSON.parse(l) as TraceRound);
+  const rounds = readFileSync(trace, 'utf8')
+    .trim()
+    .split('\n')
+    .slice(warmLines)
+    .map((l) => JSON.parse(l) as TraceRound);
   return { msPerToken: ms / tokens, rounds, promptTokens: promptTokens / PROMPTS.length };
 }
 
@@ -86,11 +137,18 @@ function predict(calibration: TraceRound[], rtt: number, promptTokens: number): 
 
 const at0 = await measure(0);
 const at25 = await measure(25);
-console.log(`\nDSD-Si calibrated from the RTT-0 trace (${at0.rounds.length} rounds, k = ${K}) vs dsd measured on real llama-servers, ${PROMPTS.length} prompts × ${TOKENS} tokens\n`);
+console.log(
+  `\nDSD-Si calibrated from the RTT-0 trace (${at0.rounds.length} rounds, k = ${K}) vs dsd measured on real llama-servers, ${PROMPTS.length} prompts × ${TOKENS} tokens\n`,
+);
 console.log('| RTT ms | measured ms/token | predicted ms/token | error |\n|---|---|---|---|');
-for (const [rtt, m] of [[0, at0], [25, at25]] as const) {
+for (const [rtt, m] of [
+  [0, at0],
+  [25, at25],
+] as const) {
   const p = predict(at0.rounds, rtt, m.promptTokens);
-  console.log(`| ${rtt} | ${m.msPerToken.toFixed(2)} | ${p.toFixed(2)} | ${((100 * (p - m.msPerToken)) / m.msPerToken).toFixed(1)} % |`);
+  console.log(
+    `| ${rtt} | ${m.msPerToken.toFixed(2)} | ${p.toFixed(2)} | ${((100 * (p - m.msPerToken)) / m.msPerToken).toFixed(1)} % |`,
+  );
 }
 rmSync(dir, { recursive: true, force: true });
 await Promise.all([target.stop(), draft.stop()]);

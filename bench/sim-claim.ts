@@ -7,17 +7,22 @@
  *   npm run bench:sim-claim [-- --ahead-depth 2]   (DSD with early verification, d rounds ahead)
  */
 import { parseArgs } from 'node:util';
-import { loadScenario } from '../src/sim/sim-command.js';
 import { simulate } from '../src/sim/run.js';
+import { loadScenario } from '../src/sim/sim-command.js';
 import { applySweep } from '../src/sim/sweep.js';
 
 const base = loadScenario(new URL('../examples/sim/heterogeneous-edge-cloud.json', import.meta.url).pathname);
 const { values } = parseArgs({ options: { 'ahead-depth': { type: 'string', default: '0' } } });
 const aheadDepth = Number(values['ahead-depth']);
-base.strategies = [{ kind: 'single-node', k: 4, draftMsPerToken: 2.5 }, { kind: 'dsd-adaptive', draftAhead: true, aheadDepth }];
+base.strategies = [
+  { kind: 'single-node', k: 4, draftMsPerToken: 2.5 },
+  { kind: 'dsd-adaptive', draftAhead: true, aheadDepth },
+];
 const rtts = [0, 5, 10, 16, 24, 32, 48];
 const nodeDraft = [2.5, 5, 10, 20];
-console.log(`\nDSD adaptive (+ draft-ahead${aheadDepth > 0 ? `, ${aheadDepth} rounds verified early` : ''}) e2e p50 / single-node SD e2e p50 on "${base.name}" (below 1: DSD faster; ≤ 0.60: the 40 % claim holds)\n`);
+console.log(
+  `\nDSD adaptive (+ draft-ahead${aheadDepth > 0 ? `, ${aheadDepth} rounds verified early` : ''}) e2e p50 / single-node SD e2e p50 on "${base.name}" (below 1: DSD faster; ≤ 0.60: the 40 % claim holds)\n`,
+);
 console.log(`| single-node draft step (ms) | ${rtts.map((r) => `RTT ${r} ms`).join(' | ')} | crossover RTT |`);
 console.log(`|---|${rtts.map(() => '---').join('|')}|---|`);
 for (const d of nodeDraft) {
@@ -29,7 +34,8 @@ for (const d of nodeDraft) {
   let crossover = 'none in range';
   for (let i = 1; i < rtts.length; i++) {
     const [a, b] = [ratios[i - 1] as number, ratios[i] as number];
-    if ((a - 1) * (b - 1) <= 0 && a !== b) crossover = `${((rtts[i - 1] as number) + ((1 - a) / (b - a)) * ((rtts[i] as number) - (rtts[i - 1] as number))).toFixed(1)} ms`;
+    if ((a - 1) * (b - 1) <= 0 && a !== b)
+      crossover = `${((rtts[i - 1] as number) + ((1 - a) / (b - a)) * ((rtts[i] as number) - (rtts[i - 1] as number))).toFixed(1)} ms`;
   }
   if (ratios.every((r) => r < 1)) crossover = `> ${rtts.at(-1)} ms`;
   if (ratios.every((r) => r >= 1)) crossover = 'DSD never faster';

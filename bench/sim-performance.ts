@@ -28,10 +28,16 @@ function scenario(requests: number): Scenario {
 
 console.log('| simulated | strategy | wall time | events | tokens/s simulated |\n|---|---|---|---|---|');
 for (const requests of [1000, 2000]) {
-  for (const strategy of [{ kind: 'dsd-fixed', k: 4 } as const, { kind: 'dsd-adaptive', draftAhead: true } as const, { kind: 'target-only' } as const]) {
+  for (const strategy of [
+    { kind: 'dsd-fixed', k: 4 } as const,
+    { kind: 'dsd-adaptive', draftAhead: true } as const,
+    { kind: 'target-only' } as const,
+  ]) {
     const started = performance.now();
     const r = simulateStrategy(scenario(requests), strategy);
     const seconds = (performance.now() - started) / 1000;
-    console.log(`| ${(r.generatedTokens / 1e6).toFixed(1)} M tokens (${requests} requests) | ${r.strategy} | ${seconds.toFixed(2)} s | ${r.eventsProcessed.toLocaleString('en')} | ${(r.generatedTokens / seconds / 1e3).toFixed(0)} k |`);
+    console.log(
+      `| ${(r.generatedTokens / 1e6).toFixed(1)} M tokens (${requests} requests) | ${r.strategy} | ${seconds.toFixed(2)} s | ${r.eventsProcessed.toLocaleString('en')} | ${(r.generatedTokens / seconds / 1e3).toFixed(0)} k |`,
+    );
   }
 }

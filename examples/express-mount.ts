@@ -20,7 +20,10 @@ export function buildApp(options: DsdMiddlewareOptions = {}) {
 }
 
 /** Starts the example on `port` (0: any free port). */
-export async function main(port = Number(process.env.PORT ?? 3000), options: DsdMiddlewareOptions = {}): Promise<Server> {
+export async function main(
+  port = Number(process.env.PORT ?? 3000),
+  options: DsdMiddlewareOptions = {},
+): Promise<Server> {
   const { app } = buildApp(options);
   const server = app.listen(port, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));

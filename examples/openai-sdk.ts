@@ -6,7 +6,10 @@
 import OpenAI from 'openai';
 
 /** Lists the model, then asks for a short story, streamed. Returns the text. */
-export async function main(baseURL = process.argv[2] ?? 'http://127.0.0.1:8080/v1', apiKey = process.env.DSD_API_KEY ?? 'unused'): Promise<string> {
+export async function main(
+  baseURL = process.argv[2] ?? 'http://127.0.0.1:8080/v1',
+  apiKey = process.env.DSD_API_KEY ?? 'unused',
+): Promise<string> {
   const client = new OpenAI({ baseURL, apiKey });
   const models = await client.models.list();
   const model = models.data[0]?.id;

@@ -31,7 +31,9 @@ Usage:
   dsd --help | --version
 
 Flags of serve (each overrides the environment variable beside it):
-${Object.entries(FLAGS).map(([flag, env]) => `  --${flag.padEnd(18)} ${env}`).join('\n')}
+${Object.entries(FLAGS)
+  .map(([flag, env]) => `  --${flag.padEnd(18)} ${env}`)
+  .join('\n')}
 
 Other variables: DSD_TARGET_API_KEY, DSD_DRAFT_API_KEY, DSD_API_KEY_FILE, DSD_CA_FILE,
 DSD_{TARGET,DRAFT}_{CONNECT,HEADERS,BODY}_TIMEOUT_MS, DSD_WINDOW_MIN, DSD_WINDOW_MAX, DSD_TOP_LOGPROBS,
@@ -57,7 +59,11 @@ async function serve(args: string[]): Promise<void> {
   const config = loadConfigFromProcess({}, flagEnv);
   const logger = createLogger(config.logLevel);
   const running = await startDsd(config, logger);
-  const models = (await (await fetch(`${running.baseUrl}/models`, { headers: config.apiKeys[0] ? { authorization: `Bearer ${config.apiKeys[0]}` } : {} })).json()) as { data?: { id: string }[] };
+  const models = (await (
+    await fetch(`${running.baseUrl}/models`, {
+      headers: config.apiKeys[0] ? { authorization: `Bearer ${config.apiKeys[0]}` } : {},
+    })
+  ).json()) as { data?: { id: string }[] };
   process.stdout.write(usageBanner(running.baseUrl, models.data?.[0]?.id ?? 'MODEL', running.demo !== undefined));
   let stopping = false;
   const shutdown = (signal: string) => {

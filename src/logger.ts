@@ -1,4 +1,10 @@
-import { destination as pinoDestination, pino, stdTimeFunctions, type DestinationStream, type Logger as PinoLogger } from 'pino';
+import {
+  type DestinationStream,
+  type Logger as PinoLogger,
+  pino,
+  destination as pinoDestination,
+  stdTimeFunctions,
+} from 'pino';
 import type { LogLevel } from './config/types.js';
 
 /** Structured JSON logger. Callers never pass prompt text (unless DSD_LOG_PROMPTS) or secrets. */
@@ -33,7 +39,9 @@ function wrap(p: PinoLogger): Logger {
  */
 export function createLogger(level: LogLevel, destination?: DestinationStream | ((line: string) => void)): Logger {
   const stream: DestinationStream =
-    typeof destination === 'function' ? { write: (line: string) => destination(line.trimEnd()) } : (destination ?? pinoDestination({ dest: 2, sync: true }));
+    typeof destination === 'function'
+      ? { write: (line: string) => destination(line.trimEnd()) }
+      : (destination ?? pinoDestination({ dest: 2, sync: true }));
   return wrap(
     pino(
       {
@@ -41,7 +49,10 @@ export function createLogger(level: LogLevel, destination?: DestinationStream | 
         base: { service: 'dsd' },
         timestamp: stdTimeFunctions.isoTime,
         formatters: { level: (label) => ({ level: label }) },
-        redact: { paths: ['authorization', '*.authorization', 'headers.authorization', 'apiKey', '*.apiKey'], censor: '[redacted]' },
+        redact: {
+          paths: ['authorization', '*.authorization', 'headers.authorization', 'apiKey', '*.apiKey'],
+          censor: '[redacted]',
+        },
       },
       stream,
     ),

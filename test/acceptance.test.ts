@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { verifyByMatch, verifyByRejection, type DraftCandidate, type TargetPosition, type Verdict } from '../src/speculative/acceptance.js';
-import { sampleFrom, seededRng, type Rng, type TokenProb } from '../src/speculative/sampling.js';
+import {
+  type DraftCandidate,
+  type TargetPosition,
+  type Verdict,
+  verifyByMatch,
+  verifyByRejection,
+} from '../src/speculative/acceptance.js';
+import { type Rng, sampleFrom, seededRng, type TokenProb } from '../src/speculative/sampling.js';
 
 /**
  * Statistical checks of the acceptance rules on synthetic models. A "model" maps a context to a
@@ -14,12 +20,22 @@ type Model = (ctx: readonly number[]) => TokenProb[];
 
 const target: Model = (ctx) => {
   const last = ctx[ctx.length - 1] ?? 0;
-  const base = [[0.6, 0.25, 0.1, 0.05], [0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25], [0.05, 0.05, 0.1, 0.8]][last] as number[];
+  const base = [
+    [0.6, 0.25, 0.1, 0.05],
+    [0.1, 0.2, 0.3, 0.4],
+    [0.25, 0.25, 0.25, 0.25],
+    [0.05, 0.05, 0.1, 0.8],
+  ][last] as number[];
   return base.map((prob, id) => ({ id, prob }));
 };
 const draftModel: Model = (ctx) => {
   const last = ctx[ctx.length - 1] ?? 0;
-  const base = [[0.3, 0.4, 0.2, 0.1], [0.25, 0.25, 0.25, 0.25], [0.1, 0.6, 0.2, 0.1], [0.2, 0.2, 0.2, 0.4]][last] as number[];
+  const base = [
+    [0.3, 0.4, 0.2, 0.1],
+    [0.25, 0.25, 0.25, 0.25],
+    [0.1, 0.6, 0.2, 0.1],
+    [0.2, 0.2, 0.2, 0.4],
+  ][last] as number[];
   return base.map((prob, id) => ({ id, prob }));
 };
 const argmaxOf = (d: TokenProb[]) => d.reduce((a, b) => (b.prob > a.prob ? b : a)).id;
@@ -34,7 +50,12 @@ function verifyWith(rule: Rule, draft: DraftCandidate[], tgt: TargetPosition[], 
     case 'rejection':
       return verifyByRejection(draft, tgt, rng);
     case 'accept-all':
-      return { accepted: draft.length, tokens: [...draft.map((d) => d.id), tgt[draft.length]!.sampled], bonus: true, positions: [] };
+      return {
+        accepted: draft.length,
+        tokens: [...draft.map((d) => d.id), tgt[draft.length]!.sampled],
+        bonus: true,
+        positions: [],
+      };
   }
 }
 
@@ -87,12 +108,18 @@ function tvd(rule: Rule, L: number, k: number, n: number, seed: number): number 
 
 describe('acceptance rules keep the target distribution (seeded, TVD tolerance 0.03)', () => {
   const N = 40_000;
-  it.each(['match-greedy-draft', 'match-sampled-draft', 'rejection'] as const)('%s: single positions (L=1, k=3)', (rule) => {
-    expect(tvd(rule, 1, 3, N, 11)).toBeLessThan(0.03);
-  });
-  it.each(['match-greedy-draft', 'match-sampled-draft', 'rejection'] as const)('%s: 3-token sequences (L=3, k=2)', (rule) => {
-    expect(tvd(rule, 3, 2, N, 12)).toBeLessThan(0.03);
-  });
+  it.each(['match-greedy-draft', 'match-sampled-draft', 'rejection'] as const)(
+    '%s: single positions (L=1, k=3)',
+    (rule) => {
+      expect(tvd(rule, 1, 3, N, 11)).toBeLessThan(0.03);
+    },
+  );
+  it.each(['match-greedy-draft', 'match-sampled-draft', 'rejection'] as const)(
+    '%s: 3-token sequences (L=3, k=2)',
+    (rule) => {
+      expect(tvd(rule, 3, 2, N, 12)).toBeLessThan(0.03);
+    },
+  );
   it('a deliberately wrong rule (accept every draft token) fails the same test', () => {
     expect(tvd('accept-all', 3, 2, N, 13)).toBeGreaterThan(0.1);
   });
@@ -102,7 +129,12 @@ describe('verifyByMatch', () => {
   const d = (...ids: number[]) => ids.map((id) => ({ id }));
   const t = (...ids: number[]) => ids.map((sampled) => ({ sampled }));
   it('accepts the matching prefix and commits the target token at the first mismatch', () => {
-    expect(verifyByMatch(d(5, 6, 7), t(5, 6, 9, 1))).toEqual({ accepted: 2, tokens: [5, 6, 9], bonus: false, positions: [0, 1, 2] });
+    expect(verifyByMatch(d(5, 6, 7), t(5, 6, 9, 1))).toEqual({
+      accepted: 2,
+      tokens: [5, 6, 9],
+      bonus: false,
+      positions: [0, 1, 2],
+    });
   });
   it('adds the bonus token when all k match', () => {
     expect(verifyByMatch(d(5, 6), t(5, 6, 8))).toMatchObject({ accepted: 2, tokens: [5, 6, 8], bonus: true });
@@ -118,13 +150,26 @@ describe('verifyByMatch', () => {
 describe('verifyByRejection', () => {
   it('rejection acceptance rate is Σ min(p, q) (≥ Σ p·q of matching)', () => {
     const rng = seededRng(5);
-    const p = [{ id: 0, prob: 0.7 }, { id: 1, prob: 0.3 }];
-    const q = [{ id: 0, prob: 0.4 }, { id: 1, prob: 0.6 }];
+    const p = [
+      { id: 0, prob: 0.7 },
+      { id: 1, prob: 0.3 },
+    ];
+    const q = [
+      { id: 0, prob: 0.4 },
+      { id: 1, prob: 0.6 },
+    ];
     let accepted = 0;
     const n = 50_000;
     for (let i = 0; i < n; i++) {
       const x = sampleFrom(q, rng);
-      accepted += verifyByRejection([{ id: x, dist: q }], [{ sampled: sampleFrom(p, rng), dist: p }, { sampled: 0, dist: p }], rng).accepted;
+      accepted += verifyByRejection(
+        [{ id: x, dist: q }],
+        [
+          { sampled: sampleFrom(p, rng), dist: p },
+          { sampled: 0, dist: p },
+        ],
+        rng,
+      ).accepted;
     }
     expect(accepted / n).toBeCloseTo(0.7, 1.5); // Σ min(p,q) = 0.4 + 0.3
   });

@@ -19,7 +19,17 @@ function distantPair(): PairEstimates {
   return e;
 }
 
-const window = (e: PairEstimates, aheadDepth: number) => new AdaptiveWindow(e, { min: 1, max: 16, initialK: 4, margin: 0.05, explore: 0, draftAhead: true, aheadDepth, rng: seededRng(1) });
+const window = (e: PairEstimates, aheadDepth: number) =>
+  new AdaptiveWindow(e, {
+    min: 1,
+    max: 16,
+    initialK: 4,
+    margin: 0.05,
+    explore: 0,
+    draftAhead: true,
+    aheadDepth,
+    rng: seededRng(1),
+  });
 
 describe('adaptive window with early verification', () => {
   it('a distant batching target: rounds sent ahead are predicted much faster than one round per round trip', () => {
@@ -33,7 +43,15 @@ describe('adaptive window with early verification', () => {
 
   it('a target that runs early rounds on the same cores (waits as long as a whole verification) is priced back to no early rounds', () => {
     const e = distantPair();
-    for (let i = 0; i < 100; i++) e.observeRound({ drafted: 6, accepted: 6, draftMs: 0, draftWorkMs: 3.6, verifyMs: 69, early: { depth: 2, waitMs: 69 } });
+    for (let i = 0; i < 100; i++)
+      e.observeRound({
+        drafted: 6,
+        accepted: 6,
+        draftMs: 0,
+        draftWorkMs: 3.6,
+        verifyMs: 69,
+        early: { depth: 2, waitMs: 69 },
+      });
     expect(e.aheadSlowdown.value).toBeGreaterThan(2.5);
     const d = window(e, 2).decide();
     expect(d.kind === 'target-only' || d.aheadDepth === 0).toBe(true);
@@ -43,14 +61,24 @@ describe('adaptive window with early verification', () => {
     // Rounds sent together answer together: most early rounds wait ~0 after the previous verdict,
     // and misses cut chains before the one long wait that ends a burst.
     const e = distantPair();
-    for (let i = 0; i < 100; i++) e.observeRound({ drafted: 6, accepted: 6, draftMs: 0, draftWorkMs: 3.6, verifyMs: 69, early: { depth: 2, waitMs: 1 } });
+    for (let i = 0; i < 100; i++)
+      e.observeRound({
+        drafted: 6,
+        accepted: 6,
+        draftMs: 0,
+        draftWorkMs: 3.6,
+        verifyMs: 69,
+        early: { depth: 2, waitMs: 1 },
+      });
     expect(e.aheadSlowdown.value).toBeLessThan(0.2);
     const w = window(e, 2);
     // Each round of a chain is priced at its own wait (chainHitMs), never scaled below it.
     const verify = e.verifyMs.predict(7) as number;
     const draft = e.draftMs.predict(6) as number;
     const hit = e.hitProbability(6);
-    const model = (1 - hit) * (draft + verify) + chainHitMs({ hit, nextDraftMs: e.draftMs.predict(7) as number, verifyMs: verify, depth: 2 });
+    const model =
+      (1 - hit) * (draft + verify) +
+      chainHitMs({ hit, nextDraftMs: e.draftMs.predict(7) as number, verifyMs: verify, depth: 2 });
     expect(w.predict(6, 2)?.roundMs).toBeCloseTo(model, 6);
   });
 
@@ -76,14 +104,20 @@ describe('adaptive window with early verification', () => {
     const best = w.best();
     expect(best).toBeDefined();
     const deeper = w.predict(best?.k as number, (best?.aheadDepth as number) + 1);
-    if (best !== undefined && best.aheadDepth < 4) expect(deeper?.msPerToken).toBeGreaterThan(best.msPerToken / 1.02 - 1e-9);
+    if (best !== undefined && best.aheadDepth < 4)
+      expect(deeper?.msPerToken).toBeGreaterThan(best.msPerToken / 1.02 - 1e-9);
   });
 });
 
 describe('resuming rounds from a target-only stream', () => {
   it('drops the stream only when the rest of the generation repays the round trip it costs', async () => {
     const { paysToResume } = await import('../src/speculative/target-only-stretch.js');
-    const d = { kind: 'speculate' as const, k: 4, reason: '', switchEconomics: { savedMsPerToken: 0.9, switchMs: 113 } };
+    const d = {
+      kind: 'speculate' as const,
+      k: 4,
+      reason: '',
+      switchEconomics: { savedMsPerToken: 0.9, switchMs: 113 },
+    };
     expect(paysToResume(d, 100)).toBe(false); // 90 ms saved < 113 ms
     expect(paysToResume(d, 200)).toBe(true);
     expect(paysToResume({ kind: 'target-only', reason: '', settled: true }, 1000)).toBe(false);

@@ -32,7 +32,13 @@ describe('loadConfig', () => {
     expect(c.target).toMatchObject({ urls: ['http://gpu:8000'], kind: 'vllm', model: 'big', apiKey: 'tk' });
     expect(c.target.timeouts.headersTimeoutMs).toBe(1234);
     expect(c.draft.urls).toEqual(['http://a:1', 'http://b:2']);
-    expect(c).toMatchObject({ host: '0.0.0.0', port: 9000, apiKeys: ['k1', 'k2'], logLevel: 'debug', bodyLimitBytes: 2048 });
+    expect(c).toMatchObject({
+      host: '0.0.0.0',
+      port: 9000,
+      apiKeys: ['k1', 'k2'],
+      logLevel: 'debug',
+      bodyLimitBytes: 2048,
+    });
     expect(c.speculation.window).toBe(6);
   });
 
@@ -55,20 +61,35 @@ describe('loadConfig', () => {
   it('reports every invalid variable at once', () => {
     let error: unknown;
     try {
-      loadConfig({ DSD_PORT: 'abc', DSD_TARGET_KIND: 'tgi', DSD_TARGET_URL: 'ftp://x', DSD_LOG_LEVEL: 'loud', DSD_TARGET_CONNECT_TIMEOUT_MS: '-5' });
+      loadConfig({
+        DSD_PORT: 'abc',
+        DSD_TARGET_KIND: 'tgi',
+        DSD_TARGET_URL: 'ftp://x',
+        DSD_LOG_LEVEL: 'loud',
+        DSD_TARGET_CONNECT_TIMEOUT_MS: '-5',
+      });
     } catch (err) {
       error = err;
     }
     expect(error).toBeInstanceOf(ConfigError);
     const problems = (error as ConfigError).problems;
     expect(problems).toHaveLength(5);
-    for (const name of ['DSD_PORT', 'DSD_TARGET_KIND', 'DSD_TARGET_URL', 'DSD_LOG_LEVEL', 'DSD_TARGET_CONNECT_TIMEOUT_MS']) {
+    for (const name of [
+      'DSD_PORT',
+      'DSD_TARGET_KIND',
+      'DSD_TARGET_URL',
+      'DSD_LOG_LEVEL',
+      'DSD_TARGET_CONNECT_TIMEOUT_MS',
+    ]) {
       expect(problems.some((p) => p.startsWith(name))).toBe(true);
     }
   });
 
   it('lets options override the environment', () => {
-    const c = loadConfig({ DSD_TARGET_URL: 'http://env:1', DSD_PORT: '1' }, { target: { urls: ['http://opt:2/'], timeouts: { bodyTimeoutMs: 5 } }, port: 2 });
+    const c = loadConfig(
+      { DSD_TARGET_URL: 'http://env:1', DSD_PORT: '1' },
+      { target: { urls: ['http://opt:2/'], timeouts: { bodyTimeoutMs: 5 } }, port: 2 },
+    );
     expect(c.target.urls).toEqual(['http://opt:2']);
     expect(c.target.timeouts.bodyTimeoutMs).toBe(5);
     expect(c.target.timeouts.connectTimeoutMs).toBe(5000);

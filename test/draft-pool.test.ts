@@ -4,7 +4,13 @@ import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
 import { postJson, startTestDsd, type TestDsd } from './helpers/dsd.js';
 
 const models = demoModels();
-const body = (prompt: string, extra: object = {}) => ({ model: 'target', prompt, max_tokens: 48, temperature: 0, ...extra });
+const body = (prompt: string, extra: object = {}) => ({
+  model: 'target',
+  prompt,
+  max_tokens: 48,
+  temperature: 0,
+  ...extra,
+});
 
 describe('draft pool', () => {
   let target: LlamaEmulator;
@@ -38,7 +44,9 @@ describe('draft pool', () => {
       const r = await postJson(`${dsd.baseUrl}/v1/completions`, body('Once upon a time'));
       expect(r.body.choices[0].text).toBe(reference.get('Once upon a time'));
     }
-    const used = requestsTo().map((n, i) => n - (before[i] as number)).filter((n) => n > 0);
+    const used = requestsTo()
+      .map((n, i) => n - (before[i] as number))
+      .filter((n) => n > 0);
     expect(used).toHaveLength(1);
   });
 
@@ -46,7 +54,11 @@ describe('draft pool', () => {
     for (const d of drafts) d.latency.perRequestMs = 15;
     try {
       const before = requestsTo();
-      const res = await fetch(`${dsd.baseUrl}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body('The little bird', { stream: true, stream_options: { include_usage: true } })) });
+      const res = await fetch(`${dsd.baseUrl}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body('The little bird', { stream: true, stream_options: { include_usage: true } })),
+      });
       const reader = res.body!.getReader();
       let raw = new TextDecoder().decode((await reader.read()).value);
       const assigned = drafts.findIndex((d, i) => d.stats.requests > (before[i] as number));
@@ -54,11 +66,16 @@ describe('draft pool', () => {
       const killedUrl = drafts[assigned]!.url;
       await drafts[assigned]!.close();
       for (let r = await reader.read(); !r.done; r = await reader.read()) raw += new TextDecoder().decode(r.value);
-      const events = raw.split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)));
+      const events = raw
+        .split('\n\n')
+        .filter((e) => e.startsWith('data: {'))
+        .map((e) => JSON.parse(e.slice(6)));
       expect(events.map((e) => e.choices[0]?.text ?? '').join('')).toBe(reference.get('The little bird'));
       const usage = events.at(-1).usage;
       expect(usage.dsd.fallback).toContain(killedUrl);
-      const others = drafts.filter((_, i) => i !== assigned).map((d, j) => d.stats.requests - (before.filter((_, i) => i !== assigned)[j] as number));
+      const others = drafts
+        .filter((_, i) => i !== assigned)
+        .map((d, j) => d.stats.requests - (before.filter((_, i) => i !== assigned)[j] as number));
       expect(others.some((n) => n > 0)).toBe(true);
       expect(usage.dsd.rounds).toBeGreaterThan(0);
       await drafts[assigned]!.listen(Number(new URL(killedUrl).port)).catch(() => undefined);
@@ -67,22 +84,29 @@ describe('draft pool', () => {
     }
   });
 
-  it.each(['malformed-json', 'out-of-vocabulary', 'http-500'] as const)('a draft answering with %s is dropped; output identical', async (fault) => {
-    for (const d of drafts) d.fault = fault;
-    try {
-      const r = await postJson(`${dsd.baseUrl}/v1/completions`, body('Lily went to the beach'));
-      expect(r.status).toBe(200);
-      expect(r.body.choices[0].text).toBe(reference.get('Lily went to the beach'));
-      expect(r.body.usage.dsd?.fallback ?? 'no draft used').toBeTruthy();
-    } finally {
-      for (const d of drafts) d.fault = 'none';
-    }
-  });
+  it.each(['malformed-json', 'out-of-vocabulary', 'http-500'] as const)(
+    'a draft answering with %s is dropped; output identical',
+    async (fault) => {
+      for (const d of drafts) d.fault = fault;
+      try {
+        const r = await postJson(`${dsd.baseUrl}/v1/completions`, body('Lily went to the beach'));
+        expect(r.status).toBe(200);
+        expect(r.body.choices[0].text).toBe(reference.get('Lily went to the beach'));
+        expect(r.body.usage.dsd?.fallback ?? 'no draft used').toBeTruthy();
+      } finally {
+        for (const d of drafts) d.fault = 'none';
+      }
+    },
+  );
 
   it('a stalled draft is dropped within its timeout', async () => {
     const fresh = new LlamaEmulator({ model: models.draft, alias: 'staller' });
     await fresh.listen();
-    const single = await startTestDsd({ target: { urls: [target.url] }, draft: { urls: [fresh.url], timeouts: { headersTimeoutMs: 250, bodyTimeoutMs: 250 } }, speculation: { window: 3 } });
+    const single = await startTestDsd({
+      target: { urls: [target.url] },
+      draft: { urls: [fresh.url], timeouts: { headersTimeoutMs: 250, bodyTimeoutMs: 250 } },
+      speculation: { window: 3 },
+    });
     try {
       await postJson(`${single.baseUrl}/v1/completions`, body('The bear was very hungry.')); // connects, checks vocabulary
       fresh.fault = 'stall';

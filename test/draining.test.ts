@@ -13,7 +13,17 @@ describe('shutdown', () => {
     const dsd = await startDsd(loadConfig({}, { port: 0, target: { urls: [target.url] } }), createLogger('silent'));
     const base = dsd.baseUrl.replace(/\/v1$/, '');
     try {
-      const inFlight = fetch(`${base}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'target', prompt: 'Once upon a time', max_tokens: 30, temperature: 0, stream: true }) }).then((r) => r.text());
+      const inFlight = fetch(`${base}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model: 'target',
+          prompt: 'Once upon a time',
+          max_tokens: 30,
+          temperature: 0,
+          stream: true,
+        }),
+      }).then((r) => r.text());
       await new Promise((r) => setTimeout(r, 50));
       // The listener stops accepting at once; the in-flight stream still runs to its end.
       const stopping = dsd.stop(5_000);
@@ -31,7 +41,10 @@ describe('shutdown', () => {
     const target = new LlamaEmulator({ model: demoModels().target, alias: 'target' });
     await target.listen();
     const { createApp } = await import('../src/server/app.js');
-    const { app, router } = createApp({ config: loadConfig({}, { target: { urls: [target.url] } }), logger: createLogger('silent') });
+    const { app, router } = createApp({
+      config: loadConfig({}, { target: { urls: [target.url] } }),
+      logger: createLogger('silent'),
+    });
     const server = app.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { runSpeculation, type DraftPort, type DraftSlot, type TargetPort } from '../src/speculative/engine.js';
+import { type DraftPort, type DraftSlot, runSpeculation, type TargetPort } from '../src/speculative/engine.js';
 import { PairEstimates } from '../src/speculative/estimates.js';
 import { adaptivePlanner, fixedPlanner, PROBE_EVERY_TOKENS } from '../src/speculative/planner.js';
 import { seededRng } from '../src/speculative/sampling.js';
@@ -21,7 +21,13 @@ function draftTokens(ctx: readonly number[], k: number, agree: (ctxLength: numbe
   return out;
 }
 
-function world(o: { agree: (ctxLength: number) => boolean; verifyMs: (positions: number) => number; tokenMs: number; draftMsPerToken: number; failDraftAfter?: number }) {
+function world(o: {
+  agree: (ctxLength: number) => boolean;
+  verifyMs: (positions: number) => number;
+  tokenMs: number;
+  draftMsPerToken: number;
+  failDraftAfter?: number;
+}) {
   const clock = { t: 0 };
   const calls = { score: 0, generate: 0, propose: 0 };
   const target: TargetPort = {
@@ -58,14 +64,34 @@ function reference(n: number): number[] {
   return c.slice(PROMPT.length);
 }
 
-async function run(o: { w: ReturnType<typeof world>; draft: DraftSlot | undefined; maxTokens: number; draftAhead?: boolean; aheadDepth?: number; replaceDraft?: () => Promise<DraftSlot | undefined> }) {
+async function run(o: {
+  w: ReturnType<typeof world>;
+  draft: DraftSlot | undefined;
+  maxTokens: number;
+  draftAhead?: boolean;
+  aheadDepth?: number;
+  replaceDraft?: () => Promise<DraftSlot | undefined>;
+}) {
   const stats = emptyStats();
   const tokens: number[] = [];
   const sources: ('round' | 'target-only')[] = [];
   const gen = runSpeculation({
-    prompt: PROMPT, draft: o.draft, target: o.w.target, rule: 'greedy', maxTokens: o.maxTokens, contextTokens: 10_000, maxPositions: () => 16,
-    draftAhead: o.draftAhead ?? false, aheadDepth: o.aheadDepth ?? 0, isEnd: () => false, isValidDraftToken: () => true, rng: seededRng(3), now: () => o.w.clock.t,
-    signal: new AbortController().signal, stats, ...(o.replaceDraft ? { replaceDraft: o.replaceDraft } : {}),
+    prompt: PROMPT,
+    draft: o.draft,
+    target: o.w.target,
+    rule: 'greedy',
+    maxTokens: o.maxTokens,
+    contextTokens: 10_000,
+    maxPositions: () => 16,
+    draftAhead: o.draftAhead ?? false,
+    aheadDepth: o.aheadDepth ?? 0,
+    isEnd: () => false,
+    isValidDraftToken: () => true,
+    rng: seededRng(3),
+    now: () => o.w.clock.t,
+    signal: new AbortController().signal,
+    stats,
+    ...(o.replaceDraft ? { replaceDraft: o.replaceDraft } : {}),
   });
   for (let step = await gen.next(); !step.done; step = await gen.next()) {
     for (const t of step.value.tokens) {
@@ -77,13 +103,27 @@ async function run(o: { w: ReturnType<typeof world>; draft: DraftSlot | undefine
 }
 
 const adaptive = (estimates = new PairEstimates()) =>
-  adaptivePlanner(estimates, { min: 1, max: 8, initialK: 4, margin: 0.05, explore: 0.1, draftAhead: false, aheadDepth: 0, rng: seededRng(9), probeEveryTokens: PROBE_EVERY_TOKENS });
+  adaptivePlanner(estimates, {
+    min: 1,
+    max: 8,
+    initialK: 4,
+    margin: 0.05,
+    explore: 0.1,
+    draftAhead: false,
+    aheadDepth: 0,
+    rng: seededRng(9),
+    probeEveryTokens: PROBE_EVERY_TOKENS,
+  });
 
 describe('adaptive window', () => {
   it('stops speculating when the draft never agrees, and comes back when it does', async () => {
     const flip = PROMPT.length + 300;
     const w = world({ agree: (len) => len >= flip, verifyMs: (n) => 6 + 0.5 * n, tokenMs: 5, draftMsPerToken: 1 });
-    const { tokens, sources, stats } = await run({ w, draft: { port: w.draft, planner: adaptive(), name: 'd' }, maxTokens: 700 });
+    const { tokens, sources, stats } = await run({
+      w,
+      draft: { port: w.draft, planner: adaptive(), name: 'd' },
+      maxTokens: 700,
+    });
     expect(tokens).toEqual(reference(700));
     const before = sources.slice(50, 300);
     const after = sources.slice(500);
@@ -114,13 +154,22 @@ describe('adaptive window', () => {
     // The pair is learned during a slow spell (a start-up burst, a busy target), then rounds get
     // cheap; requests are shorter than the probe period, so only the pair-level count gets there.
     let slow = true;
-    const w = world({ agree: () => true, verifyMs: (n) => (slow ? 80 : 6) + 0.5 * n, tokenMs: 5, draftMsPerToken: 0.5 });
+    const w = world({
+      agree: () => true,
+      verifyMs: (n) => (slow ? 80 : 6) + 0.5 * n,
+      tokenMs: 5,
+      draftMsPerToken: 0.5,
+    });
     const estimates = new PairEstimates();
     const first = await run({ w, draft: { port: w.draft, planner: adaptive(estimates), name: 'd' }, maxTokens: 64 });
     expect(first.tokens).toEqual(reference(64));
     slow = false;
     const rounds: number[] = [];
-    for (let i = 0; i < 8; i++) rounds.push((await run({ w, draft: { port: w.draft, planner: adaptive(estimates), name: 'd' }, maxTokens: 64 })).stats.rounds);
+    for (let i = 0; i < 8; i++)
+      rounds.push(
+        (await run({ w, draft: { port: w.draft, planner: adaptive(estimates), name: 'd' }, maxTokens: 64 })).stats
+          .rounds,
+      );
     // Target-only at first (the slow spell priced rounds out), then a probe, then speculation again.
     expect(rounds[0]).toBe(0);
     expect(rounds.slice(-3).every((r) => r > 5)).toBe(true);
@@ -128,13 +177,23 @@ describe('adaptive window', () => {
 
   it('a probe much cheaper than predicted probes again at once: a long slow spell is left within a few requests', async () => {
     let slow = true;
-    const w = world({ agree: () => true, verifyMs: (n) => (slow ? 80 : 6) + 0.5 * n, tokenMs: 5, draftMsPerToken: 0.5 });
+    const w = world({
+      agree: () => true,
+      verifyMs: (n) => (slow ? 80 : 6) + 0.5 * n,
+      tokenMs: 5,
+      draftMsPerToken: 0.5,
+    });
     const estimates = new PairEstimates();
     // A long slow spell: the verification fit remembers it with its full weight.
-    for (let i = 0; i < 6; i++) await run({ w, draft: { port: w.draft, planner: adaptive(estimates), name: 'd' }, maxTokens: 64 });
+    for (let i = 0; i < 6; i++)
+      await run({ w, draft: { port: w.draft, planner: adaptive(estimates), name: 'd' }, maxTokens: 64 });
     slow = false;
     const rounds: number[] = [];
-    for (let i = 0; i < 6; i++) rounds.push((await run({ w, draft: { port: w.draft, planner: adaptive(estimates), name: 'd' }, maxTokens: 64 })).stats.rounds);
+    for (let i = 0; i < 6; i++)
+      rounds.push(
+        (await run({ w, draft: { port: w.draft, planner: adaptive(estimates), name: 'd' }, maxTokens: 64 })).stats
+          .rounds,
+      );
     // With one probe per 128 target-only tokens this takes 3 probes, 2 requests apart (rounds from
     // the sixth request on); a surprising probe asks for the next one at the next request.
     const resumed = rounds.findIndex((r) => r > 5);
@@ -153,7 +212,12 @@ describe('adaptive window', () => {
 describe('draft-ahead', () => {
   it('a perfect draft has its next proposal ready: hits, time saved, same output', async () => {
     const w = world({ agree: () => true, verifyMs: () => 10, tokenMs: 10, draftMsPerToken: 1 });
-    const { tokens, stats } = await run({ w, draft: { port: w.draft, planner: fixedPlanner(3), name: 'd' }, maxTokens: 100, draftAhead: true });
+    const { tokens, stats } = await run({
+      w,
+      draft: { port: w.draft, planner: fixedPlanner(3), name: 'd' },
+      maxTokens: 100,
+      draftAhead: true,
+    });
     expect(tokens).toEqual(reference(100));
     expect(stats.draftAheadHits).toBeGreaterThan(stats.rounds * 0.8);
     expect(stats.draftAheadSavedMs).toBeGreaterThan(0);
@@ -161,7 +225,12 @@ describe('draft-ahead', () => {
 
   it('a draft that is often wrong: misses are dropped, output unchanged', async () => {
     const w = world({ agree: (len) => len % 3 !== 0, verifyMs: () => 10, tokenMs: 10, draftMsPerToken: 1 });
-    const { tokens, stats } = await run({ w, draft: { port: w.draft, planner: fixedPlanner(3), name: 'd' }, maxTokens: 100, draftAhead: true });
+    const { tokens, stats } = await run({
+      w,
+      draft: { port: w.draft, planner: fixedPlanner(3), name: 'd' },
+      maxTokens: 100,
+      draftAhead: true,
+    });
     expect(tokens).toEqual(reference(100));
     expect(stats.draftAheadMisses).toBeGreaterThan(0);
   });
@@ -195,7 +264,14 @@ function timedWorld(o: { agree: (ctxLength: number) => boolean; verifyMs: number
       return draftTokens(ctx, k, o.agree);
     },
   };
-  return { calls, target, draft, get failEarlyScoreOnce() { return o.failEarlyScoreOnce; } };
+  return {
+    calls,
+    target,
+    draft,
+    get failEarlyScoreOnce() {
+      return o.failEarlyScoreOnce;
+    },
+  };
 }
 
 async function timedRun(w: ReturnType<typeof timedWorld>, aheadDepth: number, maxTokens = 60) {
@@ -203,10 +279,24 @@ async function timedRun(w: ReturnType<typeof timedWorld>, aheadDepth: number, ma
   const tokens: number[] = [];
   const started = performance.now();
   const gen = runSpeculation({
-    prompt: PROMPT, draft: { port: w.draft, planner: fixedPlanner(4), name: 'd' }, target: w.target, rule: 'greedy', maxTokens, contextTokens: 10_000, maxPositions: () => 16,
-    draftAhead: true, aheadDepth, isEnd: () => false, isValidDraftToken: () => true, rng: seededRng(3), now: () => performance.now(), signal: new AbortController().signal, stats,
+    prompt: PROMPT,
+    draft: { port: w.draft, planner: fixedPlanner(4), name: 'd' },
+    target: w.target,
+    rule: 'greedy',
+    maxTokens,
+    contextTokens: 10_000,
+    maxPositions: () => 16,
+    draftAhead: true,
+    aheadDepth,
+    isEnd: () => false,
+    isValidDraftToken: () => true,
+    rng: seededRng(3),
+    now: () => performance.now(),
+    signal: new AbortController().signal,
+    stats,
   });
-  for (let step = await gen.next(); !step.done; step = await gen.next()) tokens.push(...step.value.tokens.map((t) => t.id));
+  for (let step = await gen.next(); !step.done; step = await gen.next())
+    tokens.push(...step.value.tokens.map((t) => t.id));
   return { tokens, stats, ms: performance.now() - started };
 }
 
@@ -241,8 +331,21 @@ describe('draft-ahead with early verification', () => {
     const w = timedWorld({ agree: () => true, verifyMs: 10 });
     const stats = emptyStats();
     const gen = runSpeculation({
-      prompt: PROMPT, draft: { port: w.draft, planner: fixedPlanner(4), name: 'd' }, target: w.target, rule: 'greedy', maxTokens: 40, contextTokens: 10_000, maxPositions: () => 10,
-      draftAhead: true, aheadDepth: 4, isEnd: () => false, isValidDraftToken: () => true, rng: seededRng(3), now: () => performance.now(), signal: new AbortController().signal, stats,
+      prompt: PROMPT,
+      draft: { port: w.draft, planner: fixedPlanner(4), name: 'd' },
+      target: w.target,
+      rule: 'greedy',
+      maxTokens: 40,
+      contextTokens: 10_000,
+      maxPositions: () => 10,
+      draftAhead: true,
+      aheadDepth: 4,
+      isEnd: () => false,
+      isValidDraftToken: () => true,
+      rng: seededRng(3),
+      now: () => performance.now(),
+      signal: new AbortController().signal,
+      stats,
     });
     for (let step = await gen.next(); !step.done; step = await gen.next());
     expect(w.calls.concurrentMax).toBe(2); // 2 × 5 positions fit in 10
@@ -255,7 +358,9 @@ describe('draft replacement', () => {
     const backup = world({ agree: () => true, verifyMs: () => 10, tokenMs: 10, draftMsPerToken: 1 });
     let replaced = 0;
     const { tokens, stats } = await run({
-      w, draft: { port: w.draft, planner: fixedPlanner(3), name: 'a' }, maxTokens: 60,
+      w,
+      draft: { port: w.draft, planner: fixedPlanner(3), name: 'a' },
+      maxTokens: 60,
       replaceDraft: async () => {
         replaced += 1;
         return { port: backup.draft, planner: fixedPlanner(3), name: 'b' };

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { runSpeculation, type DraftPort, type EngineOptions, type TargetPort } from '../src/speculative/engine.js';
+import { type DraftPort, type EngineOptions, runSpeculation, type TargetPort } from '../src/speculative/engine.js';
+import { fixedPlanner } from '../src/speculative/planner.js';
 import { seededRng } from '../src/speculative/sampling.js';
 import { emptyStats, type SpeculationStats } from '../src/speculative/stats.js';
 import type { GeneratedToken } from '../src/speculative/types.js';
-import { fixedPlanner } from '../src/speculative/planner.js';
 
 /** A deterministic "model": next token from the context's sum and length, mod 50; 49 is EOS. */
 const next = (ctx: readonly number[]) => (ctx.reduce((a, b) => a + b, 0) * 7 + ctx.length * 13 + 3) % 50;
@@ -62,9 +62,12 @@ function reference(prompt: number[], n: number, stopAtEos = true): number[] {
   return out;
 }
 
-const slotOf = (port: DraftPort | undefined, k = 4) => (port === undefined ? undefined : { port, planner: fixedPlanner(k), name: 'draft' });
+const slotOf = (port: DraftPort | undefined, k = 4) =>
+  port === undefined ? undefined : { port, planner: fixedPlanner(k), name: 'draft' };
 
-async function collect(o: Partial<Omit<EngineOptions, 'draft'>> & { draft: DraftPort | undefined; target: TargetPort; k?: number }) {
+async function collect(
+  o: Partial<Omit<EngineOptions, 'draft'>> & { draft: DraftPort | undefined; target: TargetPort; k?: number },
+) {
   const stats: SpeculationStats = emptyStats();
   const failures: string[] = [];
   const { draft, k, ...rest } = o;
@@ -107,7 +110,12 @@ describe('runSpeculation', () => {
 
   it('scores k+1 prompts [ctx, ctx+d1, …] in one batch and never overshoots max_tokens', async () => {
     const calls = { score: 0, generate: 0, prompts: [] as number[][][] };
-    const { tokens } = await collect({ draft: draftPort({}), target: targetPort(calls), maxTokens: 7, isEnd: () => false });
+    const { tokens } = await collect({
+      draft: draftPort({}),
+      target: targetPort(calls),
+      maxTokens: 7,
+      isEnd: () => false,
+    });
     expect(tokens).toHaveLength(7);
     const first = calls.prompts[0]!;
     expect(first).toHaveLength(5);
@@ -120,7 +128,13 @@ describe('runSpeculation', () => {
 
   it('caps k by the target batch size', async () => {
     const calls = { score: 0, generate: 0, prompts: [] as number[][][] };
-    await collect({ draft: draftPort({}), target: targetPort(calls), maxPositions: () => 3, maxTokens: 10, isEnd: () => false });
+    await collect({
+      draft: draftPort({}),
+      target: targetPort(calls),
+      maxPositions: () => 3,
+      maxTokens: 10,
+      isEnd: () => false,
+    });
     expect(Math.max(...calls.prompts.map((p) => p.length))).toBe(3);
   });
 
@@ -128,14 +142,23 @@ describe('runSpeculation', () => {
     const prompt = [4]; // reaches EOS after 13 tokens
     const ref = reference(prompt, 500);
     expect(ref.at(-1)).toBe(EOS);
-    const { tokens, result } = await collect({ prompt, draft: draftPort({}), target: targetPort({ score: 0, generate: 0, prompts: [] }), maxTokens: 500 });
+    const { tokens, result } = await collect({
+      prompt,
+      draft: draftPort({}),
+      target: targetPort({ score: 0, generate: 0, prompts: [] }),
+      maxTokens: 500,
+    });
     expect(tokens).toEqual(ref);
     expect(result.finish).toBe('stop');
   });
 
   it('a draft dying mid-request: output unchanged, rest generated target-only in one stream', async () => {
     const calls = { score: 0, generate: 0, prompts: [] as number[][][] };
-    const { tokens, stats, failures } = await collect({ draft: draftPort({ failAfter: 2 }), target: targetPort(calls), isEnd: () => false });
+    const { tokens, stats, failures } = await collect({
+      draft: draftPort({ failAfter: 2 }),
+      target: targetPort(calls),
+      isEnd: () => false,
+    });
     expect(tokens).toEqual(reference([1, 2, 3], 40, false));
     expect(failures[0]).toMatch(/draft failed: connection reset/);
     expect(stats.fallbackReason).toMatch(/connection reset/);
@@ -145,7 +168,11 @@ describe('runSpeculation', () => {
 
   it('a draft returning ids outside the vocabulary is dropped before the target sees them', async () => {
     const calls = { score: 0, generate: 0, prompts: [] as number[][][] };
-    const { tokens, failures } = await collect({ draft: draftPort({ badId: true }), target: targetPort(calls), isEnd: () => false });
+    const { tokens, failures } = await collect({
+      draft: draftPort({ badId: true }),
+      target: targetPort(calls),
+      isEnd: () => false,
+    });
     expect(tokens).toEqual(reference([1, 2, 3], 40, false));
     expect(failures[0]).toMatch(/outside the vocabulary/);
     expect(calls.prompts.flat(2)).not.toContain(100_000);
@@ -164,7 +191,23 @@ describe('runSpeculation', () => {
         }),
       generate: async function* () {},
     };
-    const gen = runSpeculation({ prompt: [1], draft: slotOf(draftPort({}), 2), target: slowTarget, rule: 'greedy', draftAhead: false, aheadDepth: 0, maxTokens: 5, contextTokens: 100, maxPositions: () => 8, isEnd: () => false, isValidDraftToken: () => true, rng: seededRng(1), now: () => 0, signal: controller.signal, stats: emptyStats() });
+    const gen = runSpeculation({
+      prompt: [1],
+      draft: slotOf(draftPort({}), 2),
+      target: slowTarget,
+      rule: 'greedy',
+      draftAhead: false,
+      aheadDepth: 0,
+      maxTokens: 5,
+      contextTokens: 100,
+      maxPositions: () => 8,
+      isEnd: () => false,
+      isValidDraftToken: () => true,
+      rng: seededRng(1),
+      now: () => 0,
+      signal: controller.signal,
+      stats: emptyStats(),
+    });
     const pending = gen.next();
     setTimeout(() => controller.abort(new Error('client gone')), 5);
     await expect(pending).rejects.toThrow('client gone');

@@ -1,9 +1,9 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDemoBackends, type DemoBackends } from '../src/demo/demo-backends.js';
-import { main as runSdkExample } from '../examples/openai-sdk.js';
 import { main as runMountExample } from '../examples/express-mount.js';
+import { main as runSdkExample } from '../examples/openai-sdk.js';
+import { type DemoBackends, startDemoBackends } from '../src/demo/demo-backends.js';
 
 describe('examples', () => {
   let demo: DemoBackends;
@@ -12,7 +12,11 @@ describe('examples', () => {
 
   beforeAll(async () => {
     demo = await startDemoBackends();
-    server = await runMountExample(0, { target: { urls: [demo.target.url] }, draft: { urls: [demo.draft.url] }, logLevel: 'silent' });
+    server = await runMountExample(0, {
+      target: { urls: [demo.target.url] },
+      draft: { urls: [demo.draft.url] },
+      logLevel: 'silent',
+    });
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
   afterAll(async () => {
@@ -23,7 +27,7 @@ describe('examples', () => {
 
   it('express-mount keeps the app own routes and serves dsd under /llm', async () => {
     expect(await (await fetch(`${base}/`)).text()).toContain('my app');
-    expect((await (await fetch(`${base}/llm/health`)).json())).toEqual({ status: 'ok' });
+    expect(await (await fetch(`${base}/llm/health`)).json()).toEqual({ status: 'ok' });
   });
 
   it('openai-sdk example streams a story through the mounted dsd', async () => {

@@ -11,7 +11,13 @@ import { startTestDsd, type TestDsd } from './helpers/dsd.js';
  * OpenAI error — never a hang, never corrupted text.
  */
 const models = demoModels();
-const PROMPTS = ['Once upon a time', 'The little bird', 'Lily went to the beach', 'The bear was very hungry.', 'One day, Tom and Max'];
+const PROMPTS = [
+  'Once upon a time',
+  'The little bird',
+  'Lily went to the beach',
+  'The bear was very hungry.',
+  'One day, Tom and Max',
+];
 const MAX_TOKENS = 32;
 
 interface Outcome {
@@ -22,7 +28,12 @@ interface Outcome {
 }
 
 /** Streams one completion and classifies what the client saw. */
-async function stream(base: string, prompt: string, timeoutMs = 15_000, headers: Record<string, string> = {}): Promise<Outcome> {
+async function stream(
+  base: string,
+  prompt: string,
+  timeoutMs = 15_000,
+  headers: Record<string, string> = {},
+): Promise<Outcome> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   try {
@@ -35,9 +46,14 @@ async function stream(base: string, prompt: string, timeoutMs = 15_000, headers:
     const raw = await res.text();
     if (!res.ok) {
       const body = JSON.parse(raw) as { error?: { code: string; message: string } };
-      return body.error ? { kind: 'http-error', status: res.status, text: '', error: body.error } : { kind: 'broken', status: res.status, text: raw };
+      return body.error
+        ? { kind: 'http-error', status: res.status, text: '', error: body.error }
+        : { kind: 'broken', status: res.status, text: raw };
     }
-    const events = raw.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice(6));
+    const events = raw
+      .split('\n\n')
+      .filter((e) => e.startsWith('data: '))
+      .map((e) => e.slice(6));
     let text = '';
     for (const e of events) {
       if (e === '[DONE]') return { kind: 'complete', status: 200, text };
@@ -53,7 +69,9 @@ async function stream(base: string, prompt: string, timeoutMs = 15_000, headers:
   }
 }
 
-async function startDsd(options: DsdOptions): Promise<{ base: string; router: TestDsd['router']; close(): Promise<void> }> {
+async function startDsd(
+  options: DsdOptions,
+): Promise<{ base: string; router: TestDsd['router']; close(): Promise<void> }> {
   const dsd = await startTestDsd(options);
   return { base: dsd.baseUrl, router: dsd.router, close: dsd.close };
 }
@@ -68,7 +86,11 @@ describe('fault-injection matrix', () => {
     draft = new LlamaEmulator({ model: models.draft, alias: 'draft' });
     await Promise.all([target.listen(), draft.listen()]);
     for (const p of PROMPTS) {
-      const r = await fetch(`${target.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'target', prompt: p, max_tokens: MAX_TOKENS, temperature: 0 }) });
+      const r = await fetch(`${target.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'target', prompt: p, max_tokens: MAX_TOKENS, temperature: 0 }),
+      });
       reference.set(p, ((await r.json()) as { choices: { text: string }[] }).choices[0]!.text);
     }
   });
@@ -83,8 +105,15 @@ describe('fault-injection matrix', () => {
     }
   };
 
-  it.each([['http-500', 502, 'upstream_error'], ['malformed-json', 502, 'upstream_bad_response']] as const)('target answering %s: %i %s in the envelope', async (fault, status, code) => {
-    const dsd = await startDsd({ target: { urls: [target.url] }, draft: { urls: [draft.url] }, speculation: { window: 3 } });
+  it.each([
+    ['http-500', 502, 'upstream_error'],
+    ['malformed-json', 502, 'upstream_bad_response'],
+  ] as const)('target answering %s: %i %s in the envelope', async (fault, status, code) => {
+    const dsd = await startDsd({
+      target: { urls: [target.url] },
+      draft: { urls: [draft.url] },
+      speculation: { window: 3 },
+    });
     try {
       await stream(dsd.base, PROMPTS[0]!); // connect and check vocabulary first
       await withFault(target, fault, async () => {
@@ -113,7 +142,11 @@ describe('fault-injection matrix', () => {
   });
 
   it('target stalled past its timeout: 504, within the timeout', async () => {
-    const dsd = await startDsd({ target: { urls: [target.url], timeouts: { headersTimeoutMs: 300, bodyTimeoutMs: 300 } }, draft: { urls: [draft.url] }, speculation: { window: 3 } });
+    const dsd = await startDsd({
+      target: { urls: [target.url], timeouts: { headersTimeoutMs: 300, bodyTimeoutMs: 300 } },
+      draft: { urls: [draft.url] },
+      speculation: { window: 3 },
+    });
     try {
       await stream(dsd.base, PROMPTS[0]!);
       await withFault(target, 'stall', async () => {
@@ -128,9 +161,17 @@ describe('fault-injection matrix', () => {
   });
 
   it('target killed mid-stream: the stream ends with an in-band error, text so far is a correct prefix', async () => {
-    const victim = new LlamaEmulator({ model: models.target, alias: 'target', latency: { perTokenMs: 5, perRequestMs: 5 } });
+    const victim = new LlamaEmulator({
+      model: models.target,
+      alias: 'target',
+      latency: { perTokenMs: 5, perRequestMs: 5 },
+    });
     await victim.listen();
-    const dsd = await startDsd({ target: { urls: [victim.url] }, draft: { urls: [draft.url] }, speculation: { window: 2 } });
+    const dsd = await startDsd({
+      target: { urls: [victim.url] },
+      draft: { urls: [draft.url] },
+      speculation: { window: 2 },
+    });
     try {
       await stream(dsd.base, PROMPTS[0]!);
       const pending = stream(dsd.base, PROMPTS[4]!);
@@ -165,7 +206,11 @@ describe('fault-injection matrix', () => {
     await dead.close();
     const dsd = await startDsd({ target: { urls: [url], kind: 'llamacpp' }, draft: { urls: [draft.url] } });
     try {
-      expect(await stream(dsd.base, PROMPTS[0]!)).toMatchObject({ kind: 'http-error', status: 502, error: { code: 'upstream_unavailable' } });
+      expect(await stream(dsd.base, PROMPTS[0]!)).toMatchObject({
+        kind: 'http-error',
+        status: 502,
+        error: { code: 'upstream_unavailable' },
+      });
     } finally {
       await dsd.close();
     }
@@ -174,17 +219,36 @@ describe('fault-injection matrix', () => {
   it('clients disconnecting mid-stream: upstream requests aborted, no leaked sockets or timers', async () => {
     const slowTarget = new LlamaEmulator({ model: models.target, alias: 'target', latency: { perTokenMs: 10 } });
     await slowTarget.listen();
-    const dsd = await startDsd({ target: { urls: [slowTarget.url] }, draft: { urls: [draft.url] }, speculation: { window: 2 } });
+    const dsd = await startDsd({
+      target: { urls: [slowTarget.url] },
+      draft: { urls: [draft.url] },
+      speculation: { window: 2 },
+    });
     const resources = () => {
       const info = process.getActiveResourcesInfo();
-      return { sockets: info.filter((r) => r === 'TCPSocketWrap').length, timers: info.filter((r) => r === 'Timeout').length };
+      return {
+        sockets: info.filter((r) => r === 'TCPSocketWrap').length,
+        timers: info.filter((r) => r === 'Timeout').length,
+      };
     };
     try {
       await stream(dsd.base, PROMPTS[0]!);
       const before = resources();
       for (let i = 0; i < 10; i++) {
         const controller = new AbortController();
-        const res = await fetch(`${dsd.base}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'target', prompt: PROMPTS[i % PROMPTS.length], max_tokens: 300, temperature: 0, stream: true, dsd: { speculative: i % 2 === 0 } }), signal: controller.signal });
+        const res = await fetch(`${dsd.base}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            model: 'target',
+            prompt: PROMPTS[i % PROMPTS.length],
+            max_tokens: 300,
+            temperature: 0,
+            stream: true,
+            dsd: { speculative: i % 2 === 0 },
+          }),
+          signal: controller.signal,
+        });
         await res.body!.getReader().read();
         controller.abort();
       }

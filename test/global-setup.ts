@@ -26,7 +26,8 @@ export default async function setup(project: TestProject): Promise<void> {
     (bin) => ({ bin, reason: '' }),
     (err: Error) => ({ bin: null, reason: err.message }),
   );
-  if (result.bin !== null && Date.now() - started > 5_000) console.log(`built llama-server in ${Math.round((Date.now() - started) / 1000)} s: ${result.bin}`);
+  if (result.bin !== null && Date.now() - started > 5_000)
+    console.log(`built llama-server in ${Math.round((Date.now() - started) / 1000)} s: ${result.bin}`);
   project.provide('llamaServer', { bin: result.bin, models, reason: result.reason });
 }
 

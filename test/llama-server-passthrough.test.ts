@@ -1,7 +1,7 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { llamaSkipReason, startLlamaServer, type LlamaProcess } from './helpers/llama-server.js';
 import { startTestDsd, type TestDsd } from './helpers/dsd.js';
+import { type LlamaProcess, llamaSkipReason, startLlamaServer } from './helpers/llama-server.js';
 
 const skip = llamaSkipReason();
 if (skip) console.warn(`skipping real llama-server tests: ${skip}`);
@@ -37,18 +37,28 @@ describe.skipIf(skip !== undefined)('real llama-server target (stories260K-f32),
     expect(whole.choices[0]?.text).toBe(expected);
     expect(whole.usage?.completion_tokens).toBe(48);
     let streamed = '';
-    for await (const c of await viaDsd.completions.create({ ...req, stream: true })) streamed += c.choices[0]?.text ?? '';
+    for await (const c of await viaDsd.completions.create({ ...req, stream: true }))
+      streamed += c.choices[0]?.text ?? '';
     expect(streamed).toBe(expected);
   });
 
   it('chat at temperature 0: same text as the server directly, streaming and not', async () => {
-    const req = { model: 'stories-target', messages: [{ role: 'user' as const, content: 'Tell me a story' }], max_tokens: 40, temperature: 0 };
+    const req = {
+      model: 'stories-target',
+      messages: [{ role: 'user' as const, content: 'Tell me a story' }],
+      max_tokens: 40,
+      temperature: 0,
+    };
     const expected = (await direct.chat.completions.create(req)).choices[0]?.message.content;
     expect(expected?.length).toBeGreaterThan(0);
     const whole = await viaDsd.chat.completions.create(req);
     expect(whole.choices[0]?.message.content).toBe(expected);
     let streamed = '';
-    const stream = await viaDsd.chat.completions.create({ ...req, stream: true, stream_options: { include_usage: true } });
+    const stream = await viaDsd.chat.completions.create({
+      ...req,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     let usage: OpenAI.CompletionUsage | undefined | null;
     for await (const c of stream) {
       streamed += c.choices[0]?.delta.content ?? '';

@@ -5,8 +5,8 @@ import { PromptCache } from '../src/cache/prompt-cache.js';
 import { demoModels } from '../src/demo/demo-backends.js';
 import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
 import { buildPromptIds } from '../src/server/prompt-builder.js';
-import { llamaSkipReason, startLlamaServer, type LlamaProcess } from './helpers/llama-server.js';
 import { postJson, startTestDsd } from './helpers/dsd.js';
+import { type LlamaProcess, llamaSkipReason, startLlamaServer } from './helpers/llama-server.js';
 
 const timeouts = { connectTimeoutMs: 2_000, headersTimeoutMs: 10_000, bodyTimeoutMs: 10_000 };
 const signal = () => AbortSignal.timeout(10_000);
@@ -14,7 +14,10 @@ const signal = () => AbortSignal.timeout(10_000);
 /** A conversation growing turn by turn, with awkward boundaries (no space, digits, punctuation). */
 const TURNS: ChatMessage[][] = [];
 {
-  const m: ChatMessage[] = [{ role: 'system', content: 'You tell short stories.' }, { role: 'user', content: 'Once upon a time' }];
+  const m: ChatMessage[] = [
+    { role: 'system', content: 'You tell short stories.' },
+    { role: 'user', content: 'Once upon a time' },
+  ];
   TURNS.push([...m]);
   const replies = [', there was a girl named Lily.', '42!', 'She said "hi" and ran home.'];
   const asks = ['What next?', 'and then', 'The end?'];
@@ -27,7 +30,13 @@ const TURNS: ChatMessage[][] = [];
 async function checkPrefixReuse(server: LlamaCppServer, model: string) {
   const cache = new PromptCache(16);
   for (const messages of TURNS) {
-    const viaCache = await buildPromptIds({ input: { kind: 'messages', messages }, target: server, model, cache, signal: signal() });
+    const viaCache = await buildPromptIds({
+      input: { kind: 'messages', messages },
+      target: server,
+      model,
+      cache,
+      signal: signal(),
+    });
     const full = await server.chatPromptIds(messages, signal());
     expect(viaCache).toEqual(full);
   }
@@ -66,7 +75,14 @@ describe('prompt cache (emulated llama.cpp)', () => {
 
   it('is bounded: no growth past the configured entries', async () => {
     const cache = new PromptCache(5);
-    for (let i = 0; i < 40; i++) await buildPromptIds({ input: { kind: 'messages', messages: [{ role: 'user', content: `story ${i}` }] }, target: server, model: 'target', cache, signal: signal() });
+    for (let i = 0; i < 40; i++)
+      await buildPromptIds({
+        input: { kind: 'messages', messages: [{ role: 'user', content: `story ${i}` }] },
+        target: server,
+        model: 'target',
+        cache,
+        signal: signal(),
+      });
     expect(cache.size.exact).toBe(5);
     expect(cache.size.conversations).toBe(5);
   });
@@ -74,10 +90,19 @@ describe('prompt cache (emulated llama.cpp)', () => {
   it('through dsd: the second turn hits the prompt cache', async () => {
     const draft = new LlamaEmulator({ model: demoModels().draft, alias: 'draft' });
     await draft.listen();
-    const dsd = await startTestDsd({ target: { urls: [emu.url] }, draft: { urls: [draft.url] }, speculation: { window: 3 } });
+    const dsd = await startTestDsd({
+      target: { urls: [emu.url] },
+      draft: { urls: [draft.url] },
+      speculation: { window: 3 },
+    });
     try {
       for (const messages of TURNS.slice(0, 2)) {
-        const r = await postJson(`${dsd.baseUrl}/v1/chat/completions`, { model: 'target', messages, max_tokens: 8, temperature: 0 });
+        const r = await postJson(`${dsd.baseUrl}/v1/chat/completions`, {
+          model: 'target',
+          messages,
+          max_tokens: 8,
+          temperature: 0,
+        });
         expect(r.status).toBe(200);
       }
       expect(dsd.router.dsd.promptCache?.counters.prefixHits).toBe(1);
@@ -96,7 +121,12 @@ describe.skipIf(skip !== undefined)('prompt cache and KV reuse on real llama-ser
   let draft: LlamaProcess;
   beforeAll(async () => {
     target = await startLlamaServer({ model: 'stories260K-f32.gguf', alias: 'target', slots: 5 });
-    draft = await startLlamaServer({ model: 'stories260K-q4_0.gguf', alias: 'draft', slots: 2, extraArgs: ['--metrics'] });
+    draft = await startLlamaServer({
+      model: 'stories260K-q4_0.gguf',
+      alias: 'draft',
+      slots: 2,
+      extraArgs: ['--metrics'],
+    });
   });
   afterAll(async () => {
     await Promise.all([target?.stop(), draft?.stop()]);
@@ -114,14 +144,32 @@ describe.skipIf(skip !== undefined)('prompt cache and KV reuse on real llama-ser
   });
 
   it('the second turn of a conversation hits the target slots and the pinned draft slot KV caches', async () => {
-    const dsd = await startTestDsd({ target: { urls: [target.url] }, draft: { urls: [draft.url] }, speculation: { window: 3 } });
+    const dsd = await startTestDsd({
+      target: { urls: [target.url] },
+      draft: { urls: [draft.url] },
+      speculation: { window: 3 },
+    });
     try {
-      const cachedTotal = async () => Number(/^llamacpp:prompt_tokens_cached_total (\d+)/m.exec(await (await fetch(`${draft.url}/metrics`)).text())?.[1] ?? Number.NaN);
-      const first = await postJson(`${dsd.baseUrl}/v1/chat/completions`, { model: 'target', messages: TURNS[0], max_tokens: 24, temperature: 0 });
+      const cachedTotal = async () =>
+        Number(
+          /^llamacpp:prompt_tokens_cached_total (\d+)/m.exec(await (await fetch(`${draft.url}/metrics`)).text())?.[1] ??
+            Number.NaN,
+        );
+      const first = await postJson(`${dsd.baseUrl}/v1/chat/completions`, {
+        model: 'target',
+        messages: TURNS[0],
+        max_tokens: 24,
+        temperature: 0,
+      });
       const reply = first.body.choices[0].message.content as string;
       const firstPromptTokens = first.body.usage.prompt_tokens as number;
       const cachedBefore = await cachedTotal();
-      const second = await postJson(`${dsd.baseUrl}/v1/chat/completions`, { model: 'target', messages: [...TURNS[0]!, { role: 'assistant', content: reply }, { role: 'user', content: 'And then?' }], max_tokens: 24, temperature: 0 });
+      const second = await postJson(`${dsd.baseUrl}/v1/chat/completions`, {
+        model: 'target',
+        messages: [...TURNS[0]!, { role: 'assistant', content: reply }, { role: 'user', content: 'And then?' }],
+        max_tokens: 24,
+        temperature: 0,
+      });
       expect(second.status).toBe(200);
       // Target: most verification prompt tokens came from the slots' KV caches.
       expect(second.body.usage.dsd.verify_prompt_recomputed_fraction).toBeLessThan(0.5);

@@ -1,9 +1,9 @@
-import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDemoBackends, type DemoBackends } from '../src/demo/demo-backends.js';
-import { freePort } from './helpers/llama-server.js';
+import { type DemoBackends, startDemoBackends } from '../src/demo/demo-backends.js';
 import { postJson, startTestDsd, type TestDsd } from './helpers/dsd.js';
+import { freePort } from './helpers/llama-server.js';
 
 const MODEL = 'dsd-demo-target';
 let demo: DemoBackends;
@@ -53,7 +53,12 @@ describe('bad input gets its status and an OpenAI error envelope', () => {
     const r = await postJson(chat(), body);
     expect(r.status).toBe(400);
     expectEnvelope(r.body, 'invalid_request', param);
-    expect(r.body.error.message).toContain(param.split('.').pop()!.replace(/\[\d+\]/, ''));
+    expect(r.body.error.message).toContain(
+      param
+        .split('.')
+        .pop()!
+        .replace(/\[\d+\]/, ''),
+    );
   });
 
   it('a body that is not an object → 400', async () => {
@@ -112,7 +117,9 @@ describe('API keys', () => {
     expect(JSON.stringify(r.body)).not.toContain('k-wrong');
   });
   it('any configured key is accepted; /health needs none', async () => {
-    expect((await postJson(`${keyed.baseUrl}/v1/chat/completions`, body, { authorization: 'Bearer k-two' })).status).toBe(200);
+    expect(
+      (await postJson(`${keyed.baseUrl}/v1/chat/completions`, body, { authorization: 'Bearer k-two' })).status,
+    ).toBe(200);
     expect((await fetch(`${keyed.baseUrl}/health`)).status).toBe(200);
   });
 });
@@ -139,7 +146,9 @@ describe('upstream failures', () => {
     stalled.listen(0, '127.0.0.1');
     await once(stalled, 'listening');
     const port = (stalled.address() as { port: number }).port;
-    const slow = await startTestDsd({ target: { urls: [`http://127.0.0.1:${port}`], kind: 'llamacpp', timeouts: { headersTimeoutMs: 300 } } });
+    const slow = await startTestDsd({
+      target: { urls: [`http://127.0.0.1:${port}`], kind: 'llamacpp', timeouts: { headersTimeoutMs: 300 } },
+    });
     try {
       const started = Date.now();
       const r = await postJson(`${slow.baseUrl}/v1/completions`, { model: MODEL, prompt: 'x' });

@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDemoBackends, type DemoBackends } from '../src/demo/demo-backends.js';
+import { type DemoBackends, startDemoBackends } from '../src/demo/demo-backends.js';
 import { readSse, startTestDsd, type TestDsd } from './helpers/dsd.js';
 
 const MODEL = 'dsd-demo-target';
@@ -27,7 +27,12 @@ describe('passthrough to the target (no draft configured)', () => {
   });
 
   it('chat, non-streaming, in OpenAI shape with the client-facing model name', async () => {
-    const r = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Tell me a story' }], max_tokens: 12, temperature: 0 });
+    const r = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Tell me a story' }],
+      max_tokens: 12,
+      temperature: 0,
+    });
     expect(r.object).toBe('chat.completion');
     expect(r.model).toBe(MODEL);
     expect(r.choices[0]?.message.content?.length).toBeGreaterThan(0);
@@ -37,16 +42,38 @@ describe('passthrough to the target (no draft configured)', () => {
   });
 
   it('completions, streaming, equals the non-streaming text at temperature 0', async () => {
-    const whole = await client.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 20, temperature: 0 });
-    const stream = await client.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 20, temperature: 0, stream: true });
+    const whole = await client.completions.create({
+      model: MODEL,
+      prompt: 'Once upon a time',
+      max_tokens: 20,
+      temperature: 0,
+    });
+    const stream = await client.completions.create({
+      model: MODEL,
+      prompt: 'Once upon a time',
+      max_tokens: 20,
+      temperature: 0,
+      stream: true,
+    });
     let text = '';
     for await (const chunk of stream) text += chunk.choices[0]?.text ?? '';
     expect(text).toBe(whole.choices[0]?.text);
   });
 
   it('SSE ends with [DONE]; usage chunk only when include_usage is asked', async () => {
-    const body = { model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 5, temperature: 0, stream: true };
-    const post = (b: object) => fetch(`${dsd.baseUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) });
+    const body = {
+      model: MODEL,
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 5,
+      temperature: 0,
+      stream: true,
+    };
+    const post = (b: object) =>
+      fetch(`${dsd.baseUrl}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(b),
+      });
     const without = await post(body);
     expect(without.headers.get('content-type')).toContain('text/event-stream');
     const plain = await readSse(without);

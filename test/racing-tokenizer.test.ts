@@ -18,11 +18,13 @@ function target(ms: number, ids: number[] | Error) {
   } as unknown as ModelServer;
   return { server, calls };
 }
-const draft = (ms: number, ids: number[] | Error): Tokenize => async () => {
-  await sleep(ms);
-  if (ids instanceof Error) throw ids;
-  return ids;
-};
+const draft =
+  (ms: number, ids: number[] | Error): Tokenize =>
+  async () => {
+    await sleep(ms);
+    if (ids instanceof Error) throw ids;
+    return ids;
+  };
 
 describe('racing tokenizer (draft first, target confirms)', () => {
   it('takes the near draft answer, then confirms it against the target without asking twice', async () => {

@@ -44,34 +44,44 @@ describe('DSD-Si', () => {
     [0.7, 4, 0.1],
     [0.9, 8, 0.05],
     [0.8, 3, 0.2],
-  ])('zero network, no batching, i.i.d. α=%s, k=%s, c=%s: speed-up equals (1 − α^(k+1)) / ((1 − α)(kc + 1)) within 1 %%', (alpha, k, c) => {
-    const [alone, dsd] = simulate(textbook(alpha, k, c));
-    const simulated = (alone as { msPerToken: number }).msPerToken / (dsd as { msPerToken: number }).msPerToken;
-    const analytic = (1 - alpha ** (k + 1)) / ((1 - alpha) * (k * c + 1));
-    expect(Math.abs(simulated / analytic - 1)).toBeLessThan(0.01);
-  });
+  ])(
+    'zero network, no batching, i.i.d. α=%s, k=%s, c=%s: speed-up equals (1 − α^(k+1)) / ((1 − α)(kc + 1)) within 1 %%',
+    (alpha, k, c) => {
+      const [alone, dsd] = simulate(textbook(alpha, k, c));
+      const simulated = (alone as { msPerToken: number }).msPerToken / (dsd as { msPerToken: number }).msPerToken;
+      const analytic = (1 - alpha ** (k + 1)) / ((1 - alpha) * (k * c + 1));
+      expect(Math.abs(simulated / analytic - 1)).toBeLessThan(0.01);
+    },
+  );
 
   it.each([
     [0.9, 4, 0.05, 20, 2],
     [0.8, 4, 0.1, 20, 1],
     [0.9, 8, 0.05, 40, 2],
-  ])('early verification (α=%s, k=%s, c=%s, %s ms one-way, %s ahead, batching target) matches the planner formula within 10 %% and beats one round per round trip', (alpha, k, c, oneWayMs, depth) => {
-    const step = 10;
-    const base = textbook(alpha, k, c);
-    const scenario: Scenario = {
-      ...base,
-      targets: { ...base.targets, maxBatch: 16 },
-      link: { oneWayMs, bandwidthBytesPerS: Infinity },
-      strategies: [{ kind: 'dsd-fixed', k, draftAhead: true, aheadDepth: depth }, { kind: 'dsd-fixed', k, draftAhead: true }],
-    };
-    const [early, serial] = simulate(scenario) as { msPerToken: number }[];
-    const verify = 2 * oneWayMs + step;
-    const hit = alpha ** (k + 1);
-    const expected = (1 - alpha ** (k + 1)) / (1 - alpha);
-    const formula = ((1 - hit) * (k * c * step + verify) + hit * Math.max((k + 1) * c * step, verify / (depth + 1))) / expected;
-    expect(Math.abs((early?.msPerToken as number) / formula - 1)).toBeLessThan(0.1);
-    expect(early?.msPerToken).toBeLessThan(0.9 * (serial?.msPerToken as number));
-  });
+  ])(
+    'early verification (α=%s, k=%s, c=%s, %s ms one-way, %s ahead, batching target) matches the planner formula within 10 %% and beats one round per round trip',
+    (alpha, k, c, oneWayMs, depth) => {
+      const step = 10;
+      const base = textbook(alpha, k, c);
+      const scenario: Scenario = {
+        ...base,
+        targets: { ...base.targets, maxBatch: 16 },
+        link: { oneWayMs, bandwidthBytesPerS: Infinity },
+        strategies: [
+          { kind: 'dsd-fixed', k, draftAhead: true, aheadDepth: depth },
+          { kind: 'dsd-fixed', k, draftAhead: true },
+        ],
+      };
+      const [early, serial] = simulate(scenario) as { msPerToken: number }[];
+      const verify = 2 * oneWayMs + step;
+      const hit = alpha ** (k + 1);
+      const expected = (1 - alpha ** (k + 1)) / (1 - alpha);
+      const formula =
+        ((1 - hit) * (k * c * step + verify) + hit * Math.max((k + 1) * c * step, verify / (depth + 1))) / expected;
+      expect(Math.abs((early?.msPerToken as number) / formula - 1)).toBeLessThan(0.1);
+      expect(early?.msPerToken).toBeLessThan(0.9 * (serial?.msPerToken as number));
+    },
+  );
 
   it('is deterministic for a scenario and seed', () => {
     const a = simulateStrategy(DEFAULT_SCENARIO, { kind: 'dsd-adaptive', draftAhead: true });
@@ -82,8 +92,22 @@ describe('DSD-Si', () => {
   });
 
   it('network delay costs distributed speculation a round trip per round, single-node none', () => {
-    const near = simulate({ ...textbook(0.8, 4, 0.1), link: { oneWayMs: 0, bandwidthBytesPerS: Infinity }, strategies: [{ kind: 'dsd-fixed', k: 4 }, { kind: 'single-node', k: 4, draftMsPerToken: 1 }] });
-    const far = simulate({ ...textbook(0.8, 4, 0.1), link: { oneWayMs: 20, bandwidthBytesPerS: Infinity }, strategies: [{ kind: 'dsd-fixed', k: 4 }, { kind: 'single-node', k: 4, draftMsPerToken: 1 }] });
+    const near = simulate({
+      ...textbook(0.8, 4, 0.1),
+      link: { oneWayMs: 0, bandwidthBytesPerS: Infinity },
+      strategies: [
+        { kind: 'dsd-fixed', k: 4 },
+        { kind: 'single-node', k: 4, draftMsPerToken: 1 },
+      ],
+    });
+    const far = simulate({
+      ...textbook(0.8, 4, 0.1),
+      link: { oneWayMs: 20, bandwidthBytesPerS: Infinity },
+      strategies: [
+        { kind: 'dsd-fixed', k: 4 },
+        { kind: 'single-node', k: 4, draftMsPerToken: 1 },
+      ],
+    });
     const ms = (r: unknown) => (r as { msPerToken: number }).msPerToken;
     // DSD: every round (≈ 3.36 tokens at α = 0.8, k = 4) pays the 40 ms round trip.
     expect(ms(far[0]) - ms(near[0])).toBeGreaterThan(40 / 3.4 - 1);
@@ -103,7 +127,13 @@ describe('dsd sim command', () => {
     try {
       const runs = await simCommand(['--sweep', 'rtt=0:40:20', '--out', out], () => undefined);
       expect(runs.map((r) => r.value)).toEqual([0, 20, 40]);
-      expect(readdirSync(out).sort()).toEqual(['report.md', 'results.json', 'rtt-e2e-latency.svg', 'rtt-speedup.svg', 'rtt-throughput.svg']);
+      expect(readdirSync(out).sort()).toEqual([
+        'report.md',
+        'results.json',
+        'rtt-e2e-latency.svg',
+        'rtt-speedup.svg',
+        'rtt-throughput.svg',
+      ]);
       const svg = readFileSync(join(out, 'rtt-e2e-latency.svg'), 'utf8');
       const series = [...svg.matchAll(/<g class="series" data-name="([^"]+)">/g)].map((m) => m[1]);
       expect(series).toEqual(runs[0]?.results.map((r) => r.strategy));
@@ -123,7 +153,9 @@ describe('dsd sim command', () => {
       expect(s.strategies.length).toBeGreaterThan(2);
       expect(s.link.bandwidthBytesPerS).toBeGreaterThan(0);
     }
-    await expect(simCommand(['--sweep', 'colour=1:2:1'], () => undefined)).rejects.toThrow(/unknown parameter 'colour'/);
+    await expect(simCommand(['--sweep', 'colour=1:2:1'], () => undefined)).rejects.toThrow(
+      /unknown parameter 'colour'/,
+    );
   });
 });
 
@@ -135,10 +167,22 @@ describe('trace replay', () => {
     const { loadScenario } = await import('../src/sim/sim-command.js');
     const dir = mkdtempSync(join(tmpdir(), 'dsd-trace-sim-'));
     try {
-      const rounds = Array.from({ length: 400 }, (_, i) => ({ k: 4, accepted: i % 2 === 0 ? 4 : 1, draftMs: 1, verifyMs: 10 }));
+      const rounds = Array.from({ length: 400 }, (_, i) => ({
+        k: 4,
+        accepted: i % 2 === 0 ? 4 : 1,
+        draftMs: 1,
+        verifyMs: 10,
+      }));
       writeFileSync(join(dir, 'rounds.jsonl'), rounds.map((r) => JSON.stringify(r)).join('\n'));
-      const scenario = { ...DEFAULT_SCENARIO, acceptance: { kind: 'trace', file: 'rounds.jsonl' }, strategies: [{ kind: 'dsd-fixed', k: 4 }] };
-      writeFileSync(join(dir, 's.json'), JSON.stringify(scenario, (_k, v) => (v === Infinity ? 0 : v)));
+      const scenario = {
+        ...DEFAULT_SCENARIO,
+        acceptance: { kind: 'trace', file: 'rounds.jsonl' },
+        strategies: [{ kind: 'dsd-fixed', k: 4 }],
+      };
+      writeFileSync(
+        join(dir, 's.json'),
+        JSON.stringify(scenario, (_k, v) => (v === Infinity ? 0 : v)),
+      );
       const loaded = loadScenario(join(dir, 's.json'));
       const [r] = simulate(loaded);
       // Half the rounds accept all 4, half accept 1: position 1 always, positions 2–4 half the time.

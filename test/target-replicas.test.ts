@@ -5,7 +5,10 @@ import { VllmEmulator } from '../src/demo/vllm-emulator.js';
 import { postJson, startTestDsd, type TestDsd } from './helpers/dsd.js';
 
 const models = demoModels();
-const conversation = (i: number) => [{ role: 'system', content: `You are storyteller number ${i}.` }, { role: 'user', content: 'Tell me about Lily' }];
+const conversation = (i: number) => [
+  { role: 'system', content: `You are storyteller number ${i}.` },
+  { role: 'user', content: 'Tell me about Lily' },
+];
 
 describe('several target replicas: prefix-affine routing with failover', () => {
   const replicas: VllmEmulator[] = [];
@@ -16,7 +19,11 @@ describe('several target replicas: prefix-affine routing with failover', () => {
     for (let i = 0; i < 3; i++) replicas.push(new VllmEmulator({ model: models.target, alias: 'big' }));
     draft = new LlamaEmulator({ model: models.draft, alias: 'draft' });
     await Promise.all([...replicas.map((r) => r.listen()), draft.listen()]);
-    dsd = await startTestDsd({ target: { urls: replicas.map((r) => r.url) }, draft: { urls: [draft.url] }, speculation: { window: 3 } });
+    dsd = await startTestDsd({
+      target: { urls: replicas.map((r) => r.url) },
+      draft: { urls: [draft.url] },
+      speculation: { window: 3 },
+    });
   });
   afterAll(async () => {
     await dsd.close();
@@ -30,10 +37,18 @@ describe('several target replicas: prefix-affine routing with failover', () => {
     for (let c = 0; c < 8; c++) {
       const before = completionCalls();
       for (let turn = 0; turn < 2; turn++) {
-        const r = await postJson(`${dsd.baseUrl}/v1/chat/completions`, { model: 'big', messages: conversation(c), max_tokens: 12, temperature: 0 });
+        const r = await postJson(`${dsd.baseUrl}/v1/chat/completions`, {
+          model: 'big',
+          messages: conversation(c),
+          max_tokens: 12,
+          temperature: 0,
+        });
         expect(r.status).toBe(200);
       }
-      const touched = completionCalls().map((n, i) => n - (before[i] as number)).map((d, i) => (d > 0 ? i : -1)).filter((i) => i >= 0);
+      const touched = completionCalls()
+        .map((n, i) => n - (before[i] as number))
+        .map((d, i) => (d > 0 ? i : -1))
+        .filter((i) => i >= 0);
       // Once connected, one conversation's requests all go to a single replica.
       if (c > 0) expect(touched).toHaveLength(1);
       for (const i of touched) used.add(i);
@@ -42,12 +57,29 @@ describe('several target replicas: prefix-affine routing with failover', () => {
   });
 
   it('a replica that is stopped: its conversations fail over, output unchanged', async () => {
-    const want = (await postJson(`${dsd.baseUrl}/v1/chat/completions`, { model: 'big', messages: conversation(99), max_tokens: 16, temperature: 0 })).body.choices[0].message.content;
+    const want = (
+      await postJson(`${dsd.baseUrl}/v1/chat/completions`, {
+        model: 'big',
+        messages: conversation(99),
+        max_tokens: 16,
+        temperature: 0,
+      })
+    ).body.choices[0].message.content;
     const before = completionCalls();
-    await postJson(`${dsd.baseUrl}/v1/chat/completions`, { model: 'big', messages: conversation(99), max_tokens: 16, temperature: 0 });
+    await postJson(`${dsd.baseUrl}/v1/chat/completions`, {
+      model: 'big',
+      messages: conversation(99),
+      max_tokens: 16,
+      temperature: 0,
+    });
     const home = completionCalls().findIndex((n, i) => n > (before[i] as number));
     await replicas[home]!.close();
-    const r = await postJson(`${dsd.baseUrl}/v1/chat/completions`, { model: 'big', messages: conversation(99), max_tokens: 16, temperature: 0 });
+    const r = await postJson(`${dsd.baseUrl}/v1/chat/completions`, {
+      model: 'big',
+      messages: conversation(99),
+      max_tokens: 16,
+      temperature: 0,
+    });
     expect(r.status).toBe(200);
     expect(r.body.choices[0].message.content).toBe(want);
     const ready = (await (await fetch(`${dsd.baseUrl}/ready`)).json()) as { status: string; targets: boolean[] };

@@ -18,7 +18,10 @@ describe('TextAssembler', () => {
   it('never releases a broken UTF-8 character split across tokens', () => {
     const euro = bytes('€'); // 3 bytes
     const crab = bytes('🦀'); // 4 bytes
-    const r = run([bytes('a'), euro.slice(0, 1), euro.slice(1, 2), euro.slice(2), crab.slice(0, 2), crab.slice(2), bytes('b')], []);
+    const r = run(
+      [bytes('a'), euro.slice(0, 1), euro.slice(1, 2), euro.slice(2), crab.slice(0, 2), crab.slice(2), bytes('b')],
+      [],
+    );
     expect(r.released).toEqual(['a', '', '', '€', '', '🦀', 'b']);
     expect(r.released.join('')).not.toContain('\uFFFD');
   });

@@ -35,7 +35,14 @@ describe('vLLM adapter wire format', () => {
   beforeEach(() => {
     agent = new MockAgent();
     agent.disableNetConnect();
-    server = new VllmServer({ baseUrl: ORIGIN, role: 'target', apiKey: 'sk-target', timeouts, model: 'big', dispatcher: agent });
+    server = new VllmServer({
+      baseUrl: ORIGIN,
+      role: 'target',
+      apiKey: 'sk-target',
+      timeouts,
+      model: 'big',
+      dispatcher: agent,
+    });
   });
   afterEach(async () => {
     await agent.close();
@@ -44,13 +51,40 @@ describe('vLLM adapter wire format', () => {
   it('verifies k+1 prompts in one /v1/completions call, prefix-cache friendly', async () => {
     let sent: any;
     let auth: unknown;
-    agent.get(ORIGIN).intercept({ path: '/v1/completions', method: 'POST' }).reply(200, (opts) => {
-      sent = JSON.parse(String(opts.body));
-      auth = (opts.headers as Record<string, string>).authorization;
-      return verification;
+    agent
+      .get(ORIGIN)
+      .intercept({ path: '/v1/completions', method: 'POST' })
+      .reply(200, (opts) => {
+        sent = JSON.parse(String(opts.body));
+        auth = (opts.headers as Record<string, string>).authorization;
+        return verification;
+      });
+    const result = await server.score({
+      prompts: [
+        [1, 5],
+        [1, 5, 13],
+        [1, 5, 13, 306],
+      ],
+      sampling: { temperature: 0.7, topP: 1, topK: 0, minP: 0 },
+      topN: 5,
+      postSamplingProbs: false,
+      signal: signal(),
     });
-    const result = await server.score({ prompts: [[1, 5], [1, 5, 13], [1, 5, 13, 306]], sampling: { temperature: 0.7, topP: 1, topK: 0, minP: 0 }, topN: 5, postSamplingProbs: false, signal: signal() });
-    expect(sent).toMatchObject({ model: 'big', prompt: [[1, 5], [1, 5, 13], [1, 5, 13, 306]], max_tokens: 1, logprobs: 5, temperature: 0.7, top_p: 1, top_k: -1, return_tokens_as_token_ids: true, return_token_ids: true });
+    expect(sent).toMatchObject({
+      model: 'big',
+      prompt: [
+        [1, 5],
+        [1, 5, 13],
+        [1, 5, 13, 306],
+      ],
+      max_tokens: 1,
+      logprobs: 5,
+      temperature: 0.7,
+      top_p: 1,
+      top_k: -1,
+      return_tokens_as_token_ids: true,
+      return_token_ids: true,
+    });
     expect(sent).not.toHaveProperty('prompt_logprobs');
     expect(sent).not.toHaveProperty('echo');
     expect(sent).not.toHaveProperty('seed');
@@ -64,16 +98,30 @@ describe('vLLM adapter wire format', () => {
   });
 
   it('a batch answer with the wrong number of choices is a bad upstream response', async () => {
-    agent.get(ORIGIN).intercept({ path: '/v1/completions', method: 'POST' }).reply(200, { ...verification, choices: verification.choices.slice(1) });
-    await expect(server.score({ prompts: [[1], [1, 2], [1, 2, 3]], sampling: { temperature: 0, topP: 1, topK: 0, minP: 0 }, topN: 1, postSamplingProbs: false, signal: signal() })).rejects.toMatchObject({ code: 'upstream_bad_response' });
+    agent
+      .get(ORIGIN)
+      .intercept({ path: '/v1/completions', method: 'POST' })
+      .reply(200, { ...verification, choices: verification.choices.slice(1) });
+    await expect(
+      server.score({
+        prompts: [[1], [1, 2], [1, 2, 3]],
+        sampling: { temperature: 0, topP: 1, topK: 0, minP: 0 },
+        topN: 1,
+        postSamplingProbs: false,
+        signal: signal(),
+      }),
+    ).rejects.toMatchObject({ code: 'upstream_bad_response' });
   });
 
   it('builds chat prompts with /tokenize messages and reads ids', async () => {
     let sent: any;
-    agent.get(ORIGIN).intercept({ path: '/tokenize', method: 'POST' }).reply(200, (opts) => {
-      sent = JSON.parse(String(opts.body));
-      return { count: 3, max_model_len: 4096, tokens: [1, 22, 33] };
-    });
+    agent
+      .get(ORIGIN)
+      .intercept({ path: '/tokenize', method: 'POST' })
+      .reply(200, (opts) => {
+        sent = JSON.parse(String(opts.body));
+        return { count: 3, max_model_len: 4096, tokens: [1, 22, 33] };
+      });
     expect(await server.chatPromptIds([{ role: 'user', content: 'hi' }], signal())).toEqual([1, 22, 33]);
     expect(sent).toEqual({ model: 'big', messages: [{ role: 'user', content: 'hi' }], add_generation_prompt: true });
   });
@@ -84,17 +132,45 @@ describe('vLLM adapter wire format', () => {
   });
 
   it('an upstream 400 is relayed with its status; a 401 between dsd and vLLM is a 502', async () => {
-    agent.get(ORIGIN).intercept({ path: '/v1/completions', method: 'POST' }).reply(400, { object: 'error', message: "This model's maximum context length is 4096 tokens", type: 'BadRequestError', code: 400 });
-    const bad = server.propose({ promptIds: [1], maxTokens: 1, sampling: { temperature: 0, topP: 1, topK: 0, minP: 0 }, topN: 1, postSamplingProbs: false, signal: signal() });
-    await expect(bad).rejects.toMatchObject({ status: 400, code: 'upstream_error', message: expect.stringContaining('maximum context length') });
+    agent
+      .get(ORIGIN)
+      .intercept({ path: '/v1/completions', method: 'POST' })
+      .reply(400, {
+        object: 'error',
+        message: "This model's maximum context length is 4096 tokens",
+        type: 'BadRequestError',
+        code: 400,
+      });
+    const bad = server.propose({
+      promptIds: [1],
+      maxTokens: 1,
+      sampling: { temperature: 0, topP: 1, topK: 0, minP: 0 },
+      topN: 1,
+      postSamplingProbs: false,
+      signal: signal(),
+    });
+    await expect(bad).rejects.toMatchObject({
+      status: 400,
+      code: 'upstream_error',
+      message: expect.stringContaining('maximum context length'),
+    });
     agent.get(ORIGIN).intercept({ path: '/v1/completions', method: 'POST' }).reply(401, { error: 'Unauthorized' });
-    const unauthorized = server.propose({ promptIds: [1], maxTokens: 1, sampling: { temperature: 0, topP: 1, topK: 0, minP: 0 }, topN: 1, postSamplingProbs: false, signal: signal() });
+    const unauthorized = server.propose({
+      promptIds: [1],
+      maxTokens: 1,
+      sampling: { temperature: 0, topP: 1, topK: 0, minP: 0 },
+      topN: 1,
+      postSamplingProbs: false,
+      signal: signal(),
+    });
     await expect(unauthorized).rejects.toMatchObject({ status: 502, upstreamStatus: 401 });
   });
 
   it('parses token_id keys only', () => {
     expect(parseTokenKey('token_id:42')).toBe(42);
     expect(parseTokenKey('Ġworld')).toBeUndefined();
-    expect(tokensOfChoice({ index: 0, logprobs: { tokens: ['token_id:9', 'token_id:10'] } }).map((t) => t.id)).toEqual([9, 10]);
+    expect(tokensOfChoice({ index: 0, logprobs: { tokens: ['token_id:9', 'token_id:10'] } }).map((t) => t.id)).toEqual([
+      9, 10,
+    ]);
   });
 });

@@ -28,14 +28,21 @@ describe('vocabulary check between draft and target', () => {
 
   it('a mismatched draft is a clear startup error naming both servers', async () => {
     const config = loadConfig({}, { target: { urls: [target.url] }, draft: { urls: [foreign.url] }, port: 0 });
-    await expect(startDsd(config, createLogger('silent'))).rejects.toThrow(new RegExp(`draft at ${foreign.url} and the target at ${target.url} do not share a vocabulary`));
+    await expect(startDsd(config, createLogger('silent'))).rejects.toThrow(
+      new RegExp(`draft at ${foreign.url} and the target at ${target.url} do not share a vocabulary`),
+    );
   });
 
   it('a matching draft of another kind (vLLM draft, llama.cpp target) passes and is used', async () => {
     const config = loadConfig({}, { target: { urls: [target.url] }, draft: { urls: [sameVocabVllm.url] }, port: 0 });
     const running = await startDsd(config, createLogger('silent'));
     try {
-      const r = await postJson(`${running.baseUrl}/completions`, { model: 'target', prompt: 'Once upon a time', max_tokens: 12, temperature: 0 });
+      const r = await postJson(`${running.baseUrl}/completions`, {
+        model: 'target',
+        prompt: 'Once upon a time',
+        max_tokens: 12,
+        temperature: 0,
+      });
       expect(r.status).toBe(200);
       expect(r.body.usage.dsd.rounds).toBeGreaterThan(0);
     } finally {
@@ -46,7 +53,12 @@ describe('vocabulary check between draft and target', () => {
   it('at run time a mismatched draft is never used: requests go to the target alone', async () => {
     const dsd = await startTestDsd({ target: { urls: [target.url] }, draft: { urls: [foreign.url] } });
     try {
-      const r = await postJson(`${dsd.baseUrl}/v1/completions`, { model: 'target', prompt: 'Once upon a time', max_tokens: 12, temperature: 0 });
+      const r = await postJson(`${dsd.baseUrl}/v1/completions`, {
+        model: 'target',
+        prompt: 'Once upon a time',
+        max_tokens: 12,
+        temperature: 0,
+      });
       expect(r.status).toBe(200);
       expect(r.body.usage.dsd).toBeUndefined();
       expect(foreign.stats.lastCompletionBody).toBeUndefined();

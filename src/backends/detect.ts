@@ -22,13 +22,23 @@ export interface ConnectOptions {
  * `/v1/models` entries carry `max_model_len`. A clear error when neither answers.
  */
 export async function detectKind(options: ConnectOptions, signal: AbortSignal): Promise<BackendKind> {
-  const http = new HttpUpstream({ baseUrl: options.url, role: options.role, apiKey: options.apiKey, timeouts: options.timeouts, connections: 2, ca: options.http?.ca });
+  const http = new HttpUpstream({
+    baseUrl: options.url,
+    role: options.role,
+    apiKey: options.apiKey,
+    timeouts: options.timeouts,
+    connections: 2,
+    ca: options.http?.ca,
+  });
   try {
     const props = await http.json('GET', '/props', undefined, signal).catch(() => undefined);
     if (typeof props === 'object' && props !== null && 'total_slots' in props) return 'llamacpp';
     const models = await http.json('GET', '/v1/models', undefined, signal).catch((err: unknown) => err);
     if (models instanceof Error) {
-      throw new DsdError('upstream_unavailable', `cannot detect the ${options.role} server at ${options.url}: ${models.message}`);
+      throw new DsdError(
+        'upstream_unavailable',
+        `cannot detect the ${options.role} server at ${options.url}: ${models.message}`,
+      );
     }
     const data = (models as { data?: { max_model_len?: unknown; owned_by?: unknown }[] }).data;
     if (data?.some((m) => m.owned_by === 'llamacpp')) return 'llamacpp';
@@ -44,7 +54,13 @@ export async function detectKind(options: ConnectOptions, signal: AbortSignal): 
 
 /** Connects to a server of a known kind (no network traffic). */
 export function createServer(options: ConnectOptions & { kind: BackendKind }): ModelServer {
-  const http = { ...options.http, baseUrl: options.url, role: options.role, apiKey: options.apiKey, timeouts: options.timeouts };
+  const http = {
+    ...options.http,
+    baseUrl: options.url,
+    role: options.role,
+    apiKey: options.apiKey,
+    timeouts: options.timeouts,
+  };
   switch (options.kind) {
     case 'llamacpp':
       return new LlamaCppServer(http);

@@ -1,5 +1,5 @@
-import { Pool, errors as undiciErrors } from 'undici';
 import type { Dispatcher } from 'undici';
+import { Pool, errors as undiciErrors } from 'undici';
 import type { TimeoutConfig } from '../config/types.js';
 import { ClientAbortError, UpstreamError, type UpstreamRole } from '../errors.js';
 import { RetryBudget } from './retry-budget.js';
@@ -73,13 +73,18 @@ export class HttpUpstream {
     this.basePath = url.pathname.replace(/\/+$/, '');
     this.role = options.role;
     this.origin = url.origin;
-    this.pool = options.dispatcher ?? new Pool(url.origin, {
-      connections: options.connections ?? 64,
-      connect: { timeout: options.timeouts.connectTimeoutMs, ...(options.ca === undefined ? {} : { ca: options.ca }) },
-      headersTimeout: options.timeouts.headersTimeoutMs,
-      bodyTimeout: options.timeouts.bodyTimeoutMs,
-      keepAliveTimeout: 30_000,
-    });
+    this.pool =
+      options.dispatcher ??
+      new Pool(url.origin, {
+        connections: options.connections ?? 64,
+        connect: {
+          timeout: options.timeouts.connectTimeoutMs,
+          ...(options.ca === undefined ? {} : { ca: options.ca }),
+        },
+        headersTimeout: options.timeouts.headersTimeoutMs,
+        bodyTimeout: options.timeouts.bodyTimeoutMs,
+        keepAliveTimeout: 30_000,
+      });
     this.observe = options.observe;
     this.retry = options.retry;
     this.headers = { 'content-type': 'application/json', accept: 'application/json' };
@@ -128,11 +133,23 @@ export class HttpUpstream {
       const started = performance.now();
       try {
         const res = await this.sendOnce(method, path, body, signal);
-        this.observe?.({ role: this.role, baseUrl: this.baseUrl, path, ms: performance.now() - started, outcome: 'ok' });
+        this.observe?.({
+          role: this.role,
+          baseUrl: this.baseUrl,
+          path,
+          ms: performance.now() - started,
+          outcome: 'ok',
+        });
         return res;
       } catch (err) {
         const e = err as Error;
-        this.observe?.({ role: this.role, baseUrl: this.baseUrl, path, ms: performance.now() - started, outcome: outcomeOf(e) });
+        this.observe?.({
+          role: this.role,
+          baseUrl: this.baseUrl,
+          path,
+          ms: performance.now() - started,
+          outcome: outcomeOf(e),
+        });
         const wait = this.retryDelay(e, attempt, signal);
         if (wait === undefined) throw err;
         this.retry?.onRetry?.();
@@ -144,9 +161,13 @@ export class HttpUpstream {
   /** Delay before the next attempt, or undefined when this failure must not be retried. */
   private retryDelay(err: Error, attempt: number, signal?: AbortSignal): number | undefined {
     const r = this.retry;
-    if (r === undefined || attempt >= r.maxAttempts || signal?.aborted || !(err instanceof UpstreamError)) return undefined;
+    if (r === undefined || attempt >= r.maxAttempts || signal?.aborted || !(err instanceof UpstreamError))
+      return undefined;
     const causeCode = (err.cause as { code?: string } | undefined)?.code ?? '';
-    const retryable = err.code === 'upstream_unavailable' ? RETRYABLE_CODES.has(causeCode) : RETRYABLE_STATUS.has(err.upstreamStatus ?? 0);
+    const retryable =
+      err.code === 'upstream_unavailable'
+        ? RETRYABLE_CODES.has(causeCode)
+        : RETRYABLE_STATUS.has(err.upstreamStatus ?? 0);
     if (!retryable) return undefined;
     const after = err.retryAfterMs;
     if (after !== undefined && after > r.maxRetryAfterMs) return undefined;
@@ -226,9 +247,14 @@ export class HttpUpstream {
       err instanceof undiciErrors.ConnectTimeoutError ||
       err instanceof undiciErrors.HeadersTimeoutError ||
       err instanceof undiciErrors.BodyTimeoutError ||
-      code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT'
+      code === 'UND_ERR_CONNECT_TIMEOUT' ||
+      code === 'UND_ERR_HEADERS_TIMEOUT' ||
+      code === 'UND_ERR_BODY_TIMEOUT'
     ) {
-      return new UpstreamError('upstream_timeout', `${where} timed out (${code || 'timeout'})`, { role: this.role, cause: err });
+      return new UpstreamError('upstream_timeout', `${where} timed out (${code || 'timeout'})`, {
+        role: this.role,
+        cause: err,
+      });
     }
     return new UpstreamError('upstream_unavailable', `${where} is unreachable (${code || (err as Error).message})`, {
       role: this.role,
@@ -256,7 +282,7 @@ export function upstreamMessage(text: string): string {
   try {
     const parsed = JSON.parse(text) as { error?: { message?: unknown } | string; message?: unknown; detail?: unknown };
     const e = parsed.error;
-    const candidate = typeof e === 'string' ? e : e?.message ?? parsed.message ?? parsed.detail;
+    const candidate = typeof e === 'string' ? e : (e?.message ?? parsed.message ?? parsed.detail);
     if (typeof candidate === 'string') message = candidate;
   } catch {
     // not JSON: keep the text

@@ -1,5 +1,5 @@
-import type { HttpUpstream } from './http.js';
 import { UpstreamError } from '../errors.js';
+import type { HttpUpstream } from './http.js';
 import type { OpenAiRoute } from './types.js';
 
 const PATHS: Record<OpenAiRoute, string> = { chat: '/v1/chat/completions', completions: '/v1/completions' };
@@ -29,9 +29,10 @@ export async function* openAiStream(
     }
     const error = (chunk as { error?: unknown } | null)?.error;
     if (error !== undefined && error !== null) {
-      const message = typeof error === 'object' && typeof (error as { message?: unknown }).message === 'string'
-        ? (error as { message: string }).message
-        : 'error';
+      const message =
+        typeof error === 'object' && typeof (error as { message?: unknown }).message === 'string'
+          ? (error as { message: string }).message
+          : 'error';
       throw new UpstreamError('upstream_error', `${http.role} server failed mid-stream: ${message.slice(0, 300)}`, {
         role: http.role,
       });

@@ -1,8 +1,7 @@
 import type { BackendKind } from '../config/types.js';
 import type { UpstreamRole } from '../errors.js';
-import type { LinkCounters } from './http.js';
-
 import type { GeneratedToken, SamplingParams } from '../speculative/types.js';
+import type { LinkCounters } from './http.js';
 
 export type { GeneratedToken, SamplingParams, TokenLogprob } from '../speculative/types.js';
 

@@ -31,7 +31,11 @@ function sampleIds(size: number): number[] {
  * the same BOS/EOS, sizes within 128 (llama.cpp's own rule), and the same text for ids spread
  * over the vocabulary. Returns undefined when they match, else what differs.
  */
-export async function vocabularyMismatch(target: DescribedServer, draft: DescribedServer, outer: AbortSignal): Promise<string | undefined> {
+export async function vocabularyMismatch(
+  target: DescribedServer,
+  draft: DescribedServer,
+  outer: AbortSignal,
+): Promise<string | undefined> {
   // Fourteen requests share one signal: a child signal with room for their abort listeners.
   const controller = new AbortController();
   setMaxListeners(64, controller.signal);
@@ -44,11 +48,17 @@ export async function vocabularyMismatch(target: DescribedServer, draft: Describ
   }
 }
 
-async function compare(target: DescribedServer, draft: DescribedServer, signal: AbortSignal): Promise<string | undefined> {
+async function compare(
+  target: DescribedServer,
+  draft: DescribedServer,
+  signal: AbortSignal,
+): Promise<string | undefined> {
   const t = target.info;
   const d = draft.info;
-  if (t.bosId !== undefined && d.bosId !== undefined && t.bosId !== d.bosId) return `BOS ids differ (target ${t.bosId}, draft ${d.bosId})`;
-  if (t.eosId !== undefined && d.eosId !== undefined && t.eosId !== d.eosId) return `EOS ids differ (target ${t.eosId}, draft ${d.eosId})`;
+  if (t.bosId !== undefined && d.bosId !== undefined && t.bosId !== d.bosId)
+    return `BOS ids differ (target ${t.bosId}, draft ${d.bosId})`;
+  if (t.eosId !== undefined && d.eosId !== undefined && t.eosId !== d.eosId)
+    return `EOS ids differ (target ${t.eosId}, draft ${d.eosId})`;
   if (t.vocabSize !== undefined && d.vocabSize !== undefined && Math.abs(t.vocabSize - d.vocabSize) > 128) {
     return `vocabulary sizes differ (target ${t.vocabSize}, draft ${d.vocabSize})`;
   }
@@ -56,7 +66,11 @@ async function compare(target: DescribedServer, draft: DescribedServer, signal: 
   const size = Math.min(t.vocabSize ?? d.vocabSize ?? 1000, d.vocabSize ?? t.vocabSize ?? 1000);
   const ids = sampleIds(size);
   const [tokenized, texts] = await Promise.all([
-    Promise.all(VOCABULARY_PROBES.map((probe) => Promise.all([target.server.tokenize(probe, false, signal), draft.server.tokenize(probe, false, signal)]))),
+    Promise.all(
+      VOCABULARY_PROBES.map((probe) =>
+        Promise.all([target.server.tokenize(probe, false, signal), draft.server.tokenize(probe, false, signal)]),
+      ),
+    ),
     Promise.all([target.server.detokenize(ids, signal), draft.server.detokenize(ids, signal)]),
   ]);
   for (const [i, [a, b]] of tokenized.entries()) {

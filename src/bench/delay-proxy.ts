@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { type AddressInfo, createConnection, createServer, type Server, type Socket } from 'node:net';
 
 /** Options of a delay proxy. */
 export interface DelayProxyOptions {

@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
@@ -39,7 +39,10 @@ export function locateLlamaServer(): Promise<string> {
   const script = fileURLToPath(new URL('../../scripts/build-llama-server.sh', import.meta.url));
   return new Promise((resolve, reject) => {
     execFile('bash', [script], { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`llama-server could not be built: ${stderr.split('\n').filter(Boolean).slice(-3).join(' | ')}`));
+      if (err)
+        reject(
+          new Error(`llama-server could not be built: ${stderr.split('\n').filter(Boolean).slice(-3).join(' | ')}`),
+        );
       else resolve(stdout.trim().split('\n').pop() ?? '');
     });
   });
@@ -51,7 +54,23 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function startLlamaServer(o: LlamaProcessOptions): Promise<LlamaProcess> {
   const port = await freePort();
   const slots = o.slots ?? 4;
-  const args = ['-m', o.modelPath, '--alias', o.alias, '--host', '127.0.0.1', '--port', String(port), '-np', String(slots), '-c', String(o.ctx ?? 512 * slots), '-t', String(o.threads ?? 1), ...(o.extraArgs ?? [])];
+  const args = [
+    '-m',
+    o.modelPath,
+    '--alias',
+    o.alias,
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '-np',
+    String(slots),
+    '-c',
+    String(o.ctx ?? 512 * slots),
+    '-t',
+    String(o.threads ?? 1),
+    ...(o.extraArgs ?? []),
+  ];
   const child: ChildProcess = spawn(o.bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   child.stderr?.on('data', (d: Buffer) => {

@@ -12,18 +12,20 @@ export const DEFAULT_PROMPTS_PATH = fileURLToPath(new URL('../../data/prompts.js
 /** Reads a JSONL prompt file; throws naming the first bad line. */
 export function loadPrompts(path: string = DEFAULT_PROMPTS_PATH): BenchPrompt[] {
   const prompts: BenchPrompt[] = [];
-  readFileSync(path, 'utf8').split('\n').forEach((line, i) => {
-    if (line.trim() === '') return;
-    let parsed: { prompt?: unknown; messages?: unknown };
-    try {
-      parsed = JSON.parse(line) as typeof parsed;
-    } catch {
-      throw new Error(`${path}:${i + 1}: not JSON`);
-    }
-    if (typeof parsed.prompt === 'string') prompts.push({ messages: [{ role: 'user', content: parsed.prompt }] });
-    else if (Array.isArray(parsed.messages)) prompts.push({ messages: parsed.messages as BenchPrompt['messages'] });
-    else throw new Error(`${path}:${i + 1}: expected "prompt" (a string) or "messages" (an array)`);
-  });
+  readFileSync(path, 'utf8')
+    .split('\n')
+    .forEach((line, i) => {
+      if (line.trim() === '') return;
+      let parsed: { prompt?: unknown; messages?: unknown };
+      try {
+        parsed = JSON.parse(line) as typeof parsed;
+      } catch {
+        throw new Error(`${path}:${i + 1}: not JSON`);
+      }
+      if (typeof parsed.prompt === 'string') prompts.push({ messages: [{ role: 'user', content: parsed.prompt }] });
+      else if (Array.isArray(parsed.messages)) prompts.push({ messages: parsed.messages as BenchPrompt['messages'] });
+      else throw new Error(`${path}:${i + 1}: expected "prompt" (a string) or "messages" (an array)`);
+    });
   if (prompts.length === 0) throw new Error(`${path}: no prompts`);
   return prompts;
 }
@@ -74,7 +76,10 @@ export function apiBase(url: string): string {
 
 /** The first model an endpoint lists. */
 export async function firstModel(url: string, apiKey: string | undefined, timeoutMs: number): Promise<string> {
-  const res = await fetch(`${apiBase(url)}/models`, { headers: apiKey ? { authorization: `Bearer ${apiKey}` } : {}, signal: AbortSignal.timeout(timeoutMs) });
+  const res = await fetch(`${apiBase(url)}/models`, {
+    headers: apiKey ? { authorization: `Bearer ${apiKey}` } : {},
+    signal: AbortSignal.timeout(timeoutMs),
+  });
   if (!res.ok) throw new Error(`${url}: GET /v1/models answered ${res.status}`);
   const body = (await res.json()) as { data?: { id?: string }[] };
   const id = body.data?.[0]?.id;
@@ -105,8 +110,19 @@ async function oneRequest(o: LoadOptions, prompt: BenchPrompt, startMs: number):
   try {
     const res = await fetch(`${apiBase(o.url)}/chat/completions`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', ...(o.apiKey ? { authorization: `Bearer ${o.apiKey}` } : {}), ...o.headers },
-      body: JSON.stringify({ model: o.model, messages: prompt.messages, max_tokens: o.maxTokens, temperature: o.temperature, stream: o.stream, ...(o.stream ? { stream_options: { include_usage: true } } : {}) }),
+      headers: {
+        'content-type': 'application/json',
+        ...(o.apiKey ? { authorization: `Bearer ${o.apiKey}` } : {}),
+        ...o.headers,
+      },
+      body: JSON.stringify({
+        model: o.model,
+        messages: prompt.messages,
+        max_tokens: o.maxTokens,
+        temperature: o.temperature,
+        stream: o.stream,
+        ...(o.stream ? { stream_options: { include_usage: true } } : {}),
+      }),
       signal: AbortSignal.timeout(o.timeoutMs),
     });
     if (!res.ok) {
@@ -122,7 +138,13 @@ async function oneRequest(o: LoadOptions, prompt: BenchPrompt, startMs: number):
     return o.stream ? await readStream(res, t0, base) : await readWhole(res, t0, base);
   } catch (err) {
     const e = err as Error & { cause?: { code?: string } };
-    return { ...base, ok: false, status: 0, error: e.name === 'TimeoutError' ? `timed out after ${o.timeoutMs} ms` : (e.cause?.code ?? e.message), e2eMs: performance.now() - t0 };
+    return {
+      ...base,
+      ok: false,
+      status: 0,
+      error: e.name === 'TimeoutError' ? `timed out after ${o.timeoutMs} ms` : (e.cause?.code ?? e.message),
+      e2eMs: performance.now() - t0,
+    };
   }
 }
 
@@ -131,7 +153,15 @@ type Usage = { completion_tokens?: number; dsd?: RequestResult['dsd'] };
 async function readWhole(res: Response, t0: number, base: Pick<RequestResult, 'startMs'>): Promise<RequestResult> {
   const body = (await res.json()) as { usage?: Usage };
   const e2eMs = performance.now() - t0;
-  const result: RequestResult = { ...base, ok: true, status: res.status, ttftMs: e2eMs, e2eMs, outputTokens: body.usage?.completion_tokens ?? 0, tpotMs: undefined };
+  const result: RequestResult = {
+    ...base,
+    ok: true,
+    status: res.status,
+    ttftMs: e2eMs,
+    e2eMs,
+    outputTokens: body.usage?.completion_tokens ?? 0,
+    tpotMs: undefined,
+  };
   if (body.usage?.dsd) result.dsd = body.usage.dsd;
   return result;
 }
@@ -151,13 +181,21 @@ async function readStream(res: Response, t0: number, base: Pick<RequestResult, '
     const events = buffer.split('\n\n');
     buffer = events.pop() ?? '';
     for (const event of events) {
-      const data = event.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('');
-      if (data === '' ) continue;
+      const data = event
+        .split('\n')
+        .filter((l) => l.startsWith('data:'))
+        .map((l) => l.slice(5).trim())
+        .join('');
+      if (data === '') continue;
       if (data === '[DONE]') {
         done = true;
         continue;
       }
-      const chunk = JSON.parse(data) as { error?: { message?: string }; usage?: Usage; choices?: { delta?: { content?: string }; text?: string }[] };
+      const chunk = JSON.parse(data) as {
+        error?: { message?: string };
+        usage?: Usage;
+        choices?: { delta?: { content?: string }; text?: string }[];
+      };
       if (chunk.error) error = chunk.error.message ?? 'error';
       if (chunk.usage) usage = chunk.usage;
       const content = chunk.choices?.[0]?.delta?.content ?? chunk.choices?.[0]?.text;

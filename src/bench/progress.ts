@@ -20,7 +20,9 @@ export class ProgressBar {
     const width = 30;
     const filled = Math.round((this.done / this.total) * width);
     const seconds = ((Date.now() - this.started) / 1000).toFixed(0);
-    this.out.write(`\r${this.label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${this.done}/${this.total} ${seconds} s`);
+    this.out.write(
+      `\r${this.label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${this.done}/${this.total} ${seconds} s`,
+    );
     if (this.done >= this.total) this.out.write('\n');
   }
 }

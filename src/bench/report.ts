@@ -34,7 +34,13 @@ function pcts(values: number[]): Percentiles {
 }
 
 /** Summarizes one run (`wallMs`: the time the endpoint was busy with it). */
-export function summarize(label: string, url: string, concurrency: number, results: readonly RequestResult[], wallMs: number): BenchSummary {
+export function summarize(
+  label: string,
+  url: string,
+  concurrency: number,
+  results: readonly RequestResult[],
+  wallMs: number,
+): BenchSummary {
   const ok = results.filter((r) => r.ok);
   const errorsByStatus: Record<string, number> = {};
   for (const r of results) if (!r.ok) errorsByStatus[String(r.status)] = (errorsByStatus[String(r.status)] ?? 0) + 1;
@@ -73,8 +79,14 @@ export function markdownReport(summaries: readonly BenchSummary[]): string {
   ];
   for (const s of summaries) {
     const base = summaries.find((b) => b.concurrency === s.concurrency);
-    const ratio = base && base.outputTokensPerSecond > 0 ? `${(s.outputTokensPerSecond / base.outputTokensPerSecond).toFixed(2)}×` : '—';
-    const errors = Object.entries(s.errorsByStatus).map(([status, n]) => `${n}× ${status === '0' ? 'no response' : status}`).join(', ') || '0';
+    const ratio =
+      base && base.outputTokensPerSecond > 0
+        ? `${(s.outputTokensPerSecond / base.outputTokensPerSecond).toFixed(2)}×`
+        : '—';
+    const errors =
+      Object.entries(s.errorsByStatus)
+        .map(([status, n]) => `${n}× ${status === '0' ? 'no response' : status}`)
+        .join(', ') || '0';
     lines.push(
       `| ${s.label} | ${s.concurrency} | ${s.ok} / ${s.requests} | ${f1(s.outputTokensPerSecond)} | ${ratio} | ${s.requestsPerSecond.toFixed(2)} | ${f1(s.ttftMs.p50)} / ${f1(s.ttftMs.p95)} / ${f1(s.ttftMs.p99)} | ${s.tpotMs.p50.toFixed(2)} / ${s.tpotMs.p95.toFixed(2)} | ${f1(s.e2eMs.p50)} / ${f1(s.e2eMs.p95)} / ${f1(s.e2eMs.p99)} | ${s.acceptanceRate === undefined ? '—' : `${(100 * s.acceptanceRate).toFixed(1)} %`} | ${s.meanAcceptanceLength?.toFixed(2) ?? '—'} | ${errors} |`,
     );

@@ -51,17 +51,26 @@ export function renderLineChart(c: LineChart): string {
     `<text x="${(M.left + W - M.right) / 2}" y="${H - 12}" text-anchor="middle">${esc(c.xLabel)}</text>`,
     `<text x="16" y="${(M.top + H - M.bottom) / 2}" text-anchor="middle" transform="rotate(-90 16 ${(M.top + H - M.bottom) / 2})">${esc(c.yLabel)}</text>`,
   ];
-  for (const t of ticks(x0, x1)) parts.push(`<text x="${px(t)}" y="${H - M.bottom + 16}" text-anchor="middle">${t}</text>`);
-  for (const t of ticks(y0, y1)) parts.push(`<text x="${M.left - 6}" y="${py(t) + 4}" text-anchor="end">${t}</text><line x1="${M.left}" y1="${py(t)}" x2="${W - M.right}" y2="${py(t)}" stroke="#eee"/>`);
+  for (const t of ticks(x0, x1))
+    parts.push(`<text x="${px(t)}" y="${H - M.bottom + 16}" text-anchor="middle">${t}</text>`);
+  for (const t of ticks(y0, y1))
+    parts.push(
+      `<text x="${M.left - 6}" y="${py(t) + 4}" text-anchor="end">${t}</text><line x1="${M.left}" y1="${py(t)}" x2="${W - M.right}" y2="${py(t)}" stroke="#eee"/>`,
+    );
   c.series.forEach((s, i) => {
     const color = COLORS[i % COLORS.length] as string;
     const pts: string[] = [];
     s.points.forEach(([x, y], j) => {
-      if (c.steps && j > 0) pts.push(`${px(x).toFixed(1)},${py((s.points[j - 1] as readonly [number, number])[1]).toFixed(1)}`);
+      if (c.steps && j > 0)
+        pts.push(`${px(x).toFixed(1)},${py((s.points[j - 1] as readonly [number, number])[1]).toFixed(1)}`);
       pts.push(`${px(x).toFixed(1)},${py(y).toFixed(1)}`);
     });
-    parts.push(`<g class="series" data-name="${esc(s.name)}"><polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.join(' ')}"/></g>`);
-    parts.push(`<rect x="${W - M.right + 12}" y="${M.top + i * 20}" width="12" height="12" fill="${color}"/><text x="${W - M.right + 30}" y="${M.top + i * 20 + 10}">${esc(s.name)}</text>`);
+    parts.push(
+      `<g class="series" data-name="${esc(s.name)}"><polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.join(' ')}"/></g>`,
+    );
+    parts.push(
+      `<rect x="${W - M.right + 12}" y="${M.top + i * 20}" width="12" height="12" fill="${color}"/><text x="${W - M.right + 30}" y="${M.top + i * 20 + 10}">${esc(s.name)}</text>`,
+    );
   });
   parts.push('</svg>');
   return parts.join('\n');

@@ -35,7 +35,12 @@ export class TokenBytesCache {
   }
 
   /** The bytes of `token`, looked up through `lookup` when nobody told them yet. */
-  async bytesOf(token: GeneratedToken, anchorId: number | undefined, lookup: TokenTextLookup, signal: AbortSignal): Promise<Uint8Array> {
+  async bytesOf(
+    token: GeneratedToken,
+    anchorId: number | undefined,
+    lookup: TokenTextLookup,
+    signal: AbortSignal,
+  ): Promise<Uint8Array> {
     if (token.bytes !== undefined) return token.bytes;
     const known = this.cache.get(token.id);
     if (known !== undefined) {
@@ -45,9 +50,10 @@ export class TokenBytesCache {
     }
     this.counters.misses += 1;
     this.onLookup?.(false);
-    const text = anchorId === undefined
-      ? await lookup([token.id], signal)
-      : (await lookup([anchorId, token.id], signal)).slice((await lookup([anchorId], signal)).length);
+    const text =
+      anchorId === undefined
+        ? await lookup([token.id], signal)
+        : (await lookup([anchorId, token.id], signal)).slice((await lookup([anchorId], signal)).length);
     const bytes = this.encoder.encode(text);
     this.cache.set(token.id, bytes);
     return bytes;

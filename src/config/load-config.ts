@@ -54,7 +54,10 @@ class EnvReader {
     const raw = this.string(name);
     if (raw === undefined) return [];
     const urls: string[] = [];
-    for (const part of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+    for (const part of raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
       const url = normalizeUrl(part);
       if (url === undefined) this.problems.push(`${name}: ${JSON.stringify(part)} is not an http(s) URL`);
       else urls.push(url);
@@ -133,7 +136,9 @@ function readNamedFile(r: EnvReader, name: string, readFile: FileReader): string
   try {
     return readFile(path);
   } catch (err) {
-    r.problems.push(`${name}=${JSON.stringify(path)}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    r.problems.push(
+      `${name}=${JSON.stringify(path)}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
     return undefined;
   }
 }
@@ -142,10 +147,17 @@ function readNamedFile(r: EnvReader, name: string, readFile: FileReader): string
  * Reads and validates the `DSD_*` variables of `env` (pure: pass `process.env` or a literal; files
  * named by variables are read through `readFile`). Throws a ConfigError listing every invalid one.
  */
-export function loadConfig(env: Env, overrides: DsdOptions = {}, readFile: FileReader = (path) => readFileSync(path, 'utf8')): DsdConfig {
+export function loadConfig(
+  env: Env,
+  overrides: DsdOptions = {},
+  readFile: FileReader = (path) => readFileSync(path, 'utf8'),
+): DsdConfig {
   const r = new EnvReader(env);
   const keyFile = readNamedFile(r, 'DSD_API_KEY_FILE', readFile);
-  const fileKeys = (keyFile ?? '').split(/\r?\n/).map((k) => k.trim()).filter((k) => k !== '' && !k.startsWith('#'));
+  const fileKeys = (keyFile ?? '')
+    .split(/\r?\n/)
+    .map((k) => k.trim())
+    .filter((k) => k !== '' && !k.startsWith('#'));
   const portDefault = r.int('PORT', 8080, 0, 65_535);
   const speculation = {
     window: readWindow(r),
@@ -163,7 +175,13 @@ export function loadConfig(env: Env, overrides: DsdOptions = {}, readFile: FileR
     draft: readUpstream(r, 'DRAFT', { connectTimeoutMs: 2_000, headersTimeoutMs: 5_000, bodyTimeoutMs: 5_000 }),
     host: r.string('DSD_HOST') ?? '127.0.0.1',
     port: r.int('DSD_PORT', portDefault, 0, 65_535),
-    apiKeys: [...(r.string('DSD_API_KEY') ?? '').split(',').map((k) => k.trim()).filter(Boolean), ...fileKeys],
+    apiKeys: [
+      ...(r.string('DSD_API_KEY') ?? '')
+        .split(',')
+        .map((k) => k.trim())
+        .filter(Boolean),
+      ...fileKeys,
+    ],
     logLevel: r.oneOf('DSD_LOG_LEVEL', LOG_LEVELS, 'info'),
     bodyLimitBytes: r.int('DSD_BODY_LIMIT_BYTES', 8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     speculation: { ...speculation, window },
@@ -193,12 +211,31 @@ export function loadConfig(env: Env, overrides: DsdOptions = {}, readFile: FileR
 function applyOverrides(config: DsdConfig, o: DsdOptions): DsdConfig {
   const upstream = (base: UpstreamConfig, over: DsdOptions['target']): UpstreamConfig => ({
     ...base,
-    ...stripUndefined({ urls: over?.urls?.map((u) => normalizeUrl(u) ?? u), kind: over?.kind, model: over?.model, apiKey: over?.apiKey }),
+    ...stripUndefined({
+      urls: over?.urls?.map((u) => normalizeUrl(u) ?? u),
+      kind: over?.kind,
+      model: over?.model,
+      apiKey: over?.apiKey,
+    }),
     timeouts: { ...base.timeouts, ...stripUndefined(over?.timeouts ?? {}) },
   });
   return {
     ...config,
-    ...stripUndefined({ host: o.host, port: o.port, apiKeys: o.apiKeys, logLevel: o.logLevel, bodyLimitBytes: o.bodyLimitBytes, logPrompts: o.logPrompts, shutdownGraceMs: o.shutdownGraceMs, targetRetryAttempts: o.targetRetryAttempts, promptCacheEntries: o.promptCacheEntries, draftSlotPinning: o.draftSlotPinning, targetSlotSharing: o.targetSlotSharing, traceFile: o.traceFile, upstreamConnections: o.upstreamConnections }),
+    ...stripUndefined({
+      host: o.host,
+      port: o.port,
+      apiKeys: o.apiKeys,
+      logLevel: o.logLevel,
+      bodyLimitBytes: o.bodyLimitBytes,
+      logPrompts: o.logPrompts,
+      shutdownGraceMs: o.shutdownGraceMs,
+      targetRetryAttempts: o.targetRetryAttempts,
+      promptCacheEntries: o.promptCacheEntries,
+      draftSlotPinning: o.draftSlotPinning,
+      targetSlotSharing: o.targetSlotSharing,
+      traceFile: o.traceFile,
+      upstreamConnections: o.upstreamConnections,
+    }),
     limits: { ...config.limits, ...stripUndefined(o.limits ?? {}) },
     target: upstream(config.target, o.target),
     draft: upstream(config.draft, o.draft),
@@ -208,7 +245,8 @@ function applyOverrides(config: DsdConfig, o: DsdOptions): DsdConfig {
 
 function checkConsistency(c: DsdConfig, problems: string[]): void {
   const s = c.speculation;
-  if (s.windowMin > s.windowMax) problems.push(`DSD_WINDOW_MIN (${s.windowMin}) is above DSD_WINDOW_MAX (${s.windowMax})`);
+  if (s.windowMin > s.windowMax)
+    problems.push(`DSD_WINDOW_MIN (${s.windowMin}) is above DSD_WINDOW_MAX (${s.windowMax})`);
   for (const url of [...c.target.urls, ...c.draft.urls]) {
     if (normalizeUrl(url) === undefined) problems.push(`${JSON.stringify(url)} is not an http(s) URL`);
   }

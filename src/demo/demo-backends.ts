@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { LlamaEmulator } from './llamacpp-emulator.js';
 import type { EmulatedLatency } from './emulated-server.js';
+import { LlamaEmulator } from './llamacpp-emulator.js';
 import { NgramModel } from './ngram-model.js';
 import { WordTokenizer } from './word-tokenizer.js';
 
@@ -40,7 +40,9 @@ export interface DemoBackends {
 }
 
 /** Starts the demo draft and target on free loopback ports. */
-export async function startDemoBackends(latency: { target?: Partial<EmulatedLatency>; draft?: Partial<EmulatedLatency> } = {}): Promise<DemoBackends> {
+export async function startDemoBackends(
+  latency: { target?: Partial<EmulatedLatency>; draft?: Partial<EmulatedLatency> } = {},
+): Promise<DemoBackends> {
   const models = demoModels();
   const target = new LlamaEmulator({ model: models.target, alias: 'dsd-demo-target', latency: latency.target ?? {} });
   const draft = new LlamaEmulator({ model: models.draft, alias: 'dsd-demo-draft', latency: latency.draft ?? {} });

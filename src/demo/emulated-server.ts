@@ -3,8 +3,8 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import express, { type Express, type Request, type Response } from 'express';
-import type { LanguageModel } from './language-model.js';
 import type { EmulatedSampling } from './generation.js';
+import type { LanguageModel } from './language-model.js';
 
 /** Scripted costs of an emulated server (real timer delays; tests and benchmarks change them live). */
 export interface EmulatedLatency {
@@ -25,7 +25,14 @@ export interface EmulatorStats {
 }
 
 /** A fault an emulated server injects into its generation endpoints, for fault-tolerance tests. */
-export type EmulatedFault = 'none' | 'malformed-json' | 'out-of-vocabulary' | 'http-500' | 'http-503' | 'stall' | 'malformed-sse';
+export type EmulatedFault =
+  | 'none'
+  | 'malformed-json'
+  | 'out-of-vocabulary'
+  | 'http-500'
+  | 'http-503'
+  | 'stall'
+  | 'malformed-sse';
 
 /** Options common to emulated servers. */
 export interface EmulatorOptions {
@@ -38,7 +45,8 @@ export interface EmulatorOptions {
 }
 
 /** Waits `ms` (no timer for 0, so unloaded emulators add no latency). */
-export const sleep = (ms: number): Promise<void> => (ms > 0 ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve());
+export const sleep = (ms: number): Promise<void> =>
+  ms > 0 ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve();
 
 /** A finite number or the fallback. */
 export function num(v: unknown, fallback: number): number {
@@ -77,7 +85,9 @@ export abstract class EmulatedServer {
       res.on('close', () => (res.writableFinished ? (this.stats.completed += 1) : (this.stats.aborted += 1)));
       next();
     });
-    app.post(['/completion', '/v1/completions', '/v1/chat/completions'], (req, res, next) => this.injectFault(req, res, next));
+    app.post(['/completion', '/v1/completions', '/v1/chat/completions'], (req, res, next) =>
+      this.injectFault(req, res, next),
+    );
     this.routes(app);
     app.use((err: unknown, _req: Request, res: Response, _next: unknown) => {
       res.status(500).json({ error: { code: 500, message: String((err as Error).message), type: 'server_error' } });
@@ -111,7 +121,14 @@ export abstract class EmulatedServer {
         res.type('application/json').send('{"tokens": [1, 2');
         return;
       case 'out-of-vocabulary':
-        res.json({ tokens: [9_999_999, 9_999_998], completion_probabilities: [{ id: 9_999_999, token: '?', bytes: [63], logprob: -0.1, top_logprobs: [] }, { id: 9_999_998, token: '?', bytes: [63], logprob: -0.1, top_logprobs: [] }], stop_type: 'limit' });
+        res.json({
+          tokens: [9_999_999, 9_999_998],
+          completion_probabilities: [
+            { id: 9_999_999, token: '?', bytes: [63], logprob: -0.1, top_logprobs: [] },
+            { id: 9_999_998, token: '?', bytes: [63], logprob: -0.1, top_logprobs: [] },
+          ],
+          stop_type: 'limit',
+        });
         return;
       case 'http-500':
         res.status(500).json({ error: { code: 500, message: 'injected failure', type: 'server_error' } });
@@ -126,7 +143,9 @@ export abstract class EmulatedServer {
           return;
         }
         res.setHeader('content-type', 'text/event-stream');
-        res.write(`data: ${JSON.stringify({ index: 0, content: ' x', tokens: [300], stop: false, choices: [{ index: 0, text: ' x', finish_reason: null }] })}\n\n`);
+        res.write(
+          `data: ${JSON.stringify({ index: 0, content: ' x', tokens: [300], stop: false, choices: [{ index: 0, text: ' x', finish_reason: null }] })}\n\n`,
+        );
         res.end('data: {"tokens": [1, \n\n');
         return;
       case 'stall':

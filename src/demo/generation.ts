@@ -1,4 +1,12 @@
-import { argmax, sampleFrom, seededRng, transformDistribution, type Rng, type TokenProb, type TransformParams } from '../speculative/sampling.js';
+import {
+  argmax,
+  type Rng,
+  sampleFrom,
+  seededRng,
+  type TokenProb,
+  type TransformParams,
+  transformDistribution,
+} from '../speculative/sampling.js';
 import type { LanguageModel } from './language-model.js';
 import { EOS_ID } from './word-tokenizer.js';
 

@@ -1,6 +1,6 @@
 import type { Express, Request, Response } from 'express';
-import { EmulatedServer, num, sleep, type EmulatorOptions } from './emulated-server.js';
-import { emulateGeneration, type EmulatedSampling, type EmulatedStop, type EmulatedToken } from './generation.js';
+import { EmulatedServer, type EmulatorOptions, num, sleep } from './emulated-server.js';
+import { type EmulatedSampling, type EmulatedStop, type EmulatedToken, emulateGeneration } from './generation.js';
 import { chatMlPrompt, pickFields, probEntry } from './llamacpp-wire.js';
 import { handleOpenAi } from './openai-emulation.js';
 
@@ -35,7 +35,10 @@ export class LlamaEmulator extends EmulatedServer {
     app.post('/tokenize', async (req, res) => {
       const b = req.body as Body;
       const text = String(b.content ?? '');
-      const encoded = this.tok.encode(text, { addBos: b.add_special === true, parseSpecial: b.parse_special !== false });
+      const encoded = this.tok.encode(text, {
+        addBos: b.add_special === true,
+        parseSpecial: b.parse_special !== false,
+      });
       const ids = this.onTokenize === undefined ? encoded : await this.onTokenize(text, encoded);
       res.json({ tokens: b.with_pieces === true ? ids.map((id) => ({ id, piece: this.tok.piece(id) })) : ids });
     });
@@ -53,7 +56,10 @@ export class LlamaEmulator extends EmulatedServer {
 
   private props() {
     return {
-      default_generation_settings: { n_ctx: this.contextTokens, params: { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05 } },
+      default_generation_settings: {
+        n_ctx: this.contextTokens,
+        params: { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05 },
+      },
       total_slots: this.slots,
       model_alias: this.options.alias,
       model_path: `demo/${this.options.alias}.ngram`,
@@ -65,8 +71,18 @@ export class LlamaEmulator extends EmulatedServer {
   }
 
   private models() {
-    const meta = { vocab_type: 1, n_vocab: this.tok.size, n_ctx_train: this.contextTokens, n_embd: 0, n_params: 0, size: 0 };
-    return { object: 'list', data: [{ id: this.options.alias, object: 'model', created: 0, owned_by: 'llamacpp', meta }] };
+    const meta = {
+      vocab_type: 1,
+      n_vocab: this.tok.size,
+      n_ctx_train: this.contextTokens,
+      n_embd: 0,
+      n_params: 0,
+      size: 0,
+    };
+    return {
+      object: 'list',
+      data: [{ id: this.options.alias, object: 'model', created: 0, owned_by: 'llamacpp', meta }],
+    };
   }
 
   protected sampling(b: Body): EmulatedSampling {
@@ -100,7 +116,8 @@ export class LlamaEmulator extends EmulatedServer {
     const bad = prompts.find((p): p is string => typeof p === 'string');
     if (bad !== undefined) return this.invalid(res, bad);
     const ids = prompts as number[][];
-    if (ids.some((p) => p.length >= this.contextTokens)) return this.invalid(res, 'the request exceeds the available context size');
+    if (ids.some((p) => p.length >= this.contextTokens))
+      return this.invalid(res, 'the request exceeds the available context size');
     const maxTokens = num(b.n_predict, -1) < 0 ? this.contextTokens : num(b.n_predict, -1);
     const gen = { maxTokens, contextTokens: this.contextTokens, sampling: this.sampling(b) };
     const nProbs = num(b.n_probs, 0);
@@ -113,14 +130,33 @@ export class LlamaEmulator extends EmulatedServer {
       const it = emulateGeneration(this.options.model, prompt, gen);
       let step = it.next();
       for (; !step.done; step = it.next()) tokens.push(step.value);
-      return this.result({ index, prompt, tokens, stop: step.value, nProbs, entry, returnTokens: b.return_tokens === true });
+      return this.result({
+        index,
+        prompt,
+        tokens,
+        stop: step.value,
+        nProbs,
+        entry,
+        returnTokens: b.return_tokens === true,
+      });
     });
-    await sleep(this.latency.perTokenMs * Math.max(...results.map((r) => r.tokens_predicted as number)) + this.latency.perPositionMs * ids.length);
+    await sleep(
+      this.latency.perTokenMs * Math.max(...results.map((r) => r.tokens_predicted as number)) +
+        this.latency.perPositionMs * ids.length,
+    );
     const picked = results.map((r) => pickFields(r, b.response_fields));
     res.json(batch ? picked : picked[0]);
   }
 
-  private result(o: { index: number; prompt: number[]; tokens: EmulatedToken[]; stop: EmulatedStop; nProbs: number; entry: (t: EmulatedToken) => unknown; returnTokens: boolean }): Record<string, unknown> {
+  private result(o: {
+    index: number;
+    prompt: number[];
+    tokens: EmulatedToken[];
+    stop: EmulatedStop;
+    nProbs: number;
+    entry: (t: EmulatedToken) => unknown;
+    returnTokens: boolean;
+  }): Record<string, unknown> {
     const ids = o.tokens.map((t) => t.id);
     const result: Record<string, unknown> = {
       index: o.index,
@@ -140,7 +176,12 @@ export class LlamaEmulator extends EmulatedServer {
     return result;
   }
 
-  private async streamCompletion(res: Response, prompt: number[], gen: Parameters<typeof emulateGeneration>[2], entry: (t: EmulatedToken) => unknown) {
+  private async streamCompletion(
+    res: Response,
+    prompt: number[],
+    gen: Parameters<typeof emulateGeneration>[2],
+    entry: (t: EmulatedToken) => unknown,
+  ) {
     res.setHeader('content-type', 'text/event-stream');
     const it = emulateGeneration(this.options.model, prompt, gen);
     let n = 0;
@@ -150,14 +191,42 @@ export class LlamaEmulator extends EmulatedServer {
       await sleep(this.latency.perTokenMs);
       n += 1;
       const t = step.value;
-      const event = { index: 0, content: this.tok.decode([t.id]), tokens: [t.id], stop: false, id_slot: -1, tokens_predicted: n, tokens_evaluated: prompt.length, completion_probabilities: [entry(t)] };
+      const event = {
+        index: 0,
+        content: this.tok.decode([t.id]),
+        tokens: [t.id],
+        stop: false,
+        id_slot: -1,
+        tokens_predicted: n,
+        tokens_evaluated: prompt.length,
+        completion_probabilities: [entry(t)],
+      };
       res.write(`data: ${JSON.stringify(event)}\n\n`);
     }
-    const last = { index: 0, content: '', tokens: [], stop: true, stop_type: step.value, model: this.options.alias, tokens_predicted: n, tokens_evaluated: prompt.length, timings: { cache_n: 0, prompt_n: prompt.length, predicted_n: n } };
+    const last = {
+      index: 0,
+      content: '',
+      tokens: [],
+      stop: true,
+      stop_type: step.value,
+      model: this.options.alias,
+      tokens_predicted: n,
+      tokens_evaluated: prompt.length,
+      timings: { cache_n: 0, prompt_n: prompt.length, predicted_n: n },
+    };
     res.end(`data: ${JSON.stringify(last)}\n\n`);
   }
 
   private async openAi(req: Request, res: Response, route: 'chat' | 'completions'): Promise<void> {
-    await handleOpenAi({ req, res, route, model: this.options.model, alias: this.options.alias, contextTokens: this.contextTokens, latency: this.latency, sampling: (b) => this.sampling(b) });
+    await handleOpenAi({
+      req,
+      res,
+      route,
+      model: this.options.model,
+      alias: this.options.alias,
+      contextTokens: this.contextTokens,
+      latency: this.latency,
+      sampling: (b) => this.sampling(b),
+    });
   }
 }

@@ -3,7 +3,12 @@ import type { EmulatedToken } from './generation.js';
 import type { WordTokenizer } from './word-tokenizer.js';
 
 /** A `completion_probabilities` entry exactly as llama-server writes it. */
-export function probEntry(tok: WordTokenizer, t: EmulatedToken, nProbs: number, post: boolean): Record<string, unknown> {
+export function probEntry(
+  tok: WordTokenizer,
+  t: EmulatedToken,
+  nProbs: number,
+  post: boolean,
+): Record<string, unknown> {
   const dist = post ? t.sampled : t.raw;
   const own = dist.find((d) => d.id === t.id)?.prob ?? 0;
   const entry = (d: TokenProb) => {
@@ -33,7 +38,13 @@ export function chatMlPrompt(messages: readonly { role: string; content: unknown
     typeof c === 'string'
       ? c
       : Array.isArray(c)
-        ? c.map((p) => (typeof p === 'object' && p !== null && typeof (p as { text?: unknown }).text === 'string' ? (p as { text: string }).text : '')).join('')
+        ? c
+            .map((p) =>
+              typeof p === 'object' && p !== null && typeof (p as { text?: unknown }).text === 'string'
+                ? (p as { text: string }).text
+                : '',
+            )
+            .join('')
         : '';
   return `${messages.map((m) => `<|im_start|>${m.role}\n${text(m.content)}<|im_end|>\n`).join('')}<|im_start|>assistant\n`;
 }

@@ -23,14 +23,23 @@ export class NgramModel implements LanguageModel {
    * Trains on a text whose paragraphs (blank-line separated) are documents: BOS … EOS. With
    * `endless`, the whole text is one document without EOS (benchmarks want fixed-length outputs).
    */
-  static train(tokenizer: WordTokenizer, text: string, order: number, weights: readonly number[], endless = false): NgramModel {
+  static train(
+    tokenizer: WordTokenizer,
+    text: string,
+    order: number,
+    weights: readonly number[],
+    endless = false,
+  ): NgramModel {
     const model = new NgramModel(tokenizer, order, weights);
     if (endless) {
       const ids = tokenizer.encode(text.replace(/\s*\n\s*\n\s*/g, ' '), { addBos: true, parseSpecial: false });
       model.add([...ids, ...ids.slice(1)]);
       return model;
     }
-    for (const doc of text.split(/\n\s*\n/).map((d) => d.trim()).filter(Boolean)) {
+    for (const doc of text
+      .split(/\n\s*\n/)
+      .map((d) => d.trim())
+      .filter(Boolean)) {
       model.add([...tokenizer.encode(doc, { addBos: true, parseSpecial: false }), EOS_ID]);
     }
     return model;

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
-import { emulateGeneration, type EmulatedSampling, type EmulatedToken } from './generation.js';
 import type { EmulatedLatency } from './emulated-server.js';
-import { chatMlPrompt } from './llamacpp-wire.js';
+import { type EmulatedSampling, type EmulatedToken, emulateGeneration } from './generation.js';
 import type { LanguageModel } from './language-model.js';
+import { chatMlPrompt } from './llamacpp-wire.js';
 
 type Body = Record<string, unknown>;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -23,9 +23,17 @@ export interface OpenAiEmulationContext {
 function promptOf(c: OpenAiEmulationContext, b: Body): number[] | undefined {
   const tok = c.model.tokenizer;
   if (c.route === 'chat') {
-    return Array.isArray(b.messages) ? tok.encode(chatMlPrompt(b.messages as { role: string; content: unknown }[]), { addBos: true, parseSpecial: true }) : undefined;
+    return Array.isArray(b.messages)
+      ? tok.encode(chatMlPrompt(b.messages as { role: string; content: unknown }[]), {
+          addBos: true,
+          parseSpecial: true,
+        })
+      : undefined;
   }
-  const p = Array.isArray(b.prompt) && b.prompt.length === 1 && !Array.isArray(b.prompt[0]) && typeof b.prompt[0] === 'string' ? b.prompt[0] : b.prompt;
+  const p =
+    Array.isArray(b.prompt) && b.prompt.length === 1 && !Array.isArray(b.prompt[0]) && typeof b.prompt[0] === 'string'
+      ? b.prompt[0]
+      : b.prompt;
   if (typeof p === 'string') return tok.encode(p, { addBos: true, parseSpecial: true });
   if (Array.isArray(p) && p.every((t) => typeof t === 'number' && tok.has(t))) return p as number[];
   return undefined;
@@ -39,7 +47,12 @@ export async function handleOpenAi(c: OpenAiEmulationContext): Promise<void> {
     c.res.status(400).json({ error: { code: 400, message: 'invalid prompt', type: 'invalid_request_error' } });
     return;
   }
-  const maxTokens = typeof b.max_tokens === 'number' ? b.max_tokens : typeof b.max_completion_tokens === 'number' ? b.max_completion_tokens : c.contextTokens;
+  const maxTokens =
+    typeof b.max_tokens === 'number'
+      ? b.max_tokens
+      : typeof b.max_completion_tokens === 'number'
+        ? b.max_completion_tokens
+        : c.contextTokens;
   const stops = typeof b.stop === 'string' ? [b.stop] : Array.isArray(b.stop) ? (b.stop as string[]) : [];
   const id = `${c.route === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);
@@ -52,7 +65,13 @@ export async function handleOpenAi(c: OpenAiEmulationContext): Promise<void> {
   const stream = b.stream === true;
   if (stream) c.res.setHeader('content-type', 'text/event-stream');
   const send = (payload: unknown) => c.res.write(`data: ${JSON.stringify(payload)}\n\n`);
-  const chunk = (choice: Record<string, unknown>) => ({ id, object: `${object}.chunk`.replace('text_completion.chunk', 'text_completion'), created, model: c.alias, choices: [{ index: 0, ...choice }] });
+  const chunk = (choice: Record<string, unknown>) => ({
+    id,
+    object: `${object}.chunk`.replace('text_completion.chunk', 'text_completion'),
+    created,
+    model: c.alias,
+    choices: [{ index: 0, ...choice }],
+  });
   if (stream && c.route === 'chat') send(chunk({ delta: { role: 'assistant', content: null }, finish_reason: null }));
   const it = emulateGeneration(c.model, prompt, { maxTokens, contextTokens: c.contextTokens, sampling: c.sampling(b) });
   let step = it.next();
@@ -66,25 +85,43 @@ export async function handleOpenAi(c: OpenAiEmulationContext): Promise<void> {
       break;
     }
     const full = tok.decode(ids);
-    const hit = stops.map((s) => full.indexOf(s)).filter((i) => i >= 0).sort((x, y) => x - y)[0];
+    const hit = stops
+      .map((s) => full.indexOf(s))
+      .filter((i) => i >= 0)
+      .sort((x, y) => x - y)[0];
     const next = hit === undefined ? full : full.slice(0, hit);
     const piece = next.slice(text.length);
     text = next;
-    if (stream && piece !== '') send(chunk(c.route === 'chat' ? { delta: { content: piece }, finish_reason: null } : { text: piece, finish_reason: null }));
+    if (stream && piece !== '')
+      send(
+        chunk(
+          c.route === 'chat'
+            ? { delta: { content: piece }, finish_reason: null }
+            : { text: piece, finish_reason: null },
+        ),
+      );
     if (hit !== undefined) {
       finish = 'stop';
       break;
     }
   }
   if (!stream) await sleep(c.latency.perTokenMs * ids.length);
-  const usage = { prompt_tokens: prompt.length, completion_tokens: ids.length, total_tokens: prompt.length + ids.length };
+  const usage = {
+    prompt_tokens: prompt.length,
+    completion_tokens: ids.length,
+    total_tokens: prompt.length + ids.length,
+  };
   if (!stream) {
-    const choice = c.route === 'chat' ? { index: 0, message: { role: 'assistant', content: text }, finish_reason: finish } : { index: 0, text, logprobs: null, finish_reason: finish };
+    const choice =
+      c.route === 'chat'
+        ? { index: 0, message: { role: 'assistant', content: text }, finish_reason: finish }
+        : { index: 0, text, logprobs: null, finish_reason: finish };
     c.res.json({ id, object, created, model: c.alias, choices: [choice], usage });
     return;
   }
   send(chunk(c.route === 'chat' ? { delta: {}, finish_reason: finish } : { text: '', finish_reason: finish }));
   const opts = b.stream_options as { include_usage?: unknown } | undefined;
-  if (opts?.include_usage === true) send({ id, object: `${object}.chunk`, created, model: c.alias, choices: [], usage });
+  if (opts?.include_usage === true)
+    send({ id, object: `${object}.chunk`, created, model: c.alias, choices: [], usage });
   c.res.end('data: [DONE]\n\n');
 }

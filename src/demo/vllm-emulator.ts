@@ -1,6 +1,6 @@
 import type { Express, Request, Response } from 'express';
 import { EmulatedServer, num, sleep } from './emulated-server.js';
-import { emulateGeneration, type EmulatedSampling, type EmulatedToken } from './generation.js';
+import { type EmulatedSampling, type EmulatedToken, emulateGeneration } from './generation.js';
 import { chatMlPrompt } from './llamacpp-wire.js';
 import { handleOpenAi } from './openai-emulation.js';
 import { EOS_ID } from './word-tokenizer.js';
@@ -17,12 +17,27 @@ export class VllmEmulator extends EmulatedServer {
   protected routes(app: Express): void {
     app.get('/health', (_req, res) => void res.status(200).end());
     app.get('/v1/models', (_req, res) => {
-      res.json({ object: 'list', data: [{ id: this.options.alias, object: 'model', created: 0, owned_by: 'vllm', root: this.options.alias, max_model_len: this.contextTokens }] });
+      res.json({
+        object: 'list',
+        data: [
+          {
+            id: this.options.alias,
+            object: 'model',
+            created: 0,
+            owned_by: 'vllm',
+            root: this.options.alias,
+            max_model_len: this.contextTokens,
+          },
+        ],
+      });
     });
     app.post('/tokenize', (req, res) => {
       const b = req.body as Body;
       const tokens = Array.isArray(b.messages)
-        ? this.tok.encode(chatMlPrompt(b.messages as { role: string; content: unknown }[]), { addBos: true, parseSpecial: true })
+        ? this.tok.encode(chatMlPrompt(b.messages as { role: string; content: unknown }[]), {
+            addBos: true,
+            parseSpecial: true,
+          })
         : this.tok.encode(String(b.prompt ?? ''), { addBos: b.add_special_tokens !== false, parseSpecial: true });
       res.json({ count: tokens.length, max_model_len: this.contextTokens, tokens });
     });
@@ -33,19 +48,43 @@ export class VllmEmulator extends EmulatedServer {
     app.post('/v1/completions', (req, res) => this.completions(req, res));
     app.post('/v1/chat/completions', (req, res) => {
       if (!this.checkModel(req, res)) return;
-      void handleOpenAi({ req, res, route: 'chat', model: this.options.model, alias: this.options.alias, contextTokens: this.contextTokens, latency: this.latency, sampling: (b) => this.sampling(b) });
+      void handleOpenAi({
+        req,
+        res,
+        route: 'chat',
+        model: this.options.model,
+        alias: this.options.alias,
+        contextTokens: this.contextTokens,
+        latency: this.latency,
+        sampling: (b) => this.sampling(b),
+      });
     });
   }
 
   protected sampling(b: Body): EmulatedSampling {
     const topK = num(b.top_k, -1);
-    return { temperature: num(b.temperature, 1), topP: num(b.top_p, 1), topK: topK < 0 ? 0 : topK, minP: num(b.min_p, 0), seed: typeof b.seed === 'number' ? b.seed : undefined };
+    return {
+      temperature: num(b.temperature, 1),
+      topP: num(b.top_p, 1),
+      topK: topK < 0 ? 0 : topK,
+      minP: num(b.min_p, 0),
+      seed: typeof b.seed === 'number' ? b.seed : undefined,
+    };
   }
 
   private checkModel(req: Request, res: Response): boolean {
     const model = (req.body as Body).model;
     if (model === this.options.alias) return true;
-    res.status(404).json({ error: { message: `The model \`${String(model)}\` does not exist.`, type: 'NotFoundError', param: null, code: 404 } });
+    res
+      .status(404)
+      .json({
+        error: {
+          message: `The model \`${String(model)}\` does not exist.`,
+          type: 'NotFoundError',
+          param: null,
+          code: 404,
+        },
+      });
     return false;
   }
 
@@ -67,7 +106,16 @@ export class VllmEmulator extends EmulatedServer {
       return;
     }
     if (b.stream === true) {
-      await handleOpenAi({ req, res, route: 'completions', model: this.options.model, alias: this.options.alias, contextTokens: this.contextTokens, latency: this.latency, sampling: (x) => this.sampling(x) });
+      await handleOpenAi({
+        req,
+        res,
+        route: 'completions',
+        model: this.options.model,
+        alias: this.options.alias,
+        contextTokens: this.contextTokens,
+        latency: this.latency,
+        sampling: (x) => this.sampling(x),
+      });
       return;
     }
     const n = num(b.logprobs, -1);
@@ -82,23 +130,35 @@ export class VllmEmulator extends EmulatedServer {
     await sleep(this.latency.perTokenMs * steps + this.latency.perPositionMs * prompts.length);
     const completion = choices.reduce((s, c) => s + c.token_ids.length, 0);
     const promptTokens = prompts.reduce((s, p) => s + p.length, 0);
-    res.json({ id: `cmpl-${Date.now()}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model: this.options.alias, choices, usage: { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion } });
+    res.json({
+      id: `cmpl-${Date.now()}`,
+      object: 'text_completion',
+      created: Math.floor(Date.now() / 1000),
+      model: this.options.alias,
+      choices,
+      usage: { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion },
+    });
   }
 
   private choice(index: number, tokens: EmulatedToken[], n: number, asIds: boolean, maxTokens: number) {
     const key = (id: number) => (asIds ? `token_id:${id}` : this.tok.piece(id));
     const clamp = (lp: number) => Math.max(lp, -9999);
-    const logprobs = n < 0 ? null : {
-      tokens: tokens.map((t) => key(t.id)),
-      token_logprobs: tokens.map((t) => clamp(Math.log(t.raw.find((r) => r.id === t.id)?.prob ?? 0))),
-      // The sampled token first, then the top-n (so n or n+1 entries), as vLLM does.
-      top_logprobs: tokens.map((t) => {
-        const entries: [string, number][] = [[key(t.id), clamp(Math.log(t.raw.find((r) => r.id === t.id)?.prob ?? 0))]];
-        for (const r of t.raw.slice(0, n)) if (r.id !== t.id) entries.push([key(r.id), clamp(Math.log(r.prob))]);
-        return Object.fromEntries(entries);
-      }),
-      text_offset: tokens.map(() => 0),
-    };
+    const logprobs =
+      n < 0
+        ? null
+        : {
+            tokens: tokens.map((t) => key(t.id)),
+            token_logprobs: tokens.map((t) => clamp(Math.log(t.raw.find((r) => r.id === t.id)?.prob ?? 0))),
+            // The sampled token first, then the top-n (so n or n+1 entries), as vLLM does.
+            top_logprobs: tokens.map((t) => {
+              const entries: [string, number][] = [
+                [key(t.id), clamp(Math.log(t.raw.find((r) => r.id === t.id)?.prob ?? 0))],
+              ];
+              for (const r of t.raw.slice(0, n)) if (r.id !== t.id) entries.push([key(r.id), clamp(Math.log(r.prob))]);
+              return Object.fromEntries(entries);
+            }),
+            text_offset: tokens.map(() => 0),
+          };
     const ended = tokens.at(-1)?.id === EOS_ID;
     return {
       index,

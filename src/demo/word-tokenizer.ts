@@ -86,7 +86,9 @@ export class WordTokenizer {
 
   /** Ids to text; invalid UTF-8 becomes U+FFFD. `withSpecials` renders `<s>` as llama.cpp does. */
   decode(ids: readonly number[], withSpecials = false): string {
-    const chunks: Uint8Array[] = ids.map((id) => (withSpecials && id <= EOS_ID ? encoder.encode(this.piece(id)) : this.bytes(id)));
+    const chunks: Uint8Array[] = ids.map((id) =>
+      withSpecials && id <= EOS_ID ? encoder.encode(this.piece(id)) : this.bytes(id),
+    );
     return new TextDecoder().decode(Buffer.concat(chunks));
   }
 }

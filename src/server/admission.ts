@@ -27,7 +27,9 @@ export class Admission {
     if (this.running < this.limits.maxConcurrency) return Promise.resolve(this.grant());
     if (this.queue.length >= this.limits.maxQueue) {
       this.metrics.rejected.inc({ reason: 'queue_full' });
-      return Promise.reject(new DsdError('rate_limit_exceeded', 'too many requests in flight; retry shortly', { retryAfterSeconds: 1 }));
+      return Promise.reject(
+        new DsdError('rate_limit_exceeded', 'too many requests in flight; retry shortly', { retryAfterSeconds: 1 }),
+      );
     }
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
@@ -36,12 +38,20 @@ export class Admission {
         timer: setTimeout(() => {
           this.remove(waiter);
           this.metrics.rejected.inc({ reason: 'queue_timeout' });
-          reject(new DsdError('rate_limit_exceeded', 'waited too long for a free slot; retry shortly', { retryAfterSeconds: 2 }));
+          reject(
+            new DsdError('rate_limit_exceeded', 'waited too long for a free slot; retry shortly', {
+              retryAfterSeconds: 2,
+            }),
+          );
         }, this.limits.queueTimeoutMs),
       };
-      signal.addEventListener('abort', () => {
-        if (this.remove(waiter)) reject(signal.reason as Error);
-      }, { once: true });
+      signal.addEventListener(
+        'abort',
+        () => {
+          if (this.remove(waiter)) reject(signal.reason as Error);
+        },
+        { once: true },
+      );
       this.queue.push(waiter);
       this.metrics.queued.set(this.queue.length);
     });

@@ -6,10 +6,14 @@ import type { PromptInput } from './request-types.js';
  * the first two chat messages (system prompt and first turn), or the start of a text prompt.
  */
 export function affinityKey(input: PromptInput): string {
-  const basis = input.kind === 'messages' ? JSON.stringify(input.messages.slice(0, 2)) : input.kind === 'text' ? input.text.slice(0, 512) : input.ids.slice(0, 128).join(',');
+  const basis =
+    input.kind === 'messages'
+      ? JSON.stringify(input.messages.slice(0, 2))
+      : input.kind === 'text'
+        ? input.text.slice(0, 512)
+        : input.ids.slice(0, 128).join(',');
   return createHash('sha256').update(basis).digest('hex').slice(0, 16);
 }
-
 
 /** Rendezvous (highest random weight) rank of a server for a key: stable, spreads keys evenly. */
 export function rendezvousRank(key: string, url: string): number {

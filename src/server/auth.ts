@@ -15,7 +15,8 @@ export function requireApiKey(keys: readonly string[]): RequestHandler {
   const expected = keys.map(digest);
   return (req, _res, next) => {
     const header = req.headers.authorization;
-    const bearer = typeof header === 'string' && /^Bearer\s+/i.test(header) ? header.replace(/^Bearer\s+/i, '').trim() : undefined;
+    const bearer =
+      typeof header === 'string' && /^Bearer\s+/i.test(header) ? header.replace(/^Bearer\s+/i, '').trim() : undefined;
     const xKey = req.headers['x-api-key'];
     const presented = bearer ?? (typeof xKey === 'string' ? xKey : undefined);
     if (presented === undefined) {

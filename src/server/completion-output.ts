@@ -4,7 +4,7 @@ import type { TokenBytesCache } from '../cache/token-bytes-cache.js';
 import { TextAssembler } from '../speculative/text-assembler.js';
 import type { GeneratedToken } from '../speculative/types.js';
 import { alternative, logprobsBody, type TokenAlternative, type TokenLogprobEntry } from './logprobs-output.js';
-import { OpenAiResponseBuilder, summaryHeaders, type FinishReason, type UsageBody } from './openai-output.js';
+import { type FinishReason, OpenAiResponseBuilder, summaryHeaders, type UsageBody } from './openai-output.js';
 import type { GenerationRequest } from './request-types.js';
 import { SseWriter } from './sse-writer.js';
 
@@ -68,7 +68,10 @@ export class CompletionOutput {
       delta += piece.text;
       if (piece.stopped) break;
     }
-    const body = this.o.request.logprobs === undefined ? null : logprobsBody(this.o.request.route, chunkLogprobs, this.text.length);
+    const body =
+      this.o.request.logprobs === undefined
+        ? null
+        : logprobsBody(this.o.request.route, chunkLogprobs, this.text.length);
     this.logprobs.push(...chunkLogprobs);
     this.text += delta;
     if (delta !== '' || chunkLogprobs.length > 0) await this.send(this.builder.chunk(delta, null, body));
@@ -80,7 +83,8 @@ export class CompletionOutput {
     this.text += tail;
     this.firstTokenMs ??= performance.now();
     if (this.writer === undefined) {
-      const logprobs = this.o.request.logprobs === undefined ? null : logprobsBody(this.o.request.route, this.logprobs, 0);
+      const logprobs =
+        this.o.request.logprobs === undefined ? null : logprobsBody(this.o.request.route, this.logprobs, 0);
       this.o.res.set(summaryHeaders(usage.dsd)).json(this.builder.complete(this.text, finish, usage, logprobs));
       return;
     }
@@ -114,7 +118,9 @@ export class CompletionOutput {
     const own = token.logprob ?? token.top?.find((t) => t.id === token.id)?.logprob ?? -Infinity;
     const top: TokenAlternative[] = [];
     for (const alt of (token.top ?? []).slice(0, n)) {
-      top.push(alternative(await this.o.bytesCache.bytesOf(alt, this.previousId, this.lookup, this.o.signal), alt.logprob));
+      top.push(
+        alternative(await this.o.bytesCache.bytesOf(alt, this.previousId, this.lookup, this.o.signal), alt.logprob),
+      );
     }
     return { ...alternative(bytes, own), top };
   }

@@ -1,12 +1,12 @@
 import type { ConnectOptions } from '../backends/detect.js';
 import { vocabularyMismatch } from '../backends/vocabulary-check.js';
+import { SlotAllocator } from '../cache/slot-allocator.js';
 import type { DsdConfig } from '../config/types.js';
 import type { Logger } from '../logger.js';
 import { AdaptiveWindow } from '../speculative/adaptive-window.js';
 import { PairEstimates } from '../speculative/estimates.js';
-import { SlotAllocator } from '../cache/slot-allocator.js';
 import { rendezvousRank } from './affinity.js';
-import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
+import { type BreakerState, CircuitBreaker } from './circuit-breaker.js';
 import { LazyServer } from './lazy-server.js';
 import type { ConnectedServer } from './upstreams.js';
 
@@ -59,7 +59,12 @@ export class DraftPool {
       estimates: new PairEstimates(),
       slots: undefined,
       inFlight: 0,
-      breaker: new CircuitBreaker({ failureThreshold: 2, cooldownMs: config.speculation.draftCooldownMs, maxCooldownMs: 60_000, now }),
+      breaker: new CircuitBreaker({
+        failureThreshold: 2,
+        cooldownMs: config.speculation.draftCooldownMs,
+        maxCooldownMs: 60_000,
+        now,
+      }),
     }));
   }
 
@@ -74,7 +79,11 @@ export class DraftPool {
   }
 
   /** Assigns a draft (or none: the request then runs on the target alone). Call release() after. */
-  async acquire(affinityKey: string, exclude: ReadonlySet<string>, signal: AbortSignal): Promise<AssignedDraft | undefined> {
+  async acquire(
+    affinityKey: string,
+    exclude: ReadonlySet<string>,
+    signal: AbortSignal,
+  ): Promise<AssignedDraft | undefined> {
     for (const member of this.ranked(affinityKey, exclude)) {
       if (!member.breaker.tryAcquire()) continue;
       try {
@@ -109,7 +118,9 @@ export class DraftPool {
 
   /** Candidates in order: the conversation's own draft first unless it is much slower or busier. */
   private ranked(affinityKey: string, exclude: ReadonlySet<string>): MemberState[] {
-    const usable = this.members.filter((m) => !exclude.has(m.url) && m.breaker.state !== 'open' && m.vocabulary.kind !== 'mismatch');
+    const usable = this.members.filter(
+      (m) => !exclude.has(m.url) && m.breaker.state !== 'open' && m.vocabulary.kind !== 'mismatch',
+    );
     const predicted = new Map(usable.map((m) => [m, this.predictedMsPerToken(m)]));
     const known = [...predicted.values()].filter((v): v is number => v !== undefined);
     // A draft not measured yet ranks as the best measured one: new conversations, spread by the
@@ -117,7 +128,9 @@ export class DraftPool {
     const fallback = known.length > 0 ? Math.min(...known) : 1;
     const cost = (m: MemberState) => (predicted.get(m) ?? fallback) * (1 + 0.5 * m.inFlight);
     const byCost = [...usable].sort((a, b) => cost(a) - cost(b));
-    const byAffinity = [...usable].sort((a, b) => rendezvousRank(affinityKey, b.url) - rendezvousRank(affinityKey, a.url));
+    const byAffinity = [...usable].sort(
+      (a, b) => rendezvousRank(affinityKey, b.url) - rendezvousRank(affinityKey, a.url),
+    );
     const preferred = byAffinity[0];
     const best = byCost[0];
     if (preferred === undefined || best === undefined) return [];
@@ -128,7 +141,16 @@ export class DraftPool {
   /** Predicted ms/token with this draft, or undefined before it was measured. */
   private predictedMsPerToken(m: MemberState): number | undefined {
     const s = this.config.speculation;
-    const window = new AdaptiveWindow(m.estimates, { min: s.windowMin, max: s.windowMax, initialK: 4, margin: 0, explore: 0, draftAhead: s.draftAhead, aheadDepth: typeof s.aheadDepth === 'number' ? s.aheadDepth : 0, rng: Math.random });
+    const window = new AdaptiveWindow(m.estimates, {
+      min: s.windowMin,
+      max: s.windowMax,
+      initialK: 4,
+      margin: 0,
+      explore: 0,
+      draftAhead: s.draftAhead,
+      aheadDepth: typeof s.aheadDepth === 'number' ? s.aheadDepth : 0,
+      rng: Math.random,
+    });
     return window.best()?.msPerToken;
   }
 
@@ -137,7 +159,11 @@ export class DraftPool {
     const reason = await vocabularyMismatch(target, draft, signal);
     member.vocabulary = reason === undefined ? { kind: 'ok' } : { kind: 'mismatch', reason };
     if (reason !== undefined) {
-      this.logger.error('draft does not share the target vocabulary; it will not be used', { draft: member.url, target: target.server.baseUrl, reason });
+      this.logger.error('draft does not share the target vocabulary; it will not be used', {
+        draft: member.url,
+        target: target.server.baseUrl,
+        reason,
+      });
     }
   }
 
@@ -158,7 +184,10 @@ export class DraftPool {
       await this.checkVocabulary(member, draft, signal);
       if (member.vocabulary.kind === 'mismatch') {
         const target = await this.target(signal);
-        return { unreachable, mismatch: `the draft at ${member.url} and the target at ${target.server.baseUrl} do not share a vocabulary: ${member.vocabulary.reason}` };
+        return {
+          unreachable,
+          mismatch: `the draft at ${member.url} and the target at ${target.server.baseUrl} do not share a vocabulary: ${member.vocabulary.reason}`,
+        };
       }
     }
     return { unreachable, mismatch: undefined };

@@ -2,8 +2,8 @@ import type { RequestHandler, Response } from 'express';
 import type { OpenAiRoute } from '../backends/types.js';
 import { DsdError, UpstreamError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { affinityKey } from './affinity.js';
 import { abortOnClientClose } from './abort.js';
+import { affinityKey } from './affinity.js';
 import type { DsdContext } from './context.js';
 import { passthrough } from './passthrough.js';
 import type { GenerationRequest } from './request-types.js';
@@ -28,7 +28,10 @@ function passthroughReason(ctx: DsdContext, request: GenerationRequest): string 
 /** POST /v1/chat/completions and /v1/completions. */
 export function generationRoute(ctx: DsdContext, route: OpenAiRoute): RequestHandler {
   return async (req, res) => {
-    if (ctx.draining) throw new DsdError('server_shutting_down', 'the server is shutting down; retry on another instance', { retryAfterSeconds: 1 });
+    if (ctx.draining)
+      throw new DsdError('server_shutting_down', 'the server is shutting down; retry on another instance', {
+        retryAfterSeconds: 1,
+      });
     const request = validateGenerationRequest(route, req.body, req.headers, ctx.config.limits);
     const abort = abortOnClientClose(res);
     const release = await ctx.admission.acquire(abort.signal);
@@ -40,24 +43,37 @@ export function generationRoute(ctx: DsdContext, route: OpenAiRoute): RequestHan
     for (;;) {
       const target = await ctx.upstreams.target(abort.signal, key, tried);
       if (request.model !== target.info.modelId) {
-        throw new DsdError('model_not_found', `model '${request.model}' does not exist; this server serves '${target.info.modelId}'`, { param: 'model' });
+        throw new DsdError(
+          'model_not_found',
+          `model '${request.model}' does not exist; this server serves '${target.info.modelId}'`,
+          { param: 'model' },
+        );
       }
       try {
         await serve(ctx, request, target, res, abort.signal);
         return;
       } catch (err) {
         // A replica that cannot be reached before any byte went out: move to the next one.
-        const unreachable = err instanceof UpstreamError && err.role === 'target' && err.code === 'upstream_unavailable';
+        const unreachable =
+          err instanceof UpstreamError && err.role === 'target' && err.code === 'upstream_unavailable';
         tried.add(target.server.baseUrl);
         if (!unreachable || res.headersSent || tried.size >= ctx.upstreams.targets.size) throw err;
         ctx.upstreams.targets.failed(target.server.baseUrl);
-        (res.locals.logger as Logger | undefined)?.warn('target replica unreachable; failing over', { replica: target.server.baseUrl });
+        (res.locals.logger as Logger | undefined)?.warn('target replica unreachable; failing over', {
+          replica: target.server.baseUrl,
+        });
       }
     }
   };
 }
 
-async function serve(ctx: DsdContext, request: GenerationRequest, target: ConnectedServer, res: Response, signal: AbortSignal): Promise<void> {
+async function serve(
+  ctx: DsdContext,
+  request: GenerationRequest,
+  target: ConnectedServer,
+  res: Response,
+  signal: AbortSignal,
+): Promise<void> {
   let reason = passthroughReason(ctx, request);
   if (reason === undefined) {
     const served = await serveSpeculative({ ctx, request, target, res, signal });

@@ -1,4 +1,4 @@
-import { connectServer, type ConnectOptions } from '../backends/detect.js';
+import { type ConnectOptions, connectServer } from '../backends/detect.js';
 import type { UpstreamConfig } from '../config/types.js';
 import type { UpstreamRole } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -33,11 +33,29 @@ export class LazyServer {
   private async connect(): Promise<ConnectedServer> {
     const t = this.config.timeouts;
     const signal = AbortSignal.timeout(t.connectTimeoutMs + t.headersTimeoutMs);
-    const server = await connectServer({ url: this.url, role: this.role, kind: this.config.kind, model: this.config.model, apiKey: this.config.apiKey, timeouts: t, http: this.http }, signal);
+    const server = await connectServer(
+      {
+        url: this.url,
+        role: this.role,
+        kind: this.config.kind,
+        model: this.config.model,
+        apiKey: this.config.apiKey,
+        timeouts: t,
+        http: this.http,
+      },
+      signal,
+    );
     try {
       const info = await server.describe(signal);
       this.connected = { server, info };
-      this.logger.info('upstream connected', { role: this.role, url: this.url, kind: info.kind, model: info.modelId, contextTokens: info.contextTokens, slots: info.parallelSlots });
+      this.logger.info('upstream connected', {
+        role: this.role,
+        url: this.url,
+        kind: info.kind,
+        model: info.modelId,
+        contextTokens: info.contextTokens,
+        slots: info.parallelSlots,
+      });
       return this.connected;
     } catch (err) {
       await server.close();
@@ -68,4 +86,3 @@ function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
     promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
 }
-

@@ -27,7 +27,12 @@ export function alternative(bytes: Uint8Array, logprob: number): TokenAlternativ
 export function logprobsBody(route: OpenAiRoute, entries: readonly TokenLogprobEntry[], textOffset: number): unknown {
   if (route === 'chat') {
     return {
-      content: entries.map((e) => ({ token: e.text, logprob: e.logprob, bytes: e.bytes, top_logprobs: e.top.map((t) => ({ token: t.text, logprob: t.logprob, bytes: t.bytes })) })),
+      content: entries.map((e) => ({
+        token: e.text,
+        logprob: e.logprob,
+        bytes: e.bytes,
+        top_logprobs: e.top.map((t) => ({ token: t.text, logprob: t.logprob, bytes: t.bytes })),
+      })),
       refusal: null,
     };
   }

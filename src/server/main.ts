@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { DsdConfig } from '../config/types.js';
-import { startDemoBackends, type DemoBackends } from '../demo/demo-backends.js';
+import { type DemoBackends, startDemoBackends } from '../demo/demo-backends.js';
 import { createLogger, type Logger } from '../logger.js';
 import { createApp } from './app.js';
 
@@ -24,19 +24,28 @@ export async function startDsd(config: DsdConfig, logger: Logger = createLogger(
     effective = {
       ...config,
       target: { ...config.target, urls: [demo.target.url], kind: 'llamacpp' },
-      draft: config.draft.urls.length > 0 ? config.draft : { ...config.draft, urls: [demo.draft.url], kind: 'llamacpp' },
+      draft:
+        config.draft.urls.length > 0 ? config.draft : { ...config.draft, urls: [demo.draft.url], kind: 'llamacpp' },
     };
-    logger.warn('DSD_TARGET_URL is not set: serving the embedded DEMO backends (small n-gram models trained on a bundled text, not a real LLM)', {
-      demoTarget: demo.target.url,
-      demoDraft: demo.draft.url,
-    });
+    logger.warn(
+      'DSD_TARGET_URL is not set: serving the embedded DEMO backends (small n-gram models trained on a bundled text, not a real LLM)',
+      {
+        demoTarget: demo.target.url,
+        demoDraft: demo.draft.url,
+      },
+    );
   }
   const { app, router } = createApp({ config: effective, logger });
   try {
-    const target = await router.dsd.upstreams.target(AbortSignal.timeout(effective.target.timeouts.connectTimeoutMs + effective.target.timeouts.headersTimeoutMs));
+    const target = await router.dsd.upstreams.target(
+      AbortSignal.timeout(effective.target.timeouts.connectTimeoutMs + effective.target.timeouts.headersTimeoutMs),
+    );
     logger.info('target ready', { model: target.info.modelId, kind: target.info.kind });
-    const { unreachable } = await router.dsd.upstreams.verifyDrafts(AbortSignal.timeout(effective.draft.timeouts.connectTimeoutMs + effective.draft.timeouts.headersTimeoutMs * 4));
-    for (const url of unreachable) logger.warn('draft unreachable at startup; requests go to the target alone until it answers', { draft: url });
+    const { unreachable } = await router.dsd.upstreams.verifyDrafts(
+      AbortSignal.timeout(effective.draft.timeouts.connectTimeoutMs + effective.draft.timeouts.headersTimeoutMs * 4),
+    );
+    for (const url of unreachable)
+      logger.warn('draft unreachable at startup; requests go to the target alone until it answers', { draft: url });
   } catch (err) {
     await router.close();
     await demo?.close();
@@ -56,7 +65,8 @@ export async function startDsd(config: DsdConfig, logger: Logger = createLogger(
     server.closeIdleConnections();
     const deadline = Date.now() + graceMs;
     while (router.dsd.admission.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-    if (router.dsd.admission.inFlight > 0) logger.warn('grace period over; closing remaining connections', { inFlight: router.dsd.admission.inFlight });
+    if (router.dsd.admission.inFlight > 0)
+      logger.warn('grace period over; closing remaining connections', { inFlight: router.dsd.admission.inFlight });
     server.closeAllConnections();
     await closed;
     await router.close();

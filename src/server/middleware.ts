@@ -4,11 +4,11 @@ import { TokenBytesCache } from '../cache/token-bytes-cache.js';
 import { loadConfigFromProcess } from '../config/load-config.js';
 import type { DsdConfig, DsdOptions } from '../config/types.js';
 import { createLogger, type Logger } from '../logger.js';
+import { Admission } from './admission.js';
 import { requireApiKey } from './auth.js';
 import type { DsdContext } from './context.js';
 import { errorHandler } from './error-handler.js';
 import { generationRoute } from './generation-route.js';
-import { Admission } from './admission.js';
 import { DsdMetrics } from './metrics.js';
 import { requestLog } from './request-log.js';
 import { RoundTrace } from './round-trace.js';
@@ -19,7 +19,12 @@ function operationOf(path: string): string {
   if (path.startsWith('/completion')) return 'completion';
   if (path.startsWith('/v1/completions')) return 'v1_completions';
   if (path.startsWith('/v1/chat')) return 'v1_chat';
-  return path.replace(/^\//, '').replace(/[^a-z0-9_]/gi, '_').slice(0, 32) || 'root';
+  return (
+    path
+      .replace(/^\//, '')
+      .replace(/[^a-z0-9_]/gi, '_')
+      .slice(0, 32) || 'root'
+  );
 }
 
 /** Options of createDsdMiddleware/createApp: configuration overrides plus injectables. */
@@ -51,11 +56,17 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
     config,
     logger,
     upstreams: new Upstreams(config, logger, {
-      observe: (o) => metrics.upstreamSeconds.observe({ role: o.role, upstream: o.baseUrl, operation: operationOf(o.path), outcome: o.outcome }, o.ms / 1000),
+      observe: (o) =>
+        metrics.upstreamSeconds.observe(
+          { role: o.role, upstream: o.baseUrl, operation: operationOf(o.path), outcome: o.outcome },
+          o.ms / 1000,
+        ),
       onRetry: (role, upstream) => metrics.retries.inc({ role, upstream }),
     }),
     counters: { speculative: 0, passthrough: 0, draftFallbacks: 0 },
-    bytesCache: new TokenBytesCache(undefined, (hit) => metrics.cacheLookups.inc({ cache: 'token_bytes', result: hit ? 'hit' : 'miss' })),
+    bytesCache: new TokenBytesCache(undefined, (hit) =>
+      metrics.cacheLookups.inc({ cache: 'token_bytes', result: hit ? 'hit' : 'miss' }),
+    ),
     promptCache: config.promptCacheEntries > 0 ? new PromptCache(config.promptCacheEntries) : undefined,
     metrics,
     admission: new Admission(config.limits, metrics),
@@ -65,10 +76,12 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
   metrics.trackLinks(() => ctx.upstreams.links());
   const router = express.Router() as DsdRouter;
   const json = express.json({ limit: config.bodyLimitBytes, type: () => true });
-  const named = (route: string): express.RequestHandler => (_req, res, next) => {
-    res.locals.route = route;
-    next();
-  };
+  const named =
+    (route: string): express.RequestHandler =>
+    (_req, res, next) => {
+      res.locals.route = route;
+      next();
+    };
 
   router.use(requestLog(logger, metrics));
   router.get('/health', named('health'), (_req, res) => {
@@ -81,7 +94,15 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
     }
     const state = await ctx.upstreams.readiness(AbortSignal.timeout(config.target.timeouts.connectTimeoutMs + 2_000));
     const ready = state.target;
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', target: state.target, targets: state.targets, drafts: state.drafts, draftBreakers: ctx.upstreams.drafts.states().map((d) => d.state) });
+    res
+      .status(ready ? 200 : 503)
+      .json({
+        status: ready ? 'ready' : 'unavailable',
+        target: state.target,
+        targets: state.targets,
+        drafts: state.drafts,
+        draftBreakers: ctx.upstreams.drafts.states().map((d) => d.state),
+      });
   });
   router.get('/metrics', named('metrics'), async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
@@ -89,7 +110,10 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
   if (config.apiKeys.length > 0) router.use('/v1', requireApiKey(config.apiKeys));
   router.get('/v1/models', named('models'), async (_req, res) => {
     const { info } = await ctx.upstreams.target(AbortSignal.timeout(config.target.timeouts.headersTimeoutMs));
-    res.json({ object: 'list', data: [{ id: info.modelId, object: 'model', created: 0, owned_by: 'dsd', max_model_len: info.contextTokens }] });
+    res.json({
+      object: 'list',
+      data: [{ id: info.modelId, object: 'model', created: 0, owned_by: 'dsd', max_model_len: info.contextTokens }],
+    });
   });
   router.post('/v1/chat/completions', named('chat'), json, generationRoute(ctx, 'chat'));
   router.post('/v1/completions', named('completions'), json, generationRoute(ctx, 'completions'));

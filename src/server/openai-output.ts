@@ -57,7 +57,10 @@ export function summarize(stats: SpeculationStats, rule: string): SpeculationSum
     draft_ahead_saved_ms: round3(stats.draftAheadSavedMs),
     draft_ahead_early_verifications: stats.earlyVerifications,
     draft_ahead_wasted_verifications: stats.earlyVerificationsWasted,
-    verify_prompt_recomputed_fraction: stats.verifyPromptComputed + stats.verifyPromptCached === 0 ? null : round3(stats.verifyPromptComputed / (stats.verifyPromptComputed + stats.verifyPromptCached)),
+    verify_prompt_recomputed_fraction:
+      stats.verifyPromptComputed + stats.verifyPromptCached === 0
+        ? null
+        : round3(stats.verifyPromptComputed / (stats.verifyPromptComputed + stats.verifyPromptCached)),
   };
 }
 
@@ -107,28 +110,48 @@ export class OpenAiResponseBuilder {
   /** The first chat chunk (role only); completions have none. */
   roleChunk(): unknown | undefined {
     if (this.route !== 'chat') return undefined;
-    return { ...this.envelope('chat.completion.chunk'), choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] };
+    return {
+      ...this.envelope('chat.completion.chunk'),
+      choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }],
+    };
   }
 
   /** A content chunk, or the final chunk when `finish` is given; `logprobs` as built by logprobsBody. */
   chunk(text: string, finish: FinishReason | null = null, logprobs: unknown = null): unknown {
     if (this.route === 'chat') {
       const delta = finish === null ? { content: text } : text === '' ? {} : { content: text };
-      return { ...this.envelope('chat.completion.chunk'), choices: [{ index: 0, delta, logprobs, finish_reason: finish }] };
+      return {
+        ...this.envelope('chat.completion.chunk'),
+        choices: [{ index: 0, delta, logprobs, finish_reason: finish }],
+      };
     }
     return { ...this.envelope('text_completion'), choices: [{ index: 0, text, logprobs, finish_reason: finish }] };
   }
 
   /** The usage chunk (`choices: []`) sent when the client asked for `include_usage`. */
   usageChunk(usage: UsageBody): unknown {
-    return { ...this.envelope(this.route === 'chat' ? 'chat.completion.chunk' : 'text_completion'), choices: [], usage };
+    return {
+      ...this.envelope(this.route === 'chat' ? 'chat.completion.chunk' : 'text_completion'),
+      choices: [],
+      usage,
+    };
   }
 
   /** The complete non-streaming response. */
   complete(text: string, finish: FinishReason, usage: UsageBody, logprobs: unknown = null): unknown {
     if (this.route === 'chat') {
-      return { ...this.envelope('chat.completion'), choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs, finish_reason: finish }], usage };
+      return {
+        ...this.envelope('chat.completion'),
+        choices: [
+          { index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs, finish_reason: finish },
+        ],
+        usage,
+      };
     }
-    return { ...this.envelope('text_completion'), choices: [{ index: 0, text, logprobs, finish_reason: finish }], usage };
+    return {
+      ...this.envelope('text_completion'),
+      choices: [{ index: 0, text, logprobs, finish_reason: finish }],
+      usage,
+    };
   }
 }

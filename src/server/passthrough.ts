@@ -50,8 +50,18 @@ export async function passthrough(job: PassthroughJob): Promise<void> {
   let firstTokenMs: number | undefined;
   let tokens = 0;
   const finish = () => {
-    job.metrics?.observeGeneration(request.route, 'passthrough', { startMs, firstTokenMs, endMs: performance.now(), tokens });
-    res.locals.summary = { ...(res.locals.summary as object | undefined), mode: 'passthrough', reason: job.reason, completionTokens: tokens };
+    job.metrics?.observeGeneration(request.route, 'passthrough', {
+      startMs,
+      firstTokenMs,
+      endMs: performance.now(),
+      tokens,
+    });
+    res.locals.summary = {
+      ...(res.locals.summary as object | undefined),
+      mode: 'passthrough',
+      reason: job.reason,
+      completionTokens: tokens,
+    };
   };
   const body = { ...request.upstreamBody };
   if (!request.stream) {

@@ -24,7 +24,11 @@ export interface PromptBuild {
 /** Writes to the cache now, or once the ids are confirmed. */
 function remember(b: PromptBuild, write: () => void): void {
   if (b.confirm === undefined) write();
-  else b.confirm().then((ok) => ok && write(), () => undefined);
+  else
+    b.confirm().then(
+      (ok) => ok && write(),
+      () => undefined,
+    );
 }
 
 function tokenizer(b: PromptBuild): Tokenize {
@@ -70,7 +74,10 @@ async function chatIds(b: PromptBuild, messages: ChatMessage[]): Promise<number[
     // suffix's ids are taken in context: tokenize the window with and without it. When appending
     // the suffix leaves the window's own tokens unchanged, no token spans the split, and the rest
     // are the suffix's ids as the full text would have them.
-    const [windowIds, joined] = await Promise.all([tokenize(window, false, signal), tokenize(window + suffix, false, signal)]);
+    const [windowIds, joined] = await Promise.all([
+      tokenize(window, false, signal),
+      tokenize(window + suffix, false, signal),
+    ]);
     const safe = joined.length > windowIds.length && windowIds.every((id, i) => joined[i] === id);
     if (safe) {
       ids = [...earlier.ids, ...joined.slice(windowIds.length)];

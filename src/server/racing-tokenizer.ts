@@ -32,7 +32,10 @@ export class RacingTokenizer {
     const fromTarget = this.targetTokenize(text, addSpecial, signal);
     // A failing draft only loses the race; the target's answer (or failure) decides.
     const fromDraft = this.draft(text, addSpecial, signal).catch(() => NEVER);
-    const winner = await Promise.race([fromTarget.then((ids) => ({ ids, draft: false })), fromDraft.then((ids) => ({ ids, draft: true }))]);
+    const winner = await Promise.race([
+      fromTarget.then((ids) => ({ ids, draft: false })),
+      fromDraft.then((ids) => ({ ids, draft: true })),
+    ]);
     if (winner.draft) {
       const check = fromTarget.then((ids) => sameIds(ids, winner.ids));
       check.catch(() => undefined);

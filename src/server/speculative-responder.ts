@@ -1,14 +1,20 @@
 import type { Response } from 'express';
 import { DsdError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { runSpeculation, type CommittedTokens, type EngineFinish, type EngineOptions, type EngineResult } from '../speculative/engine.js';
+import {
+  type CommittedTokens,
+  type EngineFinish,
+  type EngineOptions,
+  type EngineResult,
+  runSpeculation,
+} from '../speculative/engine.js';
 import { emptyStats, type SpeculationStats } from '../speculative/stats.js';
 import { CompletionOutput } from './completion-output.js';
 import type { DsdContext } from './context.js';
-import { summarize, usageBody, type FinishReason } from './openai-output.js';
+import { type FinishReason, summarize, usageBody } from './openai-output.js';
 import { buildPromptIds } from './prompt-builder.js';
-import type { GenerationRequest } from './request-types.js';
 import { RacingTokenizer } from './racing-tokenizer.js';
+import type { GenerationRequest } from './request-types.js';
 import { openSession, type SpeculativeSession } from './speculative-session.js';
 import type { ConnectedServer } from './upstreams.js';
 
@@ -30,7 +36,11 @@ interface PreparedPrompt {
 
 function checkContext(r: SpeculativeRequest, ids: readonly number[]): void {
   if (ids.length >= r.target.info.contextTokens) {
-    throw new DsdError('invalid_request', `the prompt is ${ids.length} tokens; the model's context is ${r.target.info.contextTokens}`, { param: r.request.route === 'chat' ? 'messages' : 'prompt' });
+    throw new DsdError(
+      'invalid_request',
+      `the prompt is ${ids.length} tokens; the model's context is ${r.target.info.contextTokens}`,
+      { param: r.request.route === 'chat' ? 'messages' : 'prompt' },
+    );
   }
 }
 
@@ -51,7 +61,9 @@ async function promptFor(r: SpeculativeRequest, session: SpeculativeSession): Pr
       const agreed = await racing.confirmed();
       ctx.metrics.draftTokenizations.inc({ outcome: agreed ? 'confirmed' : 'rejected' });
       if (agreed) return ids;
-      (r.res.locals.logger as Logger | undefined)?.warn('draft and target tokenize this prompt differently; the target\'s ids are used');
+      (r.res.locals.logger as Logger | undefined)?.warn(
+        "draft and target tokenize this prompt differently; the target's ids are used",
+      );
       const own = await buildPromptIds({ ...build, tokenize: racing.targetTokenize });
       checkContext(r, own);
       return own;
@@ -65,14 +77,22 @@ async function promptFor(r: SpeculativeRequest, session: SpeculativeSession): Pr
 
 type Run = ReturnType<typeof runSpeculation>;
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
-const settle = <T>(p: Promise<T>): Promise<Settled<T>> => p.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
+const settle = <T>(p: Promise<T>): Promise<Settled<T>> =>
+  p.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
 
 /**
  * Starts the engine on the prompt and takes its first step. With provisional ids, nothing reaches
  * the client before the target's own ids are in: when they differ, the run is dropped (aborting
  * what it has in flight) and started again on the target's ids.
  */
-async function startRun(session: SpeculativeSession, prompt: PreparedPrompt, stats: SpeculationStats): Promise<StartedRun> {
+async function startRun(
+  session: SpeculativeSession,
+  prompt: PreparedPrompt,
+  stats: SpeculationStats,
+): Promise<StartedRun> {
   const engine = session.engine(prompt.ids);
   const run = runSpeculation(engine);
   if (prompt.confirm === undefined) return { engine, run, first: await run.next() };
@@ -101,7 +121,15 @@ export async function serveSpeculative(r: SpeculativeRequest): Promise<boolean> 
   const { ctx, request, target, res, signal } = r;
   const stats = emptyStats();
   const logger = (res.locals.logger as Logger | undefined) ?? ctx.logger;
-  const session = await openSession({ ctx, request, target, stats, signal, logger, requestId: res.locals.requestId as string | undefined });
+  const session = await openSession({
+    ctx,
+    request,
+    target,
+    stats,
+    signal,
+    logger,
+    requestId: res.locals.requestId as string | undefined,
+  });
   if (session === undefined) return false;
   const prompt = await promptFor(r, session);
   ctx.counters.speculative += 1;
@@ -112,7 +140,15 @@ export async function serveSpeculative(r: SpeculativeRequest): Promise<boolean> 
     const started = await startRun(session, prompt, stats);
     run = started.run;
     const promptIds = started.engine.prompt;
-    out = new CompletionOutput({ request, res, target: target.server, bytesCache: ctx.bytesCache, lastPromptId: promptIds[promptIds.length - 1], isEnd: started.engine.isEnd, signal });
+    out = new CompletionOutput({
+      request,
+      res,
+      target: target.server,
+      bytesCache: ctx.bytesCache,
+      lastPromptId: promptIds[promptIds.length - 1],
+      isEnd: started.engine.isEnd,
+      signal,
+    });
     let finish: FinishReason = 'length';
     for (let step = started.first; ; step = await run.next()) {
       if (step.done) {
@@ -128,8 +164,23 @@ export async function serveSpeculative(r: SpeculativeRequest): Promise<boolean> 
       }
     }
     const summary = summarize(stats, session.ruleLabel);
-    ctx.metrics.observeGeneration(request.route, 'speculative', { startMs, firstTokenMs: out.firstTokenMs ?? performance.now(), endMs: performance.now(), tokens: out.completionTokens });
-    res.locals.summary = { ...(res.locals.summary as object | undefined), mode: 'speculative', completionTokens: out.completionTokens, finish, rounds: summary.rounds, acceptanceRate: summary.acceptance_rate, meanAcceptanceLength: summary.mean_acceptance_length, targetOnlyTokens: summary.target_only_tokens, fallback: summary.fallback };
+    ctx.metrics.observeGeneration(request.route, 'speculative', {
+      startMs,
+      firstTokenMs: out.firstTokenMs ?? performance.now(),
+      endMs: performance.now(),
+      tokens: out.completionTokens,
+    });
+    res.locals.summary = {
+      ...(res.locals.summary as object | undefined),
+      mode: 'speculative',
+      completionTokens: out.completionTokens,
+      finish,
+      rounds: summary.rounds,
+      acceptanceRate: summary.acceptance_rate,
+      meanAcceptanceLength: summary.mean_acceptance_length,
+      targetOnlyTokens: summary.target_only_tokens,
+      fallback: summary.fallback,
+    };
     await out.finish(finish, usageBody(promptIds.length, out.completionTokens, summary));
   } catch (err) {
     await run?.return({ finish: 'stop', stats }).catch(() => undefined);

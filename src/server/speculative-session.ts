@@ -1,5 +1,6 @@
 import type { SamplingParams } from '../backends/types.js';
 import type { BackendKind } from '../config/types.js';
+import type { Logger } from '../logger.js';
 import type { AcceptanceRule } from '../speculative/acceptance.js';
 import type { DraftSlot, EngineOptions, TargetPort } from '../speculative/engine.js';
 import { adaptivePlanner, fixedPlanner, PROBE_EVERY_TOKENS, type SpeculationPlanner } from '../speculative/planner.js';
@@ -7,12 +8,11 @@ import { seededRng } from '../speculative/sampling.js';
 import type { SpeculationStats } from '../speculative/stats.js';
 import type { GeneratedToken } from '../speculative/types.js';
 import { clampWindow } from '../speculative/window.js';
-import type { Logger } from '../logger.js';
+import { affinityKey } from './affinity.js';
 import type { DsdContext } from './context.js';
 import type { AssignedDraft, PoolMember } from './draft-pool.js';
-import { affinityKey } from './affinity.js';
-import type { GenerationRequest } from './request-types.js';
 import type { Tokenize } from './racing-tokenizer.js';
+import type { GenerationRequest } from './request-types.js';
 import type { ConnectedServer } from './upstreams.js';
 
 /** A request's speculative set-up: engine options, how the rule is described, and its drafts to release. */
@@ -40,13 +40,28 @@ export function aheadDepthFor(setting: number | 'auto', targetKind: BackendKind)
   return setting === 'auto' ? (targetKind === 'vllm' ? 2 : 0) : setting;
 }
 
-function planner(ctx: DsdContext, request: GenerationRequest, member: PoolMember, targetKind: BackendKind): SpeculationPlanner {
+function planner(
+  ctx: DsdContext,
+  request: GenerationRequest,
+  member: PoolMember,
+  targetKind: BackendKind,
+): SpeculationPlanner {
   const s = ctx.config.speculation;
   const aheadDepth = aheadDepthFor(s.aheadDepth, targetKind);
   const bounds = { min: Math.max(1, s.windowMin), max: s.windowMax };
-  if (request.speculation.window !== undefined) return fixedPlanner(clampWindow(request.speculation.window, bounds), member.estimates);
+  if (request.speculation.window !== undefined)
+    return fixedPlanner(clampWindow(request.speculation.window, bounds), member.estimates);
   if (s.window !== 'auto') return fixedPlanner(s.window, member.estimates);
-  return adaptivePlanner(member.estimates, { ...bounds, initialK: Math.min(bounds.max, Math.max(bounds.min, 4)), margin: 0.05, explore: 0.1, draftAhead: s.draftAhead, aheadDepth, rng: seededRng(Math.floor(Math.random() * 2 ** 32)), probeEveryTokens: PROBE_EVERY_TOKENS });
+  return adaptivePlanner(member.estimates, {
+    ...bounds,
+    initialK: Math.min(bounds.max, Math.max(bounds.min, 4)),
+    margin: 0.05,
+    explore: 0.1,
+    draftAhead: s.draftAhead,
+    aheadDepth,
+    rng: seededRng(Math.floor(Math.random() * 2 ** 32)),
+    probeEveryTokens: PROBE_EVERY_TOKENS,
+  });
 }
 
 /** How many requests in a row may go straight to the target before one refreshes the estimates. */
@@ -69,9 +84,22 @@ interface SamplingSetup {
 function samplingSetup(ctx: DsdContext, request: GenerationRequest): SamplingSetup {
   const { rule, label } = chooseRule(ctx, request);
   const rejection = rule === 'rejection';
-  const sampling: SamplingParams = { temperature: request.temperature, topP: request.topP, topK: request.topK, minP: request.minP };
+  const sampling: SamplingParams = {
+    temperature: request.temperature,
+    topP: request.topP,
+    topK: request.topK,
+    minP: request.minP,
+  };
   const topN = rejection ? ctx.config.speculation.topLogprobs : 1;
-  return { rule, label, rejection, sampling, draftSampling: rejection ? sampling : { temperature: 0, topP: 1, topK: 0, minP: 0 }, topN, targetTopN: Math.max(topN, request.logprobs ?? 0) };
+  return {
+    rule,
+    label,
+    rejection,
+    sampling,
+    draftSampling: rejection ? sampling : { temperature: 0, topP: 1, topK: 0, minP: 0 },
+    topN,
+    targetTopN: Math.max(topN, request.logprobs ?? 0),
+  };
 }
 
 /** Options of openSession. */
@@ -86,18 +114,36 @@ export interface SessionOptions {
 }
 
 /** The target as the engine sees it; counts what verification recomputed. */
-function targetPortFor(o: SessionOptions, setup: SamplingSetup, observe: (t: GeneratedToken[]) => GeneratedToken[]): TargetPort {
+function targetPortFor(
+  o: SessionOptions,
+  setup: SamplingSetup,
+  observe: (t: GeneratedToken[]) => GeneratedToken[],
+): TargetPort {
   const { target, request } = o;
   return {
     score: async (prompts, s) => {
-      const scored = await target.server.score({ prompts, sampling: setup.sampling, topN: setup.targetTopN, postSamplingProbs: setup.rejection, signal: s });
+      const scored = await target.server.score({
+        prompts,
+        sampling: setup.sampling,
+        topN: setup.targetTopN,
+        postSamplingProbs: setup.rejection,
+        signal: s,
+      });
       for (const p of scored) {
         o.stats.verifyPromptComputed += p.computedPromptTokens ?? 0;
         o.stats.verifyPromptCached += p.cachedPromptTokens ?? 0;
       }
       return observe(scored.map((p) => p.token));
     },
-    generate: (c, maxTokens, s) => target.server.generate({ promptIds: c, maxTokens, sampling: setup.sampling, topN: Math.max(1, request.logprobs ?? 0), postSamplingProbs: false, signal: s }),
+    generate: (c, maxTokens, s) =>
+      target.server.generate({
+        promptIds: c,
+        maxTokens,
+        sampling: setup.sampling,
+        topN: Math.max(1, request.logprobs ?? 0),
+        postSamplingProbs: false,
+        signal: s,
+      }),
   };
 }
 
@@ -116,17 +162,37 @@ class DraftSlots {
     this.used.push({ member: a.member, ok: true });
     const { setup } = this;
     // Conversations keep their draft slot, so the draft's KV cache holds their context.
-    const pinned = this.o.ctx.config.draftSlotPinning && a.draft.server.kind === 'llamacpp' && a.member.slots !== undefined ? { slot: a.member.slots.slotFor(this.key) } : {};
+    const pinned =
+      this.o.ctx.config.draftSlotPinning && a.draft.server.kind === 'llamacpp' && a.member.slots !== undefined
+        ? { slot: a.member.slots.slotFor(this.key) }
+        : {};
     return {
       name: a.member.url,
       planner: chosen,
-      port: { propose: async (c, k, s) => this.observe(await a.draft.server.propose({ promptIds: c, maxTokens: k, sampling: setup.draftSampling, topN: setup.topN, postSamplingProbs: setup.rejection, signal: s, ...pinned })) },
+      port: {
+        propose: async (c, k, s) =>
+          this.observe(
+            await a.draft.server.propose({
+              promptIds: c,
+              maxTokens: k,
+              sampling: setup.draftSampling,
+              topN: setup.topN,
+              postSamplingProbs: setup.rejection,
+              signal: s,
+              ...pinned,
+            }),
+          ),
+      },
     };
   }
 
   /** Another pool member after a failure (never one this request already used). */
   async replace(): Promise<DraftSlot | undefined> {
-    const next = await this.o.ctx.upstreams.drafts.acquire(this.key, new Set(this.used.map((u) => u.member.url)), this.o.signal);
+    const next = await this.o.ctx.upstreams.drafts.acquire(
+      this.key,
+      new Set(this.used.map((u) => u.member.url)),
+      this.o.signal,
+    );
     return next === undefined ? undefined : this.slot(next);
   }
 
@@ -150,7 +216,13 @@ function roundObserver(o: SessionOptions, targetUrl: string): Pick<EngineOptions
   return {
     onRound: (round) => {
       if (o.logger.debugEnabled) o.logger.debug('round', round);
-      trace?.write({ time: new Date().toISOString(), requestId, target: targetUrl, ...round, wallMs: round.draftMs + round.verifyMs });
+      trace?.write({
+        time: new Date().toISOString(),
+        requestId,
+        target: targetUrl,
+        ...round,
+        wallMs: round.draftMs + round.verifyMs,
+      });
     },
   };
 }
@@ -202,7 +274,13 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
     contextTokens: target.info.contextTokens,
     // Each request keeps k+1 of the target's slots busy; sharing the slots among the requests in
     // flight keeps them from evicting each other's KV caches (bench:multi-turn, README).
-    maxPositions: () => (ctx.config.targetSlotSharing ? Math.max(1, Math.floor(target.info.parallelSlots / Math.max(1, ctx.upstreams.speculativeOn(target.server.baseUrl)))) : target.info.parallelSlots),
+    maxPositions: () =>
+      ctx.config.targetSlotSharing
+        ? Math.max(
+            1,
+            Math.floor(target.info.parallelSlots / Math.max(1, ctx.upstreams.speculativeOn(target.server.baseUrl))),
+          )
+        : target.info.parallelSlots,
     draftAhead: ctx.config.speculation.draftAhead,
     aheadDepth: aheadDepthFor(ctx.config.speculation.aheadDepth, target.server.kind),
     isEnd: (t) => t.endOfGeneration === true || t.id === target.info.eosId || stopIds.has(t.id),

@@ -17,11 +17,21 @@ export class TargetPool {
   private readonly replicas: { url: string; lazy: LazyServer; breaker: CircuitBreaker }[];
 
   /** `httpFor` gives each replica its own HTTP options (so each has its own retry budget). */
-  constructor(config: DsdConfig, logger: Logger, httpFor: (url: string) => ConnectOptions['http'], now: () => number = () => performance.now()) {
+  constructor(
+    config: DsdConfig,
+    logger: Logger,
+    httpFor: (url: string) => ConnectOptions['http'],
+    now: () => number = () => performance.now(),
+  ) {
     this.replicas = config.target.urls.map((url) => ({
       url,
       lazy: new LazyServer(url, 'target', config.target, logger, httpFor(url)),
-      breaker: new CircuitBreaker({ failureThreshold: 1, cooldownMs: config.speculation.draftCooldownMs, maxCooldownMs: 60_000, now }),
+      breaker: new CircuitBreaker({
+        failureThreshold: 1,
+        cooldownMs: config.speculation.draftCooldownMs,
+        maxCooldownMs: 60_000,
+        now,
+      }),
     }));
   }
 
@@ -35,7 +45,9 @@ export class TargetPool {
    * answers; throws the last failure when none does.
    */
   async get(signal: AbortSignal, key = '', exclude: ReadonlySet<string> = new Set()): Promise<ConnectedServer> {
-    let lastError: unknown = new UpstreamError('upstream_unavailable', 'no target replica is available', { role: 'target' });
+    let lastError: unknown = new UpstreamError('upstream_unavailable', 'no target replica is available', {
+      role: 'target',
+    });
     const ordered = [...this.replicas].sort((a, b) => rendezvousRank(key, b.url) - rendezvousRank(key, a.url));
     // Breakers first; if every replica is held open, try them anyway rather than fail without trying.
     const candidates = ordered.filter((r) => !exclude.has(r.url) && r.breaker.state !== 'open');

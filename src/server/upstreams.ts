@@ -27,10 +27,16 @@ export class Upstreams {
   readonly drafts: DraftPool;
 
   constructor(config: DsdConfig, logger: Logger, hooks: UpstreamHooks = {}) {
-    if (config.target.urls.length === 0) throw new DsdError('internal_error', 'no target URL configured (DSD_TARGET_URL)');
+    if (config.target.urls.length === 0)
+      throw new DsdError('internal_error', 'no target URL configured (DSD_TARGET_URL)');
     const common = { ca: config.caCertificates, observe: hooks.observe, connections: config.upstreamConnections };
     // Each replica has its own retry budget, and its retries are counted under its own URL.
-    const retry = (url: string) => ({ maxAttempts: config.targetRetryAttempts, budget: new RetryBudget(), maxRetryAfterMs: 5_000, onRetry: () => hooks.onRetry?.('target', url) });
+    const retry = (url: string) => ({
+      maxAttempts: config.targetRetryAttempts,
+      budget: new RetryBudget(),
+      maxRetryAfterMs: 5_000,
+      onRetry: () => hooks.onRetry?.('target', url),
+    });
     this.targets = new TargetPool(config, logger, (url) => ({ ...common, retry: retry(url) }));
     // Drafts are never retried: a failing draft costs a fallback, which is cheaper than waiting.
     this.drafts = new DraftPool(config, logger, (signal) => this.target(signal), undefined, common);
@@ -75,8 +81,10 @@ export class Upstreams {
   /** Traffic counters of every connected upstream (one keep-alive pool each). */
   links(): { role: string; upstream: string; bytesSent: number; bytesReceived: number; requests: number }[] {
     const out: { role: string; upstream: string; bytesSent: number; bytesReceived: number; requests: number }[] = [];
-    for (const t of this.targets.connected()) out.push({ role: 'target', upstream: t.server.baseUrl, ...t.server.counters });
-    for (const d of this.drafts.connected()) out.push({ role: 'draft', upstream: d.server.baseUrl, ...d.server.counters });
+    for (const t of this.targets.connected())
+      out.push({ role: 'target', upstream: t.server.baseUrl, ...t.server.counters });
+    for (const d of this.drafts.connected())
+      out.push({ role: 'draft', upstream: d.server.baseUrl, ...d.server.counters });
     return out;
   }
 

@@ -6,7 +6,20 @@ type Body = Record<string, unknown>;
 
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool', 'function']);
 /** Fields whose effect the engine cannot reproduce token by token; such requests pass through. */
-const PASSTHROUGH_FIELDS = ['tools', 'functions', 'tool_choice', 'response_format', 'logit_bias', 'echo', 'best_of', 'suffix', 'guided_json', 'guided_regex', 'guided_choice', 'grammar'];
+const PASSTHROUGH_FIELDS = [
+  'tools',
+  'functions',
+  'tool_choice',
+  'response_format',
+  'logit_bias',
+  'echo',
+  'best_of',
+  'suffix',
+  'guided_json',
+  'guided_regex',
+  'guided_choice',
+  'grammar',
+];
 const MAX_STOP_STRINGS = 16;
 
 function isRecord(v: unknown): v is Body {
@@ -21,15 +34,18 @@ function typeName(v: unknown): string {
 function num(body: Body, field: string, min: number, max: number): number | undefined {
   const v = body[field];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidRequestError(`'${field}' must be a number, got ${typeName(v)}`, field);
-  if (v < min || v > max) throw new InvalidRequestError(`'${field}' must be between ${min} and ${max}, got ${v}`, field);
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    throw new InvalidRequestError(`'${field}' must be a number, got ${typeName(v)}`, field);
+  if (v < min || v > max)
+    throw new InvalidRequestError(`'${field}' must be between ${min} and ${max}, got ${v}`, field);
   return v;
 }
 
 /** Reads an optional integer within [min, max]. */
 function int(body: Body, field: string, min: number, max: number): number | undefined {
   const v = num(body, field, min, max);
-  if (v !== undefined && !Number.isInteger(v)) throw new InvalidRequestError(`'${field}' must be an integer, got ${v}`, field);
+  if (v !== undefined && !Number.isInteger(v))
+    throw new InvalidRequestError(`'${field}' must be an integer, got ${v}`, field);
   return v;
 }
 
@@ -47,7 +63,8 @@ function isTokenIds(v: unknown): v is number[] {
 function parseMessages(body: Body): ChatMessage[] {
   const messages = body.messages;
   if (messages === undefined) throw new InvalidRequestError("'messages' is required", 'messages');
-  if (!Array.isArray(messages)) throw new InvalidRequestError(`'messages' must be an array, got ${typeName(messages)}`, 'messages');
+  if (!Array.isArray(messages))
+    throw new InvalidRequestError(`'messages' must be an array, got ${typeName(messages)}`, 'messages');
   if (messages.length === 0) throw new InvalidRequestError("'messages' must contain at least one message", 'messages');
   messages.forEach((m: unknown, i) => {
     const param = `messages[${i}]`;
@@ -56,9 +73,13 @@ function parseMessages(body: Body): ChatMessage[] {
       throw new InvalidRequestError(`'${param}.role' must be one of ${[...ROLES].join(', ')}`, `${param}.role`);
     }
     const c = m.content;
-    const contentOk = typeof c === 'string' || Array.isArray(c) || (c === null && (m.role === 'assistant' || m.role === 'tool'));
+    const contentOk =
+      typeof c === 'string' || Array.isArray(c) || (c === null && (m.role === 'assistant' || m.role === 'tool'));
     if (!contentOk && !(c === undefined && m.role === 'assistant')) {
-      throw new InvalidRequestError(`'${param}.content' must be a string or an array of content parts`, `${param}.content`);
+      throw new InvalidRequestError(
+        `'${param}.content' must be a string or an array of content parts`,
+        `${param}.content`,
+      );
     }
   });
   return messages as ChatMessage[];
@@ -70,7 +91,8 @@ function parsePrompt(body: Body): PromptInput | { kind: 'batch' } {
   if (typeof p === 'string') return { kind: 'text', text: p };
   if (isTokenIds(p)) return { kind: 'ids', ids: p };
   if (Array.isArray(p) && p.length > 0 && p.every((x) => typeof x === 'string' || isTokenIds(x))) {
-    if (p.length === 1) return typeof p[0] === 'string' ? { kind: 'text', text: p[0] } : { kind: 'ids', ids: p[0] as number[] };
+    if (p.length === 1)
+      return typeof p[0] === 'string' ? { kind: 'text', text: p[0] } : { kind: 'ids', ids: p[0] as number[] };
     return { kind: 'batch' };
   }
   throw new InvalidRequestError("'prompt' must be a string, an array of strings, or token ids", 'prompt');
@@ -83,7 +105,8 @@ function parseStop(body: Body): string[] {
   if (!Array.isArray(list) || !list.every((x) => typeof x === 'string' && x.length > 0)) {
     throw new InvalidRequestError("'stop' must be a non-empty string or an array of non-empty strings", 'stop');
   }
-  if (list.length > MAX_STOP_STRINGS) throw new InvalidRequestError(`'stop' may hold at most ${MAX_STOP_STRINGS} strings`, 'stop');
+  if (list.length > MAX_STOP_STRINGS)
+    throw new InvalidRequestError(`'stop' may hold at most ${MAX_STOP_STRINGS} strings`, 'stop');
   return list as string[];
 }
 
@@ -108,7 +131,10 @@ function parseLogprobs(body: Body, route: OpenAiRoute): number | undefined {
 }
 
 /** Reads the `dsd` body extension and `x-dsd-*` headers; headers win. */
-export function parseSpeculationControl(body: Body, headers: Record<string, string | string[] | undefined>): SpeculationControl {
+export function parseSpeculationControl(
+  body: Body,
+  headers: Record<string, string | string[] | undefined>,
+): SpeculationControl {
   const control: SpeculationControl = {};
   const ext = body.dsd;
   if (ext !== undefined && ext !== null) {
@@ -124,12 +150,14 @@ export function parseSpeculationControl(body: Body, headers: Record<string, stri
   };
   const spec = header('x-dsd-speculative');
   if (spec !== undefined) {
-    if (!['on', 'off', 'true', 'false'].includes(spec)) throw new InvalidRequestError("header 'x-dsd-speculative' must be on or off", 'x-dsd-speculative');
+    if (!['on', 'off', 'true', 'false'].includes(spec))
+      throw new InvalidRequestError("header 'x-dsd-speculative' must be on or off", 'x-dsd-speculative');
     control.enabled = spec === 'on' || spec === 'true';
   }
   const window = header('x-dsd-window');
   if (window !== undefined) {
-    if (!/^\d{1,4}$/.test(window)) throw new InvalidRequestError("header 'x-dsd-window' must be a non-negative integer", 'x-dsd-window');
+    if (!/^\d{1,4}$/.test(window))
+      throw new InvalidRequestError("header 'x-dsd-window' must be a non-negative integer", 'x-dsd-window');
     control.window = Number(window);
   }
   return control;
@@ -157,12 +185,14 @@ export function validateGenerationRequest(
 ): GenerationRequest {
   if (!isRecord(raw)) throw new InvalidRequestError('request body must be a JSON object');
   const body = raw;
-  if (typeof body.model !== 'string' || body.model === '') throw new InvalidRequestError("'model' is required and must be a string", 'model');
+  if (typeof body.model !== 'string' || body.model === '')
+    throw new InvalidRequestError("'model' is required and must be a string", 'model');
   const parsed = route === 'chat' ? { kind: 'messages' as const, messages: parseMessages(body) } : parsePrompt(body);
   if (parsed.kind === 'messages' && parsed.messages.length > limits.maxMessages) {
     throw new InvalidRequestError(`'messages' may hold at most ${limits.maxMessages} messages`, 'messages');
   }
-  const maxTokens = int(body, 'max_completion_tokens', 1, limits.maxTokens) ?? int(body, 'max_tokens', 1, limits.maxTokens);
+  const maxTokens =
+    int(body, 'max_completion_tokens', 1, limits.maxTokens) ?? int(body, 'max_tokens', 1, limits.maxTokens);
   const n = int(body, 'n', 1, 128) ?? 1;
   const stream = bool(body, 'stream') ?? false;
   const streamOptions = body.stream_options;

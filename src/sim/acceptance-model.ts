@@ -1,4 +1,4 @@
-import { verifyByMatch, type Verdict } from '../speculative/acceptance.js';
+import { type Verdict, verifyByMatch } from '../speculative/acceptance.js';
 import { PositionAcceptance } from '../speculative/estimates.js';
 import type { Rng } from '../speculative/sampling.js';
 import type { AcceptanceSpec } from './scenario.js';
@@ -12,7 +12,10 @@ import type { AcceptanceSpec } from './scenario.js';
 export class AcceptanceModel {
   private readonly rates: (i: number) => number;
 
-  constructor(spec: AcceptanceSpec, private readonly rng: Rng) {
+  constructor(
+    spec: AcceptanceSpec,
+    private readonly rng: Rng,
+  ) {
     switch (spec.kind) {
       case 'iid':
         this.rates = () => spec.rate;

@@ -1,6 +1,6 @@
 import type { Rng } from '../speculative/sampling.js';
-import { draw } from './random.js';
 import type { Simulation } from './event-queue.js';
+import { draw } from './random.js';
 import type { EdgeSpec, LinkSpec, TargetSpec } from './scenario.js';
 
 /** A piece of work for a target: `tokens` computed in one step. */
@@ -130,7 +130,15 @@ export interface LinkBytes {
 }
 
 /** Sends `bytes` over a link one way: latency + jitter + serialisation; counts the bytes. */
-export function transmit(sim: Simulation, link: LinkSpec, bytes: number, counter: LinkBytes, direction: 'up' | 'down', rng: Rng, done: () => void): void {
+export function transmit(
+  sim: Simulation,
+  link: LinkSpec,
+  bytes: number,
+  counter: LinkBytes,
+  direction: 'up' | 'down',
+  rng: Rng,
+  done: () => void,
+): void {
   counter[direction] += bytes;
   const jitter = link.jitterMs === undefined ? 0 : draw(link.jitterMs, rng);
   sim.schedule(link.oneWayMs + jitter + (bytes * 1000) / link.bandwidthBytesPerS, done);

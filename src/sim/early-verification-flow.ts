@@ -2,7 +2,7 @@ import type { SpeculationPlanner } from '../speculative/planner.js';
 import { recordRound } from '../speculative/stats.js';
 import { roundWindow } from '../speculative/window.js';
 import { transmit } from './devices.js';
-import { deliver, verifyTokens, WIRE, type FlowContext } from './flow-common.js';
+import { deliver, type FlowContext, verifyTokens, WIRE } from './flow-common.js';
 
 /** A round of the optimistic chain: drafted, and (unless draft-only) sent to the target. */
 interface SimRound {
@@ -23,7 +23,12 @@ interface SimRound {
  * elsewhere (a rejection, or a bonus unlike the draft's guess) drops the rest of the chain, whose
  * verifications the target still computes.
  */
-export function dsdWithEarlyVerification(c: FlowContext, planner: SpeculationPlanner, maxDepth: number, goTargetOnly: (withPrompt: boolean, resume: () => void) => void): void {
+export function dsdWithEarlyVerification(
+  c: FlowContext,
+  planner: SpeculationPlanner,
+  maxDepth: number,
+  goTargetOnly: (withPrompt: boolean, resume: () => void) => void,
+): void {
   const wire = c.scenario.wire ?? WIRE;
   let prefilled = false;
   let epoch = 0;
@@ -36,14 +41,30 @@ export function dsdWithEarlyVerification(c: FlowContext, planner: SpeculationPla
     const withPrompt = !prefilled;
     prefilled = true;
     r.sentAt = c.sim.now;
-    transmit(c.sim, c.edge.link, wire.bytesPerRequest + (r.k + 1) * (context + r.k / 2) * wire.bytesPerPromptToken, c.bytes, 'up', c.rng, () => {
-      c.target.submit(verifyTokens(c, r.k) + (withPrompt ? c.promptTokens : 0), () => {
-        transmit(c.sim, c.edge.link, wire.bytesPerRequest + (r.k + 1) * wire.bytesPerPosition, c.bytes, 'down', c.rng, () => {
-          r.arrivedAt = c.sim.now;
-          r.onArrive?.();
+    transmit(
+      c.sim,
+      c.edge.link,
+      wire.bytesPerRequest + (r.k + 1) * (context + r.k / 2) * wire.bytesPerPromptToken,
+      c.bytes,
+      'up',
+      c.rng,
+      () => {
+        c.target.submit(verifyTokens(c, r.k) + (withPrompt ? c.promptTokens : 0), () => {
+          transmit(
+            c.sim,
+            c.edge.link,
+            wire.bytesPerRequest + (r.k + 1) * wire.bytesPerPosition,
+            c.bytes,
+            'down',
+            c.rng,
+            () => {
+              r.arrivedAt = c.sim.now;
+              r.onArrive?.();
+            },
+          );
         });
-      });
-    });
+      },
+    );
   };
 
   const drop = () => {
@@ -58,14 +79,25 @@ export function dsdWithEarlyVerification(c: FlowContext, planner: SpeculationPla
     const e = epoch;
     growing = e;
     const step = () => {
-      if (e !== epoch || chain.length >= Math.max(1, depth) || chain[chain.length - 1]?.sentAt === undefined && chain.length > 0) {
+      if (
+        e !== epoch ||
+        chain.length >= Math.max(1, depth) ||
+        (chain[chain.length - 1]?.sentAt === undefined && chain.length > 0)
+      ) {
         if (growing === e) growing = undefined;
         return;
       }
       const ms = c.edge.draftMs(k + 1, c.promptTokens + c.record.tokens);
       c.edge.run(ms, () => {
         if (e !== epoch) return step();
-        const r: SimRound = { k, draftWorkMs: ms, draftWaitMs: 0, earlyDepth: depth > 0 ? depth : undefined, sentAt: undefined, arrivedAt: undefined };
+        const r: SimRound = {
+          k,
+          draftWorkMs: ms,
+          draftWaitMs: 0,
+          earlyDepth: depth > 0 ? depth : undefined,
+          sentAt: undefined,
+          arrivedAt: undefined,
+        };
         chain.push(r);
         if (depth > 0) {
           send(r);
@@ -82,9 +114,23 @@ export function dsdWithEarlyVerification(c: FlowContext, planner: SpeculationPla
     const onVerdict = () => {
       const v = c.acceptance.round(r.k);
       const hit = v.accepted === r.k && c.acceptance.bonusGuessRight(r.k);
-      recordRound(c.record.stats, { drafted: r.k, accepted: v.accepted, committed: v.tokens.length, draftMs: r.draftWaitMs, verifyMs: c.sim.now - waitStart });
-      const early = r.earlyDepth === undefined ? {} : { early: { depth: r.earlyDepth, waitMs: c.sim.now - lastVerdictAt } };
-      planner.observeRound({ drafted: r.k, accepted: v.accepted, draftMs: r.draftWaitMs, draftWorkMs: r.draftWorkMs, verifyMs: (r.arrivedAt as number) - (r.sentAt as number), ...early });
+      recordRound(c.record.stats, {
+        drafted: r.k,
+        accepted: v.accepted,
+        committed: v.tokens.length,
+        draftMs: r.draftWaitMs,
+        verifyMs: c.sim.now - waitStart,
+      });
+      const early =
+        r.earlyDepth === undefined ? {} : { early: { depth: r.earlyDepth, waitMs: c.sim.now - lastVerdictAt } };
+      planner.observeRound({
+        drafted: r.k,
+        accepted: v.accepted,
+        draftMs: r.draftWaitMs,
+        draftWorkMs: r.draftWorkMs,
+        verifyMs: (r.arrivedAt as number) - (r.sentAt as number),
+        ...early,
+      });
       lastVerdictAt = c.sim.now;
       if (!hit) drop();
       if (deliver(c, v.tokens.length)) return drop();
@@ -109,10 +155,19 @@ export function dsdWithEarlyVerification(c: FlowContext, planner: SpeculationPla
     }
     const k = roundWindow(decision.k, c.outputTokens - c.record.tokens, Infinity);
     const depth = Math.min(maxDepth, decision.aheadDepth ?? maxDepth);
-    const work = c.edge.draftMs(k, c.promptTokens + c.record.tokens) + (prefilled ? 0 : c.promptTokens * (c.edge.spec.draftPrefillMsPerToken ?? 0));
+    const work =
+      c.edge.draftMs(k, c.promptTokens + c.record.tokens) +
+      (prefilled ? 0 : c.promptTokens * (c.edge.spec.draftPrefillMsPerToken ?? 0));
     const start = c.sim.now;
     c.edge.run(work, () => {
-      const r: SimRound = { k, draftWorkMs: work, draftWaitMs: c.sim.now - start, earlyDepth: undefined, sentAt: undefined, arrivedAt: undefined };
+      const r: SimRound = {
+        k,
+        draftWorkMs: work,
+        draftWaitMs: c.sim.now - start,
+        earlyDepth: undefined,
+        sentAt: undefined,
+        arrivedAt: undefined,
+      };
       send(r);
       if (k > 0) grow(k, depth);
       verdict(r, depth);

@@ -53,4 +53,3 @@ export function deliver(c: FlowContext, n: number): boolean {
   }
   return false;
 }
-

@@ -3,7 +3,7 @@ import { recordRound } from '../speculative/stats.js';
 import { roundWindow } from '../speculative/window.js';
 import { transmit } from './devices.js';
 import { dsdWithEarlyVerification } from './early-verification-flow.js';
-import { deliver, verifyTokens, WIRE, type FlowContext } from './flow-common.js';
+import { deliver, type FlowContext, verifyTokens, WIRE } from './flow-common.js';
 
 export type { FlowContext, RequestRecord } from './flow-common.js';
 
@@ -19,7 +19,20 @@ export function startRequest(c: FlowContext): void {
     case 'dsd-adaptive': {
       const w = c.scenario.window ?? { min: 1, max: 16 };
       const s = c.strategy;
-      return dsdFlow(c, adaptivePlanner(c.estimates, { ...w, initialK: 4, margin: 0.05, explore: 0.1, draftAhead: s.draftAhead ?? false, aheadDepth: s.draftAhead ? (s.aheadDepth ?? 0) : 0, rng: c.rng, probeEveryTokens: PROBE_EVERY_TOKENS }), s);
+      return dsdFlow(
+        c,
+        adaptivePlanner(c.estimates, {
+          ...w,
+          initialK: 4,
+          margin: 0.05,
+          explore: 0.1,
+          draftAhead: s.draftAhead ?? false,
+          aheadDepth: s.draftAhead ? (s.aheadDepth ?? 0) : 0,
+          rng: c.rng,
+          probeEveryTokens: PROBE_EVERY_TOKENS,
+        }),
+        s,
+      );
     }
   }
 }
@@ -27,7 +40,10 @@ export function startRequest(c: FlowContext): void {
 /** Early verification has its own flow; plain DSD (with or without draft-only ahead) the simpler one. */
 function dsdFlow(c: FlowContext, planner: SpeculationPlanner, s: { draftAhead?: boolean; aheadDepth?: number }): void {
   const depth = s.draftAhead ? (s.aheadDepth ?? 0) : 0;
-  if (depth > 0) return dsdWithEarlyVerification(c, planner, depth, (withPrompt, resume) => targetOnly(c, withPrompt, planner, resume));
+  if (depth > 0)
+    return dsdWithEarlyVerification(c, planner, depth, (withPrompt, resume) =>
+      targetOnly(c, withPrompt, planner, resume),
+    );
   dsd(c, planner, s.draftAhead ?? false);
 }
 
@@ -87,23 +103,39 @@ function shadow(c: FlowContext, planner: SpeculationPlanner, then: () => void): 
 function singleNode(c: FlowContext, k: number, draftMsPerToken: number): void {
   const wire = c.scenario.wire ?? WIRE;
   let committed = 0;
-  transmit(c.sim, c.edge.link, wire.bytesPerRequest + c.promptTokens * wire.bytesPerPromptToken, c.bytes, 'up', c.rng, () => {
-    c.target.submit(c.promptTokens, () => {
-      const round = () => {
-        const kk = roundWindow(k, c.outputTokens - committed, Infinity);
-        c.target.draft(kk, draftMsPerToken, () => {
-          c.target.submit(verifyTokens(c, kk), () => {
-            const v = c.acceptance.round(kk);
-            committed += v.tokens.length;
-            recordRound(c.record.stats, { drafted: kk, accepted: v.accepted, committed: v.tokens.length, draftMs: kk * draftMsPerToken, verifyMs: 0 });
-            transmit(c.sim, c.edge.link, wire.bytesPerPosition * v.tokens.length, c.bytes, 'down', c.rng, () => deliver(c, v.tokens.length));
-            if (committed < c.outputTokens) round();
+  transmit(
+    c.sim,
+    c.edge.link,
+    wire.bytesPerRequest + c.promptTokens * wire.bytesPerPromptToken,
+    c.bytes,
+    'up',
+    c.rng,
+    () => {
+      c.target.submit(c.promptTokens, () => {
+        const round = () => {
+          const kk = roundWindow(k, c.outputTokens - committed, Infinity);
+          c.target.draft(kk, draftMsPerToken, () => {
+            c.target.submit(verifyTokens(c, kk), () => {
+              const v = c.acceptance.round(kk);
+              committed += v.tokens.length;
+              recordRound(c.record.stats, {
+                drafted: kk,
+                accepted: v.accepted,
+                committed: v.tokens.length,
+                draftMs: kk * draftMsPerToken,
+                verifyMs: 0,
+              });
+              transmit(c.sim, c.edge.link, wire.bytesPerPosition * v.tokens.length, c.bytes, 'down', c.rng, () =>
+                deliver(c, v.tokens.length),
+              );
+              if (committed < c.outputTokens) round();
+            });
           });
-        });
-      };
-      round();
-    });
-  });
+        };
+        round();
+      });
+    },
+  );
 }
 
 /** A draft-ahead proposal running on the edge. */
@@ -121,7 +153,8 @@ function dsd(c: FlowContext, planner: SpeculationPlanner, draftAhead: boolean): 
     if (decision.kind === 'target-only') return targetOnly(c, !prefilled, planner, () => round(undefined));
     const k = roundWindow(decision.k, c.outputTokens - c.record.tokens, Infinity);
     const context = c.promptTokens + c.record.tokens;
-    const draftWork = c.edge.draftMs(k, context) + (prefilled ? 0 : c.promptTokens * (c.edge.spec.draftPrefillMsPerToken ?? 0));
+    const draftWork =
+      c.edge.draftMs(k, context) + (prefilled ? 0 : c.promptTokens * (c.edge.spec.draftPrefillMsPerToken ?? 0));
     const draftStart = c.sim.now;
     const verify = () => {
       const draftMs = c.sim.now - draftStart;
@@ -136,24 +169,46 @@ function dsd(c: FlowContext, planner: SpeculationPlanner, draftAhead: boolean): 
         });
         ahead = a;
       }
-      transmit(c.sim, c.edge.link, wire.bytesPerRequest + (k + 1) * (context + k / 2) * wire.bytesPerPromptToken, c.bytes, 'up', c.rng, () => {
-        c.target.submit(verifyTokens(c, k) + (prefilled ? 0 : c.promptTokens), () => {
-          prefilled = true;
-          transmit(c.sim, c.edge.link, wire.bytesPerRequest + (k + 1) * wire.bytesPerPosition, c.bytes, 'down', c.rng, () => {
-            const v = c.acceptance.round(k);
-            const verifyMs = c.sim.now - sent;
-            recordRound(c.record.stats, { drafted: k, accepted: v.accepted, committed: v.tokens.length, draftMs, verifyMs });
-            planner.observeRound({ drafted: k, accepted: v.accepted, draftMs, draftWorkMs: draftWork, verifyMs });
-            const hit = ahead !== undefined && v.accepted === k && c.acceptance.bonusGuessRight(k);
-            if (ahead !== undefined) {
-              if (hit) c.record.stats.draftAheadHits += 1;
-              else c.record.stats.draftAheadMisses += 1;
-            }
-            if (deliver(c, v.tokens.length)) return;
-            round(hit ? ahead : undefined);
+      transmit(
+        c.sim,
+        c.edge.link,
+        wire.bytesPerRequest + (k + 1) * (context + k / 2) * wire.bytesPerPromptToken,
+        c.bytes,
+        'up',
+        c.rng,
+        () => {
+          c.target.submit(verifyTokens(c, k) + (prefilled ? 0 : c.promptTokens), () => {
+            prefilled = true;
+            transmit(
+              c.sim,
+              c.edge.link,
+              wire.bytesPerRequest + (k + 1) * wire.bytesPerPosition,
+              c.bytes,
+              'down',
+              c.rng,
+              () => {
+                const v = c.acceptance.round(k);
+                const verifyMs = c.sim.now - sent;
+                recordRound(c.record.stats, {
+                  drafted: k,
+                  accepted: v.accepted,
+                  committed: v.tokens.length,
+                  draftMs,
+                  verifyMs,
+                });
+                planner.observeRound({ drafted: k, accepted: v.accepted, draftMs, draftWorkMs: draftWork, verifyMs });
+                const hit = ahead !== undefined && v.accepted === k && c.acceptance.bonusGuessRight(k);
+                if (ahead !== undefined) {
+                  if (hit) c.record.stats.draftAheadHits += 1;
+                  else c.record.stats.draftAheadMisses += 1;
+                }
+                if (deliver(c, v.tokens.length)) return;
+                round(hit ? ahead : undefined);
+              },
+            );
           });
-        });
-      });
+        },
+      );
     };
     if (ready === undefined) c.edge.run(draftWork, verify);
     else if (ready.finished) verify();

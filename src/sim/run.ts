@@ -1,13 +1,13 @@
 import { percentile } from '../bench/stats.js';
 import { PairEstimates } from '../speculative/estimates.js';
-import { seededRng, type Rng } from '../speculative/sampling.js';
+import { type Rng, seededRng } from '../speculative/sampling.js';
 import { emptyStats } from '../speculative/stats.js';
 import { AcceptanceModel } from './acceptance-model.js';
-import { EdgeDevice, TargetDevice, type LinkBytes } from './devices.js';
+import { EdgeDevice, type LinkBytes, TargetDevice } from './devices.js';
 import { Simulation } from './event-queue.js';
 import { draw } from './random.js';
-import { startRequest, type RequestRecord } from './request-flow.js';
-import { strategyName, type RoutingPolicy, type Scenario, type StrategySpec } from './scenario.js';
+import { type RequestRecord, startRequest } from './request-flow.js';
+import { type RoutingPolicy, type Scenario, type StrategySpec, strategyName } from './scenario.js';
 
 /** Latency percentiles (ms). */
 export interface SimPercentiles {
@@ -63,7 +63,9 @@ export function simulateStrategy(scenario: Scenario, strategy: StrategySpec): St
   const rng = seededRng(scenario.seed);
   const workloadRng = seededRng(scenario.seed ^ 0x9e3779b9);
   const acceptance = new AcceptanceModel(scenario.acceptance, seededRng(scenario.seed + 17));
-  const edges = scenario.edges.flatMap((e) => Array.from({ length: e.count }, () => new EdgeDevice(sim, e, e.link ?? scenario.link)));
+  const edges = scenario.edges.flatMap((e) =>
+    Array.from({ length: e.count }, () => new EdgeDevice(sim, e, e.link ?? scenario.link)),
+  );
   const targets = Array.from({ length: scenario.targets.count }, () => new TargetDevice(sim, scenario.targets));
   const estimates = new Map<string, PairEstimates>();
   const bytes: LinkBytes = { up: 0, down: 0 };
@@ -76,10 +78,23 @@ export function simulateStrategy(scenario: Scenario, strategy: StrategySpec): St
     const key = `${e}/${t}`;
     let pair = estimates.get(key);
     if (pair === undefined) estimates.set(key, (pair = new PairEstimates()));
-    const record: RequestRecord = { arrivalMs: sim.now, firstTokenMs: undefined, endMs: undefined, tokens: 0, stats: emptyStats() };
+    const record: RequestRecord = {
+      arrivalMs: sim.now,
+      firstTokenMs: undefined,
+      endMs: undefined,
+      tokens: 0,
+      stats: emptyStats(),
+    };
     records.push(record);
     startRequest({
-      sim, rng, scenario, strategy, acceptance, bytes, record, done: onDone,
+      sim,
+      rng,
+      scenario,
+      strategy,
+      acceptance,
+      bytes,
+      record,
+      done: onDone,
       edge: edges[e] as EdgeDevice,
       target: targets[t] as TargetDevice,
       estimates: pair,
@@ -115,7 +130,13 @@ export function simulateStrategy(scenario: Scenario, strategy: StrategySpec): St
   return summarizeRun(strategy, records, targets, bytes, sim);
 }
 
-function summarizeRun(strategy: StrategySpec, records: RequestRecord[], targets: TargetDevice[], bytes: LinkBytes, sim: Simulation): StrategyResult {
+function summarizeRun(
+  strategy: StrategySpec,
+  records: RequestRecord[],
+  targets: TargetDevice[],
+  bytes: LinkBytes,
+  sim: Simulation,
+): StrategyResult {
   const done = records.filter((r) => r.endMs !== undefined);
   const start = Math.min(...records.map((r) => r.arrivalMs));
   const end = Math.max(...done.map((r) => r.endMs as number));
@@ -130,7 +151,9 @@ function summarizeRun(strategy: StrategySpec, records: RequestRecord[], targets:
     generatedTokens: tokens,
     makespanMs: makespan,
     ttftMs: pcts(done.map((r) => (r.firstTokenMs as number) - r.arrivalMs)),
-    tpotMs: pcts(done.filter((r) => r.tokens > 1).map((r) => ((r.endMs as number) - (r.firstTokenMs as number)) / (r.tokens - 1))),
+    tpotMs: pcts(
+      done.filter((r) => r.tokens > 1).map((r) => ((r.endMs as number) - (r.firstTokenMs as number)) / (r.tokens - 1)),
+    ),
     e2eMs: pcts(done.map((r) => (r.endMs as number) - r.arrivalMs)),
     throughputTokensPerS: (tokens * 1000) / makespan,
     msPerToken: done.reduce((s, r) => s + ((r.endMs as number) - r.arrivalMs) / r.tokens, 0) / Math.max(1, done.length),

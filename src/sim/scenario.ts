@@ -123,5 +123,11 @@ export const DEFAULT_SCENARIO: Scenario = {
     targetRouting: 'join-shortest-queue',
   },
   acceptance: { kind: 'iid', rate: 0.8 },
-  strategies: [{ kind: 'target-only' }, { kind: 'single-node', k: 4, draftMsPerToken: 1 }, { kind: 'dsd-fixed', k: 4 }, { kind: 'dsd-adaptive' }, { kind: 'dsd-adaptive', draftAhead: true }],
+  strategies: [
+    { kind: 'target-only' },
+    { kind: 'single-node', k: 4, draftMsPerToken: 1 },
+    { kind: 'dsd-fixed', k: 4 },
+    { kind: 'dsd-adaptive' },
+    { kind: 'dsd-adaptive', draftAhead: true },
+  ],
 };

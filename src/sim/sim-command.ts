@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ProgressBar } from '../bench/progress.js';
 import { renderLineChart } from '../bench/svg-chart.js';
-import { simulate, type StrategyResult } from './run.js';
+import { type StrategyResult, simulate } from './run.js';
 import { DEFAULT_SCENARIO, type Scenario } from './scenario.js';
 import { applySweep, parseSweep } from './sweep.js';
 
@@ -29,7 +29,10 @@ export function loadScenario(path: string): Scenario {
   s.seed ??= 1;
   if (s.acceptance.kind === 'trace' && s.acceptance.file !== undefined) {
     const tracePath = resolve(dirname(path), s.acceptance.file);
-    s.acceptance.rounds = readFileSync(tracePath, 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as { k: number; accepted: number });
+    s.acceptance.rounds = readFileSync(tracePath, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => JSON.parse(l) as { k: number; accepted: number });
     if (s.acceptance.rounds.length === 0) throw new Error(`${tracePath}: no rounds`);
   }
   s.link.bandwidthBytesPerS = unlimited(s.link.bandwidthBytesPerS);
@@ -43,13 +46,28 @@ const f = (v: number, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : '—');
 export function simTable(results: readonly StrategyResult[], extraColumn?: { name: string; value: string }): string {
   const base = results.find((r) => r.strategy === 'target only');
   const head = `| ${extraColumn ? `${extraColumn.name} | ` : ''}strategy | ms/token | speed-up | TTFT p50 ms | TPOT p50 ms | e2e p50 / p95 / p99 ms | tokens/s | target util. | acceptance | mean acc. length | MB up / down |`;
-  const rows = results.map((r) => `| ${extraColumn ? `${extraColumn.value} | ` : ''}${r.strategy} | ${f(r.msPerToken)} | ${base ? `${f(base.msPerToken / r.msPerToken)}×` : '—'} | ${f(r.ttftMs.p50, 0)} | ${f(r.tpotMs.p50)} | ${f(r.e2eMs.p50, 0)} / ${f(r.e2eMs.p95, 0)} / ${f(r.e2eMs.p99, 0)} | ${f(r.throughputTokensPerS, 0)} | ${f(r.targetUtilisation)} | ${f(r.acceptanceRate)} | ${f(r.meanAcceptanceLength)} | ${f(r.bytesUp / 1e6, 1)} / ${f(r.bytesDown / 1e6, 1)} |`);
+  const rows = results.map(
+    (r) =>
+      `| ${extraColumn ? `${extraColumn.value} | ` : ''}${r.strategy} | ${f(r.msPerToken)} | ${base ? `${f(base.msPerToken / r.msPerToken)}×` : '—'} | ${f(r.ttftMs.p50, 0)} | ${f(r.tpotMs.p50)} | ${f(r.e2eMs.p50, 0)} / ${f(r.e2eMs.p95, 0)} / ${f(r.e2eMs.p99, 0)} | ${f(r.throughputTokensPerS, 0)} | ${f(r.targetUtilisation)} | ${f(r.acceptanceRate)} | ${f(r.meanAcceptanceLength)} | ${f(r.bytesUp / 1e6, 1)} / ${f(r.bytesDown / 1e6, 1)} |`,
+  );
   return [head, head.replace(/[^|]+/g, '---'), ...rows].join('\n');
 }
 
 /** Runs `dsd sim`; returns the results by swept value (one entry when nothing is swept). */
-export async function simCommand(args: string[], log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<{ value: number | undefined; results: StrategyResult[] }[]> {
-  const { values } = parseArgs({ args, strict: true, options: { scenario: { type: 'string' }, sweep: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', default: false } } });
+export async function simCommand(
+  args: string[],
+  log: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
+): Promise<{ value: number | undefined; results: StrategyResult[] }[]> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      scenario: { type: 'string' },
+      sweep: { type: 'string' },
+      out: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
   if (values.help) {
     log(SIM_HELP);
     return [];
@@ -70,7 +88,9 @@ export async function simCommand(args: string[], log: (line: string) => void = (
     }
   }
   const seconds = (performance.now() - started) / 1000;
-  const tables = runs.map((r) => simTable(r.results, sweep && r.value !== undefined ? { name: sweep.param, value: String(r.value) } : undefined));
+  const tables = runs.map((r) =>
+    simTable(r.results, sweep && r.value !== undefined ? { name: sweep.param, value: String(r.value) } : undefined),
+  );
   const report = `# DSD-Si: ${scenario.name}\n\nSeed ${scenario.seed}; simulated in ${seconds.toFixed(2)} s.\n\n${tables.join('\n\n')}\n`;
   writeFileSync(join(out, 'report.md'), report);
   writeFileSync(join(out, 'results.json'), JSON.stringify({ scenario, sweep, runs }, null, 2));
@@ -83,9 +103,40 @@ export async function simCommand(args: string[], log: (line: string) => void = (
 function writeCharts(out: string, param: string, runs: { value: number; results: StrategyResult[] }[]): void {
   const names = runs[0]?.results.map((r) => r.strategy) ?? [];
   const series = (y: (r: StrategyResult, all: StrategyResult[]) => number) =>
-    names.map((name) => ({ name, points: runs.map((run) => [run.value, y(run.results.find((r) => r.strategy === name) as StrategyResult, run.results)] as const) }));
+    names.map((name) => ({
+      name,
+      points: runs.map(
+        (run) => [run.value, y(run.results.find((r) => r.strategy === name) as StrategyResult, run.results)] as const,
+      ),
+    }));
   const label = param === 'rtt' ? 'RTT (ms)' : param;
-  writeFileSync(join(out, `${param}-e2e-latency.svg`), renderLineChart({ title: `End-to-end latency (p50) vs ${label}`, xLabel: label, yLabel: 'ms', series: series((r) => r.e2eMs.p50) }));
-  writeFileSync(join(out, `${param}-throughput.svg`), renderLineChart({ title: `Throughput vs ${label}`, xLabel: label, yLabel: 'tokens/s', series: series((r) => r.throughputTokensPerS) }));
-  writeFileSync(join(out, `${param}-speedup.svg`), renderLineChart({ title: `Speed-up over the target alone vs ${label}`, xLabel: label, yLabel: 'speed-up (×)', series: series((r, all) => (all.find((x) => x.strategy === 'target only')?.msPerToken ?? Number.NaN) / r.msPerToken) }));
+  writeFileSync(
+    join(out, `${param}-e2e-latency.svg`),
+    renderLineChart({
+      title: `End-to-end latency (p50) vs ${label}`,
+      xLabel: label,
+      yLabel: 'ms',
+      series: series((r) => r.e2eMs.p50),
+    }),
+  );
+  writeFileSync(
+    join(out, `${param}-throughput.svg`),
+    renderLineChart({
+      title: `Throughput vs ${label}`,
+      xLabel: label,
+      yLabel: 'tokens/s',
+      series: series((r) => r.throughputTokensPerS),
+    }),
+  );
+  writeFileSync(
+    join(out, `${param}-speedup.svg`),
+    renderLineChart({
+      title: `Speed-up over the target alone vs ${label}`,
+      xLabel: label,
+      yLabel: 'speed-up (×)',
+      series: series(
+        (r, all) => (all.find((x) => x.strategy === 'target only')?.msPerToken ?? Number.NaN) / r.msPerToken,
+      ),
+    }),
+  );
 }

@@ -21,13 +21,15 @@ export function parseSweep(spec: string): Sweep {
   let values: number[];
   if (body.includes(':')) {
     const [from, to, step] = body.split(':').map(Number) as [number, number, number];
-    if (![from, to, step].every(Number.isFinite) || step <= 0 || to < from) throw new Error(`--sweep ${JSON.stringify(spec)}: bad range`);
+    if (![from, to, step].every(Number.isFinite) || step <= 0 || to < from)
+      throw new Error(`--sweep ${JSON.stringify(spec)}: bad range`);
     values = [];
     for (let v = from; v <= to + 1e-9; v += step) values.push(Number(v.toPrecision(12)));
   } else {
     values = body.split(',').map(Number);
   }
-  if (values.length === 0 || !values.every(Number.isFinite)) throw new Error(`--sweep ${JSON.stringify(spec)}: no values`);
+  if (values.length === 0 || !values.every(Number.isFinite))
+    throw new Error(`--sweep ${JSON.stringify(spec)}: no values`);
   return { param, values };
 }
 

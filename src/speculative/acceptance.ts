@@ -1,4 +1,4 @@
-import { sampleFrom, type Rng, type TokenProb } from './sampling.js';
+import { type Rng, sampleFrom, type TokenProb } from './sampling.js';
 
 /**
  * Acceptance rules: each decides, from the k draft tokens and the target's k+1 positions, which
@@ -62,7 +62,9 @@ function probOf(dist: readonly TokenProb[] | undefined, id: number): number {
 /** norm(max(0, p − q)) over the ids either distribution knows; p itself when that is empty. */
 export function residual(p: readonly TokenProb[], q: readonly TokenProb[]): TokenProb[] {
   const qById = new Map(q.map((t) => [t.id, t.prob]));
-  const out = p.map((t) => ({ id: t.id, prob: Math.max(0, t.prob - (qById.get(t.id) ?? 0)) })).filter((t) => t.prob > 0);
+  const out = p
+    .map((t) => ({ id: t.id, prob: Math.max(0, t.prob - (qById.get(t.id) ?? 0)) }))
+    .filter((t) => t.prob > 0);
   return out.length > 0 ? out : [...p];
 }
 
@@ -73,7 +75,11 @@ export function residual(p: readonly TokenProb[], q: readonly TokenProb[]): Toke
  * distributions actually sampled from (same transform); with top-N lists it is an approximation
  * (mass outside the lists is treated as zero), which callers must declare.
  */
-export function verifyByRejection(draft: readonly DraftCandidate[], target: readonly TargetPosition[], rng: Rng): Verdict {
+export function verifyByRejection(
+  draft: readonly DraftCandidate[],
+  target: readonly TargetPosition[],
+  rng: Rng,
+): Verdict {
   checkShape(draft, target);
   for (let i = 0; i < draft.length; i++) {
     const d = draft[i] as DraftCandidate;
@@ -83,7 +89,8 @@ export function verifyByRejection(draft: readonly DraftCandidate[], target: read
     // q = 0 means the draft's list lost its own token: fall back to matching, which is exact.
     const acceptProb = q > 0 ? Math.min(1, p / q) : d.id === t.sampled ? 1 : 0;
     if (rng() < acceptProb) continue;
-    const corrected = q > 0 && t.dist !== undefined && t.dist.length > 0 ? sampleFrom(residual(t.dist, d.dist ?? []), rng) : t.sampled;
+    const corrected =
+      q > 0 && t.dist !== undefined && t.dist.length > 0 ? sampleFrom(residual(t.dist, d.dist ?? []), rng) : t.sampled;
     return commit(draft, i, corrected, false);
   }
   return commit(draft, draft.length, (target[draft.length] as TargetPosition).sampled, true);

@@ -105,7 +105,12 @@ export class AdaptiveWindow {
       // previous verdict; s only prices chains up where early rounds share the target's cores.
       const slowdown = depth === 0 ? 1 : Math.max(1, this.estimates.aheadSlowdown.value ?? 1);
       const nextDraft = this.estimates.draftMs.predict(k + 1) ?? draft;
-      roundMs = (1 - hit) * (draft + verify) + Math.min(hit * (draft + verify), slowdown * chainHitMs({ hit, nextDraftMs: nextDraft, verifyMs: verify, depth }));
+      roundMs =
+        (1 - hit) * (draft + verify) +
+        Math.min(
+          hit * (draft + verify),
+          slowdown * chainHitMs({ hit, nextDraftMs: nextDraft, verifyMs: verify, depth }),
+        );
     }
     const expectedTokens = this.expectedTokens(k);
     return { k, expectedTokens, roundMs, msPerToken: roundMs / expectedTokens, aheadDepth: depth };
@@ -143,19 +148,36 @@ export class AdaptiveWindow {
   decide(): WindowDecision {
     const e = this.estimates;
     // A few unlucky first rounds must not settle a pair: learn from at least 8 proposals.
-    if (e.acceptance.weight < 8 || e.verifyMs.weight < 4) return { kind: 'speculate', k: this.o.initialK, reason: 'learning the pair' };
+    if (e.acceptance.weight < 8 || e.verifyMs.weight < 4)
+      return { kind: 'speculate', k: this.o.initialK, reason: 'learning the pair' };
     const targetOnly = e.targetOnlyMsPerToken.value;
-    if (targetOnly === undefined || e.targetOnlyMsPerToken.weight < 4) return { kind: 'target-only', reason: 'measuring the target alone', settled: false };
+    if (targetOnly === undefined || e.targetOnlyMsPerToken.weight < 4)
+      return { kind: 'target-only', reason: 'measuring the target alone', settled: false };
     const best = this.best();
     if (best === undefined || best.msPerToken >= (1 - this.o.margin) * targetOnly) {
       const closeCall = best !== undefined && best.msPerToken < CLOSE_CALL * targetOnly;
-      return { kind: 'target-only', reason: `speculation predicted at ${best?.msPerToken.toFixed(2) ?? '?'} ms/token vs ${targetOnly.toFixed(2)} alone`, settled: true, closeCall };
+      return {
+        kind: 'target-only',
+        reason: `speculation predicted at ${best?.msPerToken.toFixed(2) ?? '?'} ms/token vs ${targetOnly.toFixed(2)} alone`,
+        settled: true,
+        closeCall,
+      };
     }
     let k = best.k;
     // Exploring up to 3 either side spreads the k the cost fits see: with ±1 alone their slope stays
     // near its prior, which overprices large windows when a round trip dominates the request time.
-    if (this.o.rng() < this.o.explore) k = Math.min(this.o.max, Math.max(Math.max(1, this.o.min), k + (this.o.rng() < 0.5 ? -1 : 1) * (1 + Math.floor(this.o.rng() * 3))));
+    if (this.o.rng() < this.o.explore)
+      k = Math.min(
+        this.o.max,
+        Math.max(Math.max(1, this.o.min), k + (this.o.rng() < 0.5 ? -1 : 1) * (1 + Math.floor(this.o.rng() * 3))),
+      );
     const switchEconomics = { savedMsPerToken: targetOnly - best.msPerToken, switchMs: e.verifyMs.predict(1) ?? 0 };
-    return { kind: 'speculate', k, aheadDepth: best.aheadDepth, switchEconomics, reason: `k=${best.k}, ${best.aheadDepth} ahead, predicted at ${best.msPerToken.toFixed(2)} ms/token vs ${targetOnly.toFixed(2)} alone` };
+    return {
+      kind: 'speculate',
+      k,
+      aheadDepth: best.aheadDepth,
+      switchEconomics,
+      reason: `k=${best.k}, ${best.aheadDepth} ahead, predicted at ${best.msPerToken.toFixed(2)} ms/token vs ${targetOnly.toFixed(2)} alone`,
+    };
   }
 }

@@ -19,7 +19,12 @@ export interface SentRound {
 }
 
 /** Sends a round's k+1 prompts (ctx, ctx+d1, …, ctx+d1..dk) to the target in one batch. */
-export function sendRound(target: TargetPort, r: Omit<SentRound, 'scoring' | 'sentAt'>, now: () => number, signal: AbortSignal): SentRound {
+export function sendRound(
+  target: TargetPort,
+  r: Omit<SentRound, 'scoring' | 'sentAt'>,
+  now: () => number,
+  signal: AbortSignal,
+): SentRound {
   const prompts = [r.ctx.slice()];
   for (const t of r.proposal) prompts.push([...(prompts[prompts.length - 1] as number[]), t.id]);
   const sentAt = now();
@@ -55,7 +60,10 @@ export interface AheadLimits {
 }
 
 /** What draft-ahead has ready for a context: a round already sent, a proposal, or nothing. */
-export type AheadResult = { kind: 'sent'; round: SentRound } | { kind: 'drafted'; tokens: GeneratedToken[]; workMs: number } | undefined;
+export type AheadResult =
+  | { kind: 'sent'; round: SentRound }
+  | { kind: 'drafted'; tokens: GeneratedToken[]; workMs: number }
+  | undefined;
 
 /**
  * Draft-ahead overlap. While the target verifies round r, the draft continues from the optimistic
@@ -84,7 +92,8 @@ export class DraftAhead {
   extend(draft: DraftPort, from: SentRound, k: number, limits: AheadLimits): void {
     if (this.growing === this.epoch) return; // the running loop sees the room the engine just made
     const last = this.links[this.links.length - 1];
-    if (last !== undefined && last.round === undefined && !(last.ready !== undefined && this.trySend(last, limits))) return;
+    if (last !== undefined && last.round === undefined && !(last.ready !== undefined && this.trySend(last, limits)))
+      return;
     const epoch = this.epoch;
     this.growing = epoch;
     void this.grow(epoch, draft, last?.round ?? from, k, limits);
@@ -102,7 +111,15 @@ export class DraftAhead {
         this.links.push(link);
         const d = await link.drafted;
         const guess = d?.tokens[0];
-        if (epoch !== this.epoch || d === undefined || guess === undefined || d.tokens.length < 2 || limits.isEnd(guess) || !d.tokens.every((t) => limits.isValid(t.id))) return;
+        if (
+          epoch !== this.epoch ||
+          d === undefined ||
+          guess === undefined ||
+          d.tokens.length < 2 ||
+          limits.isEnd(guess) ||
+          !d.tokens.every((t) => limits.isValid(t.id))
+        )
+          return;
         const proposal = d.tokens.slice(1, 1 + Math.min(k, limits.maxCtxLength - base.length - 2));
         if (proposal.length === 0) return;
         link.ready = { ctx: [...base, guess.id], proposal, draftWorkMs: d.workMs, early: { depth: limits.depth } };
@@ -131,10 +148,13 @@ export class DraftAhead {
   private draftFrom(draft: DraftPort, base: number[], n: number): Link['drafted'] {
     const controller = this.track(new AbortController());
     const started = this.deps.now();
-    return draft.propose(base, n, controller.signal).then(
-      (tokens) => ({ tokens, workMs: this.deps.now() - started }),
-      () => undefined,
-    ).finally(() => this.controllers.delete(controller));
+    return draft
+      .propose(base, n, controller.signal)
+      .then(
+        (tokens) => ({ tokens, workMs: this.deps.now() - started }),
+        () => undefined,
+      )
+      .finally(() => this.controllers.delete(controller));
   }
 
   private track(c: AbortController): AbortController {
@@ -156,7 +176,13 @@ export class DraftAhead {
     if (first === undefined || ctx.length !== first.base.length + 1) return this.missed();
     const waitStart = this.deps.now();
     const ready = await first.drafted;
-    if (first !== this.links[0] || ready === undefined || ready.tokens[0]?.id !== ctx[ctx.length - 1] || ready.tokens.length < 2) return this.missed();
+    if (
+      first !== this.links[0] ||
+      ready === undefined ||
+      ready.tokens[0]?.id !== ctx[ctx.length - 1] ||
+      ready.tokens.length < 2
+    )
+      return this.missed();
     this.links.shift();
     this.deps.stats.draftAheadHits += 1;
     this.deps.stats.draftAheadSavedMs += Math.max(0, ready.workMs - (this.deps.now() - waitStart));

@@ -57,7 +57,15 @@ export interface EngineOptions {
   /** Called when a draft fails. */
   onDraftFailure?: (draft: DraftSlot, reason: string, err: unknown) => void;
   /** Called after every round (per-round logging). */
-  onRound?: (round: { draft: string; k: number; accepted: number; committed: number; draftMs: number; verifyMs: number; reason: string }) => void;
+  onRound?: (round: {
+    draft: string;
+    k: number;
+    accepted: number;
+    committed: number;
+    draftMs: number;
+    verifyMs: number;
+    reason: string;
+  }) => void;
 }
 
 /** The engine's final word: why it finished and what it measured. */

@@ -1,7 +1,14 @@
-import { verifyByMatch, verifyByRejection, type AcceptanceRule, type DraftCandidate, type TargetPosition, type Verdict } from './acceptance.js';
-import { DraftAhead, sendRound, type SentRound } from './draft-ahead.js';
+import {
+  type AcceptanceRule,
+  type DraftCandidate,
+  type TargetPosition,
+  type Verdict,
+  verifyByMatch,
+  verifyByRejection,
+} from './acceptance.js';
+import { DraftAhead, type SentRound, sendRound } from './draft-ahead.js';
 import type { CommittedTokens, DraftSlot, EngineOptions, EngineResult } from './engine-types.js';
-import { committedToken, GenerationState, type EngineFinish } from './generation-state.js';
+import { committedToken, type EngineFinish, GenerationState } from './generation-state.js';
 import type { WindowDecision } from './planner.js';
 import type { Rng, TokenProb } from './sampling.js';
 import { recordRound } from './stats.js';
@@ -21,7 +28,11 @@ export type { EngineFinish } from './generation-state.js';
  * Returning early (stop string, client gone) aborts whatever request is in flight.
  */
 export async function* runSpeculation(o: EngineOptions): AsyncGenerator<CommittedTokens, EngineResult> {
-  const state = new GenerationState(o.prompt, { maxTokens: o.maxTokens, contextTokens: o.contextTokens, isEnd: o.isEnd }, o.stats);
+  const state = new GenerationState(
+    o.prompt,
+    { maxTokens: o.maxTokens, contextTokens: o.contextTokens, isEnd: o.isEnd },
+    o.stats,
+  );
   const inner = new AbortController();
   const onOuterAbort = () => inner.abort(o.signal.reason);
   o.signal.addEventListener('abort', onOuterAbort, { once: true });
@@ -40,7 +51,15 @@ export async function* runSpeculation(o: EngineOptions): AsyncGenerator<Committe
       const decision = draft === undefined ? undefined : draft.planner.decide();
       if (draft === undefined || decision?.kind === 'target-only') {
         ahead.drop();
-        const stretch = targetOnlyStretch({ state, target: o.target, draft, shadowEvery: 8, shadowK: decision?.kind === 'speculate' ? decision.k : 4, now: o.now, signal: inner.signal });
+        const stretch = targetOnlyStretch({
+          state,
+          target: o.target,
+          draft,
+          shadowEvery: 8,
+          shadowK: decision?.kind === 'speculate' ? decision.k : 4,
+          now: o.now,
+          signal: inner.signal,
+        });
         let step = await stretch.next();
         for (; !step.done; step = await stretch.next()) yield { tokens: step.value, source: 'target-only' };
         if (step.value.kind === 'finished') return { finish: step.value.finish, stats: o.stats };
@@ -67,7 +86,10 @@ export async function* runSpeculation(o: EngineOptions): AsyncGenerator<Committe
 }
 
 /** What one speculative round did. */
-type RoundOutcome = { kind: 'committed'; kept: GeneratedToken[]; finish?: EngineFinish } | { kind: 'draft-failed'; reason: string; err: unknown } | { kind: 'resend' };
+type RoundOutcome =
+  | { kind: 'committed'; kept: GeneratedToken[]; finish?: EngineFinish }
+  | { kind: 'draft-failed'; reason: string; err: unknown }
+  | { kind: 'resend' };
 
 /** What one speculative round works with. */
 interface RoundContext {
@@ -91,11 +113,21 @@ async function speculativeRound({ o, draft, decision, ahead, state, signal }: Ro
   const draftWaitMs = sent.early !== undefined ? 0 : sent.sentAt - roundStart;
 
   // score (the draft works ahead meanwhile, and may send the next rounds early)
-  const depth = o.draftAhead ? (decision?.kind === 'speculate' ? decision.aheadDepth ?? o.aheadDepth : o.aheadDepth) : -1;
+  const depth = o.draftAhead
+    ? decision?.kind === 'speculate'
+      ? (decision.aheadDepth ?? o.aheadDepth)
+      : o.aheadDepth
+    : -1;
   // A chain keeps the window it started with; a fresh round shorter than k means the draft ended its text.
   const chainK = sent.early !== undefined ? sent.proposal.length : k;
   if (depth >= 0 && sent.proposal.length === chainK && chainK > 0) {
-    ahead.extend(draft.port, sent, chainK, { depth, maxPositions: o.maxPositions, maxCtxLength: state.ctx.length + state.remaining, isEnd: o.isEnd, isValid: o.isValidDraftToken });
+    ahead.extend(draft.port, sent, chainK, {
+      depth,
+      maxPositions: o.maxPositions,
+      maxCtxLength: state.ctx.length + state.remaining,
+      isEnd: o.isEnd,
+      isValid: o.isValidDraftToken,
+    });
   }
   const waitStart = o.now();
   const scored = await sent.scoring;
@@ -111,7 +143,9 @@ async function speculativeRound({ o, draft, decision, ahead, state, signal }: Ro
   const verdict = verify(o.rule, sent.proposal, scored.positions, o.rng);
 
   // commit
-  const tokens = verdict.tokens.map((id, i) => committedToken(id, scored.positions[verdict.positions[i] as number], sent.proposal[i]));
+  const tokens = verdict.tokens.map((id, i) =>
+    committedToken(id, scored.positions[verdict.positions[i] as number], sent.proposal[i]),
+  );
   const { kept, finish } = state.take(tokens);
   ahead.keepIf(state.ctx);
 
@@ -119,8 +153,23 @@ async function speculativeRound({ o, draft, decision, ahead, state, signal }: Ro
   const drafted = sent.proposal.length;
   recordRound(o.stats, { drafted, accepted: verdict.accepted, committed: kept.length, draftMs: draftWaitMs, verifyMs });
   const early = sent.early === undefined ? {} : { early: { depth: sent.early.depth, waitMs: o.now() - roundStart } };
-  draft.planner.observeRound({ drafted, accepted: verdict.accepted, draftMs: draftWaitMs, draftWorkMs: sent.draftWorkMs, verifyMs: scored.doneAt - sent.sentAt, ...early });
-  o.onRound?.({ draft: draft.name, k: drafted, accepted: verdict.accepted, committed: kept.length, draftMs: draftWaitMs, verifyMs, reason: sent.early !== undefined ? 'sent early by draft-ahead' : decision?.reason ?? '' });
+  draft.planner.observeRound({
+    drafted,
+    accepted: verdict.accepted,
+    draftMs: draftWaitMs,
+    draftWorkMs: sent.draftWorkMs,
+    verifyMs: scored.doneAt - sent.sentAt,
+    ...early,
+  });
+  o.onRound?.({
+    draft: draft.name,
+    k: drafted,
+    accepted: verdict.accepted,
+    committed: kept.length,
+    draftMs: draftWaitMs,
+    verifyMs,
+    reason: sent.early !== undefined ? 'sent early by draft-ahead' : (decision?.reason ?? ''),
+  });
   return finish === undefined ? { kind: 'committed', kept } : { kind: 'committed', kept, finish };
 }
 
@@ -128,7 +177,14 @@ async function speculativeRound({ o, draft, decision, ahead, state, signal }: Ro
 type RoundStart = { kind: 'sent'; sent: SentRound } | { kind: 'failed'; reason: string; err: unknown };
 
 /** This round: already sent by draft-ahead, or proposed (by draft-ahead or now) and sent. */
-async function proposeAndSend(o: EngineOptions, draft: DraftSlot, ahead: DraftAhead, ctx: readonly number[], k: number, signal: AbortSignal): Promise<RoundStart> {
+async function proposeAndSend(
+  o: EngineOptions,
+  draft: DraftSlot,
+  ahead: DraftAhead,
+  ctx: readonly number[],
+  k: number,
+  signal: AbortSignal,
+): Promise<RoundStart> {
   const started = o.now();
   let tokens: GeneratedToken[] = [];
   let workMs = 0;
@@ -145,9 +201,22 @@ async function proposeAndSend(o: EngineOptions, draft: DraftSlot, ahead: DraftAh
       return { kind: 'failed', reason: `draft ${draft.name} failed: ${(err as Error)?.message ?? String(err)}`, err };
     }
     const bad = tokens.find((t) => !o.isValidDraftToken(t.id));
-    if (bad !== undefined) return { kind: 'failed', reason: `draft ${draft.name} returned token id ${bad.id} outside the vocabulary`, err: undefined };
+    if (bad !== undefined)
+      return {
+        kind: 'failed',
+        reason: `draft ${draft.name} returned token id ${bad.id} outside the vocabulary`,
+        err: undefined,
+      };
   }
-  return { kind: 'sent', sent: sendRound(o.target, { ctx: [...ctx], proposal: tokens.slice(0, k), draftWorkMs: workMs, early: undefined }, o.now, signal) };
+  return {
+    kind: 'sent',
+    sent: sendRound(
+      o.target,
+      { ctx: [...ctx], proposal: tokens.slice(0, k), draftWorkMs: workMs, early: undefined },
+      o.now,
+      signal,
+    ),
+  };
 }
 
 /** The distribution a server reported at a position (its own token included even when outside the top list). */

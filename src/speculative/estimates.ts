@@ -212,7 +212,10 @@ export class PairEstimates {
       // Judged against the level at the fit's mean too (verification never gets cheaper with more
       // positions), so a slope still at its prior is not mistaken for a change of load.
       const meanX = this.verifyMs.meanX;
-      const predicted = Math.min(this.verifyMs.predict(r.drafted + 1) ?? Infinity, meanX === undefined ? Infinity : (this.verifyMs.predict(meanX) ?? Infinity));
+      const predicted = Math.min(
+        this.verifyMs.predict(r.drafted + 1) ?? Infinity,
+        meanX === undefined ? Infinity : (this.verifyMs.predict(meanX) ?? Infinity),
+      );
       if (Number.isFinite(predicted) && r.verifyMs < PROBE_SURPRISE * predicted) {
         this.verifyMs.forget(0.25);
         this.recheckDue = true;

@@ -37,9 +37,14 @@ export class GenerationState {
 }
 
 /** The committed token: the target's view of the id where it has one, bytes from whoever knows them. */
-export function committedToken(id: number, targetTok: GeneratedToken | undefined, draftTok: GeneratedToken | undefined): GeneratedToken {
+export function committedToken(
+  id: number,
+  targetTok: GeneratedToken | undefined,
+  draftTok: GeneratedToken | undefined,
+): GeneratedToken {
   const base: GeneratedToken = targetTok?.id === id ? { ...targetTok } : { id };
-  const bytes = base.bytes ?? (draftTok?.id === id ? draftTok.bytes : undefined) ?? targetTok?.top?.find((t) => t.id === id)?.bytes;
+  const bytes =
+    base.bytes ?? (draftTok?.id === id ? draftTok.bytes : undefined) ?? targetTok?.top?.find((t) => t.id === id)?.bytes;
   if (bytes !== undefined) base.bytes = bytes;
   if (targetTok?.id !== id) delete base.endOfGeneration;
   return base;

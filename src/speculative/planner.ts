@@ -34,7 +34,10 @@ export const PROBE_EVERY_TOKENS = 128;
  * cheaper than predicted (`recheckDue`) asks for another at the next request, so a pair that
  * settled during a slow spell comes back within a few requests, not a few probe periods.
  */
-export function adaptivePlanner(estimates: PairEstimates, options: AdaptiveWindowOptions & { probeEveryTokens: number }): SpeculationPlanner {
+export function adaptivePlanner(
+  estimates: PairEstimates,
+  options: AdaptiveWindowOptions & { probeEveryTokens: number },
+): SpeculationPlanner {
   const window = new AdaptiveWindow(estimates, options);
   let probing = false;
   let probed = false;
@@ -45,7 +48,15 @@ export function adaptivePlanner(estimates: PairEstimates, options: AdaptiveWindo
       probing = d.kind === 'target-only' && d.settled && due;
       probed ||= probing;
       // No rounds sent early: the stretch after the probe would drop them, target work for nothing.
-      if (probing) return { kind: 'speculate', k: window.best()?.k ?? options.initialK, aheadDepth: 0, reason: 'probing the round cost', probe: true, closeCall: d.kind === 'target-only' && d.closeCall === true };
+      if (probing)
+        return {
+          kind: 'speculate',
+          k: window.best()?.k ?? options.initialK,
+          aheadDepth: 0,
+          reason: 'probing the round cost',
+          probe: true,
+          closeCall: d.kind === 'target-only' && d.closeCall === true,
+        };
       return d;
     },
     observeRound: (o) => {

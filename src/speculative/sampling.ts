@@ -35,7 +35,8 @@ export function sampleFrom(dist: readonly TokenProb[], rng: Rng): number {
 /** The most probable id (lowest id on ties, like a stable argmax). */
 export function argmax(dist: readonly TokenProb[]): number {
   let best: TokenProb | undefined;
-  for (const t of dist) if (best === undefined || t.prob > best.prob || (t.prob === best.prob && t.id < best.id)) best = t;
+  for (const t of dist)
+    if (best === undefined || t.prob > best.prob || (t.prob === best.prob && t.id < best.id)) best = t;
   if (best === undefined) throw new Error('argmax of an empty distribution');
   return best.id;
 }

@@ -33,11 +33,31 @@ export interface SpeculationStats {
 
 /** Fresh, zeroed statistics. */
 export function emptyStats(): SpeculationStats {
-  return { rounds: 0, draftTokens: 0, acceptedTokens: 0, acceptedPerPosition: [], roundTokens: 0, targetOnlyTokens: 0, draftMs: 0, verifyMs: 0, fallbackReason: undefined, draftAheadHits: 0, draftAheadMisses: 0, draftAheadSavedMs: 0, earlyVerifications: 0, earlyVerificationsWasted: 0, verifyPromptComputed: 0, verifyPromptCached: 0 };
+  return {
+    rounds: 0,
+    draftTokens: 0,
+    acceptedTokens: 0,
+    acceptedPerPosition: [],
+    roundTokens: 0,
+    targetOnlyTokens: 0,
+    draftMs: 0,
+    verifyMs: 0,
+    fallbackReason: undefined,
+    draftAheadHits: 0,
+    draftAheadMisses: 0,
+    draftAheadSavedMs: 0,
+    earlyVerifications: 0,
+    earlyVerificationsWasted: 0,
+    verifyPromptComputed: 0,
+    verifyPromptCached: 0,
+  };
 }
 
 /** Records one round. */
-export function recordRound(s: SpeculationStats, r: { drafted: number; accepted: number; committed: number; draftMs: number; verifyMs: number }): void {
+export function recordRound(
+  s: SpeculationStats,
+  r: { drafted: number; accepted: number; committed: number; draftMs: number; verifyMs: number },
+): void {
   s.rounds += 1;
   s.draftTokens += r.drafted;
   s.acceptedTokens += r.accepted;

@@ -87,7 +87,8 @@ function settle(o: StretchOptions, shadow: Shadow): boolean {
   if (proposal === undefined || proposal.length === 0) return proposal !== undefined;
   const actual = o.state.ctx.slice(shadow.at);
   let accepted = 0;
-  while (accepted < proposal.length && accepted < actual.length && proposal[accepted]?.id === actual[accepted]) accepted++;
+  while (accepted < proposal.length && accepted < actual.length && proposal[accepted]?.id === actual[accepted])
+    accepted++;
   const decided = accepted === proposal.length || accepted < actual.length;
   if (decided) o.draft?.planner.observeShadow(proposal.length, accepted, shadow.workMs);
   return decided;

@@ -11,7 +11,8 @@ export interface ChiSquareResult {
  * The p-value uses the Wilson–Hilferty normal approximation of the chi-square tail.
  */
 export function chiSquareTwoSample(a: readonly string[], b: readonly string[]): ChiSquareResult {
-  const count = (xs: readonly string[]) => xs.reduce((m, x) => m.set(x, (m.get(x) ?? 0) + 1), new Map<string, number>());
+  const count = (xs: readonly string[]) =>
+    xs.reduce((m, x) => m.set(x, (m.get(x) ?? 0) + 1), new Map<string, number>());
   const ca = count(a);
   const cb = count(b);
   const na = a.length;
@@ -41,6 +42,10 @@ export function chiSquareTwoSample(a: readonly string[], b: readonly string[]): 
 function normalCdf(z: number): number {
   // Abramowitz–Stegun 7.1.26 via erf.
   const t = 1 / (1 + 0.3275911 * Math.abs(z / Math.SQRT2));
-  const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-((z / Math.SQRT2) ** 2));
+  const y =
+    1 -
+    ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) *
+      t *
+      Math.exp(-((z / Math.SQRT2) ** 2));
   return 0.5 * (1 + Math.sign(z) * y);
 }

@@ -3,8 +3,8 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadConfig } from '../../src/config/load-config.js';
 import type { DsdOptions } from '../../src/config/types.js';
-import { createApp, type DsdApp } from '../../src/server/app.js';
 import { createLogger } from '../../src/logger.js';
+import { createApp, type DsdApp } from '../../src/server/app.js';
 
 /** A dsd app listening on loopback for a test. */
 export interface TestDsd extends DsdApp {
@@ -16,7 +16,10 @@ export interface TestDsd extends DsdApp {
 /** Starts dsd with an empty environment plus `options` (tests never read the real DSD_* vars). */
 export async function startTestDsd(options: DsdOptions, env: Record<string, string> = {}): Promise<TestDsd> {
   const config = loadConfig(env, options);
-  const { app, router } = createApp({ config, logger: createLogger(process.env.DSD_TEST_LOG === '1' ? 'debug' : 'silent') });
+  const { app, router } = createApp({
+    config,
+    logger: createLogger(process.env.DSD_TEST_LOG === '1' ? 'debug' : 'silent'),
+  });
   const server = app.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
@@ -34,7 +37,11 @@ export async function startTestDsd(options: DsdOptions, env: Record<string, stri
 }
 
 /** POSTs JSON (or a raw string) and returns status and parsed body. */
-export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any; headers: Headers }> {
+export async function postJson(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: any; headers: Headers }> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
@@ -55,6 +62,12 @@ export async function readSse(res: Response): Promise<string[]> {
   const text = await res.text();
   return text
     .split('\n\n')
-    .map((block) => block.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n'))
+    .map((block) =>
+      block
+        .split('\n')
+        .filter((l) => l.startsWith('data: '))
+        .map((l) => l.slice(6))
+        .join('\n'),
+    )
     .filter((d) => d !== '');
 }

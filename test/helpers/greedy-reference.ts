@@ -12,14 +12,28 @@ export interface GreedyReference {
 export const NEAR_TIE_NATS = 0.002;
 
 async function post(url: string, body: unknown): Promise<any> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   if (!res.ok) throw new Error(`${url}: ${res.status} ${await res.text()}`);
   return res.json();
 }
 
 /** Greedy decoding by the target alone from prompt ids. */
-export async function greedyReference(targetUrl: string, promptIds: number[], maxTokens: number): Promise<GreedyReference> {
-  const r = await post(`${targetUrl}/completion`, { prompt: promptIds, n_predict: maxTokens, temperature: 0, n_probs: 2, return_tokens: true });
+export async function greedyReference(
+  targetUrl: string,
+  promptIds: number[],
+  maxTokens: number,
+): Promise<GreedyReference> {
+  const r = await post(`${targetUrl}/completion`, {
+    prompt: promptIds,
+    n_predict: maxTokens,
+    temperature: 0,
+    n_probs: 2,
+    return_tokens: true,
+  });
   const probs = r.completion_probabilities as { id: number; bytes: number[]; top_logprobs: { logprob: number }[] }[];
   return {
     text: r.content,
@@ -46,7 +60,8 @@ export function compareWithReference(got: string, ref: GreedyReference): 'identi
   let byte = 0;
   while (byte < a.length && byte < b.length && a[byte] === b[byte]) byte++;
   let index = 0;
-  for (let acc = 0; index < ref.pieceBytes.length && acc + (ref.pieceBytes[index] as number) <= byte; index++) acc += ref.pieceBytes[index] as number;
+  for (let acc = 0; index < ref.pieceBytes.length && acc + (ref.pieceBytes[index] as number) <= byte; index++)
+    acc += ref.pieceBytes[index] as number;
   const margin = ref.margins[index];
   if (margin !== undefined && margin < NEAR_TIE_NATS) return 'near-tie';
   return `diverged at token ${index} (margin ${margin?.toFixed(4)} nats): …${got.slice(Math.max(0, byte - 20), byte + 20)}… vs …${ref.text.slice(Math.max(0, byte - 20), byte + 20)}…`;

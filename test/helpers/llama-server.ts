@@ -1,6 +1,10 @@
 import { resolve } from 'node:path';
 import { inject } from 'vitest';
-import { startLlamaServer as start, type LlamaProcess, type LlamaProcessOptions } from '../../src/bench/llama-process.js';
+import {
+  type LlamaProcess,
+  type LlamaProcessOptions,
+  startLlamaServer as start,
+} from '../../src/bench/llama-process.js';
 
 export { freePort, type LlamaProcess } from '../../src/bench/llama-process.js';
 
@@ -16,7 +20,9 @@ export function modelPath(file: string): string {
 }
 
 /** Starts llama-server with a shared test model (by file name). */
-export async function startLlamaServer(o: Omit<LlamaProcessOptions, 'bin' | 'modelPath'> & { model: string }): Promise<LlamaProcess> {
+export async function startLlamaServer(
+  o: Omit<LlamaProcessOptions, 'bin' | 'modelPath'> & { model: string },
+): Promise<LlamaProcess> {
   const bin = inject('llamaServer').bin;
   if (bin === null) throw new Error(llamaSkipReason());
   const { model, ...rest } = o;

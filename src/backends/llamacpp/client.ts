@@ -103,7 +103,10 @@ export class LlamaCppServer implements ModelServer {
     return this.tokenize(text, addSpecial, signal);
   }
 
-  async chatTemplate(messages: readonly ChatMessage[], signal: AbortSignal): Promise<{ text: string; addSpecial: boolean }> {
+  async chatTemplate(
+    messages: readonly ChatMessage[],
+    signal: AbortSignal,
+  ): Promise<{ text: string; addSpecial: boolean }> {
     const res = await this.http.json('POST', '/apply-template', { messages, add_generation_prompt: true }, signal);
     if (!isRecord(res) || typeof res.prompt !== 'string') throw this.badResponse('/apply-template');
     if (this.bosText === undefined) await this.describe(signal);
@@ -124,18 +127,31 @@ export class LlamaCppServer implements ModelServer {
     // so the longest prompt gets the slot holding last round's longest prompt, and so on down.
     // Measured on the heavy test target: 22 ms per k=1 round instead of 29 ms in ascending order.
     const prompts = r.prompts.map((p) => [...p]).reverse();
-    const body = completionBody({ prompt: prompts, maxTokens: 1, sampling: r.sampling, topN: r.topN, postSamplingProbs: r.postSamplingProbs, stream: false });
+    const body = completionBody({
+      prompt: prompts,
+      maxTokens: 1,
+      sampling: r.sampling,
+      topN: r.topN,
+      postSamplingProbs: r.postSamplingProbs,
+      stream: false,
+    });
     const res = await this.http.json('POST', '/completion', body, r.signal);
     // A batch of one comes back as a bare object, not a one-element array.
     const results = Array.isArray(res) ? res : [res];
     if (results.length !== prompts.length || !results.every(isRecord)) throw this.badResponse('/completion (batch)');
-    return (results as LlamaCompletionResult[]).map((result, j) => {
-      const token = tokensOfResult(result)[0];
-      if (token === undefined) throw this.badResponse(`/completion (batch position ${j})`);
-      const cached = result['timings/cache_n'] ?? result.timings?.cache_n;
-      const computed = result['timings/prompt_n'] ?? result.timings?.prompt_n;
-      return { token, ...(cached === undefined ? {} : { cachedPromptTokens: cached }), ...(computed === undefined ? {} : { computedPromptTokens: computed }) };
-    }).reverse();
+    return (results as LlamaCompletionResult[])
+      .map((result, j) => {
+        const token = tokensOfResult(result)[0];
+        if (token === undefined) throw this.badResponse(`/completion (batch position ${j})`);
+        const cached = result['timings/cache_n'] ?? result.timings?.cache_n;
+        const computed = result['timings/prompt_n'] ?? result.timings?.prompt_n;
+        return {
+          token,
+          ...(cached === undefined ? {} : { cachedPromptTokens: cached }),
+          ...(computed === undefined ? {} : { computedPromptTokens: computed }),
+        };
+      })
+      .reverse();
   }
 
   async *generate(r: ProposeRequest): AsyncGenerator<GeneratedToken> {
@@ -176,8 +192,12 @@ export class LlamaCppServer implements ModelServer {
   }
 
   private badResponse(where: string): UpstreamError {
-    return new UpstreamError('upstream_bad_response', `${this.role} llama-server sent an unexpected response from ${where}`, {
-      role: this.role,
-    });
+    return new UpstreamError(
+      'upstream_bad_response',
+      `${this.role} llama-server sent an unexpected response from ${where}`,
+      {
+        role: this.role,
+      },
+    );
   }
 }

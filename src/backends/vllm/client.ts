@@ -76,7 +76,12 @@ export class VllmServer implements ModelServer {
 
   private async tokenizeText(text: string, addSpecial: boolean, signal: AbortSignal): Promise<number[]> {
     const model = await this.modelName(signal);
-    const res = await this.http.json('POST', '/tokenize', { model, prompt: text, add_special_tokens: addSpecial }, signal);
+    const res = await this.http.json(
+      'POST',
+      '/tokenize',
+      { model, prompt: text, add_special_tokens: addSpecial },
+      signal,
+    );
     return this.tokensOf(res, '/tokenize');
   }
 
@@ -95,7 +100,14 @@ export class VllmServer implements ModelServer {
 
   async propose(r: ProposeRequest): Promise<GeneratedToken[]> {
     const model = await this.modelName(r.signal);
-    const body = vllmCompletionBody({ model, prompt: [...r.promptIds], maxTokens: r.maxTokens, sampling: r.sampling, topN: r.topN, stream: false });
+    const body = vllmCompletionBody({
+      model,
+      prompt: [...r.promptIds],
+      maxTokens: r.maxTokens,
+      sampling: r.sampling,
+      topN: r.topN,
+      stream: false,
+    });
     const res = (await this.http.json('POST', '/v1/completions', body, r.signal)) as VllmCompletionResponse;
     const choice = res?.choices?.[0];
     if (choice === undefined) throw this.badResponse('/v1/completions');
@@ -105,7 +117,14 @@ export class VllmServer implements ModelServer {
   async score(r: ScoreRequest): Promise<PositionScore[]> {
     const model = await this.modelName(r.signal);
     const prompts = r.prompts.map((p) => [...p]);
-    const body = vllmCompletionBody({ model, prompt: prompts, maxTokens: 1, sampling: r.sampling, topN: r.topN, stream: false });
+    const body = vllmCompletionBody({
+      model,
+      prompt: prompts,
+      maxTokens: 1,
+      sampling: r.sampling,
+      topN: r.topN,
+      stream: false,
+    });
     const res = (await this.http.json('POST', '/v1/completions', body, r.signal)) as VllmCompletionResponse;
     const choices = res?.choices;
     if (!Array.isArray(choices) || choices.length !== prompts.length) throw this.badResponse('/v1/completions (batch)');
@@ -119,8 +138,20 @@ export class VllmServer implements ModelServer {
 
   async *generate(r: ProposeRequest): AsyncGenerator<GeneratedToken> {
     const model = await this.modelName(r.signal);
-    const body = vllmCompletionBody({ model, prompt: [...r.promptIds], maxTokens: r.maxTokens, sampling: r.sampling, topN: r.topN, stream: true });
-    for await (const chunk of openAiStream(this.http, 'completions', body as unknown as Record<string, unknown>, r.signal)) {
+    const body = vllmCompletionBody({
+      model,
+      prompt: [...r.promptIds],
+      maxTokens: r.maxTokens,
+      sampling: r.sampling,
+      topN: r.topN,
+      stream: true,
+    });
+    for await (const chunk of openAiStream(
+      this.http,
+      'completions',
+      body as unknown as Record<string, unknown>,
+      r.signal,
+    )) {
       const choice = (chunk as VllmCompletionResponse).choices?.[0];
       if (choice === undefined) continue;
       yield* tokensOfChoice(choice);
@@ -146,8 +177,12 @@ export class VllmServer implements ModelServer {
   }
 
   private badResponse(where: string): UpstreamError {
-    return new UpstreamError('upstream_bad_response', `${this.role} vLLM server sent an unexpected response from ${where}`, {
-      role: this.role,
-    });
+    return new UpstreamError(
+      'upstream_bad_response',
+      `${this.role} vLLM server sent an unexpected response from ${where}`,
+      {
+        role: this.role,
+      },
+    );
   }
 }
