@@ -7,6 +7,7 @@
  *   npm run bench:adaptive [-- --tokens 128 --requests 3 --concurrency 3]
  */
 import { parseArgs } from 'node:util';
+import { markdownRow } from '../src/bench/markdown.js';
 import { analyticOptimum, type CellCosts, startEmulatedPair, timedCompletion } from './emulated-pair.js';
 
 const { values } = parseArgs({
@@ -126,10 +127,22 @@ results.sort(
 
 const f = (v: number) => v.toFixed(2);
 console.log(
-  `\nEmulated sweep: target step ${STEP} ms (+1 ms per request, +1 ms per scored position), ${TOKENS} tokens × ${PROMPTS.length} prompts × ${REQUESTS}, greedy; ms per token\n`,
+  `\nEmulated sweep: target step ${STEP} ms (+1 ms per request, +1 ms per scored position), ${TOKENS} tokens ` +
+    `× ${PROMPTS.length} prompts × ${REQUESTS}, greedy; ms per token\n`,
 );
 console.log(
-  '| c | α | RTT ms | direct | dsd adaptive | adaptive vs direct | best fixed k (hindsight) | adaptive vs best fixed | analytic optimum (k) | rounds / target-only tokens |',
+  markdownRow([
+    'c',
+    'α',
+    'RTT ms',
+    'direct',
+    'dsd adaptive',
+    'adaptive vs direct',
+    'best fixed k (hindsight)',
+    'adaptive vs best fixed',
+    'analytic optimum (k)',
+    'rounds / target-only tokens',
+  ]),
 );
 console.log('|---|---|---|---|---|---|---|---|---|---|');
 let minVsDirect = Infinity;
@@ -141,11 +154,24 @@ for (const r of results) {
   minVsDirect = Math.min(minVsDirect, vsDirect);
   minVsFixed = Math.min(minVsFixed, vsFixed);
   console.log(
-    `| ${r.cell.ratio} | ${r.cell.acceptance} | ${r.cell.rttMs} | ${f(r.direct)} | ${f(r.adaptive)} | ${f(vsDirect)}× | ${f(bestMs)} (k=${bestK}) | ${f(vsFixed)}× | ${f(r.optimum.best)} (${r.optimum.bestK === 0 ? 'target alone' : `k=${r.optimum.bestK}, ${r.optimum.bestDepth} ahead`}) | ${r.adaptiveRounds} / ${r.adaptiveTargetOnly} |`,
+    markdownRow([
+      r.cell.ratio,
+      r.cell.acceptance,
+      r.cell.rttMs,
+      f(r.direct),
+      f(r.adaptive),
+      `${f(vsDirect)}×`,
+      `${f(bestMs)} (k=${bestK})`,
+      `${f(vsFixed)}×`,
+      `${f(r.optimum.best)} ` +
+        `(${r.optimum.bestK === 0 ? 'target alone' : `k=${r.optimum.bestK}, ${r.optimum.bestDepth} ahead`})`,
+      `${r.adaptiveRounds} / ${r.adaptiveTargetOnly}`,
+    ]),
   );
 }
 console.log(
-  `\nworst cell: adaptive = ${minVsDirect.toFixed(3)}× the direct client's speed; ${minVsFixed.toFixed(3)}× the best of (fixed k in hindsight, direct)`,
+  `\nworst cell: adaptive = ${minVsDirect.toFixed(3)}× the direct client's speed; ${minVsFixed.toFixed(3)}× ` +
+    `the best of (fixed k in hindsight, direct)`,
 );
 console.log('\nDraft-ahead at α = 0.9, with vs without in the same run (ms per token):\n');
 console.log('| c | RTT ms | adaptive without | adaptive with | cut | k=4 without | k=4 with | cut |');
@@ -155,6 +181,15 @@ for (const r of results.filter((x) => x.adaptiveNoAhead !== undefined)) {
   const a = r.adaptiveNoAhead as number;
   const k = r.k4NoAhead as number;
   console.log(
-    `| ${r.cell.ratio} | ${r.cell.rttMs} | ${f(a)} | ${f(r.adaptive)} | ${cut(a, r.adaptive)} | ${f(k)} | ${f(r.fixed[4] as number)} | ${cut(k, r.fixed[4] as number)} |`,
+    markdownRow([
+      r.cell.ratio,
+      r.cell.rttMs,
+      f(a),
+      f(r.adaptive),
+      cut(a, r.adaptive),
+      f(k),
+      f(r.fixed[4] as number),
+      cut(k, r.fixed[4] as number),
+    ]),
   );
 }

@@ -3,8 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { loadConfig } from '../src/config/load-config.js';
 import type { DsdOptions } from '../src/config/types.js';
 import { createLogger } from '../src/logger.js';
-import { createApp } from '../src/server/app.js';
-import type { DsdRouter } from '../src/server/middleware.js';
+import { createApp } from '../src/server/http/app.js';
+import type { DsdRouter } from '../src/server/http/middleware.js';
 
 /** A dsd app listening on loopback inside the benchmark process. */
 export interface InProcessDsd {

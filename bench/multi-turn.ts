@@ -3,7 +3,8 @@
  * real llama-servers (f32 target, q4_0 draft):
  * prompt tokens the servers recomputed per generated token, and bytes per generated token on each
  * link, with dsd's prefix reuse (prompt cache, pinned draft slots, target slots shared among the
- * requests in flight) off ("before") and on ("after"), in one run. Each setting gets its own server pair so KV caches do not interfere.
+ * requests in flight) off ("before") and on ("after"), in one run. Each setting gets its own server
+ * pair so KV caches do not interfere.
  *
  *   npm run bench:multi-turn [-- --conversations 6 --turns 5]
  */
@@ -15,7 +16,7 @@ import { type LlamaProcess, locateLlamaServer, startLlamaServer } from '../src/b
 import { loadConfig } from '../src/config/load-config.js';
 import type { DsdOptions } from '../src/config/types.js';
 import { createLogger } from '../src/logger.js';
-import { createApp } from '../src/server/app.js';
+import { createApp } from '../src/server/http/app.js';
 
 const { values } = parseArgs({
   options: {
@@ -28,7 +29,7 @@ const { values } = parseArgs({
     },
   },
 });
-const bin = await locateLlamaServer();
+const bin = await locateLlamaServer((line) => console.error(line));
 const model = (f: string) => resolve(values.models, f);
 const FOLLOW_UPS = [
   'And then?',
@@ -126,7 +127,8 @@ const before = await run('before (no prompt cache, no draft slot pinning, no tar
 const after = await run('after (all three on, the defaults)', {});
 const keys = Object.keys(before).filter((k) => k !== 'setting');
 console.log(
-  `\nmulti-turn chat: ${values.conversations} concurrent conversations × ${values.turns} turns × ${values.tokens} tokens, greedy, f32 target (16 slots) + q4_0 draft (${values.conversations} slots), k = 4\n`,
+  `\nmulti-turn chat: ${values.conversations} concurrent conversations × ${values.turns} turns × ` +
+    `${values.tokens} tokens, greedy, f32 target (16 slots) + q4_0 draft (${values.conversations} slots), k = 4\n`,
 );
 console.log(`| figure | ${before.setting} | ${after.setting} |`);
 console.log('|---|---|---|');

@@ -12,7 +12,7 @@ import { median, ms, percentile } from '../src/bench/stats.js';
 import { loadConfig } from '../src/config/load-config.js';
 import { startDemoBackends } from '../src/demo/demo-backends.js';
 import { createLogger } from '../src/logger.js';
-import { createApp } from '../src/server/app.js';
+import { createApp } from '../src/server/http/app.js';
 
 const { values } = parseArgs({
   options: { requests: { type: 'string', default: '300' }, stream: { type: 'boolean', default: false } },

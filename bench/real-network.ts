@@ -38,7 +38,7 @@ const PROMPTS = [
 ];
 const model = (f: string) => resolve(values.models, f);
 
-const bin = await locateLlamaServer();
+const bin = await locateLlamaServer((line) => console.error(line));
 const target = await startLlamaServer({
   bin,
   modelPath: model('stories260K-ff32k-f32.gguf'),
@@ -102,7 +102,8 @@ for (const rtt of values.rtts.split(',').map(Number)) {
   process.stderr.write(`RTT ${rtt} ms done\n`);
 }
 console.log(
-  `\nheavy target (${values['target-threads']} thread) behind the delay proxy + local q4_0 draft, greedy, ${TOKENS} tokens × ${PROMPTS.length} prompts × ${values.repeats}\n`,
+  `\nheavy target (${values['target-threads']} thread) behind the delay proxy + local q4_0 draft, greedy, ` +
+    `${TOKENS} tokens × ${PROMPTS.length} prompts × ${values.repeats}\n`,
 );
 console.log('| RTT ms | setup | ms / token | vs target alone |');
 console.log('|---|---|---|---|');

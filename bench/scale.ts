@@ -11,6 +11,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../src/bench/llama-process.js';
 import { type BenchPrompt, runLoad } from '../src/bench/load-generator.js';
+import { markdownRow } from '../src/bench/markdown.js';
 import { median } from '../src/bench/stats.js';
 import { demoModels } from '../src/demo/demo-backends.js';
 import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
@@ -88,7 +89,11 @@ try {
     await metric(fixed.url, 'dsd:spec_decode_num_drafts_total'),
   ];
   lines.push(
-    `| dsd CPU per speculative round (k = 4, 400 requests × 64 tokens) | ${(((cpu1 - cpu0) * 1000) / (rounds1 - rounds0)).toFixed(3)} ms | ${rounds1 - rounds0} rounds |`,
+    markdownRow([
+      'dsd CPU per speculative round (k = 4, 400 requests × 64 tokens)',
+      `${(((cpu1 - cpu0) * 1000) / (rounds1 - rounds0)).toFixed(3)} ms`,
+      `${rounds1 - rounds0} rounds`,
+    ]),
   );
 
   // CPU per passthrough request.
@@ -108,7 +113,11 @@ try {
   await passthrough(500);
   const c1 = await metric(fixed.url, 'dsd_process_cpu_seconds_total');
   lines.push(
-    `| dsd CPU per passthrough request (8 tokens, not streamed) | ${(((c1 - c0) * 1000) / 500).toFixed(3)} ms | 500 requests |`,
+    markdownRow([
+      'dsd CPU per passthrough request (8 tokens, not streamed)',
+      `${(((c1 - c0) * 1000) / 500).toFixed(3)} ms`,
+      '500 requests',
+    ]),
   );
 
   // Added latency in passthrough: the same requests direct and through dsd, interleaved wave by wave.
@@ -127,7 +136,11 @@ try {
       );
     }
     lines.push(
-      `| added latency per passthrough request at concurrency ${concurrency} (median, dsd − direct) | ${(median(via) - median(direct)).toFixed(2)} ms | ${via.length} requests each |`,
+      markdownRow([
+        `added latency per passthrough request at concurrency ${concurrency} (median, dsd − direct)`,
+        `${(median(via) - median(direct)).toFixed(2)} ms`,
+        `${via.length} requests each`,
+      ]),
     );
   }
 } finally {
@@ -151,7 +164,11 @@ for (const streams of [100, 1000]) {
     clearInterval(sampling);
     const ok = results.filter((r) => r.ok).length;
     lines.push(
-      `| RSS with ${streams} concurrent streams (peak; idle ${(rssIdle / 1e6).toFixed(0)} MB) | ${(peak / 1e6).toFixed(0)} MB | ${ok}/${streams} complete |`,
+      markdownRow([
+        `RSS with ${streams} concurrent streams (peak; idle ${(rssIdle / 1e6).toFixed(0)} MB)`,
+        `${(peak / 1e6).toFixed(0)} MB`,
+        `${ok}/${streams} complete`,
+      ]),
     );
   } finally {
     dsd.child.kill('SIGTERM');
@@ -167,7 +184,11 @@ try {
     const results = await load(scaling.url, concurrency, concurrency * 4);
     const tokens = results.reduce((s, r) => s + r.outputTokens, 0);
     lines.push(
-      `| throughput at concurrency ${concurrency} (emulated target 2 ms/token) | ${(tokens / ((performance.now() - started) / 1000)).toFixed(0)} tokens/s | ${results.filter((r) => r.ok).length}/${results.length} ok |`,
+      markdownRow([
+        `throughput at concurrency ${concurrency} (emulated target 2 ms/token)`,
+        `${(tokens / ((performance.now() - started) / 1000)).toFixed(0)} tokens/s`,
+        `${results.filter((r) => r.ok).length}/${results.length} ok`,
+      ]),
     );
   }
 } finally {

@@ -15,9 +15,10 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DelayProxy } from '../src/bench/delay-proxy.js';
 import { locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
+import { markdownRow } from '../src/bench/markdown.js';
 import { loadConfig } from '../src/config/load-config.js';
 import { createLogger } from '../src/logger.js';
-import { createApp } from '../src/server/app.js';
+import { createApp } from '../src/server/http/app.js';
 import { simulateStrategy } from '../src/sim/run.js';
 import type { Scenario } from '../src/sim/scenario.js';
 import { timedCompletion } from './emulated-pair.js';
@@ -43,7 +44,7 @@ const PROMPTS = [
   'The cat was very hungry.',
 ];
 const model = (f: string) => resolve(values.models, f);
-const bin = await locateLlamaServer();
+const bin = await locateLlamaServer((line) => console.error(line));
 const target = await startLlamaServer({
   bin,
   modelPath: model('stories260K-ff32k-f32.gguf'),
@@ -138,7 +139,8 @@ function predict(calibration: TraceRound[], rtt: number, promptTokens: number): 
 const at0 = await measure(0);
 const at25 = await measure(25);
 console.log(
-  `\nDSD-Si calibrated from the RTT-0 trace (${at0.rounds.length} rounds, k = ${K}) vs dsd measured on real llama-servers, ${PROMPTS.length} prompts × ${TOKENS} tokens\n`,
+  `\nDSD-Si calibrated from the RTT-0 trace (${at0.rounds.length} rounds, k = ${K}) vs dsd measured on real ` +
+    `llama-servers, ${PROMPTS.length} prompts × ${TOKENS} tokens\n`,
 );
 console.log('| RTT ms | measured ms/token | predicted ms/token | error |\n|---|---|---|---|');
 for (const [rtt, m] of [
@@ -147,7 +149,12 @@ for (const [rtt, m] of [
 ] as const) {
   const p = predict(at0.rounds, rtt, m.promptTokens);
   console.log(
-    `| ${rtt} | ${m.msPerToken.toFixed(2)} | ${p.toFixed(2)} | ${((100 * (p - m.msPerToken)) / m.msPerToken).toFixed(1)} % |`,
+    markdownRow([
+      rtt,
+      m.msPerToken.toFixed(2),
+      p.toFixed(2),
+      `${((100 * (p - m.msPerToken)) / m.msPerToken).toFixed(1)} %`,
+    ]),
   );
 }
 rmSync(dir, { recursive: true, force: true });

@@ -21,7 +21,8 @@ base.strategies = [
 const rtts = [0, 5, 10, 16, 24, 32, 48];
 const nodeDraft = [2.5, 5, 10, 20];
 console.log(
-  `\nDSD adaptive (+ draft-ahead${aheadDepth > 0 ? `, ${aheadDepth} rounds verified early` : ''}) e2e p50 / single-node SD e2e p50 on "${base.name}" (below 1: DSD faster; ≤ 0.60: the 40 % claim holds)\n`,
+  `\nDSD adaptive (+ draft-ahead${aheadDepth > 0 ? `, ${aheadDepth} rounds verified early` : ''}) e2e p50 / ` +
+    `single-node SD e2e p50 on "${base.name}" (below 1: DSD faster; ≤ 0.60: the 40 % claim holds)\n`,
 );
 console.log(`| single-node draft step (ms) | ${rtts.map((r) => `RTT ${r} ms`).join(' | ')} | crossover RTT |`);
 console.log(`|---|${rtts.map(() => '---').join('|')}|---|`);
@@ -34,8 +35,10 @@ for (const d of nodeDraft) {
   let crossover = 'none in range';
   for (let i = 1; i < rtts.length; i++) {
     const [a, b] = [ratios[i - 1] as number, ratios[i] as number];
-    if ((a - 1) * (b - 1) <= 0 && a !== b)
-      crossover = `${((rtts[i - 1] as number) + ((1 - a) / (b - a)) * ((rtts[i] as number) - (rtts[i - 1] as number))).toFixed(1)} ms`;
+    if ((a - 1) * (b - 1) <= 0 && a !== b) {
+      const [lo, hi] = [rtts[i - 1] as number, rtts[i] as number];
+      crossover = `${(lo + ((1 - a) / (b - a)) * (hi - lo)).toFixed(1)} ms`;
+    }
   }
   if (ratios.every((r) => r < 1)) crossover = `> ${rtts.at(-1)} ms`;
   if (ratios.every((r) => r >= 1)) crossover = 'DSD never faster';

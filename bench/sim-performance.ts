@@ -1,3 +1,4 @@
+import { markdownRow } from '../src/bench/markdown.js';
 /**
  * DSD-Si's own speed: simulating 1 million generated tokens (1000 requests × 1000 tokens over 100
  * edges and 4 targets) and twice that, on one core, to show the cost grows linearly.
@@ -37,7 +38,13 @@ for (const requests of [1000, 2000]) {
     const r = simulateStrategy(scenario(requests), strategy);
     const seconds = (performance.now() - started) / 1000;
     console.log(
-      `| ${(r.generatedTokens / 1e6).toFixed(1)} M tokens (${requests} requests) | ${r.strategy} | ${seconds.toFixed(2)} s | ${r.eventsProcessed.toLocaleString('en')} | ${(r.generatedTokens / seconds / 1e3).toFixed(0)} k |`,
+      markdownRow([
+        `${(r.generatedTokens / 1e6).toFixed(1)} M tokens (${requests} requests)`,
+        r.strategy,
+        `${seconds.toFixed(2)} s`,
+        r.eventsProcessed.toLocaleString('en'),
+        `${(r.generatedTokens / seconds / 1e3).toFixed(0)} k`,
+      ]),
     );
   }
 }

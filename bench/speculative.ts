@@ -12,10 +12,11 @@ import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type LlamaProcess, locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
+import { markdownRow } from '../src/bench/markdown.js';
 import { median } from '../src/bench/stats.js';
 import { loadConfig } from '../src/config/load-config.js';
 import { createLogger } from '../src/logger.js';
-import { createApp } from '../src/server/app.js';
+import { createApp } from '../src/server/http/app.js';
 
 const { values } = parseArgs({
   options: {
@@ -41,7 +42,7 @@ const PROMPTS = [
 ];
 const model = (f: string) => resolve(values.models, f);
 
-const bin = await locateLlamaServer();
+const bin = await locateLlamaServer((line) => console.error(line));
 const maxSlots = Math.max(...WINDOWS) + 1;
 const servers: LlamaProcess[] = [];
 const targetThreads = Number(values['target-threads']);
@@ -157,10 +158,19 @@ for (let r = 0; r < Number(values.repeats); r++) {
 
 const base = median(samples['target alone']!.map((s) => s.msPerToken));
 console.log(
-  `\nheavy target stories260K-ff32k-f32 (${targetThreads} thread(s)) + q4_0 draft (1 thread), greedy, ${TOKENS} tokens, ${PROMPTS.length} prompts x ${values.repeats}, interleaved\n`,
+  `\nheavy target stories260K-ff32k-f32 (${targetThreads} thread(s)) + q4_0 draft (1 thread), greedy, ` +
+    `${TOKENS} tokens, ${PROMPTS.length} prompts x ${values.repeats}, interleaved\n`,
 );
 console.log(
-  '| setup | ms / token (median) | speed-up vs target alone | acceptance | mean acceptance length | draft ms / round | verify ms / round |',
+  markdownRow([
+    'setup',
+    'ms / token (median)',
+    'speed-up vs target alone',
+    'acceptance',
+    'mean acceptance length',
+    'draft ms / round',
+    'verify ms / round',
+  ]),
 );
 console.log('|---|---|---|---|---|---|---|');
 for (const [name, list] of Object.entries(samples)) {
@@ -173,7 +183,15 @@ for (const [name, list] of Object.entries(samples)) {
   const perRound = (f: (s: Sample) => number | undefined) =>
     rounds > 0 ? (list.reduce((s, x) => s + (f(x) ?? 0), 0) / rounds).toFixed(1) : '—';
   console.log(
-    `| ${name} | ${m.toFixed(2)} | ${(base / m).toFixed(2)}× | ${accText} | ${malText} | ${perRound((s) => s.draftMs)} | ${perRound((s) => s.verifyMs)} |`,
+    markdownRow([
+      name,
+      m.toFixed(2),
+      `${(base / m).toFixed(2)}×`,
+      accText,
+      malText,
+      perRound((s) => s.draftMs),
+      perRound((s) => s.verifyMs),
+    ]),
   );
 }
 

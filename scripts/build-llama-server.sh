@@ -19,8 +19,12 @@ exec 9>"$cache/.lock"
 flock 9
 if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
 work="$cache/work"; rm -rf "$work"; mkdir -p "$work"
-echo "building llama-server from node-llama-cpp@$version into $cache (about 4 minutes on 2 cores)" >&2
-( cd "$work" && npm pack --silent "node-llama-cpp@$version" >/dev/null && tar -xzf node-llama-cpp-*.tgz package/llama/gitRelease.bundle ) >&2
+echo "dsd: building llama-server once from the llama.cpp source in node-llama-cpp@$version" >&2
+echo "dsd:   into $cache (about 8-10 minutes on 2 cores; later runs reuse it)" >&2
+(
+  cd "$work" && npm pack --silent "node-llama-cpp@$version" >/dev/null &&
+    tar -xzf node-llama-cpp-*.tgz package/llama/gitRelease.bundle
+) >&2
 rm -rf "$cache/src"
 git clone --quiet "$work/package/llama/gitRelease.bundle" "$cache/src" >&2
 # GGML_NATIVE=OFF: native builds crash on machines whose CPUs report AMX.
@@ -30,4 +34,5 @@ cmake -S "$cache/src" -B "$cache/build" -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OF
 cmake --build "$cache/build" -j"$(nproc)" --target llama-server >&2
 rm -rf "$work"
 [ -x "$bin" ] || { echo "build finished but $bin is missing" >&2; exit 3; }
+echo "dsd: llama-server built: $bin" >&2
 echo "$bin"

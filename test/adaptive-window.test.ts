@@ -41,46 +41,53 @@ describe('adaptive window with early verification', () => {
     expect(window(e, 2).decide()).toMatchObject({ kind: 'speculate', aheadDepth: ahead?.aheadDepth });
   });
 
-  it('a target that runs early rounds on the same cores (waits as long as a whole verification) is priced back to no early rounds', () => {
-    const e = distantPair();
-    for (let i = 0; i < 100; i++)
-      e.observeRound({
-        drafted: 6,
-        accepted: 6,
-        draftMs: 0,
-        draftWorkMs: 3.6,
-        verifyMs: 69,
-        early: { depth: 2, waitMs: 69 },
-      });
-    expect(e.aheadSlowdown.value).toBeGreaterThan(2.5);
-    const d = window(e, 2).decide();
-    expect(d.kind === 'target-only' || d.aheadDepth === 0).toBe(true);
-  });
+  it(
+    'a target that runs early rounds on the same cores (waits as long as a whole verification) is priced ' +
+      'back to no early rounds',
+    () => {
+      const e = distantPair();
+      for (let i = 0; i < 100; i++)
+        e.observeRound({
+          drafted: 6,
+          accepted: 6,
+          draftMs: 0,
+          draftWorkMs: 3.6,
+          verifyMs: 69,
+          early: { depth: 2, waitMs: 69 },
+        });
+      expect(e.aheadSlowdown.value).toBeGreaterThan(2.5);
+      const d = window(e, 2).decide();
+      expect(d.kind === 'target-only' || d.aheadDepth === 0).toBe(true);
+    },
+  );
 
-  it('early verdicts that came back in bursts (measured waits far below the model) do not make chains look free', () => {
-    // Rounds sent together answer together: most early rounds wait ~0 after the previous verdict,
-    // and misses cut chains before the one long wait that ends a burst.
-    const e = distantPair();
-    for (let i = 0; i < 100; i++)
-      e.observeRound({
-        drafted: 6,
-        accepted: 6,
-        draftMs: 0,
-        draftWorkMs: 3.6,
-        verifyMs: 69,
-        early: { depth: 2, waitMs: 1 },
-      });
-    expect(e.aheadSlowdown.value).toBeLessThan(0.2);
-    const w = window(e, 2);
-    // Each round of a chain is priced at its own wait (chainHitMs), never scaled below it.
-    const verify = e.verifyMs.predict(7) as number;
-    const draft = e.draftMs.predict(6) as number;
-    const hit = e.hitProbability(6);
-    const model =
-      (1 - hit) * (draft + verify) +
-      chainHitMs({ hit, nextDraftMs: e.draftMs.predict(7) as number, verifyMs: verify, depth: 2 });
-    expect(w.predict(6, 2)?.roundMs).toBeCloseTo(model, 6);
-  });
+  it(
+    'early verdicts that came back in bursts (measured waits far below the model) do not make chains look ' + 'free',
+    () => {
+      // Rounds sent together answer together: most early rounds wait ~0 after the previous verdict,
+      // and misses cut chains before the one long wait that ends a burst.
+      const e = distantPair();
+      for (let i = 0; i < 100; i++)
+        e.observeRound({
+          drafted: 6,
+          accepted: 6,
+          draftMs: 0,
+          draftWorkMs: 3.6,
+          verifyMs: 69,
+          early: { depth: 2, waitMs: 1 },
+        });
+      expect(e.aheadSlowdown.value).toBeLessThan(0.2);
+      const w = window(e, 2);
+      // Each round of a chain is priced at its own wait (chainHitMs), never scaled below it.
+      const verify = e.verifyMs.predict(7) as number;
+      const draft = e.draftMs.predict(6) as number;
+      const hit = e.hitProbability(6);
+      const model =
+        (1 - hit) * (draft + verify) +
+        chainHitMs({ hit, nextDraftMs: e.draftMs.predict(7) as number, verifyMs: verify, depth: 2 });
+      expect(w.predict(6, 2)?.roundMs).toBeCloseTo(model, 6);
+    },
+  );
 
   it('chain cost: h·max(δ, V) with nothing sent early, the throughput bound max(δ, V/(d+1)) for endless chains', () => {
     expect(chainHitMs({ hit: 0.5, nextDraftMs: 3, verifyMs: 60, depth: 0 })).toBeCloseTo(0.5 * 60, 9);

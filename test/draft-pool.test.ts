@@ -108,7 +108,8 @@ describe('draft pool', () => {
       speculation: { window: 3 },
     });
     try {
-      await postJson(`${single.baseUrl}/v1/completions`, body('The bear was very hungry.')); // connects, checks vocabulary
+      // Connects and checks the vocabulary.
+      await postJson(`${single.baseUrl}/v1/completions`, body('The bear was very hungry.'));
       fresh.fault = 'stall';
       const started = Date.now();
       const r = await postJson(`${single.baseUrl}/v1/completions`, body('The bear was very hungry.'));

@@ -40,7 +40,7 @@ describe('shutdown', () => {
   it('a draining instance answers /ready 503 and refuses new generations with 503 + Retry-After', async () => {
     const target = new LlamaEmulator({ model: demoModels().target, alias: 'target' });
     await target.listen();
-    const { createApp } = await import('../src/server/app.js');
+    const { createApp } = await import('../src/server/http/app.js');
     const { app, router } = createApp({
       config: loadConfig({}, { target: { urls: [target.url] } }),
       logger: createLogger('silent'),

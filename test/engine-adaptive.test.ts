@@ -175,32 +175,35 @@ describe('adaptive window', () => {
     expect(rounds.slice(-3).every((r) => r > 5)).toBe(true);
   });
 
-  it('a probe much cheaper than predicted probes again at once: a long slow spell is left within a few requests', async () => {
-    let slow = true;
-    const w = world({
-      agree: () => true,
-      verifyMs: (n) => (slow ? 80 : 6) + 0.5 * n,
-      tokenMs: 5,
-      draftMsPerToken: 0.5,
-    });
-    const estimates = new PairEstimates();
-    // A long slow spell: the verification fit remembers it with its full weight.
-    for (let i = 0; i < 6; i++)
-      await run({ w, draft: { port: w.draft, planner: adaptive(estimates), name: 'd' }, maxTokens: 64 });
-    slow = false;
-    const rounds: number[] = [];
-    for (let i = 0; i < 6; i++)
-      rounds.push(
-        (await run({ w, draft: { port: w.draft, planner: adaptive(estimates), name: 'd' }, maxTokens: 64 })).stats
-          .rounds,
-      );
-    // With one probe per 128 target-only tokens this takes 3 probes, 2 requests apart (rounds from
-    // the sixth request on); a surprising probe asks for the next one at the next request.
-    const resumed = rounds.findIndex((r) => r > 5);
-    expect(resumed).toBeGreaterThanOrEqual(0);
-    expect(resumed).toBeLessThanOrEqual(3);
-    expect(estimates.recheckDue).toBe(false);
-  });
+  it(
+    'a probe much cheaper than predicted probes again at once: a long slow spell is left within a few ' + 'requests',
+    async () => {
+      let slow = true;
+      const w = world({
+        agree: () => true,
+        verifyMs: (n) => (slow ? 80 : 6) + 0.5 * n,
+        tokenMs: 5,
+        draftMsPerToken: 0.5,
+      });
+      const estimates = new PairEstimates();
+      // A long slow spell: the verification fit remembers it with its full weight.
+      for (let i = 0; i < 6; i++)
+        await run({ w, draft: { port: w.draft, planner: adaptive(estimates), name: 'd' }, maxTokens: 64 });
+      slow = false;
+      const rounds: number[] = [];
+      for (let i = 0; i < 6; i++)
+        rounds.push(
+          (await run({ w, draft: { port: w.draft, planner: adaptive(estimates), name: 'd' }, maxTokens: 64 })).stats
+            .rounds,
+        );
+      // With one probe per 128 target-only tokens this takes 3 probes, 2 requests apart (rounds from
+      // the sixth request on); a surprising probe asks for the next one at the next request.
+      const resumed = rounds.findIndex((r) => r > 5);
+      expect(resumed).toBeGreaterThanOrEqual(0);
+      expect(resumed).toBeLessThanOrEqual(3);
+      expect(estimates.recheckDue).toBe(false);
+    },
+  );
 
   it('uses a large window when acceptance is high and verification is cheap', async () => {
     const w = world({ agree: () => true, verifyMs: (n) => 20 + 0.2 * n, tokenMs: 20, draftMsPerToken: 0.5 });

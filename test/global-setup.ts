@@ -22,7 +22,8 @@ export default async function setup(project: TestProject): Promise<void> {
     return;
   }
   const started = Date.now();
-  const result = await locateLlamaServer().then(
+  // Straight to the terminal: vitest would hold console output of a global setup until it ends.
+  const result = await locateLlamaServer((line) => process.stderr.write(`${line}\n`)).then(
     (bin) => ({ bin, reason: '' }),
     (err: Error) => ({ bin: null, reason: err.message }),
   );

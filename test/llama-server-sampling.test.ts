@@ -79,7 +79,9 @@ describe.skipIf(skip !== undefined)('temperature 0.8 through real llama-servers 
       const test = chiSquareTwoSample(got.texts, reference);
       const power = chiSquareTwoSample(control, reference);
       console.log(
-        `sample-match: χ²=${test.statistic.toFixed(1)} df=${test.degreesOfFreedom} p=${test.pValue.toFixed(3)}; acceptance ${got.accepted}/${got.drafted}; control (T=0.5 vs 0.8) p=${power.pValue.toExponential(1)}`,
+        `sample-match: χ²=${test.statistic.toFixed(1)} df=${test.degreesOfFreedom} ` +
+          `p=${test.pValue.toFixed(3)}; acceptance ${got.accepted}/${got.drafted}; control (T=0.5 vs 0.8) ` +
+          `p=${power.pValue.toExponential(1)}`,
       );
       expect(got.rule).toBe('sample-match');
       expect(got.drafted).toBe(N);
@@ -101,7 +103,8 @@ describe.skipIf(skip !== undefined)('temperature 0.8 through real llama-servers 
       const [reference, got] = [await direct(0.8, 10), await viaDsd(dsd, 10)];
       const test = chiSquareTwoSample(got.texts, reference);
       console.log(
-        `rejection (top_k 10): χ²=${test.statistic.toFixed(1)} df=${test.degreesOfFreedom} p=${test.pValue.toFixed(3)}; acceptance ${got.accepted}/${got.drafted}`,
+        `rejection (top_k 10): χ²=${test.statistic.toFixed(1)} df=${test.degreesOfFreedom} ` +
+          `p=${test.pValue.toFixed(3)}; acceptance ${got.accepted}/${got.drafted}`,
       );
       expect(got.rule).toBe('rejection');
       expect(test.pValue).toBeGreaterThan(ALPHA);

@@ -83,7 +83,9 @@ describe.skipIf(skip !== undefined)(
           }
           const rate = accepted / drafted;
           console.log(
-            `${draftName}: acceptance ${accepted}/${drafted} = ${(rate * 100).toFixed(1)} %, mean acceptance length ${(1 + accepted / rounds).toFixed(2)} over ${rounds} rounds; ${STORY_PROMPTS.length - ties} identical, ${ties} differing only after a near-tie`,
+            `${draftName}: acceptance ${accepted}/${drafted} = ${(rate * 100).toFixed(1)} %, mean acceptance ` +
+              `length ${(1 + accepted / rounds).toFixed(2)} over ${rounds} rounds; ` +
+              `${STORY_PROMPTS.length - ties} identical, ${ties} differing only after a near-tie`,
           );
           expect(ties).toBeLessThanOrEqual(STORY_PROMPTS.length / 4);
           expect(rate).toBeGreaterThan(draftName === 'q8_0' ? 0.8 : 0.4);

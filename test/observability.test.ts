@@ -1,11 +1,11 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config/load-config.js';
+import { type ConfigError, loadConfig } from '../src/config/load-config.js';
 import { demoModels } from '../src/demo/demo-backends.js';
 import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
 import { createLogger } from '../src/logger.js';
-import { createApp } from '../src/server/app.js';
+import { createApp } from '../src/server/http/app.js';
 import { postJson } from './helpers/dsd.js';
 
 const models = demoModels();
@@ -71,7 +71,11 @@ describe('metrics, request ids and log lines', () => {
     expect(text).toMatch(/^dsd_time_to_first_token_seconds_count\{route="completions",mode="speculative"\} 1/m);
     expect(text).toMatch(/^dsd_time_per_output_token_seconds_count\{route="completions",mode="speculative"\} 1/m);
     expect(text).toMatch(
-      /^dsd_upstream_request_duration_seconds_count\{role="draft",upstream="http:\/\/127\.0\.0\.1:\d+",operation="completion",outcome="ok"\} \d+/m,
+      new RegExp(
+        '^dsd_upstream_request_duration_seconds_count' +
+          '\\{role="draft",upstream="http://127\\.0\\.0\\.1:\\d+",operation="completion",outcome="ok"\\} \\d+',
+        'm',
+      ),
     );
     expect(text).toMatch(/^dsd_http_in_flight_requests 0/m);
     expect(text).toMatch(/^dsd_process_resident_memory_bytes \d+/m);

@@ -4,7 +4,7 @@ import type { ChatMessage } from '../src/backends/types.js';
 import { PromptCache } from '../src/cache/prompt-cache.js';
 import { demoModels } from '../src/demo/demo-backends.js';
 import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
-import { buildPromptIds } from '../src/server/prompt-builder.js';
+import { buildPromptIds } from '../src/server/generation/prompt-builder.js';
 import { postJson, startTestDsd } from './helpers/dsd.js';
 import { type LlamaProcess, llamaSkipReason, startLlamaServer } from './helpers/llama-server.js';
 

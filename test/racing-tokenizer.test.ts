@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ModelServer } from '../src/backends/types.js';
-import { RacingTokenizer, type Tokenize } from '../src/server/racing-tokenizer.js';
+import { RacingTokenizer, type Tokenize } from '../src/server/generation/racing-tokenizer.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const signal = () => new AbortController().signal;
@@ -55,13 +55,16 @@ describe('racing tokenizer (draft first, target confirms)', () => {
     }
   });
 
-  it('a target that fails after the draft answered fails the confirmation (and leaves no unhandled rejection)', async () => {
-    const r = new RacingTokenizer(target(10, new Error('target down')).server, draft(0, [1]));
-    expect(await r.fast('x', true, signal())).toEqual([1]);
-    await expect(r.confirmed()).rejects.toThrow('target down');
-    // Never asked for: still handled.
-    const unasked = new RacingTokenizer(target(5, new Error('target down')).server, draft(0, [1]));
-    await unasked.fast('y', true, signal());
-    await sleep(20);
-  });
+  it(
+    'a target that fails after the draft answered fails the confirmation (and leaves no unhandled ' + 'rejection)',
+    async () => {
+      const r = new RacingTokenizer(target(10, new Error('target down')).server, draft(0, [1]));
+      expect(await r.fast('x', true, signal())).toEqual([1]);
+      await expect(r.confirmed()).rejects.toThrow('target down');
+      // Never asked for: still handled.
+      const unasked = new RacingTokenizer(target(5, new Error('target down')).server, draft(0, [1]));
+      await unasked.fast('y', true, signal());
+      await sleep(20);
+    },
+  );
 });

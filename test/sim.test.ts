@@ -59,7 +59,8 @@ describe('DSD-Si', () => {
     [0.8, 4, 0.1, 20, 1],
     [0.9, 8, 0.05, 40, 2],
   ])(
-    'early verification (α=%s, k=%s, c=%s, %s ms one-way, %s ahead, batching target) matches the planner formula within 10 %% and beats one round per round trip',
+    'early verification (α=%s, k=%s, c=%s, %s ms one-way, %s ahead, batching target) matches the planner ' +
+      'formula within 10 %% and beats one round per round trip',
     (alpha, k, c, oneWayMs, depth) => {
       const step = 10;
       const base = textbook(alpha, k, c);

@@ -137,7 +137,9 @@ describe('soak: 200 concurrent streaming clients with random faults', () => {
     const after = process.memoryUsage().heapUsed;
     const total = Object.values(counts).reduce((a, b) => a + b, 0);
     console.log(
-      `soak: ${total} requests from ${CLIENTS} concurrent clients in ${SOAK_MS / 1000} s: ${JSON.stringify(counts)}; heap ${(baseline / 1e6).toFixed(1)} MB → ${(after / 1e6).toFixed(1)} MB after; peak RSS ${(peakRss / 1e6).toFixed(0)} MB`,
+      `soak: ${total} requests from ${CLIENTS} concurrent clients in ${SOAK_MS / 1000} s: ` +
+        `${JSON.stringify(counts)}; heap ${(baseline / 1e6).toFixed(1)} MB → ${(after / 1e6).toFixed(1)} MB ` +
+        `after; peak RSS ${(peakRss / 1e6).toFixed(0)} MB`,
     );
     expect(counts.hung ?? 0).toBe(0);
     expect(counts.broken ?? 0).toBe(0);

@@ -188,53 +188,60 @@ describe('failures and controls (llama.cpp emulators)', () => {
     expect(dsd.router.dsd.upstreams.drafts.states()[0]?.state).toBe('closed');
   });
 
-  it('prompts are tokenized on the draft first; a draft that tokenizes differently is caught before anything is sent', async () => {
-    const outcomes = async () =>
-      Object.fromEntries(
-        (await dsd.router.dsd.metrics.draftTokenizations.get()).values.map((v) => [v.labels.outcome, v.value]),
-      );
-    const before = await outcomes();
-    // The target's /tokenize is slow (a distant target), so the draft's answer comes first.
-    target.onTokenize = async (_text, ids) => (await new Promise((r) => setTimeout(r, 40)), ids);
-    draft.onTokenize = (text, ids) => (text.includes('beach') ? ids.slice(0, -1) : ids);
-    try {
-      for (const prompt of ['Lily went to the beach', 'The bear was very hungry.']) {
-        const want = await direct.completions.create({ model: 'target', prompt, max_tokens: 40, temperature: 0 });
-        const got = await postJson(`${dsd.baseUrl}/v1/completions`, {
+  it(
+    'prompts are tokenized on the draft first; a draft that tokenizes differently is caught before anything ' +
+      'is sent',
+    async () => {
+      const outcomes = async () =>
+        Object.fromEntries(
+          (await dsd.router.dsd.metrics.draftTokenizations.get()).values.map((v) => [v.labels.outcome, v.value]),
+        );
+      const before = await outcomes();
+      // The target's /tokenize is slow (a distant target), so the draft's answer comes first.
+      target.onTokenize = async (_text, ids) => {
+        await new Promise((r) => setTimeout(r, 40));
+        return ids;
+      };
+      draft.onTokenize = (text, ids) => (text.includes('beach') ? ids.slice(0, -1) : ids);
+      try {
+        for (const prompt of ['Lily went to the beach', 'The bear was very hungry.']) {
+          const want = await direct.completions.create({ model: 'target', prompt, max_tokens: 40, temperature: 0 });
+          const got = await postJson(`${dsd.baseUrl}/v1/completions`, {
+            model: 'target',
+            prompt,
+            max_tokens: 40,
+            temperature: 0,
+          });
+          expect(got.status).toBe(200);
+          expect(got.body.choices[0].text).toBe(want.choices[0]?.text);
+          expect(got.body.usage.prompt_tokens).toBe(want.usage?.prompt_tokens);
+          expect(got.body.usage.dsd.rounds).toBeGreaterThan(0);
+        }
+        const after = await outcomes();
+        expect((after.rejected ?? 0) - (before.rejected ?? 0)).toBe(1);
+        expect((after.confirmed ?? 0) - (before.confirmed ?? 0)).toBe(1);
+        // The cache kept the target's ids: the same prompt again tokenizes nowhere and still matches.
+        const again = await postJson(`${dsd.baseUrl}/v1/completions`, {
           model: 'target',
-          prompt,
+          prompt: 'Lily went to the beach',
           max_tokens: 40,
           temperature: 0,
         });
-        expect(got.status).toBe(200);
-        expect(got.body.choices[0].text).toBe(want.choices[0]?.text);
-        expect(got.body.usage.prompt_tokens).toBe(want.usage?.prompt_tokens);
-        expect(got.body.usage.dsd.rounds).toBeGreaterThan(0);
+        const want = await direct.completions.create({
+          model: 'target',
+          prompt: 'Lily went to the beach',
+          max_tokens: 40,
+          temperature: 0,
+        });
+        expect(again.body.choices[0].text).toBe(want.choices[0]?.text);
+        expect(again.body.usage.prompt_tokens).toBe(want.usage?.prompt_tokens);
+        expect(await outcomes()).toEqual(after);
+      } finally {
+        target.onTokenize = undefined;
+        draft.onTokenize = undefined;
       }
-      const after = await outcomes();
-      expect((after.rejected ?? 0) - (before.rejected ?? 0)).toBe(1);
-      expect((after.confirmed ?? 0) - (before.confirmed ?? 0)).toBe(1);
-      // The cache kept the target's ids: the same prompt again tokenizes nowhere and still matches.
-      const again = await postJson(`${dsd.baseUrl}/v1/completions`, {
-        model: 'target',
-        prompt: 'Lily went to the beach',
-        max_tokens: 40,
-        temperature: 0,
-      });
-      const want = await direct.completions.create({
-        model: 'target',
-        prompt: 'Lily went to the beach',
-        max_tokens: 40,
-        temperature: 0,
-      });
-      expect(again.body.choices[0].text).toBe(want.choices[0]?.text);
-      expect(again.body.usage.prompt_tokens).toBe(want.usage?.prompt_tokens);
-      expect(await outcomes()).toEqual(after);
-    } finally {
-      target.onTokenize = undefined;
-      draft.onTokenize = undefined;
-    }
-  });
+    },
+  );
 
   it('per-request control: header off → passthrough; body window clamped to the bounds', async () => {
     const before = { ...dsd.router.dsd.counters };
@@ -312,7 +319,7 @@ describe('failures and controls (llama.cpp emulators)', () => {
       top_logprobs: { token: string; logprob: number }[];
     }[];
     expect(lp.tokens).toEqual(want.map((p) => p.token));
-    lp.token_logprobs.forEach((v: number, i: number) => expect(v).toBeCloseTo(want[i]!.logprob, 6));
+    for (const [i, v] of (lp.token_logprobs as number[]).entries()) expect(v).toBeCloseTo(want[i]!.logprob, 6);
     expect(Object.keys(lp.top_logprobs[0])).toEqual(want[0]!.top_logprobs.map((t) => t.token));
     expect(lp.tokens.join('')).toBe(r.body.choices[0].text);
     expect(lp.text_offset[1]).toBe(lp.tokens[0].length);

@@ -132,15 +132,12 @@ describe('vLLM adapter wire format', () => {
   });
 
   it('an upstream 400 is relayed with its status; a 401 between dsd and vLLM is a 502', async () => {
-    agent
-      .get(ORIGIN)
-      .intercept({ path: '/v1/completions', method: 'POST' })
-      .reply(400, {
-        object: 'error',
-        message: "This model's maximum context length is 4096 tokens",
-        type: 'BadRequestError',
-        code: 400,
-      });
+    agent.get(ORIGIN).intercept({ path: '/v1/completions', method: 'POST' }).reply(400, {
+      object: 'error',
+      message: "This model's maximum context length is 4096 tokens",
+      type: 'BadRequestError',
+      code: 400,
+    });
     const bad = server.propose({
       promptIds: [1],
       maxTokens: 1,

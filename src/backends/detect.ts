@@ -45,7 +45,8 @@ export async function detectKind(options: ConnectOptions, signal: AbortSignal): 
     if (data?.some((m) => typeof m.max_model_len === 'number' || m.owned_by === 'vllm')) return 'vllm';
     throw new DsdError(
       'upstream_bad_response',
-      `the ${options.role} server at ${options.url} speaks neither the llama.cpp nor the vLLM API; set DSD_${options.role.toUpperCase()}_KIND`,
+      `the ${options.role} server at ${options.url} speaks neither the llama.cpp nor the vLLM API; set ` +
+        `DSD_${options.role.toUpperCase()}_KIND`,
     );
   } finally {
     await http.close();

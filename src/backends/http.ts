@@ -2,7 +2,7 @@ import type { Dispatcher } from 'undici';
 import { Pool, errors as undiciErrors } from 'undici';
 import type { TimeoutConfig } from '../config/types.js';
 import { ClientAbortError, UpstreamError, type UpstreamRole } from '../errors.js';
-import { RetryBudget } from './retry-budget.js';
+import type { RetryBudget } from './retry-budget.js';
 import { parseSse } from './sse.js';
 
 /** One finished upstream request, for metrics. */

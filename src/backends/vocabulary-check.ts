@@ -75,7 +75,10 @@ async function compare(
   ]);
   for (const [i, [a, b]] of tokenized.entries()) {
     if (a.length !== b.length || a.some((id, j) => id !== b[j])) {
-      return `they tokenize ${JSON.stringify((VOCABULARY_PROBES[i] as string).slice(0, 24))}… differently (target ${a.length} tokens, draft ${b.length})`;
+      return (
+        `they tokenize ${JSON.stringify((VOCABULARY_PROBES[i] as string).slice(0, 24))}… differently ` +
+        `(target ${a.length} tokens, draft ${b.length})`
+      );
     }
   }
   if (texts[0] !== texts[1]) return `the same ${ids.length} token ids detokenize to different text`;

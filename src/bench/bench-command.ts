@@ -130,7 +130,8 @@ export async function benchCommand(
   });
   log(markdownReport(summaries));
   log(
-    `\nresults: ${join(out, 'results.json')}, ${join(out, 'report.md')}, ${join(out, 'latency-cdf.svg')}, ${join(out, 'throughput.svg')}`,
+    `\nresults: ${join(out, 'results.json')}, ${join(out, 'report.md')}, ${join(out, 'latency-cdf.svg')}, ` +
+      `${join(out, 'throughput.svg')}`,
   );
   return summaries;
 }

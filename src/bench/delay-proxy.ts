@@ -37,7 +37,7 @@ export class DelayProxy {
 
   /** The proxy's base URL. */
   get url(): string {
-    return `http://127.0.0.1:${(this.server?.address() as AddressInfo).port}`;
+    return `http://127.0.0.1:${(this.server?.address() as AddressInfo | undefined)?.port}`;
   }
 
   private pipe(client: Socket): void {

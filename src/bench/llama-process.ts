@@ -1,6 +1,7 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { runSetupScript } from './setup-script.js';
 
 /** A llama-server process on a loopback port. */
 export interface LlamaProcess {
@@ -34,17 +35,14 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Builds or locates llama-server with scripts/build-llama-server.sh; rejects with the reason. */
-export function locateLlamaServer(): Promise<string> {
+/**
+ * Builds or locates llama-server with scripts/build-llama-server.sh; rejects with the reason.
+ * `log` receives what the build says while it runs (its start, with an estimate, and progress).
+ */
+export function locateLlamaServer(log?: (line: string) => void): Promise<string> {
   const script = fileURLToPath(new URL('../../scripts/build-llama-server.sh', import.meta.url));
-  return new Promise((resolve, reject) => {
-    execFile('bash', [script], { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err)
-        reject(
-          new Error(`llama-server could not be built: ${stderr.split('\n').filter(Boolean).slice(-3).join(' | ')}`),
-        );
-      else resolve(stdout.trim().split('\n').pop() ?? '');
-    });
+  return runSetupScript(script, [], log === undefined ? {} : { log }).catch((err: Error) => {
+    throw new Error(`llama-server could not be built: ${err.message}`);
   });
 }
 

@@ -1,4 +1,5 @@
 import type { RequestResult } from './load-generator.js';
+import { markdownRow } from './markdown.js';
 import { percentile } from './stats.js';
 
 /** Latency percentiles (ms). */
@@ -74,7 +75,20 @@ const f1 = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '—
 /** A Markdown table of summaries, with ratios to the first label at the same concurrency. */
 export function markdownReport(summaries: readonly BenchSummary[]): string {
   const lines = [
-    '| endpoint | concurrency | ok / requests | tokens/s | vs first | requests/s | TTFT p50 / p95 / p99 ms | TPOT p50 / p95 ms | e2e p50 / p95 / p99 ms | acceptance | mean acc. length | errors |',
+    markdownRow([
+      'endpoint',
+      'concurrency',
+      'ok / requests',
+      'tokens/s',
+      'vs first',
+      'requests/s',
+      'TTFT p50 / p95 / p99 ms',
+      'TPOT p50 / p95 ms',
+      'e2e p50 / p95 / p99 ms',
+      'acceptance',
+      'mean acc. length',
+      'errors',
+    ]),
     '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const s of summaries) {
@@ -88,7 +102,20 @@ export function markdownReport(summaries: readonly BenchSummary[]): string {
         .map(([status, n]) => `${n}× ${status === '0' ? 'no response' : status}`)
         .join(', ') || '0';
     lines.push(
-      `| ${s.label} | ${s.concurrency} | ${s.ok} / ${s.requests} | ${f1(s.outputTokensPerSecond)} | ${ratio} | ${s.requestsPerSecond.toFixed(2)} | ${f1(s.ttftMs.p50)} / ${f1(s.ttftMs.p95)} / ${f1(s.ttftMs.p99)} | ${s.tpotMs.p50.toFixed(2)} / ${s.tpotMs.p95.toFixed(2)} | ${f1(s.e2eMs.p50)} / ${f1(s.e2eMs.p95)} / ${f1(s.e2eMs.p99)} | ${s.acceptanceRate === undefined ? '—' : `${(100 * s.acceptanceRate).toFixed(1)} %`} | ${s.meanAcceptanceLength?.toFixed(2) ?? '—'} | ${errors} |`,
+      markdownRow([
+        s.label,
+        s.concurrency,
+        `${s.ok} / ${s.requests}`,
+        f1(s.outputTokensPerSecond),
+        ratio,
+        s.requestsPerSecond.toFixed(2),
+        `${f1(s.ttftMs.p50)} / ${f1(s.ttftMs.p95)} / ${f1(s.ttftMs.p99)}`,
+        `${s.tpotMs.p50.toFixed(2)} / ${s.tpotMs.p95.toFixed(2)}`,
+        `${f1(s.e2eMs.p50)} / ${f1(s.e2eMs.p95)} / ${f1(s.e2eMs.p99)}`,
+        `${s.acceptanceRate === undefined ? '—' : `${(100 * s.acceptanceRate).toFixed(1)} %`}`,
+        s.meanAcceptanceLength?.toFixed(2) ?? '—',
+        errors,
+      ]),
     );
   }
   return lines.join('\n');

@@ -43,19 +43,22 @@ export function renderLineChart(c: LineChart): string {
   const px = (x: number) => M.left + ((x - x0) / (x1 - x0 || 1)) * (W - M.left - M.right);
   const py = (y: number) => H - M.bottom - ((y - y0) / (y1 - y0 || 1)) * (H - M.top - M.bottom);
   const parts = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" ` +
+      `font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
     `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15">${esc(c.title)}</text>`,
     `<line x1="${M.left}" y1="${H - M.bottom}" x2="${W - M.right}" y2="${H - M.bottom}" stroke="black"/>`,
     `<line x1="${M.left}" y1="${M.top}" x2="${M.left}" y2="${H - M.bottom}" stroke="black"/>`,
     `<text x="${(M.left + W - M.right) / 2}" y="${H - 12}" text-anchor="middle">${esc(c.xLabel)}</text>`,
-    `<text x="16" y="${(M.top + H - M.bottom) / 2}" text-anchor="middle" transform="rotate(-90 16 ${(M.top + H - M.bottom) / 2})">${esc(c.yLabel)}</text>`,
+    `<text x="16" y="${(M.top + H - M.bottom) / 2}" text-anchor="middle" transform="rotate(-90 16 ` +
+      `${(M.top + H - M.bottom) / 2})">${esc(c.yLabel)}</text>`,
   ];
   for (const t of ticks(x0, x1))
     parts.push(`<text x="${px(t)}" y="${H - M.bottom + 16}" text-anchor="middle">${t}</text>`);
   for (const t of ticks(y0, y1))
     parts.push(
-      `<text x="${M.left - 6}" y="${py(t) + 4}" text-anchor="end">${t}</text><line x1="${M.left}" y1="${py(t)}" x2="${W - M.right}" y2="${py(t)}" stroke="#eee"/>`,
+      `<text x="${M.left - 6}" y="${py(t) + 4}" text-anchor="end">${t}</text><line x1="${M.left}" ` +
+        `y1="${py(t)}" x2="${W - M.right}" y2="${py(t)}" stroke="#eee"/>`,
     );
   c.series.forEach((s, i) => {
     const color = COLORS[i % COLORS.length] as string;
@@ -66,10 +69,12 @@ export function renderLineChart(c: LineChart): string {
       pts.push(`${px(x).toFixed(1)},${py(y).toFixed(1)}`);
     });
     parts.push(
-      `<g class="series" data-name="${esc(s.name)}"><polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.join(' ')}"/></g>`,
+      `<g class="series" data-name="${esc(s.name)}"><polyline fill="none" stroke="${color}" stroke-width="2" ` +
+        `points="${pts.join(' ')}"/></g>`,
     );
     parts.push(
-      `<rect x="${W - M.right + 12}" y="${M.top + i * 20}" width="12" height="12" fill="${color}"/><text x="${W - M.right + 30}" y="${M.top + i * 20 + 10}">${esc(s.name)}</text>`,
+      `<rect x="${W - M.right + 12}" y="${M.top + i * 20}" width="12" height="12" fill="${color}"/><text ` +
+        `x="${W - M.right + 30}" y="${M.top + i * 20 + 10}">${esc(s.name)}</text>`,
     );
   });
   parts.push('</svg>');

@@ -137,7 +137,8 @@ function readNamedFile(r: EnvReader, name: string, readFile: FileReader): string
     return readFile(path);
   } catch (err) {
     r.problems.push(
-      `${name}=${JSON.stringify(path)}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      `${name}=${JSON.stringify(path)}: cannot read the file ` +
+        `(${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
     );
     return undefined;
   }

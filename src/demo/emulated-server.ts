@@ -82,7 +82,10 @@ export abstract class EmulatedServer {
     app.use(express.json({ limit: '50mb' }));
     app.use((_req, res, next) => {
       this.stats.requests += 1;
-      res.on('close', () => (res.writableFinished ? (this.stats.completed += 1) : (this.stats.aborted += 1)));
+      res.on('close', () => {
+        if (res.writableFinished) this.stats.completed += 1;
+        else this.stats.aborted += 1;
+      });
       next();
     });
     app.post(['/completion', '/v1/completions', '/v1/chat/completions'], (req, res, next) =>
@@ -144,7 +147,13 @@ export abstract class EmulatedServer {
         }
         res.setHeader('content-type', 'text/event-stream');
         res.write(
-          `data: ${JSON.stringify({ index: 0, content: ' x', tokens: [300], stop: false, choices: [{ index: 0, text: ' x', finish_reason: null }] })}\n\n`,
+          `data: ${JSON.stringify({
+            index: 0,
+            content: ' x',
+            tokens: [300],
+            stop: false,
+            choices: [{ index: 0, text: ' x', finish_reason: null }],
+          })}\n\n`,
         );
         res.end('data: {"tokens": [1, \n\n');
         return;

@@ -46,5 +46,6 @@ export function chatMlPrompt(messages: readonly { role: string; content: unknown
             )
             .join('')
         : '';
-  return `${messages.map((m) => `<|im_start|>${m.role}\n${text(m.content)}<|im_end|>\n`).join('')}<|im_start|>assistant\n`;
+  const turns = messages.map((m) => `<|im_start|>${m.role}\n${text(m.content)}<|im_end|>\n`);
+  return `${turns.join('')}<|im_start|>assistant\n`;
 }

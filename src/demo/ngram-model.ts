@@ -52,7 +52,10 @@ export class NgramModel implements LanguageModel {
         const key = ids.slice(i - n, i).join(',');
         const table = this.counts[n] as Map<string, Map<number, number>>;
         let next = table.get(key);
-        if (next === undefined) table.set(key, (next = new Map()));
+        if (next === undefined) {
+          next = new Map();
+          table.set(key, next);
+        }
         const id = ids[i] as number;
         next.set(id, (next.get(id) ?? 0) + 1);
       }

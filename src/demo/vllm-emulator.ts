@@ -66,7 +66,7 @@ export class VllmEmulator extends EmulatedServer {
     return {
       temperature: num(b.temperature, 1),
       topP: num(b.top_p, 1),
-      topK: topK < 0 ? 0 : topK,
+      topK: Math.max(topK, 0),
       minP: num(b.min_p, 0),
       seed: typeof b.seed === 'number' ? b.seed : undefined,
     };
@@ -75,16 +75,14 @@ export class VllmEmulator extends EmulatedServer {
   private checkModel(req: Request, res: Response): boolean {
     const model = (req.body as Body).model;
     if (model === this.options.alias) return true;
-    res
-      .status(404)
-      .json({
-        error: {
-          message: `The model \`${String(model)}\` does not exist.`,
-          type: 'NotFoundError',
-          param: null,
-          code: 404,
-        },
-      });
+    res.status(404).json({
+      error: {
+        message: `The model \`${String(model)}\` does not exist.`,
+        type: 'NotFoundError',
+        param: null,
+        code: 404,
+      },
+    });
     return false;
   }
 

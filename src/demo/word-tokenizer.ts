@@ -5,7 +5,7 @@ export const EOS_ID = 2;
 
 const SPECIALS = ['<unk>', '<s>', '</s>', '<|im_start|>', '<|im_end|>'];
 const BYTE_BASE = SPECIALS.length;
-const PIECE_PATTERN = /<\|im_start\|>|<\|im_end\|>|<\/?s>| ?[A-Za-z]+|'[a-z]+| ?\d+| ?[^\sA-Za-z\d]|\n| +|[^]/gu;
+const PIECE_PATTERN = /<\|im_start\|>|<\|im_end\|>|<\/?s>| ?[A-Za-z]+|'[a-z]+| ?\d+| ?[^\sA-Za-z\d]|\n| +|[\s\S]/gu;
 const encoder = new TextEncoder();
 
 /**

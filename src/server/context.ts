@@ -2,10 +2,10 @@ import type { PromptCache } from '../cache/prompt-cache.js';
 import type { TokenBytesCache } from '../cache/token-bytes-cache.js';
 import type { DsdConfig } from '../config/types.js';
 import type { Logger } from '../logger.js';
-import type { Admission } from './admission.js';
+import type { RoundTrace } from './generation/round-trace.js';
+import type { Admission } from './http/admission.js';
 import type { DsdMetrics } from './metrics.js';
-import type { RoundTrace } from './round-trace.js';
-import type { Upstreams } from './upstreams.js';
+import type { Upstreams } from './upstreams/upstreams.js';
 
 /** Counters of how requests were served (also in /metrics). */
 export interface ServeCounters {

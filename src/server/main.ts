@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { DsdConfig } from '../config/types.js';
 import { type DemoBackends, startDemoBackends } from '../demo/demo-backends.js';
 import { createLogger, type Logger } from '../logger.js';
-import { createApp } from './app.js';
+import { createApp } from './http/app.js';
 
 /** A running dsd server. */
 export interface RunningDsd {
@@ -28,7 +28,8 @@ export async function startDsd(config: DsdConfig, logger: Logger = createLogger(
         config.draft.urls.length > 0 ? config.draft : { ...config.draft, urls: [demo.draft.url], kind: 'llamacpp' },
     };
     logger.warn(
-      'DSD_TARGET_URL is not set: serving the embedded DEMO backends (small n-gram models trained on a bundled text, not a real LLM)',
+      'DSD_TARGET_URL is not set: serving the embedded DEMO backends (small n-gram models trained on a ' +
+        'bundled text, not a real LLM)',
       {
         demoTarget: demo.target.url,
         demoDraft: demo.draft.url,
@@ -79,7 +80,8 @@ export async function startDsd(config: DsdConfig, logger: Logger = createLogger(
 export function usageBanner(baseUrl: string, model: string, demo: boolean): string {
   return [
     '',
-    `dsd is serving an OpenAI-compatible API at ${baseUrl}${demo ? '  (DEMO backends: set DSD_TARGET_URL for a real model)' : ''}`,
+    `dsd is serving an OpenAI-compatible API at ` +
+      `${baseUrl}${demo ? '  (DEMO backends: set DSD_TARGET_URL for a real model)' : ''}`,
     '',
     'Try it:',
     `  curl ${baseUrl}/chat/completions -H 'content-type: application/json' \\`,

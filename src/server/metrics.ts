@@ -120,7 +120,9 @@ export class DsdMetrics {
   /** Prompts first tokenized on the draft (racing tokenizer), by whether the target's own ids agreed. */
   readonly draftTokenizations = new Counter({
     name: 'dsd_draft_tokenizations_total',
-    help: 'Prompts tokenized on the draft before the target answered, by outcome (rejected: the target ids differed and the request restarted on them)',
+    help:
+      'Prompts tokenized on the draft before the target answered, by outcome (rejected: the target ids ' +
+      'differed and the request restarted on them)',
     labelNames: ['outcome'],
     registers: [this.registry],
   });
@@ -140,7 +142,7 @@ export class DsdMetrics {
     this.drafts.inc(s.rounds);
     this.draftTokens.inc(s.draftTokens);
     this.acceptedTokens.inc(s.acceptedTokens);
-    s.acceptedPerPosition.forEach((n, i) => this.acceptedPerPos.inc({ position: String(i) }, n));
+    for (const [i, n] of s.acceptedPerPosition.entries()) this.acceptedPerPos.inc({ position: String(i) }, n);
     this.targetOnlyTokens.inc(s.targetOnlyTokens);
     this.draftAhead.inc({ outcome: 'hit' }, s.draftAheadHits);
     this.draftAhead.inc({ outcome: 'miss' }, s.draftAheadMisses);

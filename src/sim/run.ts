@@ -77,7 +77,10 @@ export function simulateStrategy(scenario: Scenario, strategy: StrategySpec): St
     const t = pickTarget();
     const key = `${e}/${t}`;
     let pair = estimates.get(key);
-    if (pair === undefined) estimates.set(key, (pair = new PairEstimates()));
+    if (pair === undefined) {
+      pair = new PairEstimates();
+      estimates.set(key, pair);
+    }
     const record: RequestRecord = {
       arrivalMs: sim.now,
       firstTokenMs: undefined,

@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { markdownRow } from '../bench/markdown.js';
 import { ProgressBar } from '../bench/progress.js';
 import { renderLineChart } from '../bench/svg-chart.js';
 import { type StrategyResult, simulate } from './run.js';
@@ -45,10 +46,33 @@ const f = (v: number, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : '—');
 /** A Markdown table of strategy results (speed-up against the first target-only result). */
 export function simTable(results: readonly StrategyResult[], extraColumn?: { name: string; value: string }): string {
   const base = results.find((r) => r.strategy === 'target only');
-  const head = `| ${extraColumn ? `${extraColumn.name} | ` : ''}strategy | ms/token | speed-up | TTFT p50 ms | TPOT p50 ms | e2e p50 / p95 / p99 ms | tokens/s | target util. | acceptance | mean acc. length | MB up / down |`;
-  const rows = results.map(
-    (r) =>
-      `| ${extraColumn ? `${extraColumn.value} | ` : ''}${r.strategy} | ${f(r.msPerToken)} | ${base ? `${f(base.msPerToken / r.msPerToken)}×` : '—'} | ${f(r.ttftMs.p50, 0)} | ${f(r.tpotMs.p50)} | ${f(r.e2eMs.p50, 0)} / ${f(r.e2eMs.p95, 0)} / ${f(r.e2eMs.p99, 0)} | ${f(r.throughputTokensPerS, 0)} | ${f(r.targetUtilisation)} | ${f(r.acceptanceRate)} | ${f(r.meanAcceptanceLength)} | ${f(r.bytesUp / 1e6, 1)} / ${f(r.bytesDown / 1e6, 1)} |`,
+  const head = markdownRow([
+    `${extraColumn ? `${extraColumn.name} | ` : ''}strategy`,
+    'ms/token',
+    'speed-up',
+    'TTFT p50 ms',
+    'TPOT p50 ms',
+    'e2e p50 / p95 / p99 ms',
+    'tokens/s',
+    'target util.',
+    'acceptance',
+    'mean acc. length',
+    'MB up / down',
+  ]);
+  const rows = results.map((r) =>
+    markdownRow([
+      `${extraColumn ? `${extraColumn.value} | ` : ''}${r.strategy}`,
+      f(r.msPerToken),
+      `${base ? `${f(base.msPerToken / r.msPerToken)}×` : '—'}`,
+      f(r.ttftMs.p50, 0),
+      f(r.tpotMs.p50),
+      `${f(r.e2eMs.p50, 0)} / ${f(r.e2eMs.p95, 0)} / ${f(r.e2eMs.p99, 0)}`,
+      f(r.throughputTokensPerS, 0),
+      f(r.targetUtilisation),
+      f(r.acceptanceRate),
+      f(r.meanAcceptanceLength),
+      `${f(r.bytesUp / 1e6, 1)} / ${f(r.bytesDown / 1e6, 1)}`,
+    ]),
   );
   return [head, head.replace(/[^|]+/g, '---'), ...rows].join('\n');
 }
@@ -91,7 +115,9 @@ export async function simCommand(
   const tables = runs.map((r) =>
     simTable(r.results, sweep && r.value !== undefined ? { name: sweep.param, value: String(r.value) } : undefined),
   );
-  const report = `# DSD-Si: ${scenario.name}\n\nSeed ${scenario.seed}; simulated in ${seconds.toFixed(2)} s.\n\n${tables.join('\n\n')}\n`;
+  const report =
+    `# DSD-Si: ${scenario.name}\n\nSeed ${scenario.seed}; simulated in ${seconds.toFixed(2)} ` +
+    `s.\n\n${tables.join('\n\n')}\n`;
   writeFileSync(join(out, 'report.md'), report);
   writeFileSync(join(out, 'results.json'), JSON.stringify({ scenario, sweep, runs }, null, 2));
   if (sweep !== undefined) writeCharts(out, sweep.param, runs as { value: number; results: StrategyResult[] }[]);

@@ -158,7 +158,9 @@ export class AdaptiveWindow {
       const closeCall = best !== undefined && best.msPerToken < CLOSE_CALL * targetOnly;
       return {
         kind: 'target-only',
-        reason: `speculation predicted at ${best?.msPerToken.toFixed(2) ?? '?'} ms/token vs ${targetOnly.toFixed(2)} alone`,
+        reason:
+          `speculation predicted at ${best?.msPerToken.toFixed(2) ?? '?'} ms/token vs ` +
+          `${targetOnly.toFixed(2)} alone`,
         settled: true,
         closeCall,
       };
@@ -177,7 +179,9 @@ export class AdaptiveWindow {
       k,
       aheadDepth: best.aheadDepth,
       switchEconomics,
-      reason: `k=${best.k}, ${best.aheadDepth} ahead, predicted at ${best.msPerToken.toFixed(2)} ms/token vs ${targetOnly.toFixed(2)} alone`,
+      reason:
+        `k=${best.k}, ${best.aheadDepth} ahead, predicted at ${best.msPerToken.toFixed(2)} ms/token vs ` +
+        `${targetOnly.toFixed(2)} alone`,
     };
   }
 }

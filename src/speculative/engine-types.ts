@@ -43,7 +43,10 @@ export interface EngineOptions {
   maxPositions: () => number;
   /** Keep the draft busy during verification on the optimistic continuation. */
   draftAhead: boolean;
-  /** Rounds draft-ahead may send for verification before the previous verdict, unless the planner says otherwise (0: draft ahead only). */
+  /**
+   * Rounds draft-ahead may send for verification before the previous verdict, unless the planner
+   * says otherwise (0: draft ahead only).
+   */
   aheadDepth: number;
   /** True for a token that ends generation (EOS, a requested stop token id). */
   isEnd: (token: GeneratedToken) => boolean;

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { loadConfig } from '../../src/config/load-config.js';
 import type { DsdOptions } from '../../src/config/types.js';
 import { createLogger } from '../../src/logger.js';
-import { createApp, type DsdApp } from '../../src/server/app.js';
+import { createApp, type DsdApp } from '../../src/server/http/app.js';
 
 /** A dsd app listening on loopback for a test. */
 export interface TestDsd extends DsdApp {

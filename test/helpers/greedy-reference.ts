@@ -64,5 +64,8 @@ export function compareWithReference(got: string, ref: GreedyReference): 'identi
     acc += ref.pieceBytes[index] as number;
   const margin = ref.margins[index];
   if (margin !== undefined && margin < NEAR_TIE_NATS) return 'near-tie';
-  return `diverged at token ${index} (margin ${margin?.toFixed(4)} nats): …${got.slice(Math.max(0, byte - 20), byte + 20)}… vs …${ref.text.slice(Math.max(0, byte - 20), byte + 20)}…`;
+  return (
+    `diverged at token ${index} (margin ${margin?.toFixed(4)} nats): ` +
+    `…${got.slice(Math.max(0, byte - 20), byte + 20)}… vs …${ref.text.slice(Math.max(0, byte - 20), byte + 20)}…`
+  );
 }

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { RequestHandler } from 'express';
-import { DsdError } from '../errors.js';
+import { DsdError } from '../../errors.js';
 
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();

@@ -1,11 +1,11 @@
 import type { Response } from 'express';
-import type { ModelServer } from '../backends/types.js';
-import type { TokenBytesCache } from '../cache/token-bytes-cache.js';
-import { TextAssembler } from '../speculative/text-assembler.js';
-import type { GeneratedToken } from '../speculative/types.js';
+import type { ModelServer } from '../../backends/types.js';
+import type { TokenBytesCache } from '../../cache/token-bytes-cache.js';
+import { TextAssembler } from '../../speculative/text-assembler.js';
+import type { GeneratedToken } from '../../speculative/types.js';
+import type { GenerationRequest } from '../request-types.js';
 import { alternative, logprobsBody, type TokenAlternative, type TokenLogprobEntry } from './logprobs-output.js';
 import { type FinishReason, OpenAiResponseBuilder, summaryHeaders, type UsageBody } from './openai-output.js';
-import type { GenerationRequest } from './request-types.js';
 import { SseWriter } from './sse-writer.js';
 
 /** What turning committed tokens into a client response needs. */

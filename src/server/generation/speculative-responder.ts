@@ -1,22 +1,22 @@
 import type { Response } from 'express';
-import { DsdError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { DsdError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
 import {
   type CommittedTokens,
   type EngineFinish,
   type EngineOptions,
   type EngineResult,
   runSpeculation,
-} from '../speculative/engine.js';
-import { emptyStats, type SpeculationStats } from '../speculative/stats.js';
+} from '../../speculative/engine.js';
+import { emptyStats, type SpeculationStats } from '../../speculative/stats.js';
+import type { DsdContext } from '../context.js';
+import type { GenerationRequest } from '../request-types.js';
+import type { ConnectedServer } from '../upstreams/connected-server.js';
 import { CompletionOutput } from './completion-output.js';
-import type { DsdContext } from './context.js';
 import { type FinishReason, summarize, usageBody } from './openai-output.js';
 import { buildPromptIds } from './prompt-builder.js';
 import { RacingTokenizer } from './racing-tokenizer.js';
-import type { GenerationRequest } from './request-types.js';
 import { openSession, type SpeculativeSession } from './speculative-session.js';
-import type { ConnectedServer } from './upstreams.js';
 
 /** One speculative request: the client's request and its target. */
 export interface SpeculativeRequest {

@@ -1,6 +1,6 @@
-import type { LimitsConfig } from '../config/types.js';
-import { DsdError } from '../errors.js';
-import type { DsdMetrics } from './metrics.js';
+import type { LimitsConfig } from '../../config/types.js';
+import { DsdError } from '../../errors.js';
+import type { DsdMetrics } from '../metrics.js';
 
 interface Waiter {
   resolve: (release: () => void) => void;

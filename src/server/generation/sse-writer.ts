@@ -1,5 +1,5 @@
 import type { Response } from 'express';
-import { errorBody, toDsdError } from '../errors.js';
+import { errorBody, toDsdError } from '../../errors.js';
 
 /**
  * Writes OpenAI server-sent events with back-pressure: `send` resolves only once the socket has

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { PromptInput } from './request-types.js';
+import type { PromptInput } from '../request-types.js';
 
 /**
  * Conversation identity for draft and target-replica affinity, from the request itself (no tokenization needed):

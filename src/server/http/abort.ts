@@ -1,5 +1,5 @@
 import type { Response } from 'express';
-import { ClientAbortError } from '../errors.js';
+import { ClientAbortError } from '../../errors.js';
 
 /**
  * An AbortSignal that fires when the client goes away before the response is finished. Uses

@@ -1,17 +1,13 @@
-import type { UpstreamObservation } from '../backends/http.js';
-import { RetryBudget } from '../backends/retry-budget.js';
-import type { ModelServer, ServerInfo } from '../backends/types.js';
-import type { DsdConfig } from '../config/types.js';
-import { DsdError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import type { UpstreamObservation } from '../../backends/http.js';
+import { RetryBudget } from '../../backends/retry-budget.js';
+import type { DsdConfig } from '../../config/types.js';
+import { DsdError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import type { ConnectedServer } from './connected-server.js';
 import { DraftPool } from './draft-pool.js';
 import { TargetPool } from './target-pool.js';
 
-/** A connected upstream server and what it said about itself. */
-export interface ConnectedServer {
-  server: ModelServer;
-  info: ServerInfo;
-}
+export type { ConnectedServer };
 
 /** Observation hooks for upstream traffic (metrics). */
 export interface UpstreamHooks {

@@ -1,19 +1,24 @@
-import type { SamplingParams } from '../backends/types.js';
-import type { BackendKind } from '../config/types.js';
-import type { Logger } from '../logger.js';
-import type { AcceptanceRule } from '../speculative/acceptance.js';
-import type { DraftSlot, EngineOptions, TargetPort } from '../speculative/engine.js';
-import { adaptivePlanner, fixedPlanner, PROBE_EVERY_TOKENS, type SpeculationPlanner } from '../speculative/planner.js';
-import { seededRng } from '../speculative/sampling.js';
-import type { SpeculationStats } from '../speculative/stats.js';
-import type { GeneratedToken } from '../speculative/types.js';
-import { clampWindow } from '../speculative/window.js';
-import { affinityKey } from './affinity.js';
-import type { DsdContext } from './context.js';
-import type { AssignedDraft, PoolMember } from './draft-pool.js';
+import type { SamplingParams } from '../../backends/types.js';
+import type { BackendKind } from '../../config/types.js';
+import type { Logger } from '../../logger.js';
+import type { AcceptanceRule } from '../../speculative/acceptance.js';
+import type { DraftSlot, EngineOptions, TargetPort } from '../../speculative/engine.js';
+import {
+  adaptivePlanner,
+  fixedPlanner,
+  PROBE_EVERY_TOKENS,
+  type SpeculationPlanner,
+} from '../../speculative/planner.js';
+import { seededRng } from '../../speculative/sampling.js';
+import type { SpeculationStats } from '../../speculative/stats.js';
+import type { GeneratedToken } from '../../speculative/types.js';
+import { clampWindow } from '../../speculative/window.js';
+import type { DsdContext } from '../context.js';
+import type { GenerationRequest } from '../request-types.js';
+import { affinityKey } from '../upstreams/affinity.js';
+import type { ConnectedServer } from '../upstreams/connected-server.js';
+import type { AssignedDraft, PoolMember } from '../upstreams/draft-pool.js';
 import type { Tokenize } from './racing-tokenizer.js';
-import type { GenerationRequest } from './request-types.js';
-import type { ConnectedServer } from './upstreams.js';
 
 /** A request's speculative set-up: engine options, how the rule is described, and its drafts to release. */
 export interface SpeculativeSession {

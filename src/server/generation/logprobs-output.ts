@@ -1,4 +1,4 @@
-import type { OpenAiRoute } from '../backends/types.js';
+import type { OpenAiRoute } from '../../backends/types.js';
 
 /** One alternative in client-facing form. */
 export interface TokenAlternative {

@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { ClientAbortError, DsdError, errorBody, toDsdError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { ClientAbortError, DsdError, errorBody, toDsdError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
 
 interface BodyParserError {
   type?: string;

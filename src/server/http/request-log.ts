@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { RequestHandler } from 'express';
-import type { Logger } from '../logger.js';
-import type { DsdMetrics } from './metrics.js';
+import type { Logger } from '../../logger.js';
+import type { DsdMetrics } from '../metrics.js';
 
 const SAFE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 

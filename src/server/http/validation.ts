@@ -1,6 +1,6 @@
-import type { ChatMessage, OpenAiRoute } from '../backends/types.js';
-import { InvalidRequestError } from '../errors.js';
-import type { GenerationRequest, PromptInput, SpeculationControl } from './request-types.js';
+import type { ChatMessage, OpenAiRoute } from '../../backends/types.js';
+import { InvalidRequestError } from '../../errors.js';
+import type { GenerationRequest, PromptInput, SpeculationControl } from '../request-types.js';
 
 type Body = Record<string, unknown>;
 

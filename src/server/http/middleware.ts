@@ -1,18 +1,18 @@
 import express, { type Router } from 'express';
-import { PromptCache } from '../cache/prompt-cache.js';
-import { TokenBytesCache } from '../cache/token-bytes-cache.js';
-import { loadConfigFromProcess } from '../config/load-config.js';
-import type { DsdConfig, DsdOptions } from '../config/types.js';
-import { createLogger, type Logger } from '../logger.js';
+import { PromptCache } from '../../cache/prompt-cache.js';
+import { TokenBytesCache } from '../../cache/token-bytes-cache.js';
+import { loadConfigFromProcess } from '../../config/load-config.js';
+import type { DsdConfig, DsdOptions } from '../../config/types.js';
+import { createLogger, type Logger } from '../../logger.js';
+import type { DsdContext } from '../context.js';
+import { RoundTrace } from '../generation/round-trace.js';
+import { DsdMetrics } from '../metrics.js';
+import { Upstreams } from '../upstreams/upstreams.js';
 import { Admission } from './admission.js';
 import { requireApiKey } from './auth.js';
-import type { DsdContext } from './context.js';
 import { errorHandler } from './error-handler.js';
 import { generationRoute } from './generation-route.js';
-import { DsdMetrics } from './metrics.js';
 import { requestLog } from './request-log.js';
-import { RoundTrace } from './round-trace.js';
-import { Upstreams } from './upstreams.js';
 
 /** A bounded label for an upstream path. */
 function operationOf(path: string): string {
@@ -94,15 +94,13 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
     }
     const state = await ctx.upstreams.readiness(AbortSignal.timeout(config.target.timeouts.connectTimeoutMs + 2_000));
     const ready = state.target;
-    res
-      .status(ready ? 200 : 503)
-      .json({
-        status: ready ? 'ready' : 'unavailable',
-        target: state.target,
-        targets: state.targets,
-        drafts: state.drafts,
-        draftBreakers: ctx.upstreams.drafts.states().map((d) => d.state),
-      });
+    res.status(ready ? 200 : 503).json({
+      status: ready ? 'ready' : 'unavailable',
+      target: state.target,
+      targets: state.targets,
+      drafts: state.drafts,
+      draftBreakers: ctx.upstreams.drafts.states().map((d) => d.state),
+    });
   });
   router.get('/metrics', named('metrics'), async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());

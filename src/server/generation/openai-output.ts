@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { OpenAiRoute } from '../backends/types.js';
-import { acceptanceRate, meanAcceptanceLength, type SpeculationStats } from '../speculative/stats.js';
+import type { OpenAiRoute } from '../../backends/types.js';
+import { acceptanceRate, meanAcceptanceLength, type SpeculationStats } from '../../speculative/stats.js';
 
 /** OpenAI finish reasons dsd produces. */
 export type FinishReason = 'stop' | 'length';

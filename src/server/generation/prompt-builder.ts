@@ -1,7 +1,7 @@
-import type { ChatMessage, ModelServer } from '../backends/types.js';
-import { hashOf, type PromptCache } from '../cache/prompt-cache.js';
+import type { ChatMessage, ModelServer } from '../../backends/types.js';
+import { hashOf, type PromptCache } from '../../cache/prompt-cache.js';
+import type { PromptInput } from '../request-types.js';
 import type { Tokenize } from './racing-tokenizer.js';
-import type { PromptInput } from './request-types.js';
 
 /** Characters of the cached text re-tokenized with the new suffix to verify the split. */
 const BOUNDARY_WINDOW_CHARS = 64;

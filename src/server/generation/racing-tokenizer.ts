@@ -1,4 +1,4 @@
-import type { ModelServer } from '../backends/types.js';
+import type { ModelServer } from '../../backends/types.js';
 
 /** How prompt text becomes ids (a server's /tokenize, or a stand-in for it). */
 export type Tokenize = (text: string, addSpecial: boolean, signal: AbortSignal) => Promise<number[]>;

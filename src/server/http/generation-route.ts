@@ -1,14 +1,14 @@
 import type { RequestHandler, Response } from 'express';
-import type { OpenAiRoute } from '../backends/types.js';
-import { DsdError, UpstreamError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import type { OpenAiRoute } from '../../backends/types.js';
+import { DsdError, UpstreamError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import type { DsdContext } from '../context.js';
+import { passthrough } from '../generation/passthrough.js';
+import { serveSpeculative } from '../generation/speculative-responder.js';
+import type { GenerationRequest } from '../request-types.js';
+import { affinityKey } from '../upstreams/affinity.js';
+import type { ConnectedServer } from '../upstreams/connected-server.js';
 import { abortOnClientClose } from './abort.js';
-import { affinityKey } from './affinity.js';
-import type { DsdContext } from './context.js';
-import { passthrough } from './passthrough.js';
-import type { GenerationRequest } from './request-types.js';
-import { serveSpeculative } from './speculative-responder.js';
-import type { ConnectedServer } from './upstreams.js';
 import { validateGenerationRequest } from './validation.js';
 
 /**

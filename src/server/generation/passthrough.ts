@@ -1,7 +1,7 @@
 import type { Response } from 'express';
-import type { ModelServer } from '../backends/types.js';
-import type { DsdMetrics } from './metrics.js';
-import type { GenerationRequest } from './request-types.js';
+import type { ModelServer } from '../../backends/types.js';
+import type { DsdMetrics } from '../metrics.js';
+import type { GenerationRequest } from '../request-types.js';
 import { SseWriter } from './sse-writer.js';
 
 /** Upstream-only fields that are not part of the OpenAI response shape. */

@@ -1,14 +1,14 @@
-import type { ConnectOptions } from '../backends/detect.js';
-import { vocabularyMismatch } from '../backends/vocabulary-check.js';
-import { SlotAllocator } from '../cache/slot-allocator.js';
-import type { DsdConfig } from '../config/types.js';
-import type { Logger } from '../logger.js';
-import { AdaptiveWindow } from '../speculative/adaptive-window.js';
-import { PairEstimates } from '../speculative/estimates.js';
+import type { ConnectOptions } from '../../backends/detect.js';
+import { vocabularyMismatch } from '../../backends/vocabulary-check.js';
+import { SlotAllocator } from '../../cache/slot-allocator.js';
+import type { DsdConfig } from '../../config/types.js';
+import type { Logger } from '../../logger.js';
+import { AdaptiveWindow } from '../../speculative/adaptive-window.js';
+import { PairEstimates } from '../../speculative/estimates.js';
 import { rendezvousRank } from './affinity.js';
 import { type BreakerState, CircuitBreaker } from './circuit-breaker.js';
+import type { ConnectedServer } from './connected-server.js';
 import { LazyServer } from './lazy-server.js';
-import type { ConnectedServer } from './upstreams.js';
 
 /** Whether a draft was checked against the target's vocabulary. */
 type VocabularyState = { kind: 'unchecked' } | { kind: 'ok' } | { kind: 'mismatch'; reason: string };
@@ -186,7 +186,9 @@ export class DraftPool {
         const target = await this.target(signal);
         return {
           unreachable,
-          mismatch: `the draft at ${member.url} and the target at ${target.server.baseUrl} do not share a vocabulary: ${member.vocabulary.reason}`,
+          mismatch:
+            `the draft at ${member.url} and the target at ${target.server.baseUrl} do not share a ` +
+            `vocabulary: ${member.vocabulary.reason}`,
         };
       }
     }

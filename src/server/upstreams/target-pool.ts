@@ -1,11 +1,11 @@
-import type { ConnectOptions } from '../backends/detect.js';
-import type { DsdConfig } from '../config/types.js';
-import { UpstreamError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import type { ConnectOptions } from '../../backends/detect.js';
+import type { DsdConfig } from '../../config/types.js';
+import { UpstreamError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
 import { rendezvousRank } from './affinity.js';
 import { CircuitBreaker } from './circuit-breaker.js';
+import type { ConnectedServer } from './connected-server.js';
 import { LazyServer } from './lazy-server.js';
-import type { ConnectedServer } from './upstreams.js';
 
 /**
  * The target replicas (several `DSD_TARGET_URL`s, e.g. vLLM servers of one model). A conversation

@@ -1,8 +1,8 @@
-import { type ConnectOptions, connectServer } from '../backends/detect.js';
-import type { UpstreamConfig } from '../config/types.js';
-import type { UpstreamRole } from '../errors.js';
-import type { Logger } from '../logger.js';
-import type { ConnectedServer } from './upstreams.js';
+import { type ConnectOptions, connectServer } from '../../backends/detect.js';
+import type { UpstreamConfig } from '../../config/types.js';
+import type { UpstreamRole } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import type { ConnectedServer } from './connected-server.js';
 
 /** Connects one role lazily: the first caller connects, failures are retried by the next caller. */
 export class LazyServer {
