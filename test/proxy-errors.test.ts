@@ -176,3 +176,34 @@ describe('upstream failures', () => {
     }
   });
 });
+
+describe('model names', () => {
+  const body = (model: string) => ({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
+
+  it('aliases are accepted, the served name is shown, other names stay 404', async () => {
+    const aliased = await startTestDsd({
+      target: { urls: [demo.target.url] },
+      models: { servedName: 'story-teller', aliases: ['gpt-4o-mini'] },
+    });
+    try {
+      const models = await fetch(`${aliased.baseUrl}/v1/models`).then((r) => r.json() as Promise<any>);
+      expect(models.data.map((m: { id: string }) => m.id)).toEqual(['story-teller']);
+      for (const name of ['story-teller', 'gpt-4o-mini', MODEL])
+        expect((await postJson(`${aliased.baseUrl}/v1/chat/completions`, body(name))).status).toBe(200);
+      const other = await postJson(`${aliased.baseUrl}/v1/chat/completions`, body('gpt-4o'));
+      expect(other.status).toBe(404);
+      expect(other.body.error.message).toContain("serves 'story-teller'");
+    } finally {
+      await aliased.close();
+    }
+  });
+
+  it('DSD_ACCEPT_ANY_MODEL=true takes any name', async () => {
+    const any = await startTestDsd({ target: { urls: [demo.target.url] } }, { DSD_ACCEPT_ANY_MODEL: 'true' });
+    try {
+      expect((await postJson(`${any.baseUrl}/v1/chat/completions`, body('whatever-4'))).status).toBe(200);
+    } finally {
+      await any.close();
+    }
+  });
+});

@@ -127,6 +127,19 @@ function readUpstream(r: EnvReader, role: 'TARGET' | 'DRAFT', defaults: TimeoutC
   };
 }
 
+/** DSD_MODEL_ALIASES: `name=target` pairs (or bare names), comma-separated. */
+function readAliases(r: EnvReader): string[] {
+  const aliases: string[] = [];
+  for (const part of (r.string('DSD_MODEL_ALIASES') ?? '').split(',')) {
+    const [name = '', role = 'target', ...rest] = part.split('=').map((s) => s.trim());
+    if (name === '' && part.trim() === '') continue;
+    if (name === '' || role !== 'target' || rest.length > 0)
+      r.problems.push(`DSD_MODEL_ALIASES: ${JSON.stringify(part.trim())} is not NAME=target (dsd serves one model)`);
+    else aliases.push(name);
+  }
+  return aliases;
+}
+
 /** Reads a file named by a variable; injectable so loadConfig stays pure in tests. */
 export type FileReader = (path: string) => string;
 
@@ -174,6 +187,11 @@ export function loadConfig(
   const config: DsdConfig = {
     target: readUpstream(r, 'TARGET', { connectTimeoutMs: 5_000, headersTimeoutMs: 60_000, bodyTimeoutMs: 60_000 }),
     draft: readUpstream(r, 'DRAFT', { connectTimeoutMs: 2_000, headersTimeoutMs: 5_000, bodyTimeoutMs: 5_000 }),
+    models: {
+      servedName: r.string('DSD_SERVED_MODEL_NAME'),
+      aliases: readAliases(r),
+      acceptAny: r.oneOf('DSD_ACCEPT_ANY_MODEL', ['true', 'false'] as const, 'false') === 'true',
+    },
     host: r.string('DSD_HOST') ?? '127.0.0.1',
     port: r.int('DSD_PORT', portDefault, 0, 65_535),
     apiKeys: [
@@ -237,6 +255,7 @@ function applyOverrides(config: DsdConfig, o: DsdOptions): DsdConfig {
       traceFile: o.traceFile,
       upstreamConnections: o.upstreamConnections,
     }),
+    models: { ...config.models, ...stripUndefined(o.models ?? {}) },
     limits: { ...config.limits, ...stripUndefined(o.limits ?? {}) },
     target: upstream(config.target, o.target),
     draft: upstream(config.draft, o.draft),

@@ -65,11 +65,22 @@ export interface LimitsConfig {
   queueTimeoutMs: number;
 }
 
+/** The names clients may use for the one model dsd serves. */
+export interface ModelNamesConfig {
+  /** Shown in /v1/models; default: the target's model name without a filesystem path. */
+  servedName: string | undefined;
+  /** Further names accepted for it (DSD_MODEL_ALIASES, e.g. `gpt-4o-mini=target`). */
+  aliases: string[];
+  /** Accept any `model` a client sends (DSD_ACCEPT_ANY_MODEL). */
+  acceptAny: boolean;
+}
+
 /** The full, validated configuration of a dsd instance. */
 export interface DsdConfig {
   /** No URLs: `dsd serve` starts the embedded demo backends. */
   target: UpstreamConfig;
   draft: UpstreamConfig;
+  models: ModelNamesConfig;
   host: string;
   port: number;
   /** Client API keys; empty means no authentication. */
@@ -102,6 +113,7 @@ export interface DsdConfig {
 export interface DsdOptions {
   target?: Partial<Omit<UpstreamConfig, 'timeouts'>> & { timeouts?: Partial<TimeoutConfig> };
   draft?: Partial<Omit<UpstreamConfig, 'timeouts'>> & { timeouts?: Partial<TimeoutConfig> };
+  models?: Partial<ModelNamesConfig>;
   host?: string;
   port?: number;
   apiKeys?: string[];

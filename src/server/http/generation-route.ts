@@ -5,6 +5,7 @@ import type { Logger } from '../../logger.js';
 import type { DsdContext } from '../context.js';
 import { passthrough } from '../generation/passthrough.js';
 import { serveSpeculative } from '../generation/speculative-responder.js';
+import { acceptsModel, servedModelName } from '../model-names.js';
 import type { GenerationRequest } from '../request-types.js';
 import { affinityKey } from '../upstreams/affinity.js';
 import type { ConnectedServer } from '../upstreams/connected-server.js';
@@ -42,10 +43,11 @@ export function generationRoute(ctx: DsdContext, route: OpenAiRoute): RequestHan
     const tried = new Set<string>();
     for (;;) {
       const target = await ctx.upstreams.target(abort.signal, key, tried);
-      if (request.model !== target.info.modelId) {
+      if (!acceptsModel(ctx.config.models, target.info.modelId, request.model)) {
         throw new DsdError(
           'model_not_found',
-          `model '${request.model}' does not exist; this server serves '${target.info.modelId}'`,
+          `model '${request.model}' does not exist; this server serves ` +
+            `'${servedModelName(ctx.config.models, target.info.modelId)}'`,
           { param: 'model' },
         );
       }

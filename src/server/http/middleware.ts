@@ -7,6 +7,7 @@ import { createLogger, type Logger } from '../../logger.js';
 import type { DsdContext } from '../context.js';
 import { RoundTrace } from '../generation/round-trace.js';
 import { DsdMetrics } from '../metrics.js';
+import { servedModelName } from '../model-names.js';
 import { Upstreams } from '../upstreams/upstreams.js';
 import { Admission } from './admission.js';
 import { requireApiKey } from './auth.js';
@@ -110,7 +111,15 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
     const { info } = await ctx.upstreams.target(AbortSignal.timeout(config.target.timeouts.headersTimeoutMs));
     res.json({
       object: 'list',
-      data: [{ id: info.modelId, object: 'model', created: 0, owned_by: 'dsd', max_model_len: info.contextTokens }],
+      data: [
+        {
+          id: servedModelName(config.models, info.modelId),
+          object: 'model',
+          created: 0,
+          owned_by: 'dsd',
+          max_model_len: info.contextTokens,
+        },
+      ],
     });
   });
   router.post('/v1/chat/completions', named('chat'), json, generationRoute(ctx, 'chat'));
