@@ -30,6 +30,9 @@ Usage:
   dsd serve [flags]     run the proxy (no target URL: embedded demo backends)
   dsd bench --url URL   load-test any OpenAI-compatible endpoint (dsd bench --help)
   dsd sim [--sweep …]   DSD-Si, the edge–cloud speculative decoding simulator (dsd sim --help)
+  dsd verifier --model FILE.gguf [--host H] [--port P] [--threads N] [--context N] [--sequences N]
+                        the target side: scores rounds in one sequence beside the target
+                        (DSD_VERIFIER_MODEL, _HOST, _PORT (8090), _THREADS, _CONTEXT, _SEQUENCES)
   dsd --help | --version
 
 Flags of serve (each overrides the environment variable beside it):
@@ -81,6 +84,48 @@ async function serve(args: string[]): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
+async function verifier(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      threads: { type: 'string' },
+      context: { type: 'string' },
+      sequences: { type: 'string' },
+    },
+    strict: true,
+  });
+  const { loadVerifierConfig } = await import('./config/verifier-config.js');
+  const { startVerifier } = await import('./verifier/main.js');
+  const flagEnv = Object.fromEntries(
+    Object.entries({
+      DSD_VERIFIER_MODEL: values.model,
+      DSD_VERIFIER_HOST: values.host,
+      DSD_VERIFIER_PORT: values.port,
+      DSD_VERIFIER_THREADS: values.threads,
+      DSD_VERIFIER_CONTEXT: values.context,
+      DSD_VERIFIER_SEQUENCES: values.sequences,
+    }).filter(([, v]) => v !== undefined),
+  );
+  const config = loadVerifierConfig({ ...process.env, ...flagEnv });
+  const logger = createLogger(config.logLevel);
+  const running = await startVerifier(config, logger);
+  process.stdout.write(
+    `dsd verifier: ${running.engine.info.modelName} at ${running.url} (OpenAI API at ${running.url}/v1); ` +
+      `point an edge at it with DSD_TARGET_URL=${running.url}\n`,
+  );
+  const shutdown = () => {
+    running.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
@@ -92,6 +137,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (command === 'serve') return serve(rest);
+  if (command === 'verifier') return verifier(rest);
   if (command === 'sim') {
     const { simCommand } = await import('./sim/sim-command.js');
     await simCommand(rest);

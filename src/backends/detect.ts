@@ -3,6 +3,7 @@ import { DsdError, type UpstreamRole } from '../errors.js';
 import { HttpUpstream, type HttpUpstreamOptions } from './http.js';
 import { LlamaCppServer } from './llamacpp/client.js';
 import type { ModelServer } from './types.js';
+import { VerifierServer } from './verifier/client.js';
 import { VllmServer } from './vllm/client.js';
 
 /** Everything needed to connect to one upstream server. */
@@ -14,8 +15,13 @@ export interface ConnectOptions {
   apiKey?: string | undefined;
   timeouts: TimeoutConfig;
   /** CA certificates, request observation and retries for this upstream's HTTP pool. */
-  http?: Pick<HttpUpstreamOptions, 'ca' | 'observe' | 'retry' | 'connections'> | undefined;
+  http?:
+    | (Pick<HttpUpstreamOptions, 'ca' | 'observe' | 'retry' | 'connections'> & { connect?: Connector | undefined })
+    | undefined;
 }
+
+/** Makes the server object for an upstream; injectable so a process can serve an in-process engine. */
+export type Connector = (options: ConnectOptions, signal: AbortSignal) => Promise<ModelServer>;
 
 /**
  * Decides which API a server speaks: llama-server answers `/props` with `total_slots`; vLLM's
@@ -33,6 +39,8 @@ export async function detectKind(options: ConnectOptions, signal: AbortSignal): 
   try {
     const props = await http.json('GET', '/props', undefined, signal).catch(() => undefined);
     if (typeof props === 'object' && props !== null && 'total_slots' in props) return 'llamacpp';
+    const verifier = await http.json('GET', '/dsd/verifier', undefined, signal).catch(() => undefined);
+    if (typeof verifier === 'object' && verifier !== null && 'version' in verifier) return 'verifier';
     const models = await http.json('GET', '/v1/models', undefined, signal).catch((err: unknown) => err);
     if (models instanceof Error) {
       throw new DsdError(
@@ -67,6 +75,8 @@ export function createServer(options: ConnectOptions & { kind: BackendKind }): M
       return new LlamaCppServer(http);
     case 'vllm':
       return new VllmServer({ ...http, model: options.model });
+    case 'verifier':
+      return new VerifierServer(http);
   }
 }
 

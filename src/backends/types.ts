@@ -69,6 +69,8 @@ export interface ModelServer {
   readonly role: UpstreamRole;
   readonly baseUrl: string;
   readonly counters: LinkCounters;
+  /** False for a server that takes no OpenAI request as is: everything runs through the engine. */
+  readonly passthrough?: false;
   describe(signal: AbortSignal): Promise<ServerInfo>;
   /** True when the server answers its health endpoint. */
   healthy(signal: AbortSignal): Promise<boolean>;

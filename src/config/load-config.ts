@@ -19,10 +19,10 @@ export class ConfigError extends Error {
   }
 }
 
-type Env = Readonly<Record<string, string | undefined>>;
+export type Env = Readonly<Record<string, string | undefined>>;
 
 /** Collects problems while reading variables, so all of them are reported at once. */
-class EnvReader {
+export class EnvReader {
   readonly problems: string[] = [];
   constructor(private readonly env: Env) {}
 
@@ -79,7 +79,7 @@ export function normalizeUrl(raw: string): string | undefined {
   return `${url.protocol}//${url.host}${path}`;
 }
 
-const KINDS = ['auto', 'llamacpp', 'vllm'] as const satisfies readonly BackendKindSetting[];
+const KINDS = ['auto', 'llamacpp', 'vllm', 'verifier'] as const satisfies readonly BackendKindSetting[];
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const satisfies readonly LogLevel[];
 const ACCEPTANCE = ['sample-match', 'rejection'] as const satisfies readonly AcceptanceSetting[];
 const DAY_MS = 86_400_000;

@@ -1,5 +1,5 @@
 /** Which server API an upstream speaks; `auto` detects it at startup. */
-export type BackendKind = 'llamacpp' | 'vllm';
+export type BackendKind = 'llamacpp' | 'vllm' | 'verifier';
 /** A configured kind, before detection. */
 export type BackendKindSetting = BackendKind | 'auto';
 

@@ -1,7 +1,8 @@
 import type { Express, Request, Response } from 'express';
+import { chatMlPrompt } from '../backends/chatml.js';
 import { EmulatedServer, type EmulatorOptions, num, sleep } from './emulated-server.js';
 import { type EmulatedSampling, type EmulatedStop, type EmulatedToken, emulateGeneration } from './generation.js';
-import { chatMlPrompt, pickFields, probEntry } from './llamacpp-wire.js';
+import { pickFields, probEntry } from './llamacpp-wire.js';
 import { handleOpenAi } from './openai-emulation.js';
 
 /** Options of an emulated llama-server. */

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
+import { chatMlPrompt } from '../backends/chatml.js';
 import type { EmulatedLatency } from './emulated-server.js';
 import { type EmulatedSampling, type EmulatedToken, emulateGeneration } from './generation.js';
 import type { LanguageModel } from './language-model.js';
-import { chatMlPrompt } from './llamacpp-wire.js';
 
 type Body = Record<string, unknown>;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

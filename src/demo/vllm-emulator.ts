@@ -1,7 +1,7 @@
 import type { Express, Request, Response } from 'express';
+import { chatMlPrompt } from '../backends/chatml.js';
 import { EmulatedServer, num, sleep } from './emulated-server.js';
 import { type EmulatedSampling, type EmulatedToken, emulateGeneration } from './generation.js';
-import { chatMlPrompt } from './llamacpp-wire.js';
 import { handleOpenAi } from './openai-emulation.js';
 import { EOS_ID } from './word-tokenizer.js';
 

@@ -1,4 +1,5 @@
 import type { SamplingParams } from '../../backends/types.js';
+import { VerifierServer } from '../../backends/verifier/client.js';
 import type { BackendKind } from '../../config/types.js';
 import type { Logger } from '../../logger.js';
 import type { AcceptanceRule } from '../../speculative/acceptance.js';
@@ -42,6 +43,7 @@ function chooseRule(ctx: DsdContext, request: GenerationRequest): { rule: Accept
 
 /** DSD_DRAFT_AHEAD_DEPTH for a target: `auto` sends rounds early only to a batching vLLM server. */
 export function aheadDepthFor(setting: number | 'auto', targetKind: BackendKind): number {
+  // A verifier scores one sequence per session: rounds sent early would only queue behind it.
   return setting === 'auto' ? (targetKind === 'vllm' ? 2 : 0) : setting;
 }
 
@@ -86,7 +88,7 @@ interface SamplingSetup {
   targetTopN: number;
 }
 
-function samplingSetup(ctx: DsdContext, request: GenerationRequest): SamplingSetup {
+function samplingSetup(ctx: DsdContext, request: GenerationRequest, targetKind: BackendKind): SamplingSetup {
   const { rule, label } = chooseRule(ctx, request);
   const rejection = rule === 'rejection';
   const sampling: SamplingParams = {
@@ -103,7 +105,10 @@ function samplingSetup(ctx: DsdContext, request: GenerationRequest): SamplingSet
     sampling,
     draftSampling: rejection ? sampling : { temperature: 0, topP: 1, topK: 0, minP: 0 },
     topN,
-    targetTopN: Math.max(topN, request.logprobs ?? 0),
+    // llama-server needs one entry per token to tell its bytes; a verifier computes
+    // probabilities only when a rule or the client needs them (they cost a full vocabulary pass).
+    targetTopN:
+      targetKind === 'verifier' && !rejection ? (request.logprobs ?? 0) : Math.max(topN, request.logprobs ?? 0),
   };
 }
 
@@ -123,8 +128,17 @@ function targetPortFor(
   o: SessionOptions,
   setup: SamplingSetup,
   observe: (t: GeneratedToken[]) => GeneratedToken[],
-): TargetPort {
+): TargetPort & { close?: () => void } {
   const { target, request } = o;
+  if (target.server instanceof VerifierServer) {
+    // One session on the verifier for the whole generation: it keeps the context, deltas cross.
+    const session = target.server.openSession(setup.sampling, setup.targetTopN);
+    return {
+      score: async (prompts, s) => observe(await session.score(prompts, s)),
+      generate: (c, maxTokens, s) => session.generate(c, maxTokens, s),
+      close: () => session.close(),
+    };
+  }
   return {
     score: async (prompts, s) => {
       const scored = await target.server.score({
@@ -242,7 +256,8 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
   const { ctx, request, target, signal } = o;
   const key = affinityKey(request.input);
   const first = await ctx.upstreams.drafts.acquire(key, new Set(), signal);
-  if (first === undefined) return undefined;
+  const alone = () => (target.server.passthrough === false ? targetOnlySession(o) : undefined);
+  if (first === undefined) return alone();
   const firstPlanner = planner(ctx, request, first.member, target.server.kind);
   const opening = firstPlanner.decide();
   // While the acceptance estimate is thin, or the pair is a close call (fresh shadow acceptance
@@ -256,23 +271,50 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
   const settled = opening.kind === 'target-only' ? opening.settled : opening.probe === true;
   if (settled && !estimates.shouldRefresh(refreshEvery)) {
     ctx.upstreams.drafts.release(first.member, true);
-    return undefined;
+    return alone();
   }
   const leaveTarget = ctx.upstreams.enterSpeculation(target.server.baseUrl);
-  const setup = samplingSetup(ctx, request);
-  const observe = (tokens: GeneratedToken[]) => {
+  const setup = samplingSetup(ctx, request, target.server.kind);
+  const slots = new DraftSlots(o, setup, key, observer(ctx));
+  const firstDraft = slots.slot(first, firstPlanner);
+  const targetPort = targetPortFor(o, setup, observer(ctx));
+  const engine = engineFactory(o, setup, targetPort, firstDraft, slots, first.draft.info.vocabSize);
+  return {
+    engine,
+    ruleLabel: setup.label,
+    draftTokenize: (text, addSpecial, s) => first.draft.server.tokenize(text, addSpecial, s),
+    release: () => {
+      leaveTarget();
+      slots.release();
+      targetPort.close?.();
+    },
+  };
+}
+
+/** Teaches the token-bytes cache every token a server described. */
+function observer(ctx: DsdContext): (tokens: GeneratedToken[]) => GeneratedToken[] {
+  return (tokens) => {
     for (const t of tokens) ctx.bytesCache.observe(t);
     return tokens;
   };
-  const slots = new DraftSlots(o, setup, key, observe);
-  const firstDraft = slots.slot(first, firstPlanner);
-  const targetPort = targetPortFor(o, setup, observe);
+}
+
+/** Engine options for a prompt: the first draft (or none) and the request's rule and limits. */
+function engineFactory(
+  o: SessionOptions,
+  setup: SamplingSetup,
+  targetPort: TargetPort,
+  firstDraft: DraftSlot | undefined,
+  slots: DraftSlots | undefined,
+  draftVocab: number | undefined,
+): (promptIds: number[]) => EngineOptions {
+  const { ctx, request, target, signal } = o;
   const stopIds = new Set(request.stopTokenIds);
-  const vocab = target.info.vocabSize ?? first.draft.info.vocabSize;
-  const engine = (promptIds: number[]): EngineOptions => ({
+  const vocab = target.info.vocabSize ?? draftVocab;
+  return (promptIds) => ({
     prompt: promptIds,
     draft: firstDraft,
-    replaceDraft: () => slots.replace(),
+    replaceDraft: async () => slots?.replace(),
     target: targetPort,
     rule: setup.rule,
     maxTokens: Math.min(request.maxTokens ?? Infinity, target.info.contextTokens - promptIds.length),
@@ -280,7 +322,7 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
     // Each request keeps k+1 of the target's slots busy; sharing the slots among the requests in
     // flight keeps them from evicting each other's KV caches (bench:multi-turn, README).
     maxPositions: () =>
-      ctx.config.targetSlotSharing
+      ctx.config.targetSlotSharing && target.server.kind !== 'verifier'
         ? Math.max(
             1,
             Math.floor(target.info.parallelSlots / Math.max(1, ctx.upstreams.speculativeOn(target.server.baseUrl))),
@@ -298,16 +340,22 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
     onDraftFailure: (failed, reason) => {
       ctx.counters.draftFallbacks += 1;
       ctx.metrics.fallbacks.inc({ reason: 'draft_failed' });
-      slots.failed(failed.name, reason);
+      slots?.failed(failed.name, reason);
     },
   });
+}
+
+/**
+ * A session with no draft, for a target that cannot take requests passed through (the verifier's
+ * own engine): the target generates alone through the engine, with the same outputs and stops.
+ */
+function targetOnlySession(o: SessionOptions): SpeculativeSession {
+  const setup = samplingSetup(o.ctx, o.request, o.target.server.kind);
+  const targetPort = targetPortFor(o, setup, observer(o.ctx));
   return {
-    engine,
+    engine: engineFactory(o, setup, targetPort, undefined, undefined, undefined),
     ruleLabel: setup.label,
-    draftTokenize: (text, addSpecial, s) => first.draft.server.tokenize(text, addSpecial, s),
-    release: () => {
-      leaveTarget();
-      slots.release();
-    },
+    draftTokenize: (text, addSpecial, s) => o.target.server.tokenize(text, addSpecial, s),
+    release: () => targetPort.close?.(),
   };
 }

@@ -6,13 +6,20 @@ function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
 
+/** Whether `presented` is one of `keys`, compared in constant time (every key, by digest). */
+export function keyMatches(keys: readonly string[], presented: string): boolean {
+  const got = digest(presented);
+  let ok = false;
+  for (const key of keys) ok = timingSafeEqual(got, digest(key)) || ok;
+  return ok;
+}
+
 /**
  * Requires `Authorization: Bearer <key>` (or `x-api-key`) matching one of `keys`. Digests make
  * the comparison constant-time whatever the lengths; every key is compared, so timing tells
  * nothing about which one matched.
  */
 export function requireApiKey(keys: readonly string[]): RequestHandler {
-  const expected = keys.map(digest);
   return (req, _res, next) => {
     const header = req.headers.authorization;
     const bearer =
@@ -23,9 +30,6 @@ export function requireApiKey(keys: readonly string[]): RequestHandler {
       next(new DsdError('unauthorized', 'missing API key: send it as "Authorization: Bearer <key>"'));
       return;
     }
-    const got = digest(presented);
-    let ok = false;
-    for (const key of expected) ok = timingSafeEqual(got, key) || ok;
-    next(ok ? undefined : new DsdError('unauthorized', 'invalid API key'));
+    next(keyMatches(keys, presented) ? undefined : new DsdError('unauthorized', 'invalid API key'));
   };
 }

@@ -77,7 +77,9 @@ async function serve(
   signal: AbortSignal,
 ): Promise<void> {
   let reason = passthroughReason(ctx, request);
-  if (reason === undefined) {
+  // A target that takes nothing passed through generates alone through the engine instead.
+  const engineOnly = target.server.passthrough === false && reason !== 'unsupported_request';
+  if (reason === undefined || engineOnly) {
     const served = await serveSpeculative({ ctx, request, target, res, signal });
     if (served) return;
     reason = 'no_draft_or_planned_target_only';

@@ -1,4 +1,5 @@
 import express, { type Router } from 'express';
+import type { Connector } from '../../backends/detect.js';
 import { PromptCache } from '../../cache/prompt-cache.js';
 import { TokenBytesCache } from '../../cache/token-bytes-cache.js';
 import { loadConfigFromProcess } from '../../config/load-config.js';
@@ -33,6 +34,8 @@ export interface DsdMiddlewareOptions extends DsdOptions {
   /** A complete configuration; when given, the environment is not read at all. */
   config?: DsdConfig;
   logger?: Logger;
+  /** Makes the upstream server objects (the verifier passes its in-process engine). */
+  connect?: Connector;
 }
 
 /** An Express router serving dsd's routes, with a handle to release its upstream connections. */
@@ -49,7 +52,7 @@ export type DsdRouter = Router & {
  * Options override the `DSD_*` environment.
  */
 export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRouter {
-  const { config: given, logger: givenLogger, ...overrides } = options;
+  const { config: given, logger: givenLogger, connect, ...overrides } = options;
   const config = given ?? loadConfigFromProcess(overrides);
   const logger = givenLogger ?? createLogger(config.logLevel);
   const metrics = new DsdMetrics();
@@ -63,6 +66,7 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
           o.ms / 1000,
         ),
       onRetry: (role, upstream) => metrics.retries.inc({ role, upstream }),
+      ...(connect === undefined ? {} : { connect }),
     }),
     counters: { speculative: 0, passthrough: 0, draftFallbacks: 0 },
     bytesCache: new TokenBytesCache(undefined, (hit) =>

@@ -33,7 +33,8 @@ export class LazyServer {
   private async connect(): Promise<ConnectedServer> {
     const t = this.config.timeouts;
     const signal = AbortSignal.timeout(t.connectTimeoutMs + t.headersTimeoutMs);
-    const server = await connectServer(
+    const connect = this.http?.connect ?? connectServer;
+    const server = await connect(
       {
         url: this.url,
         role: this.role,

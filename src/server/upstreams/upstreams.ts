@@ -1,3 +1,4 @@
+import type { Connector } from '../../backends/detect.js';
 import type { UpstreamObservation } from '../../backends/http.js';
 import { RetryBudget } from '../../backends/retry-budget.js';
 import type { DsdConfig } from '../../config/types.js';
@@ -13,6 +14,8 @@ export type { ConnectedServer };
 export interface UpstreamHooks {
   observe?: (o: UpstreamObservation) => void;
   onRetry?: (role: 'target' | 'draft', url: string) => void;
+  /** Makes the server objects (default: HTTP clients detected by kind). */
+  connect?: Connector;
 }
 
 /** The target and the draft pool of one dsd instance. */
@@ -25,7 +28,12 @@ export class Upstreams {
   constructor(config: DsdConfig, logger: Logger, hooks: UpstreamHooks = {}) {
     if (config.target.urls.length === 0)
       throw new DsdError('internal_error', 'no target URL configured (DSD_TARGET_URL)');
-    const common = { ca: config.caCertificates, observe: hooks.observe, connections: config.upstreamConnections };
+    const common = {
+      ca: config.caCertificates,
+      observe: hooks.observe,
+      connections: config.upstreamConnections,
+      connect: hooks.connect,
+    };
     // Each replica has its own retry budget, and its retries are counted under its own URL.
     const retry = (url: string) => ({
       maxAttempts: config.targetRetryAttempts,

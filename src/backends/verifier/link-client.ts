@@ -1,0 +1,137 @@
+import WebSocket from 'ws';
+import { UpstreamError } from '../../errors.js';
+import type { EdgeFrame, LinkErrorCode, VerifierFrame } from '../../verifier/link/protocol.js';
+import { LINK_SUBPROTOCOL } from '../../verifier/link/protocol.js';
+import type { LinkCounters } from '../http.js';
+
+/** Where and how the edge reaches a verifier's link. */
+export interface LinkClientOptions {
+  /** ws:// or wss:// URL of the verifier's `/v1/link`. */
+  url: string;
+  apiKey?: string | undefined;
+  connectTimeoutMs: number;
+  /** PEM CA certificates trusted for wss (in addition to the system's). */
+  ca?: string | undefined;
+}
+
+/** What a session waits for: one `scored`, or the `tok` frames of a stream until `end`. */
+interface Pending {
+  onFrame: (f: VerifierFrame) => void;
+  onError: (err: Error) => void;
+}
+
+/** Bytes a WebSocket frame adds to its payload: 2 (+2 past 125 bytes), +4 for the edge's mask. */
+function frameOverhead(payloadBytes: number, masked: boolean): number {
+  return (payloadBytes > 125 ? 4 : 2) + (masked ? 4 : 0);
+}
+
+/**
+ * The edge's one long-lived WebSocket to a verifier, shared by all its sessions. It connects on
+ * first use and again after a close; a close fails every pending request with a clean upstream
+ * error, so a generation in flight ends with an in-band error and dsd stays up.
+ */
+export class LinkClient {
+  readonly counters: LinkCounters = { requests: 0, bytesSent: 0, bytesReceived: 0 };
+  private socket: Promise<WebSocket> | undefined;
+  private readonly pending = new Map<string, Pending>();
+  private nextSession = 1;
+  /** Counts closed connections: sessions opened before a close must open again. */
+  epoch = 0;
+
+  constructor(private readonly o: LinkClientOptions) {}
+
+  /** A fresh session id on this link. */
+  sessionId(): number {
+    const s = this.nextSession;
+    this.nextSession = s >= 2 ** 31 - 2 ? 1 : s + 1;
+    return s;
+  }
+
+  /** Sends a frame, connecting first when needed. */
+  async send(frame: EdgeFrame): Promise<void> {
+    const ws = await this.connect();
+    const text = JSON.stringify(frame);
+    this.counters.bytesSent += text.length + frameOverhead(text.length, true);
+    if (frame.t === 'score' || frame.t === 'gen') this.counters.requests += 1;
+    ws.send(text);
+  }
+
+  /** Registers the receiver of a session's request `r` until `forget`. */
+  expect(s: number, r: number, p: Pending): void {
+    this.pending.set(`${s}:${r}`, p);
+  }
+
+  forget(s: number, r: number): void {
+    this.pending.delete(`${s}:${r}`);
+  }
+
+  private connect(): Promise<WebSocket> {
+    this.socket ??= new Promise<WebSocket>((resolve, reject) => {
+      const headers: Record<string, string> = {};
+      if (this.o.apiKey !== undefined) headers.authorization = `Bearer ${this.o.apiKey}`;
+      const ws = new WebSocket(this.o.url, LINK_SUBPROTOCOL, {
+        headers,
+        handshakeTimeout: this.o.connectTimeoutMs,
+        perMessageDeflate: false,
+        ...(this.o.ca === undefined ? {} : { ca: this.o.ca }),
+      });
+      ws.once('open', () => resolve(ws));
+      ws.once('unexpected-response', (_req, res) => {
+        reject(this.error('upstream_error', `the verifier refused the link (HTTP ${res.statusCode})`));
+        res.resume();
+        ws.terminate();
+      });
+      ws.on('message', (data: Buffer) => this.receive(data));
+      ws.once('error', (err) => reject(this.error('upstream_unavailable', `verifier link: ${err.message}`)));
+      ws.once('close', () => {
+        this.socket = undefined;
+        this.epoch += 1;
+        this.failAll(this.error('upstream_unavailable', 'the verifier link closed'));
+      });
+    });
+    const current = this.socket;
+    current.catch(() => {
+      if (this.socket === current) this.socket = undefined;
+    });
+    return current;
+  }
+
+  private receive(data: Buffer): void {
+    this.counters.bytesReceived += data.length + frameOverhead(data.length, false);
+    let f: VerifierFrame;
+    try {
+      f = JSON.parse(data.toString('utf8')) as VerifierFrame;
+    } catch {
+      return;
+    }
+    if (f.t === 'err') {
+      const err = this.error(linkErrorCode(f.code), `verifier: ${f.msg} (${f.code})`);
+      if (f.s === undefined) return;
+      for (const [key, p] of this.pending)
+        if (key.startsWith(`${f.s}:`) && (f.r === undefined || key === `${f.s}:${f.r}`)) p.onError(err);
+      return;
+    }
+    this.pending.get(`${f.s}:${f.r}`)?.onFrame(f);
+  }
+
+  private failAll(err: Error): void {
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of all) p.onError(err);
+  }
+
+  error(code: 'upstream_unavailable' | 'upstream_error' | 'upstream_bad_response', message: string): UpstreamError {
+    return new UpstreamError(code, message, { role: 'target' });
+  }
+
+  async close(): Promise<void> {
+    const socket = this.socket;
+    this.socket = undefined;
+    const ws = await socket?.catch(() => undefined);
+    ws?.close();
+  }
+}
+
+function linkErrorCode(code: LinkErrorCode): 'upstream_error' | 'upstream_bad_response' {
+  return code === 'bad_frame' || code === 'desync' ? 'upstream_bad_response' : 'upstream_error';
+}

@@ -1,0 +1,190 @@
+import type { GeneratedToken, SamplingParams } from '../../speculative/types.js';
+import type { VerifierFrame, WireTop } from '../../verifier/link/protocol.js';
+import type { LinkClient } from './link-client.js';
+
+/** Timeouts of a session's requests. */
+export interface LinkSessionTimeouts {
+  /** Longest wait for a verdict. */
+  headersTimeoutMs: number;
+  /** Longest silence inside a target-only stream. */
+  bodyTimeoutMs: number;
+}
+
+function commonPrefix(a: readonly number[], b: readonly number[]): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
+
+function tokensOf(f: VerifierFrame & { t: 'scored' | 'tok' }, eosId: number | undefined): GeneratedToken[] {
+  return f.x.map((id, i) => {
+    const token: GeneratedToken = { id };
+    const logprob = f.l?.[i];
+    if (typeof logprob === 'number') token.logprob = logprob;
+    const top: WireTop | undefined = f.o?.[i];
+    if (top !== undefined) token.top = top.map(([tid, lp]) => ({ id: tid, logprob: lp }));
+    if (id === eosId) token.endOfGeneration = true;
+    return token;
+  });
+}
+
+/**
+ * One generation's session on a verifier, seen from the edge. It mirrors the context the verifier
+ * holds for it, so each request sends only the difference: how much of that context to keep and
+ * what to append, plus the draft tokens. Requests go out in order and the verifier runs them in
+ * order, so the mirror is updated when a request is sent.
+ */
+export class LinkSession {
+  private readonly s: number;
+  private opened = false;
+  private epoch = -1;
+  private remote: number[] = [];
+  private nextRequest = 1;
+
+  constructor(
+    private readonly link: LinkClient,
+    private readonly sampling: SamplingParams,
+    private readonly topN: number,
+    private readonly eosId: number | undefined,
+    private readonly timeouts: LinkSessionTimeouts,
+  ) {
+    this.s = link.sessionId();
+  }
+
+  /** Opens the session with `ctx` when it is not open yet; returns the delta against the mirror. */
+  private async delta(ctx: readonly number[]): Promise<{ n: number; a: number[] }> {
+    if (this.epoch !== this.link.epoch) this.opened = false;
+    if (!this.opened) {
+      this.epoch = this.link.epoch;
+      const { temperature, topP, topK, minP } = this.sampling;
+      await this.link.send({ t: 'open', s: this.s, p: [...ctx], m: { temperature, topP, topK, minP }, n: this.topN });
+      this.opened = true;
+      this.remote = [...ctx];
+      return { n: ctx.length, a: [] };
+    }
+    const n = commonPrefix(this.remote, ctx);
+    const a = ctx.slice(n);
+    this.remote.length = n;
+    for (const id of a) this.remote.push(id);
+    return { n, a };
+  }
+
+  /** The target's token after `ctx` and after each prefix of `drafts`, in one evaluation. */
+  async score(ctx: readonly number[], drafts: readonly number[], signal: AbortSignal): Promise<GeneratedToken[]> {
+    const r = this.nextRequest++;
+    const { n, a } = await this.delta(ctx);
+    return new Promise<GeneratedToken[]>((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        this.link.forget(this.s, r);
+      };
+      const onAbort = () => {
+        done();
+        reject(signal.reason as Error);
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(
+          this.link.error(
+            'upstream_unavailable',
+            `no verdict from the verifier in ${this.timeouts.headersTimeoutMs} ms`,
+          ),
+        );
+      }, this.timeouts.headersTimeoutMs);
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.link.expect(this.s, r, {
+        onFrame: (f) => {
+          done();
+          if (f.t === 'scored' && f.x.length === drafts.length + 1) resolve(tokensOf(f, this.eosId));
+          else reject(this.link.error('upstream_bad_response', `the verifier answered a round with '${f.t}'`));
+        },
+        onError: (err) => {
+          done();
+          reject(err);
+        },
+      });
+      this.link.send({ t: 'score', s: this.s, r, n, a, d: [...drafts] }).catch((err: Error) => {
+        done();
+        reject(err);
+      });
+    });
+  }
+
+  /** The target alone from `ctx`, streamed; returning early stops it on the verifier. */
+  async *generate(ctx: readonly number[], maxTokens: number, signal: AbortSignal): AsyncGenerator<GeneratedToken> {
+    const r = this.nextRequest++;
+    const { n, a } = await this.delta(ctx);
+    const queue: GeneratedToken[] = [];
+    let ended = false;
+    let failure: Error | undefined;
+    let wake: (() => void) | undefined;
+    const notify = () => {
+      wake?.();
+      wake = undefined;
+    };
+    this.link.expect(this.s, r, {
+      onFrame: (f) => {
+        if (f.t === 'tok') queue.push(...tokensOf(f, this.eosId));
+        else ended = true;
+        notify();
+      },
+      onError: (err) => {
+        failure = err;
+        notify();
+      },
+    });
+    const yielded = [...ctx];
+    try {
+      await this.link.send({ t: 'gen', s: this.s, r, n, a, k: maxTokens });
+      for (;;) {
+        const token = queue.shift();
+        if (token !== undefined) {
+          yielded.push(token.id);
+          yield token;
+          continue;
+        }
+        if (failure !== undefined) throw failure;
+        if (ended) return;
+        await this.wait(signal, (w) => {
+          wake = w;
+        });
+      }
+    } finally {
+      this.link.forget(this.s, r);
+      // The verifier holds at least what was yielded (a prefix of what it made): the mirror.
+      this.remote = yielded;
+      if (!ended && failure === undefined) this.link.send({ t: 'stop', s: this.s, r }).catch(() => {});
+    }
+  }
+
+  private wait(signal: AbortSignal, setWake: (w: () => void) => void): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        reject(
+          this.link.error(
+            'upstream_unavailable',
+            `the verifier stream was silent for ${this.timeouts.bodyTimeoutMs} ms`,
+          ),
+        );
+      }, this.timeouts.bodyTimeoutMs);
+      const onAbort = () => {
+        clearTimeout(timer);
+        reject(signal.reason as Error);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      setWake(() => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      });
+    });
+  }
+
+  /** Ends the session on the verifier (its KV stays there for a later turn). */
+  close(): void {
+    if (this.opened) this.link.send({ t: 'close', s: this.s }).catch(() => {});
+  }
+}

@@ -1,0 +1,57 @@
+import { ConfigError, type Env, EnvReader } from './load-config.js';
+import type { LogLevel } from './types.js';
+
+/** The validated configuration of a `dsd verifier`. */
+export interface VerifierConfig {
+  /** GGUF file of the target model. */
+  modelPath: string;
+  host: string;
+  port: number;
+  /** CPU threads for the target's evaluations. */
+  threads: number;
+  /** Context tokens per sequence; undefined: the model's trained context. */
+  contextTokens: number | undefined;
+  /** Concurrent generations held in KV (one context sequence each). */
+  sequences: number;
+  /** Keys accepted from edges and clients (Bearer); empty: none required. */
+  keys: string[];
+  maxSessionsPerConnection: number;
+  idleTimeoutMs: number;
+  maxFrameBytes: number;
+  /** Most draft tokens one round may carry. */
+  maxDraftTokens: number;
+  logLevel: LogLevel;
+}
+
+const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const satisfies readonly LogLevel[];
+
+/**
+ * Reads the `DSD_VERIFIER_*` variables (and `DSD_API_KEY`, `DSD_LOG_LEVEL`); `overrides` are
+ * CLI flags, which win. Throws a ConfigError listing every invalid value.
+ */
+export function loadVerifierConfig(env: Env, overrides: Partial<VerifierConfig> = {}): VerifierConfig {
+  const r = new EnvReader(env);
+  const modelPath = overrides.modelPath ?? r.string('DSD_VERIFIER_MODEL');
+  const context = r.int('DSD_VERIFIER_CONTEXT', 0, 0, 1_048_576);
+  const config: VerifierConfig = {
+    modelPath: modelPath ?? '',
+    host: r.string('DSD_VERIFIER_HOST') ?? '127.0.0.1',
+    port: r.int('DSD_VERIFIER_PORT', 8090, 0, 65_535),
+    threads: r.int('DSD_VERIFIER_THREADS', 1, 1, 1024),
+    contextTokens: context === 0 ? undefined : context,
+    sequences: r.int('DSD_VERIFIER_SEQUENCES', 8, 1, 1024),
+    keys: (r.string('DSD_API_KEY') ?? '')
+      .split(',')
+      .map((k) => k.trim())
+      .filter(Boolean),
+    maxSessionsPerConnection: r.int('DSD_VERIFIER_MAX_SESSIONS', 256, 1, 100_000),
+    idleTimeoutMs: r.int('DSD_VERIFIER_IDLE_TIMEOUT_MS', 60_000, 10, 86_400_000),
+    maxFrameBytes: r.int('DSD_VERIFIER_MAX_FRAME_BYTES', 1_048_576, 1024, 1 << 30),
+    maxDraftTokens: r.int('DSD_VERIFIER_MAX_DRAFT_TOKENS', 64, 1, 1024),
+    logLevel: r.oneOf('DSD_LOG_LEVEL', LOG_LEVELS, 'info'),
+  };
+  const merged = { ...config, ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) };
+  if (merged.modelPath === '') r.problems.push('DSD_VERIFIER_MODEL (or --model) must name the target GGUF file');
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return merged;
+}

@@ -1,0 +1,144 @@
+import { chatMlPrompt } from '../backends/chatml.js';
+import type { LinkCounters } from '../backends/http.js';
+import type {
+  ChatMessage,
+  GeneratedToken,
+  ModelServer,
+  PositionScore,
+  ProposeRequest,
+  ScoreRequest,
+  ServerInfo,
+} from '../backends/types.js';
+import { DsdError } from '../errors.js';
+import { commonPrefix } from './engine/sequence-pool.js';
+import type { EngineSequence, PositionSampling, TargetEngine } from './engine/types.js';
+
+/** Positions one evaluation may score (the window cap the edge sees as `parallelSlots`). */
+export const MAX_SCORED_POSITIONS = 64;
+
+/**
+ * Where an evaluation of `ctx` starts on a sequence: after the prefix it already holds, but never
+ * past the context's last token, whose logits the evaluation must produce.
+ */
+export function evaluationStart(seq: EngineSequence, ctx: readonly number[]): number {
+  return Math.min(commonPrefix(seq.held, ctx), ctx.length - 1);
+}
+
+/** Decodes alone from `prompt` on a sequence, one evaluation per token, until `maxTokens` or EOS. */
+export async function* decodeAlone(
+  seq: EngineSequence,
+  prompt: readonly number[],
+  maxTokens: number,
+  s: PositionSampling,
+  signal: AbortSignal,
+): AsyncGenerator<GeneratedToken> {
+  if (prompt.length === 0) throw new DsdError('invalid_request', 'the prompt has no tokens');
+  const from = evaluationStart(seq, prompt);
+  let [token] = await seq.evaluate(from, prompt.slice(from), 1, s);
+  for (let produced = 0; token !== undefined && produced < maxTokens; produced++) {
+    yield token;
+    if (token.endOfGeneration === true || produced + 1 >= maxTokens) return;
+    if (signal.aborted) throw signal.reason;
+    [token] = await seq.evaluate(seq.held.length, [token.id], 1, s);
+  }
+}
+
+/**
+ * The embedded target as a ModelServer, so the verifier serves the OpenAI API through the same
+ * generation path as the edge (validation, stop strings, logprobs, streaming) with no draft:
+ * "the target alone" is this engine decoding by itself.
+ */
+export class EngineServer implements ModelServer {
+  readonly kind = 'verifier' as const;
+  readonly role = 'target' as const;
+  readonly passthrough = false as const;
+  readonly counters: LinkCounters = { requests: 0, bytesSent: 0, bytesReceived: 0 };
+
+  constructor(
+    private readonly engine: TargetEngine,
+    readonly baseUrl: string,
+  ) {}
+
+  async describe(): Promise<ServerInfo> {
+    const i = this.engine.info;
+    return {
+      kind: 'verifier',
+      modelId: i.modelName,
+      contextTokens: i.contextTokens,
+      parallelSlots: MAX_SCORED_POSITIONS,
+      bosId: i.bosId,
+      eosId: i.eosId,
+      vocabSize: i.vocabSize,
+    };
+  }
+
+  async healthy(): Promise<boolean> {
+    return true;
+  }
+
+  async tokenize(text: string, addSpecial: boolean): Promise<number[]> {
+    return this.engine.tokenize(text, addSpecial);
+  }
+
+  async detokenize(ids: readonly number[]): Promise<string> {
+    return this.engine.detokenize(ids);
+  }
+
+  async chatTemplate(messages: readonly ChatMessage[]): Promise<{ text: string; addSpecial: boolean }> {
+    return { text: chatMlPrompt(messages), addSpecial: true };
+  }
+
+  async chatPromptIds(messages: readonly ChatMessage[]): Promise<number[]> {
+    return this.engine.tokenize(chatMlPrompt(messages), true);
+  }
+
+  async propose(): Promise<GeneratedToken[]> {
+    throw new DsdError('internal_error', 'a verifier is a target, not a draft');
+  }
+
+  async score(r: ScoreRequest): Promise<PositionScore[]> {
+    const ctx = r.prompts[0];
+    const longest = r.prompts.at(-1);
+    if (ctx === undefined || longest === undefined || ctx.length === 0)
+      throw new DsdError('invalid_request', 'nothing to score');
+    const seq = await this.engine.acquire(ctx, r.signal);
+    try {
+      const from = evaluationStart(seq, ctx);
+      const scored = await seq.evaluate(from, longest.slice(from), r.prompts.length, {
+        sampling: r.sampling,
+        topN: r.topN,
+      });
+      return scored.map((token) => ({ token }));
+    } finally {
+      seq.release();
+    }
+  }
+
+  async *generate(r: ProposeRequest): AsyncGenerator<GeneratedToken> {
+    const seq = await this.engine.acquire(r.promptIds, r.signal);
+    try {
+      yield* decodeAlone(seq, r.promptIds, r.maxTokens, { sampling: r.sampling, topN: r.topN }, r.signal);
+    } finally {
+      seq.release();
+    }
+  }
+
+  async openAiJson(): Promise<unknown> {
+    throw notGeneratedTokenByToken();
+  }
+
+  // biome-ignore lint/correctness/useYield: it refuses before producing anything
+  async *openAiStream(): AsyncGenerator<unknown> {
+    throw notGeneratedTokenByToken();
+  }
+
+  async close(): Promise<void> {}
+}
+
+function notGeneratedTokenByToken(): DsdError {
+  return new DsdError(
+    'unsupported_parameter',
+    'the verifier serves requests it generates token by token; this one needs a feature it does not have ' +
+      '(n > 1, tools, response_format, logit_bias, penalties, suffix or several prompts)',
+  );
+}

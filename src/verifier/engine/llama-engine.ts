@@ -1,0 +1,187 @@
+import {
+  type ControlledEvaluateInputItem,
+  getLlama,
+  type Llama,
+  type LlamaContext,
+  type LlamaContextSequence,
+  LlamaLogLevel,
+  type LlamaModel,
+} from 'node-llama-cpp';
+import { DsdError } from '../../errors.js';
+import type { GeneratedToken } from '../../speculative/types.js';
+import { SequencePool } from './sequence-pool.js';
+import type { EngineInfo, EngineSequence, PositionSampling, TargetEngine } from './types.js';
+
+/** How the embedded llama.cpp target is loaded. */
+export interface LlamaEngineOptions {
+  modelPath: string;
+  /** CPU threads for evaluation. */
+  threads: number;
+  /** Context tokens per sequence (default: the model's trained context). */
+  contextTokens?: number | undefined;
+  /** Concurrent generations; their rounds are evaluated in one batch. */
+  sequences: number;
+}
+
+/**
+ * The target model in-process through node-llama-cpp (the same llama.cpp commit as the
+ * llama-server our tests build). `build: 'never'` takes a local build of the binding when one
+ * exists and the prebuilt CPU binary from npm otherwise, so start-up never compiles or downloads.
+ */
+export async function loadLlamaEngine(o: LlamaEngineOptions): Promise<TargetEngine> {
+  const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error, maxThreads: o.threads });
+  const model = await llama.loadModel({ modelPath: o.modelPath });
+  const contextSize = o.contextTokens ?? model.trainContextSize;
+  const context = await model.createContext({ sequences: o.sequences, threads: o.threads, contextSize });
+  return new LlamaEngine(llama, model, context, o);
+}
+
+class LlamaEngine implements TargetEngine {
+  readonly info: EngineInfo;
+  private readonly pool: SequencePool<LlamaSequence>;
+
+  constructor(
+    private readonly llama: Llama,
+    private readonly model: LlamaModel,
+    private readonly context: LlamaContext,
+    o: LlamaEngineOptions,
+  ) {
+    const name = o.modelPath.split(/[\\/]/).pop() ?? o.modelPath;
+    this.info = {
+      modelName: name,
+      contextTokens: context.contextSize,
+      bosId: model.tokens.bos ?? undefined,
+      eosId: model.tokens.eos ?? undefined,
+      vocabSize: vocabularySize(model),
+      sequences: o.sequences,
+    };
+    const sequences = Array.from(
+      { length: o.sequences },
+      () => new LlamaSequence(context.getSequence(), context.contextSize, model.tokens.eos ?? undefined),
+    );
+    this.pool = new SequencePool(sequences);
+  }
+
+  tokenize(text: string, addSpecial: boolean): number[] {
+    const ids = this.model.tokenize(text, true) as number[];
+    const bos = this.info.bosId;
+    return addSpecial && bos !== undefined && ids[0] !== bos ? [bos, ...ids] : ids;
+  }
+
+  detokenize(ids: readonly number[]): string {
+    return this.model.detokenize(ids as never[], false);
+  }
+
+  async acquire(prompt: readonly number[], signal: AbortSignal): Promise<EngineSequence> {
+    return this.pool.acquire(prompt, signal);
+  }
+
+  load() {
+    return this.pool.load();
+  }
+
+  async close(): Promise<void> {
+    await this.context.dispose();
+    await this.model.dispose();
+    await this.llama.dispose();
+  }
+}
+
+function vocabularySize(model: LlamaModel): number {
+  const tokens = model.fileInfo.metadata.tokenizer?.ggml?.tokens;
+  return Array.isArray(tokens) ? tokens.length : 0;
+}
+
+/** A 32-bit seed per scored position: positions sampled in one batch must not share a draw. */
+function positionSeed(): number {
+  return Math.floor(Math.random() * 2 ** 31);
+}
+
+/** One node-llama-cpp context sequence with the tokens its KV holds. */
+class LlamaSequence implements EngineSequence {
+  readonly held: number[] = [];
+  onRelease: () => void = () => {};
+
+  constructor(
+    private readonly seq: LlamaContextSequence,
+    private readonly contextTokens: number,
+    private readonly eosId: number | undefined,
+  ) {}
+
+  async evaluate(
+    from: number,
+    tokens: readonly number[],
+    positions: number,
+    s: PositionSampling,
+  ): Promise<GeneratedToken[]> {
+    if (from > this.held.length || positions < 1 || positions > tokens.length)
+      throw new DsdError(
+        'internal_error',
+        `bad evaluation: from ${from} of ${this.held.length}, ${positions} positions`,
+      );
+    if (from + tokens.length > this.contextTokens)
+      throw new DsdError('invalid_request', `the context would exceed ${this.contextTokens} tokens`);
+    if (from < this.held.length) {
+      await this.seq.eraseContextTokenRanges([{ start: from, end: this.seq.nextTokenIndex }]);
+      this.held.length = from;
+    }
+    const greedy = s.sampling.temperature <= 0;
+    const firstScored = tokens.length - positions;
+    const items = tokens.map((t, i): ControlledEvaluateInputItem => {
+      if (i < firstScored) return t as never;
+      const options = greedy
+        ? undefined
+        : {
+            temperature: s.sampling.temperature,
+            topK: s.sampling.topK,
+            topP: s.sampling.topP,
+            minP: s.sampling.minP,
+            seed: positionSeed(),
+          };
+      return [
+        t as never,
+        {
+          generateNext: {
+            token: true,
+            ...(s.topN > 0 ? { probabilities: true } : {}),
+            ...(options ? { options } : {}),
+          },
+        },
+      ];
+    });
+    const out = await this.seq.controlledEvaluate(items);
+    this.held.push(...tokens);
+    const scored: GeneratedToken[] = [];
+    for (let i = firstScored; i < tokens.length; i++) {
+      const next = out[i]?.next;
+      if (next?.token === undefined || next.token === null)
+        throw new DsdError('internal_error', `the engine returned no token at position ${i}`);
+      scored.push(toGenerated(next.token as number, next.probabilities, s.topN, this.eosId));
+    }
+    return scored;
+  }
+
+  release(): void {
+    this.onRelease();
+  }
+}
+
+function toGenerated(
+  id: number,
+  probabilities: Map<unknown, number> | undefined,
+  topN: number,
+  eosId: number | undefined,
+): GeneratedToken {
+  const token: GeneratedToken = { id };
+  if (id === eosId) token.endOfGeneration = true;
+  if (probabilities === undefined || topN <= 0) return token;
+  const top: { id: number; logprob: number }[] = [];
+  for (const [t, p] of probabilities) {
+    if (top.length >= topN) break;
+    top.push({ id: t as number, logprob: Math.log(p) });
+  }
+  token.top = top;
+  const own = probabilities.get(id as never);
+  if (own !== undefined) token.logprob = Math.log(own);
+  return token;
+}

@@ -1,0 +1,78 @@
+/** What the pool needs of a sequence: the tokens it holds, and a hook for its release. */
+export interface PooledSequence {
+  readonly held: readonly number[];
+  onRelease: () => void;
+}
+
+/** Length of the common prefix of two token lists. */
+export function commonPrefix(a: readonly number[], b: readonly number[]): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
+
+/**
+ * Hands out a fixed set of KV sequences, one per active generation. A new generation gets the
+ * idle sequence that holds the longest prefix of its prompt (a conversation's next turn finds its
+ * earlier turns), ties going to the one idle longest, so hot prefixes are kept; acquirers wait in
+ * order while every sequence is busy.
+ */
+export class SequencePool<S extends PooledSequence> {
+  private readonly idle: S[];
+  private busy = 0;
+  private readonly waiting: { prompt: readonly number[]; resolve: (s: S) => void }[] = [];
+
+  constructor(sequences: readonly S[]) {
+    this.idle = [...sequences];
+    for (const s of sequences) s.onRelease = () => this.release(s);
+  }
+
+  acquire(prompt: readonly number[], signal: AbortSignal): Promise<S> {
+    if (signal.aborted) return Promise.reject(signal.reason as Error);
+    if (this.idle.length > 0) return Promise.resolve(this.take(prompt));
+    return new Promise<S>((resolve, reject) => {
+      const entry = {
+        prompt,
+        resolve: (s: S) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(s);
+        },
+      };
+      const onAbort = () => {
+        const i = this.waiting.indexOf(entry);
+        if (i >= 0) this.waiting.splice(i, 1);
+        reject(signal.reason as Error);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiting.push(entry);
+    });
+  }
+
+  load(): { busy: number; idle: number; waiting: number } {
+    return { busy: this.busy, idle: this.idle.length, waiting: this.waiting.length };
+  }
+
+  private take(prompt: readonly number[]): S {
+    let best = 0;
+    let bestLength = -1;
+    this.idle.forEach((s, i) => {
+      const n = commonPrefix(s.held, prompt);
+      if (n > bestLength) {
+        best = i;
+        bestLength = n;
+      }
+    });
+    const [s] = this.idle.splice(best, 1) as [S];
+    this.busy += 1;
+    return s;
+  }
+
+  private release(s: S): void {
+    if (this.idle.includes(s)) return;
+    this.busy -= 1;
+    this.idle.push(s);
+    const next = this.waiting.shift();
+    if (next !== undefined) next.resolve(this.take(next.prompt));
+  }
+}

@@ -1,0 +1,51 @@
+import type { GeneratedToken, SamplingParams } from '../../speculative/types.js';
+
+/** What a target engine says about its model. */
+export interface EngineInfo {
+  modelName: string;
+  contextTokens: number;
+  bosId: number | undefined;
+  eosId: number | undefined;
+  vocabSize: number;
+  /** Sequences (concurrent generations) the engine holds KV for. */
+  sequences: number;
+}
+
+/** How the target picks its token at each scored position. */
+export interface PositionSampling {
+  sampling: SamplingParams;
+  /** Top-N alternatives per position (0: none). */
+  topN: number;
+}
+
+/**
+ * One context sequence of the target: the tokens whose KV it holds, and one batched evaluation
+ * that scores several positions at once. The last token of a context is never held (its logits
+ * are what the next evaluation needs), which is how llama.cpp's own speculation keeps it too.
+ */
+export interface EngineSequence {
+  /** Tokens in the KV cache, in order. */
+  readonly held: readonly number[];
+  /**
+   * Keeps `held[0..from)`, erases the rest from the KV, evaluates `tokens` after it in one batch,
+   * and returns the target's own next token after each of the last `positions` input tokens.
+   */
+  evaluate(from: number, tokens: readonly number[], positions: number, s: PositionSampling): Promise<GeneratedToken[]>;
+  /** Gives the sequence back; its KV stays for the next generation that shares its prefix. */
+  release(): void;
+}
+
+/** A target model loaded beside the verifier. */
+export interface TargetEngine {
+  readonly info: EngineInfo;
+  tokenize(text: string, addSpecial: boolean): number[];
+  detokenize(ids: readonly number[]): string;
+  /**
+   * A sequence for a generation whose context starts with `prompt`: the idle sequence holding the
+   * longest prefix of it (multi-turn reuse). Waits while all sequences are busy; rejects on abort.
+   */
+  acquire(prompt: readonly number[], signal: AbortSignal): Promise<EngineSequence>;
+  /** Sequences in use, idle with KV, and waiting acquirers (for metrics). */
+  load(): { busy: number; idle: number; waiting: number };
+  close(): Promise<void>;
+}

@@ -1,0 +1,211 @@
+import type { RawData, WebSocket } from 'ws';
+import { DsdError } from '../../errors.js';
+import type { GeneratedToken } from '../../speculative/types.js';
+import type { EngineSequence, PositionSampling } from '../engine/types.js';
+import { decodeAlone, evaluationStart } from '../engine-server.js';
+import type { LinkServerOptions, LinkStats } from './link-server.js';
+import {
+  type EdgeFrame,
+  type FrameLimits,
+  LinkFrameError,
+  parseEdgeFrame,
+  type VerifierFrame,
+  type WireTop,
+} from './protocol.js';
+
+/** One generation's state on the verifier. */
+interface LinkSession {
+  /** The context as last scored or generated: what `n` in the edge's frames counts into. */
+  ctx: number[];
+  sampling: PositionSampling;
+  sequence: Promise<EngineSequence>;
+  /** Frames of a session run one after another. */
+  chain: Promise<void>;
+  /** The target-only stream running now, if any. */
+  gen: { r: number; abort: AbortController } | undefined;
+  lastActiveMs: number;
+  abort: AbortController;
+}
+
+/** The token lists of verifier frames, with logprobs only when the session asked for them. */
+function tokenFields(
+  tokens: readonly GeneratedToken[],
+  topN: number,
+): Pick<VerifierFrame & { t: 'tok' }, 'x' | 'l' | 'o'> {
+  const x = tokens.map((t) => t.id);
+  if (topN <= 0) return { x };
+  return {
+    x,
+    l: tokens.map((t) => t.logprob ?? null),
+    o: tokens.map((t): WireTop => (t.top ?? []).map((a) => [a.id, a.logprob])),
+  };
+}
+
+/**
+ * The sessions of one edge connection. Bad frames get a coded `err` frame and change nothing; a
+ * session's frames run in order; `stop` acts at once on the stream it names.
+ */
+export class LinkConnection {
+  private readonly sessions = new Map<number, LinkSession>();
+  private readonly limits: FrameLimits;
+  private readonly idleTimer: NodeJS.Timeout;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly o: LinkServerOptions,
+    private readonly stats: LinkStats,
+  ) {
+    const info = o.engine.info;
+    this.limits = { vocabSize: info.vocabSize, maxTokens: info.contextTokens, maxDraft: o.maxDraftTokens };
+    this.idleTimer = setInterval(() => this.closeIdle(), Math.max(50, o.idleTimeoutMs / 4));
+    this.idleTimer.unref();
+  }
+
+  receive(data: RawData, isBinary: boolean): void {
+    const text = Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8');
+    this.stats.bytesIn += text.length;
+    if (isBinary) return this.badFrame(new LinkFrameError('bad_frame', 'link version 1 frames are JSON text'));
+    let frame: EdgeFrame;
+    try {
+      frame = parseEdgeFrame(text, this.limits);
+    } catch (err) {
+      return this.badFrame(err instanceof LinkFrameError ? err : new LinkFrameError('bad_frame', String(err)));
+    }
+    this.route(frame);
+  }
+
+  private route(f: EdgeFrame): void {
+    if (f.t === 'open') return this.open(f);
+    const session = this.sessions.get(f.s);
+    if (session === undefined)
+      return this.badFrame(new LinkFrameError('unknown_session', `no session ${f.s} on this connection`, f.s));
+    session.lastActiveMs = Date.now();
+    switch (f.t) {
+      case 'stop':
+        if (session.gen?.r === f.r) session.gen.abort.abort();
+        return;
+      case 'close':
+        return this.closeSession(f.s);
+      case 'score':
+      case 'gen':
+        session.chain = session.chain.then(() => this.run(f.s, session, f));
+    }
+  }
+
+  private open(f: EdgeFrame & { t: 'open' }): void {
+    if (this.sessions.has(f.s))
+      return this.badFrame(new LinkFrameError('session_exists', `session ${f.s} is already open`, f.s));
+    if (this.sessions.size >= this.o.maxSessionsPerConnection)
+      return this.badFrame(
+        new LinkFrameError('session_limit', `at most ${this.o.maxSessionsPerConnection} sessions per edge`, f.s),
+      );
+    const abort = new AbortController();
+    const sequence = this.o.engine.acquire(f.p, abort.signal);
+    // A session closed before it got its sequence must not leave the rejection unhandled.
+    sequence.catch(() => {});
+    this.sessions.set(f.s, {
+      ctx: [...f.p],
+      sampling: { sampling: { ...f.m }, topN: f.n },
+      sequence,
+      chain: Promise.resolve(),
+      gen: undefined,
+      lastActiveMs: Date.now(),
+      abort,
+    });
+    this.stats.sessions += 1;
+  }
+
+  private async run(s: number, session: LinkSession, f: EdgeFrame & { t: 'score' | 'gen' }): Promise<void> {
+    try {
+      const seq = await session.sequence;
+      if (f.n > session.ctx.length)
+        throw new LinkFrameError('desync', `n ${f.n} is past the ${session.ctx.length} tokens of session ${s}`, s);
+      session.ctx.length = f.n;
+      for (const id of f.a) session.ctx.push(id);
+      if (session.ctx.length === 0) throw new LinkFrameError('bad_frame', 'the context is empty', s);
+      if (f.t === 'score') await this.score(s, session, seq, f);
+      else await this.generate(s, session, seq, f);
+    } catch (err) {
+      if (!this.sessions.has(s)) return;
+      const code =
+        err instanceof LinkFrameError ? err.code : contextOverflow(err) ? 'context_overflow' : 'engine_error';
+      this.send({ t: 'err', s, r: f.r, code, msg: (err as Error).message ?? String(err) });
+    }
+  }
+
+  private async score(s: number, session: LinkSession, seq: EngineSequence, f: EdgeFrame & { t: 'score' }) {
+    const from = evaluationStart(seq, session.ctx);
+    const tokens = session.ctx.slice(from);
+    for (const id of f.d) tokens.push(id);
+    const scored = await seq.evaluate(from, tokens, f.d.length + 1, session.sampling);
+    this.stats.rounds += 1;
+    this.stats.draftTokens += f.d.length;
+    this.send({ t: 'scored', s, r: f.r, ...tokenFields(scored, session.sampling.topN) });
+  }
+
+  private async generate(s: number, session: LinkSession, seq: EngineSequence, f: EdgeFrame & { t: 'gen' }) {
+    const abort = new AbortController();
+    const onClose = () => abort.abort();
+    session.abort.signal.addEventListener('abort', onClose, { once: true });
+    session.gen = { r: f.r, abort };
+    try {
+      const stream = decodeAlone(seq, [...session.ctx], f.k, session.sampling, abort.signal);
+      for await (const token of stream) {
+        session.ctx.push(token.id);
+        this.send({ t: 'tok', s, r: f.r, ...tokenFields([token], session.sampling.topN) });
+        if (abort.signal.aborted) break;
+      }
+    } catch (err) {
+      if (!abort.signal.aborted) throw err;
+    } finally {
+      session.gen = undefined;
+      session.abort.signal.removeEventListener('abort', onClose);
+    }
+    if (this.sessions.has(s)) this.send({ t: 'end', s, r: f.r });
+  }
+
+  private closeSession(s: number, reason?: LinkFrameError): void {
+    const session = this.sessions.get(s);
+    if (session === undefined) return;
+    this.sessions.delete(s);
+    this.stats.sessions -= 1;
+    session.abort.abort();
+    if (reason !== undefined) this.send({ t: 'err', s, code: reason.code, msg: reason.message });
+    // The sequence goes back once the session's last frame is done with it.
+    void session.chain.then(async () => (await session.sequence.catch(() => undefined))?.release());
+  }
+
+  private closeIdle(): void {
+    const now = Date.now();
+    for (const [s, session] of this.sessions)
+      if (session.gen === undefined && now - session.lastActiveMs > this.o.idleTimeoutMs)
+        this.closeSession(s, new LinkFrameError('idle_timeout', `session ${s} idle for ${this.o.idleTimeoutMs} ms`, s));
+  }
+
+  /** Ends every session (the connection closed). */
+  closeAll(): void {
+    clearInterval(this.idleTimer);
+    for (const s of [...this.sessions.keys()]) this.closeSession(s);
+  }
+
+  terminate(): void {
+    this.ws.terminate();
+    this.closeAll();
+  }
+
+  private badFrame(err: LinkFrameError): void {
+    this.stats.badFrames += 1;
+    this.send({ t: 'err', ...(err.session === undefined ? {} : { s: err.session }), code: err.code, msg: err.message });
+  }
+
+  private send(frame: VerifierFrame): void {
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    const text = JSON.stringify(frame);
+    this.stats.bytesOut += text.length;
+    this.ws.send(text);
+  }
+}
+
+function contextOverflow(err: unknown): boolean {
+  return err instanceof DsdError && err.code === 'invalid_request';
+}

@@ -1,0 +1,103 @@
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { type RawData, type WebSocket, WebSocketServer } from 'ws';
+import type { Logger } from '../../logger.js';
+import { keyMatches } from '../../server/http/auth.js';
+import type { TargetEngine } from '../engine/types.js';
+import { LinkConnection } from './link-connection.js';
+import { LINK_SUBPROTOCOL } from './protocol.js';
+
+/** Bounds and keys of the link. */
+export interface LinkServerOptions {
+  engine: TargetEngine;
+  /** Edge keys; empty: no authentication (loopback set-ups only). */
+  keys: readonly string[];
+  maxSessionsPerConnection: number;
+  maxFrameBytes: number;
+  idleTimeoutMs: number;
+  maxDraftTokens: number;
+  logger: Logger;
+}
+
+/** Link counters, for /metrics and the dashboard. */
+export interface LinkStats {
+  connections: number;
+  sessions: number;
+  rounds: number;
+  draftTokens: number;
+  badFrames: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** The link endpoint attached to the verifier's HTTP server. */
+export interface LinkServer {
+  readonly stats: LinkStats;
+  close(): Promise<void>;
+}
+
+/** Path of the link's WebSocket endpoint. */
+export const LINK_PATH = '/v1/link';
+
+function refuse(socket: Duplex, status: number, message: string): void {
+  const body = JSON.stringify({ error: { message, type: 'authentication_error', param: null, code: 'unauthorized' } });
+  socket.end(
+    `HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Bad Request'}\r\ncontent-type: application/json\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
+
+function bearer(req: IncomingMessage): string | undefined {
+  const h = req.headers.authorization;
+  return h?.startsWith('Bearer ') ? h.slice(7).trim() : undefined;
+}
+
+/**
+ * Accepts edges on `/v1/link` (WebSocket, subprotocol `dsd-link.1`, `Authorization: Bearer <key>`)
+ * and runs their sessions on the engine. One connection per edge carries all its sessions; a
+ * session belongs to the connection that opened it, so no other edge can send into it.
+ */
+export function attachLinkServer(http: Server, o: LinkServerOptions): LinkServer {
+  const stats: LinkStats = {
+    connections: 0,
+    sessions: 0,
+    rounds: 0,
+    draftTokens: 0,
+    badFrames: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+  };
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: o.maxFrameBytes,
+    handleProtocols: (protocols) => (protocols.has(LINK_SUBPROTOCOL) ? LINK_SUBPROTOCOL : false),
+  });
+  const open = new Set<LinkConnection>();
+  http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (new URL(req.url ?? '/', 'http://verifier').pathname !== LINK_PATH) return refuse(socket, 400, 'no such link');
+    if (o.keys.length > 0 && !keyMatches(o.keys, bearer(req) ?? ''))
+      return refuse(socket, 401, 'the link needs Authorization: Bearer <edge key>');
+    const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+    if (!offered.includes(LINK_SUBPROTOCOL))
+      return refuse(socket, 400, `the link speaks ${LINK_SUBPROTOCOL}; upgrade the edge and the verifier together`);
+    wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      const connection = new LinkConnection(ws, o, stats);
+      open.add(connection);
+      stats.connections += 1;
+      ws.on('message', (data: RawData, isBinary: boolean) => connection.receive(data, isBinary));
+      ws.on('close', () => {
+        open.delete(connection);
+        stats.connections -= 1;
+        connection.closeAll();
+      });
+      ws.on('error', (err) => o.logger.warn('link connection error', { err: err.message }));
+    });
+  });
+  return {
+    stats,
+    close: async () => {
+      for (const c of open) c.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,156 @@
+/**
+ * The edge↔verifier link, version 1: JSON text frames on one WebSocket per edge (subprotocol
+ * `dsd-link.1`), many sessions multiplexed by a session id the edge picks. A session holds one
+ * generation's context on the verifier; after `open` only deltas cross: the edge says how much of
+ * the context the verifier holds to keep (`n`) and what to append (`a`), plus its draft tokens
+ * (`d`); the verifier answers with its own token at each scored position. Keys are one letter
+ * because these frames are most of the link's traffic.
+ */
+
+/** The WebSocket subprotocol that names this version. */
+export const LINK_SUBPROTOCOL = 'dsd-link.1';
+
+/** Sampling settings of a session, as they cross the link. */
+export interface WireSampling {
+  temperature: number;
+  topP: number;
+  topK: number;
+  minP: number;
+}
+
+/** Frames the edge sends. */
+export type EdgeFrame =
+  | { t: 'open'; s: number; p: number[]; m: WireSampling; n: number }
+  | { t: 'score'; s: number; r: number; n: number; a: number[]; d: number[] }
+  | { t: 'gen'; s: number; r: number; n: number; a: number[]; k: number }
+  | { t: 'stop'; s: number; r: number }
+  | { t: 'close'; s: number };
+
+/** One scored position: the target's token, its logprob and top alternatives when asked. */
+export type WireTop = [id: number, logprob: number][];
+
+/** Frames the verifier sends. */
+export type VerifierFrame =
+  | { t: 'scored'; s: number; r: number; x: number[]; l?: (number | null)[]; o?: WireTop[] }
+  | { t: 'tok'; s: number; r: number; x: number[]; l?: (number | null)[]; o?: WireTop[] }
+  | { t: 'end'; s: number; r: number }
+  | { t: 'err'; s?: number; r?: number; code: LinkErrorCode; msg: string };
+
+/** Stable codes of link errors. */
+export type LinkErrorCode =
+  | 'bad_frame'
+  | 'unknown_session'
+  | 'session_exists'
+  | 'session_limit'
+  | 'desync'
+  | 'context_overflow'
+  | 'engine_error'
+  | 'idle_timeout';
+
+/** A frame that failed validation, with the code and message to answer it with. */
+export class LinkFrameError extends Error {
+  constructor(
+    readonly code: LinkErrorCode,
+    message: string,
+    readonly session?: number,
+  ) {
+    super(message);
+  }
+}
+
+const MAX_ID = 2 ** 31 - 1;
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function int(v: unknown, name: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+    throw new LinkFrameError('bad_frame', `'${name}' must be an integer from ${min} to ${max}`);
+  return v;
+}
+
+function num(v: unknown, name: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max)
+    throw new LinkFrameError('bad_frame', `'${name}' must be a number from ${min} to ${max}`);
+  return v;
+}
+
+function ids(v: unknown, name: string, limits: FrameLimits): number[] {
+  if (!Array.isArray(v) || v.length > limits.maxTokens)
+    throw new LinkFrameError('bad_frame', `'${name}' must be a list of at most ${limits.maxTokens} token ids`);
+  for (const id of v)
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= limits.vocabSize)
+      throw new LinkFrameError(
+        'bad_frame',
+        `'${name}' holds an id outside the vocabulary (0..${limits.vocabSize - 1})`,
+      );
+  return v as number[];
+}
+
+/** What a frame may hold. */
+export interface FrameLimits {
+  vocabSize: number;
+  /** Longest token list in one frame (the context length). */
+  maxTokens: number;
+  /** Most draft tokens in one `score`. */
+  maxDraft: number;
+}
+
+function sampling(v: unknown): WireSampling {
+  if (!isRecord(v)) throw new LinkFrameError('bad_frame', "'m' must be an object of sampling settings");
+  return {
+    temperature: num(v.temperature, 'm.temperature', 0, 100),
+    topP: num(v.topP, 'm.topP', 0, 1),
+    topK: int(v.topK, 'm.topK', 0, 1_000_000),
+    minP: num(v.minP, 'm.minP', 0, 1),
+  };
+}
+
+/** Parses and validates one frame from the edge; throws a LinkFrameError naming what is wrong. */
+export function parseEdgeFrame(text: string, limits: FrameLimits): EdgeFrame {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new LinkFrameError('bad_frame', 'the frame is not JSON');
+  }
+  if (!isRecord(v)) throw new LinkFrameError('bad_frame', 'the frame must be a JSON object');
+  const s = int(v.s, 's', 0, MAX_ID);
+  try {
+    switch (v.t) {
+      case 'open': {
+        const p = ids(v.p, 'p', limits);
+        if (p.length === 0) throw new LinkFrameError('bad_frame', "'p' (the prompt) must not be empty");
+        return { t: 'open', s, p, m: sampling(v.m), n: int(v.n ?? 0, 'n', 0, 1024) };
+      }
+      case 'score':
+        return {
+          t: 'score',
+          s,
+          r: int(v.r, 'r', 0, MAX_ID),
+          n: int(v.n, 'n', 0, limits.maxTokens),
+          a: ids(v.a, 'a', limits),
+          d: ids(v.d, 'd', { ...limits, maxTokens: limits.maxDraft }),
+        };
+      case 'gen':
+        return {
+          t: 'gen',
+          s,
+          r: int(v.r, 'r', 0, MAX_ID),
+          n: int(v.n, 'n', 0, limits.maxTokens),
+          a: ids(v.a, 'a', limits),
+          k: int(v.k, 'k', 1, limits.maxTokens),
+        };
+      case 'stop':
+        return { t: 'stop', s, r: int(v.r, 'r', 0, MAX_ID) };
+      case 'close':
+        return { t: 'close', s };
+      default:
+        throw new LinkFrameError('bad_frame', `unknown frame type ${JSON.stringify(v.t)}`);
+    }
+  } catch (err) {
+    if (err instanceof LinkFrameError && err.session === undefined) throw new LinkFrameError(err.code, err.message, s);
+    throw err;
+  }
+}

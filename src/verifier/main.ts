@@ -1,0 +1,140 @@
+import { once } from 'node:events';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import { chatMlPrompt } from '../backends/chatml.js';
+import { loadConfig } from '../config/load-config.js';
+import type { VerifierConfig } from '../config/verifier-config.js';
+import { DsdError } from '../errors.js';
+import { createLogger, type Logger } from '../logger.js';
+import { requireApiKey } from '../server/http/auth.js';
+import { errorHandler } from '../server/http/error-handler.js';
+import { createDsdMiddleware } from '../server/http/middleware.js';
+import { loadLlamaEngine } from './engine/llama-engine.js';
+import type { TargetEngine } from './engine/types.js';
+import { EngineServer, MAX_SCORED_POSITIONS } from './engine-server.js';
+import { attachLinkServer, type LinkServer } from './link/link-server.js';
+
+/** A running verifier. */
+export interface RunningVerifier {
+  /** http://host:port (no /v1). */
+  url: string;
+  server: Server;
+  engine: TargetEngine;
+  link: LinkServer;
+  stop(): Promise<void>;
+}
+
+const IN_PROCESS_URL = 'http://in-process.verifier';
+
+function ids(v: unknown, vocabSize: number): number[] {
+  if (!Array.isArray(v) || !v.every((t) => Number.isInteger(t) && t >= 0 && t < vocabSize))
+    throw new DsdError('invalid_request', `'tokens' must be a list of token ids below ${vocabSize}`, {
+      param: 'tokens',
+    });
+  return v as number[];
+}
+
+/** What the edge asks of the verifier over HTTP: description, tokens, the chat template. */
+function edgeRoutes(engine: TargetEngine, config: VerifierConfig): express.Router {
+  const router = express.Router();
+  const json = express.json({ limit: '8mb', type: () => true });
+  const guard: express.RequestHandler[] = config.keys.length > 0 ? [requireApiKey(config.keys)] : [];
+  router.get('/dsd/verifier', ...guard, (_req, res) => {
+    const i = engine.info;
+    res.json({
+      version: 1,
+      model: i.modelName,
+      context_tokens: i.contextTokens,
+      bos_id: i.bosId ?? null,
+      eos_id: i.eosId ?? null,
+      vocab_size: i.vocabSize,
+      sequences: i.sequences,
+      max_positions: MAX_SCORED_POSITIONS,
+      load: engine.load(),
+    });
+  });
+  router.post('/tokenize', ...guard, json, (req, res) => {
+    const { content, add_special } = (req.body ?? {}) as { content?: unknown; add_special?: unknown };
+    if (typeof content !== 'string')
+      throw new DsdError('invalid_request', "'content' must be a string", { param: 'content' });
+    res.json({ tokens: engine.tokenize(content, add_special === true) });
+  });
+  router.post('/detokenize', ...guard, json, (req, res) => {
+    res.json({ content: engine.detokenize(ids((req.body as { tokens?: unknown })?.tokens, engine.info.vocabSize)) });
+  });
+  router.post('/apply-template', ...guard, json, (req, res) => {
+    const messages = (req.body as { messages?: unknown })?.messages;
+    if (!Array.isArray(messages) || !messages.every((m) => typeof m === 'object' && m !== null && 'role' in m))
+      throw new DsdError('invalid_request', "'messages' must be a list of messages", { param: 'messages' });
+    res.json({ prompt: chatMlPrompt(messages as { role: string; content: unknown }[]), add_special: true });
+  });
+  return router;
+}
+
+/**
+ * Starts `dsd verifier`: loads the target in-process, serves the OpenAI API with it alone (the
+ * same generation path as the edge, with no draft), the edge's HTTP helpers, and the link.
+ */
+export async function startVerifier(
+  config: VerifierConfig,
+  logger: Logger = createLogger(config.logLevel),
+  loadEngine: (c: VerifierConfig) => Promise<TargetEngine> = (c) =>
+    loadLlamaEngine({
+      modelPath: c.modelPath,
+      threads: c.threads,
+      contextTokens: c.contextTokens,
+      sequences: c.sequences,
+    }),
+): Promise<RunningVerifier> {
+  const engine = await loadEngine(config);
+  logger.info('target engine loaded', { model: engine.info.modelName, ...engine.info });
+  const local = new EngineServer(engine, IN_PROCESS_URL);
+  const dsdConfig = loadConfig(
+    {},
+    {
+      target: { urls: [IN_PROCESS_URL], kind: 'verifier' },
+      apiKeys: config.keys,
+      logLevel: config.logLevel,
+      host: config.host,
+      port: config.port,
+      limits: { maxConcurrency: 1024 },
+    },
+  );
+  const router = createDsdMiddleware({ config: dsdConfig, logger, connect: async () => local });
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(edgeRoutes(engine, config));
+  app.use(router);
+  app.use((_req, _res, next) => next(new DsdError('not_found', 'no such route on the verifier')));
+  app.use(errorHandler(logger));
+  const server = app.listen(config.port, config.host);
+  await once(server, 'listening');
+  const link = attachLinkServer(server, {
+    engine,
+    keys: config.keys,
+    maxSessionsPerConnection: config.maxSessionsPerConnection,
+    maxFrameBytes: config.maxFrameBytes,
+    idleTimeoutMs: config.idleTimeoutMs,
+    maxDraftTokens: config.maxDraftTokens,
+    logger,
+  });
+  const address = server.address() as AddressInfo;
+  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  logger.info('dsd verifier listening', { url, link: `${url.replace(/^http/, 'ws')}/v1/link` });
+  return {
+    url,
+    server,
+    engine,
+    link,
+    stop: async () => {
+      await link.close();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+      await router.close();
+      await engine.close();
+    },
+  };
+}
