@@ -1,3 +1,5 @@
+import type { EngineLoad } from './types.js';
+
 /** What the pool needs of a sequence: the tokens it holds, and a hook for its release. */
 export interface PooledSequence {
   readonly held: readonly number[];
@@ -21,6 +23,8 @@ export function commonPrefix(a: readonly number[], b: readonly number[]): number
 export class SequencePool<S extends PooledSequence> {
   private readonly idle: S[];
   private busy = 0;
+  /** Prompt tokens found in an idle sequence's KV when it was handed out (multi-turn reuse). */
+  reusedPrefixTokens = 0;
   private readonly waiting: { prompt: readonly number[]; resolve: (s: S) => void }[] = [];
 
   constructor(sequences: readonly S[]) {
@@ -49,8 +53,13 @@ export class SequencePool<S extends PooledSequence> {
     });
   }
 
-  load(): { busy: number; idle: number; waiting: number } {
-    return { busy: this.busy, idle: this.idle.length, waiting: this.waiting.length };
+  load(): EngineLoad {
+    return {
+      busy: this.busy,
+      idle: this.idle.length,
+      waiting: this.waiting.length,
+      reusedPrefixTokens: this.reusedPrefixTokens,
+    };
   }
 
   private take(prompt: readonly number[]): S {
@@ -64,6 +73,7 @@ export class SequencePool<S extends PooledSequence> {
       }
     });
     const [s] = this.idle.splice(best, 1) as [S];
+    this.reusedPrefixTokens += Math.max(0, Math.min(bestLength, prompt.length - 1));
     this.busy += 1;
     return s;
   }

@@ -35,6 +35,14 @@ export interface EngineSequence {
   release(): void;
 }
 
+/** How busy an engine's sequences are, and how much prompt its KV saved. */
+export interface EngineLoad {
+  busy: number;
+  idle: number;
+  waiting: number;
+  reusedPrefixTokens: number;
+}
+
 /** A target model loaded beside the verifier. */
 export interface TargetEngine {
   readonly info: EngineInfo;
@@ -45,7 +53,7 @@ export interface TargetEngine {
    * longest prefix of it (multi-turn reuse). Waits while all sequences are busy; rejects on abort.
    */
   acquire(prompt: readonly number[], signal: AbortSignal): Promise<EngineSequence>;
-  /** Sequences in use, idle with KV, and waiting acquirers (for metrics). */
-  load(): { busy: number; idle: number; waiting: number };
+  /** Sequences in use, idle with KV, waiting acquirers, prefix reuse (for metrics). */
+  load(): EngineLoad;
   close(): Promise<void>;
 }

@@ -1,0 +1,10 @@
+import { loadVerifierConfig, type VerifierConfig } from '../../src/config/verifier-config.js';
+import { createLogger } from '../../src/logger.js';
+import { type RunningVerifier, startVerifier } from '../../src/verifier/main.js';
+import { modelPath } from './llama-server.js';
+
+/** Starts a verifier in this process on a free loopback port with a shared test model. */
+export function startTestVerifier(model: string, overrides: Partial<VerifierConfig> = {}): Promise<RunningVerifier> {
+  const config = loadVerifierConfig({ DSD_VERIFIER_PORT: '0' }, { modelPath: modelPath(model), ...overrides });
+  return startVerifier(config, createLogger(process.env.DSD_TEST_LOG === '1' ? 'debug' : 'silent'));
+}

@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { commonPrefix, type PooledSequence, SequencePool } from '../src/verifier/engine/sequence-pool.js';
+
+function seq(held: number[]): PooledSequence & { release(): void } {
+  const s = { held, onRelease: () => {}, release: () => s.onRelease() };
+  return s;
+}
+
+describe('SequencePool', () => {
+  it('hands out the idle sequence holding the longest prefix of the prompt', async () => {
+    const a = seq([1, 2, 3]);
+    const b = seq([1, 5, 6, 7]);
+    const pool = new SequencePool([a, b]);
+    expect(await pool.acquire([1, 5, 6, 9], AbortSignal.timeout(1000))).toBe(b);
+    expect(pool.load()).toMatchObject({ busy: 1, idle: 1, reusedPrefixTokens: 3 });
+  });
+
+  it('queues acquirers in order while every sequence is busy, and an aborted wait leaves the queue', async () => {
+    const a = seq([]);
+    const pool = new SequencePool([a]);
+    await pool.acquire([1], AbortSignal.timeout(1000));
+    const gone = new AbortController();
+    const first = pool.acquire([1], gone.signal);
+    const second = pool.acquire([2], AbortSignal.timeout(1000));
+    gone.abort(new Error('client left'));
+    await expect(first).rejects.toThrow('client left');
+    expect(pool.load().waiting).toBe(1);
+    a.release();
+    expect(await second).toBe(a);
+  });
+
+  it('counts the common prefix of two token lists', () => {
+    expect(commonPrefix([1, 2, 3], [1, 2, 4])).toBe(2);
+    expect(commonPrefix([], [1])).toBe(0);
+    expect(commonPrefix([1, 2], [1, 2, 3])).toBe(2);
+  });
+});

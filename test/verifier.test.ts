@@ -1,0 +1,173 @@
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningVerifier } from '../src/verifier/main.js';
+import { STORY_PROMPTS } from './fixtures-prompts.js';
+import { postJson, readSse, startTestDsd, type TestDsd } from './helpers/dsd.js';
+import { type LlamaProcess, llamaSkipReason, startLlamaServer } from './helpers/llama-server.js';
+import { startTestVerifier } from './helpers/verifier.js';
+
+const skip = llamaSkipReason();
+const MAX_TOKENS = 64;
+
+/**
+ * dsd through a real verifier (small f32 target in-process, q4_0 draft on llama-server): the same
+ * engine decoding alone is the reference, so greedy output must be identical token for token.
+ */
+describe.skipIf(skip !== undefined)('the verifier: rounds in one sequence beside the target', () => {
+  let verifier: RunningVerifier;
+  let draft: LlamaProcess;
+  let dsd: TestDsd;
+  let model: string;
+  const alone: string[] = [];
+  const prompts = STORY_PROMPTS.slice(0, 6);
+
+  beforeAll(async () => {
+    verifier = await startTestVerifier('stories260K-f32.gguf', { sequences: 4 });
+    draft = await startLlamaServer({ model: 'stories260K-q4_0.gguf', alias: 'draft', slots: 4 });
+    dsd = await startTestDsd({ target: { urls: [verifier.url] }, draft: { urls: [draft.url] } });
+    model = ((await (await fetch(`${verifier.url}/v1/models`)).json()) as { data: { id: string }[] }).data[0]!.id;
+    for (const prompt of prompts) {
+      const r = await postJson(`${verifier.url}/v1/completions`, {
+        model,
+        prompt,
+        max_tokens: MAX_TOKENS,
+        temperature: 0,
+      });
+      expect(r.status).toBe(200);
+      alone.push(r.body.choices[0].text);
+    }
+  });
+  afterAll(async () => {
+    await dsd?.close();
+    await draft?.stop();
+    await verifier?.stop();
+  });
+
+  it('is detected as a verifier and reports the same model', async () => {
+    const models = (await (await fetch(`${dsd.baseUrl}/v1/models`)).json()) as { data: { id: string }[] };
+    expect(models.data[0]!.id).toBe(model);
+    const target = await dsd.router.dsd.upstreams.target(AbortSignal.timeout(5_000));
+    expect(target.info.kind).toBe('verifier');
+  });
+
+  it('greedy output through the verifier equals the verifier alone, with real rounds', async () => {
+    let rounds = 0;
+    let accepted = 0;
+    for (const [i, prompt] of prompts.entries()) {
+      const r = await postJson(`${dsd.baseUrl}/v1/completions`, {
+        model,
+        prompt,
+        max_tokens: MAX_TOKENS,
+        temperature: 0,
+      });
+      expect(r.status).toBe(200);
+      expect(r.body.choices[0].text).toBe(alone[i]);
+      rounds += r.body.usage.dsd.rounds;
+      accepted += r.body.usage.dsd.accepted_tokens;
+    }
+    expect(rounds).toBeGreaterThan(0);
+    expect(accepted).toBeGreaterThan(0);
+  });
+
+  it('streams the same text, and concurrent sessions stay separate', async () => {
+    const client = new OpenAI({ baseURL: `${dsd.baseUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const texts = await Promise.all(
+      prompts.slice(0, 4).map(async (prompt) => {
+        const stream = await client.completions.create({
+          model,
+          prompt,
+          max_tokens: MAX_TOKENS,
+          temperature: 0,
+          stream: true,
+        });
+        let text = '';
+        for await (const chunk of stream) text += chunk.choices[0]?.text ?? '';
+        return text;
+      }),
+    );
+    expect(texts).toEqual(alone.slice(0, 4));
+  });
+
+  it('a conversation reuses its earlier turns from the KV of its sequence', async () => {
+    const before = verifier.engine.load().reusedPrefixTokens;
+    const first = [{ role: 'user', content: 'Tell me a story about a cat.' }];
+    const a = await postJson(`${dsd.baseUrl}/v1/chat/completions`, {
+      model,
+      messages: first,
+      max_tokens: 24,
+      temperature: 0,
+    });
+    expect(a.status).toBe(200);
+    const second = [
+      ...first,
+      { role: 'assistant', content: a.body.choices[0].message.content },
+      { role: 'user', content: 'And then?' },
+    ];
+    const b = await postJson(`${dsd.baseUrl}/v1/chat/completions`, {
+      model,
+      messages: second,
+      max_tokens: 24,
+      temperature: 0,
+    });
+    expect(b.status).toBe(200);
+    const direct = await postJson(`${verifier.url}/v1/chat/completions`, {
+      model,
+      messages: second,
+      max_tokens: 24,
+      temperature: 0,
+    });
+    expect(b.body.choices[0].message.content).toBe(direct.body.choices[0].message.content);
+    // The second turn's prompt starts with the first turn's prompt and answer: at least those are reused.
+    expect(verifier.engine.load().reusedPrefixTokens - before).toBeGreaterThan(20);
+  });
+
+  it('T > 0 through the verifier works and reports sample-and-match', async () => {
+    const r = await postJson(`${dsd.baseUrl}/v1/completions`, {
+      model,
+      prompt: prompts[0],
+      max_tokens: 32,
+      temperature: 0.8,
+    });
+    expect(r.status).toBe(200);
+    expect(r.body.usage.dsd.acceptance_rule).toBe('sample-match');
+    expect(r.body.usage.completion_tokens).toBeGreaterThan(0);
+  });
+
+  it('a verifier that dies mid-stream ends the stream with a clean error; dsd stays up', async () => {
+    const dying = await startTestVerifier('stories260K-f32.gguf', { sequences: 1 });
+    const edge = await startTestDsd({ target: { urls: [dying.url] }, draft: { urls: [draft.url] } });
+    try {
+      const res = await fetch(`${edge.baseUrl}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model, prompt: prompts[1], max_tokens: 400, temperature: 0, stream: true }),
+      });
+      expect(res.status).toBe(200);
+      // Kill the link and the HTTP side as a crash would, once the stream has begun.
+      const reader = res.body!.getReader();
+      await reader.read();
+      await dying.stop();
+      let text = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+      expect(text).toMatch(/"error":\{/);
+      expect(text).toMatch(/upstream_(unavailable|error)/);
+      expect((await fetch(`${edge.baseUrl}/health`)).status).toBe(200);
+    } finally {
+      await edge.close();
+    }
+  });
+
+  it('SSE helper sanity: the verifier alone streams too', async () => {
+    const res = await fetch(`${verifier.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model, prompt: prompts[0], max_tokens: 8, temperature: 0, stream: true }),
+    });
+    const events = await readSse(res);
+    expect(events.at(-1)).toBe('[DONE]');
+  });
+});
