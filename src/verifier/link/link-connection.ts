@@ -3,7 +3,6 @@ import { DsdError } from '../../errors.js';
 import type { GeneratedToken } from '../../speculative/types.js';
 import type { EngineSequence, PositionSampling } from '../engine/types.js';
 import { decodeAlone, evaluationStart } from '../engine-server.js';
-import type { LinkServerOptions, LinkStats } from './link-server.js';
 import {
   type EdgeFrame,
   type FrameLimits,
@@ -12,6 +11,7 @@ import {
   type VerifierFrame,
   type WireTop,
 } from './protocol.js';
+import type { LinkServerOptions, LinkStats } from './types.js';
 
 /** One generation's state on the verifier. */
 interface LinkSession {

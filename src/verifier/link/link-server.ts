@@ -1,34 +1,12 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
-import type { Logger } from '../../logger.js';
 import { keyMatches } from '../../server/http/auth.js';
-import type { TargetEngine } from '../engine/types.js';
 import { LinkConnection } from './link-connection.js';
 import { LINK_SUBPROTOCOL } from './protocol.js';
+import type { LinkServerOptions, LinkStats } from './types.js';
 
-/** Bounds and keys of the link. */
-export interface LinkServerOptions {
-  engine: TargetEngine;
-  /** Edge keys; empty: no authentication (loopback set-ups only). */
-  keys: readonly string[];
-  maxSessionsPerConnection: number;
-  maxFrameBytes: number;
-  idleTimeoutMs: number;
-  maxDraftTokens: number;
-  logger: Logger;
-}
-
-/** Link counters, for /metrics and the dashboard. */
-export interface LinkStats {
-  connections: number;
-  sessions: number;
-  rounds: number;
-  draftTokens: number;
-  badFrames: number;
-  bytesIn: number;
-  bytesOut: number;
-}
+export type { LinkServerOptions, LinkStats } from './types.js';
 
 /** The link endpoint attached to the verifier's HTTP server. */
 export interface LinkServer {

@@ -1,0 +1,25 @@
+import type { Logger } from '../../logger.js';
+import type { TargetEngine } from '../engine/types.js';
+
+/** Bounds and keys of the link. */
+export interface LinkServerOptions {
+  engine: TargetEngine;
+  /** Edge keys; empty: no authentication (loopback set-ups only). */
+  keys: readonly string[];
+  maxSessionsPerConnection: number;
+  maxFrameBytes: number;
+  idleTimeoutMs: number;
+  maxDraftTokens: number;
+  logger: Logger;
+}
+
+/** Link counters, for /metrics and the dashboard. */
+export interface LinkStats {
+  connections: number;
+  sessions: number;
+  rounds: number;
+  draftTokens: number;
+  badFrames: number;
+  bytesIn: number;
+  bytesOut: number;
+}
