@@ -47,6 +47,7 @@ export class VerifierServer implements ModelServer {
   private readonly http: HttpUpstream;
   private readonly link: LinkClient;
   private eosId: number | undefined;
+  private model: string | undefined;
 
   constructor(private readonly options: HttpUpstreamOptions) {
     this.http = new HttpUpstream(options);
@@ -83,6 +84,7 @@ export class VerifierServer implements ModelServer {
     if (!isRecord(d) || typeof d.model !== 'string') throw this.badResponse('/dsd/verifier');
     const v = d as VerifierDescription;
     this.eosId = v.eos_id ?? undefined;
+    this.model = v.model;
     return {
       kind: 'verifier',
       modelId: v.model ?? 'verifier',
@@ -163,12 +165,18 @@ export class VerifierServer implements ModelServer {
     }
   }
 
-  openAiJson(route: OpenAiRoute, body: Record<string, unknown>, signal: AbortSignal): Promise<unknown> {
-    return openAiJson(this.http, route, body, signal);
+  // The verifier's own name, whatever alias the client used at the edge.
+  async openAiJson(route: OpenAiRoute, body: Record<string, unknown>, signal: AbortSignal): Promise<unknown> {
+    return openAiJson(this.http, route, { ...body, model: await this.modelName(signal) }, signal);
   }
 
-  openAiStream(route: OpenAiRoute, body: Record<string, unknown>, signal: AbortSignal): AsyncGenerator<unknown> {
-    return openAiStream(this.http, route, body, signal);
+  async *openAiStream(route: OpenAiRoute, body: Record<string, unknown>, signal: AbortSignal) {
+    yield* openAiStream(this.http, route, { ...body, model: await this.modelName(signal) }, signal);
+  }
+
+  private async modelName(signal: AbortSignal): Promise<string> {
+    this.model ??= (await this.describe(signal)).modelId;
+    return this.model;
   }
 
   async close(): Promise<void> {

@@ -52,28 +52,32 @@ export class LinkSession {
     this.s = link.sessionId();
   }
 
-  /** Opens the session with `ctx` when it is not open yet; returns the delta against the mirror. */
-  private async delta(ctx: readonly number[]): Promise<{ n: number; a: number[] }> {
+  /**
+   * The delta of `ctx` against the mirror, with the frame that opens the session first when it is
+   * not open yet. The mirror changes before anything is awaited, so requests made back to back
+   * (early verification) see each other's contexts in the order they go out.
+   */
+  private delta(ctx: readonly number[]): { n: number; a: number[]; opening: Promise<void> | undefined } {
     if (this.epoch !== this.link.epoch) this.opened = false;
     if (!this.opened) {
       this.epoch = this.link.epoch;
-      const { temperature, topP, topK, minP } = this.sampling;
-      await this.link.send({ t: 'open', s: this.s, p: [...ctx], m: { temperature, topP, topK, minP }, n: this.topN });
       this.opened = true;
       this.remote = [...ctx];
-      return { n: ctx.length, a: [] };
+      const { temperature, topP, topK, minP } = this.sampling;
+      const m = { temperature, topP, topK, minP };
+      return { n: ctx.length, a: [], opening: this.link.send({ t: 'open', s: this.s, p: [...ctx], m, n: this.topN }) };
     }
     const n = commonPrefix(this.remote, ctx);
     const a = ctx.slice(n);
     this.remote.length = n;
     for (const id of a) this.remote.push(id);
-    return { n, a };
+    return { n, a, opening: undefined };
   }
 
   /** The target's token after `ctx` and after each prefix of `drafts`, in one evaluation. */
   async score(ctx: readonly number[], drafts: readonly number[], signal: AbortSignal): Promise<GeneratedToken[]> {
     const r = this.nextRequest++;
-    const { n, a } = await this.delta(ctx);
+    const { n, a, opening } = this.delta(ctx);
     return new Promise<GeneratedToken[]>((resolve, reject) => {
       const done = () => {
         clearTimeout(timer);
@@ -97,7 +101,11 @@ export class LinkSession {
       this.link.expect(this.s, r, {
         onFrame: (f) => {
           done();
-          if (f.t === 'scored' && f.x.length === drafts.length + 1) resolve(tokensOf(f, this.eosId));
+          if (f.t === 'scored' && f.z === 1)
+            reject(
+              this.link.error('upstream_error', 'the verifier found this early round refuted by the last verdict'),
+            );
+          else if (f.t === 'scored' && f.x.length === drafts.length + 1) resolve(tokensOf(f, this.eosId));
           else reject(this.link.error('upstream_bad_response', `the verifier answered a round with '${f.t}'`));
         },
         onError: (err) => {
@@ -105,6 +113,7 @@ export class LinkSession {
           reject(err);
         },
       });
+      opening?.catch(() => {});
       this.link.send({ t: 'score', s: this.s, r, n, a, d: [...drafts] }).catch((err: Error) => {
         done();
         reject(err);
@@ -115,7 +124,8 @@ export class LinkSession {
   /** The target alone from `ctx`, streamed; returning early stops it on the verifier. */
   async *generate(ctx: readonly number[], maxTokens: number, signal: AbortSignal): AsyncGenerator<GeneratedToken> {
     const r = this.nextRequest++;
-    const { n, a } = await this.delta(ctx);
+    const { n, a, opening } = this.delta(ctx);
+    opening?.catch(() => {});
     const queue: GeneratedToken[] = [];
     let ended = false;
     let failure: Error | undefined;

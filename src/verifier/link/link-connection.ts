@@ -25,6 +25,26 @@ interface LinkSession {
   gen: { r: number; abort: AbortController } | undefined;
   lastActiveMs: number;
   abort: AbortController;
+  /** What the last round committed: the context it scored, then its accepted drafts and bonus. */
+  truth: { baseLength: number; tail: number[] } | undefined;
+}
+
+/**
+ * Whether the context of a round contradicts what the previous round committed (the edge sent
+ * it early, betting on a verdict that did not come): then no evaluation is spent on it.
+ */
+export function refuted(truth: LinkSession['truth'], ctx: readonly number[], kept: number): boolean {
+  if (truth === undefined || kept < truth.baseLength) return false;
+  const n = Math.min(ctx.length - truth.baseLength, truth.tail.length);
+  for (let i = 0; i < n; i++) if (ctx[truth.baseLength + i] !== truth.tail[i]) return true;
+  return false;
+}
+
+/** What a round commits: the drafts up to the first the target disagrees with, then its token. */
+function committedTail(drafts: readonly number[], target: readonly number[]): number[] {
+  let accepted = 0;
+  while (accepted < drafts.length && drafts[accepted] === target[accepted]) accepted++;
+  return [...drafts.slice(0, accepted), target[accepted] as number];
 }
 
 /** The token lists of verifier frames, with logprobs only when the session asked for them. */
@@ -111,6 +131,7 @@ export class LinkConnection {
       gen: undefined,
       lastActiveMs: Date.now(),
       abort,
+      truth: undefined,
     });
     this.stats.sessions += 1;
   }
@@ -120,8 +141,14 @@ export class LinkConnection {
       const seq = await session.sequence;
       if (f.n > session.ctx.length)
         throw new LinkFrameError('desync', `n ${f.n} is past the ${session.ctx.length} tokens of session ${s}`, s);
+      const stale = f.t === 'score' && refuted(session.truth, [...session.ctx.slice(0, f.n), ...f.a], f.n);
       session.ctx.length = f.n;
       for (const id of f.a) session.ctx.push(id);
+      if (stale) {
+        this.stats.staleRounds += 1;
+        return this.send({ t: 'scored', s, r: f.r, x: [], z: 1 });
+      }
+      session.truth = undefined;
       if (session.ctx.length === 0) throw new LinkFrameError('bad_frame', 'the context is empty', s);
       if (f.t === 'score') await this.score(s, session, seq, f);
       else await this.generate(s, session, seq, f);
@@ -138,6 +165,13 @@ export class LinkConnection {
     const tokens = session.ctx.slice(from);
     for (const id of f.d) tokens.push(id);
     const scored = await seq.evaluate(from, tokens, f.d.length + 1, session.sampling);
+    session.truth = {
+      baseLength: session.ctx.length,
+      tail: committedTail(
+        f.d,
+        scored.map((t) => t.id),
+      ),
+    };
     this.stats.rounds += 1;
     this.stats.draftTokens += f.d.length;
     this.send({ t: 'scored', s, r: f.r, ...tokenFields(scored, session.sampling.topN) });

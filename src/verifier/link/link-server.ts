@@ -40,6 +40,7 @@ export function attachLinkServer(http: Server, o: LinkServerOptions): LinkServer
     connections: 0,
     sessions: 0,
     rounds: 0,
+    staleRounds: 0,
     draftTokens: 0,
     badFrames: 0,
     bytesIn: 0,

@@ -3,7 +3,9 @@
  * `dsd-link.1`), many sessions multiplexed by a session id the edge picks. A session holds one
  * generation's context on the verifier; after `open` only deltas cross: the edge says how much of
  * the context the verifier holds to keep (`n`) and what to append (`a`), plus its draft tokens
- * (`d`); the verifier answers with its own token at each scored position. Keys are one letter
+ * (`d`); the verifier answers with its own token at each scored position. A round the edge sent
+ * before the previous verdict (early verification) that the target's own tokens already refute
+ * is answered `z: 1` (stale) without evaluating it: the target never spends a step on it. Keys are one letter
  * because these frames are most of the link's traffic.
  */
 
@@ -31,7 +33,7 @@ export type WireTop = [id: number, logprob: number][];
 
 /** Frames the verifier sends. */
 export type VerifierFrame =
-  | { t: 'scored'; s: number; r: number; x: number[]; l?: (number | null)[]; o?: WireTop[] }
+  | { t: 'scored'; s: number; r: number; x: number[]; l?: (number | null)[]; o?: WireTop[]; z?: 1 }
   | { t: 'tok'; s: number; r: number; x: number[]; l?: (number | null)[]; o?: WireTop[] }
   | { t: 'end'; s: number; r: number }
   | { t: 'err'; s?: number; r?: number; code: LinkErrorCode; msg: string };

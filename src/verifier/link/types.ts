@@ -18,6 +18,8 @@ export interface LinkStats {
   connections: number;
   sessions: number;
   rounds: number;
+  /** Early rounds answered stale without an evaluation (the last verdict refuted them). */
+  staleRounds: number;
   draftTokens: number;
   badFrames: number;
   bytesIn: number;

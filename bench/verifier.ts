@@ -1,0 +1,303 @@
+/**
+ * dsd through `dsd verifier` on the heavy target (stories260K-ff32k-f32, 1 thread) with the q4_0
+ * draft on llama-server (1 thread), side by side in one run, setups interleaved prompt by prompt:
+ *   (a) llama-server alone, (b) llama-server's own speculation with the same draft,
+ *   (c) the verifier alone (its own OpenAI API: the same engine, no draft), (d) dsd → verifier;
+ * then across a delay proxy between edge and verifier (a client streaming straight from the
+ * verifier over the same link vs dsd), bytes on the link per generated token, and 16 concurrent
+ * streams.
+ *
+ *   npm run bench:verifier [-- --prompts 15 --tokens 128 --delays 5,10,25,50 --concurrency 16]
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { VerifierServer } from '../src/backends/verifier/client.js';
+import { DelayProxy } from '../src/bench/delay-proxy.js';
+import { freePort, type LlamaProcess, locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
+import { markdownRow } from '../src/bench/markdown.js';
+import { type InProcessDsd, startInProcessDsd } from './in-process-dsd.js';
+
+const { values } = parseArgs({
+  options: {
+    prompts: { type: 'string', default: '15' },
+    tokens: { type: 'string', default: '128' },
+    delays: { type: 'string', default: '5,10,25,50' },
+    'delay-prompts': { type: 'string', default: '5' },
+    concurrency: { type: 'string', default: '16' },
+    depth: { type: 'string', default: 'auto' },
+    models: {
+      type: 'string',
+      default: process.env.DSD_TEST_MODELS ?? resolve(import.meta.dirname, '../../shared/models'),
+    },
+  },
+});
+const TOKENS = Number(values.tokens);
+const STORIES = [
+  'Once upon a time',
+  'One day, a little girl named Lily',
+  'Tom and his dog went to the park.',
+  'The sun was shining and the birds were singing.',
+  'There was a big red ball in the garden.',
+  'Sara wanted to bake a cake for her mom.',
+  'Once upon a time, there was a tiny bird',
+  'Ben found a shiny rock under the tree.',
+  'The cat was very hungry.',
+  'Mom said, "Time for bed!"',
+  'Lucy liked to draw pictures of flowers.',
+  'A big truck came down the street.',
+  'The little boat sailed on the lake.',
+  'Max and Mia were best friends.',
+  'It was a rainy day and Tim was sad.',
+  'The old man had a magic hat.',
+];
+const PROMPTS = STORIES.slice(0, Number(values.prompts));
+const model = (f: string) => resolve(values.models, f);
+const HEAVY = model('stories260K-ff32k-f32.gguf');
+
+const bin = await locateLlamaServer((line) => console.error(line));
+const servers: LlamaProcess[] = [];
+const alone = await startLlamaServer({ bin, modelPath: HEAVY, alias: 'heavy', slots: 1, threads: 1 });
+servers.push(alone);
+const ownSpec = await startLlamaServer({
+  bin,
+  modelPath: HEAVY,
+  alias: 'heavy',
+  slots: 1,
+  threads: 1,
+  extraArgs: ['--spec-type', 'draft-simple', '--spec-draft-model', model('stories260K-q4_0.gguf')].concat([
+    '--spec-draft-n-max',
+    '8',
+    '--threads-draft',
+    '1',
+  ]),
+});
+servers.push(ownSpec);
+const draft = await startLlamaServer({
+  bin,
+  modelPath: model('stories260K-q4_0.gguf'),
+  alias: 'draft',
+  slots: 4,
+  threads: 1,
+});
+servers.push(draft);
+const verifier = await startVerifierProcess();
+
+/** The verifier in its own process, as it is deployed (its engine must not share the bench's event loop). */
+async function startVerifierProcess(): Promise<{ url: string; child: ChildProcess }> {
+  const port = await freePort();
+  const cli = resolve(import.meta.dirname, '../src/cli.ts');
+  const args = ['--import', 'tsx', cli, 'verifier', '--model', HEAVY, '--port', String(port), '--threads', '1'];
+  const child = spawn(process.execPath, [...args, '--sequences', values.concurrency], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, DSD_LOG_LEVEL: 'warn' },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 600; i++) {
+    if (
+      await fetch(`${url}/health`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return { url, child };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the verifier did not start');
+}
+
+interface Result {
+  ms: number;
+  tokens: number;
+  text: string;
+  usage?: { dsd?: { acceptance_rate?: number; mean_acceptance_length?: number; rounds?: number } };
+}
+
+async function complete(baseUrl: string, prompt: string, name: string, maxTokens = TOKENS): Promise<Result> {
+  const started = performance.now();
+  const res = await fetch(`${baseUrl}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: name,
+      prompt,
+      max_tokens: maxTokens,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    }),
+  });
+  if (!res.ok) throw new Error(`${baseUrl}: HTTP ${res.status} ${await res.text()}`);
+  let text = '';
+  let tokens = 0;
+  let usage: Result['usage'];
+  const body = await res.text();
+  for (const line of body.split('\n')) {
+    if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
+    const chunk = JSON.parse(line.slice(6)) as {
+      choices?: { text?: string }[];
+      usage?: Result['usage'] & { completion_tokens?: number };
+    };
+    text += chunk.choices?.[0]?.text ?? '';
+    if (chunk.usage !== undefined && chunk.usage !== null) {
+      usage = chunk.usage;
+      tokens = chunk.usage.completion_tokens ?? tokens;
+    }
+  }
+  return { ms: performance.now() - started, tokens, text, ...(usage === undefined ? {} : { usage }) };
+}
+
+async function modelName(url: string): Promise<string> {
+  return ((await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] }).data[0]!.id;
+}
+
+function edge(targetUrl: string): Promise<InProcessDsd> {
+  return startInProcessDsd(
+    { target: { urls: [targetUrl] }, draft: { urls: [draft.url] } },
+    { DSD_ACCEPT_ANY_MODEL: 'true', DSD_DRAFT_AHEAD_DEPTH: values.depth },
+  );
+}
+
+const linkOf = (d: InProcessDsd) =>
+  (d.router.dsd.upstreams.targets.connected()[0]?.server as VerifierServer | undefined)?.linkCounters;
+
+const f2 = (v: number) => v.toFixed(2);
+const out: string[] = [];
+const print = (line = '') => {
+  out.push(line);
+  console.log(line);
+};
+
+// ---- (1) side by side at 0 ms -------------------------------------------------------------
+const names = {
+  alone: await modelName(alone.url),
+  own: await modelName(ownSpec.url),
+  verifier: await modelName(verifier.url),
+};
+const dsd = await edge(verifier.url);
+const setups: Record<string, (p: string) => Promise<Result>> = {
+  'llama-server alone': (p) => complete(alone.url, p, names.alone),
+  "llama-server's own speculation (q4_0, n-max 8)": (p) => complete(ownSpec.url, p, names.own),
+  'verifier alone (same engine, no draft)': (p) => complete(verifier.url, p, names.verifier),
+  'dsd → verifier (q4_0 draft on llama-server)': (p) => complete(dsd.url, p, names.verifier),
+};
+for (const run of Object.values(setups)) await run(PROMPTS[0]!); // warm-up: caches, the planner's first look
+const totals = Object.fromEntries(Object.keys(setups).map((k) => [k, { ms: 0, tokens: 0, texts: [] as string[] }]));
+let acceptance = 0;
+let mal = 0;
+const before = { ...linkOf(dsd)! };
+for (const prompt of PROMPTS) {
+  for (const [name, run] of Object.entries(setups)) {
+    const r = await run(prompt);
+    const t = totals[name]!;
+    t.ms += r.ms;
+    t.tokens += r.tokens;
+    t.texts.push(r.text);
+    if (name.startsWith('dsd')) {
+      acceptance += r.usage?.dsd?.acceptance_rate ?? 0;
+      mal += r.usage?.dsd?.mean_acceptance_length ?? 0;
+    }
+  }
+}
+const after = linkOf(dsd)!;
+const dsdTokens = totals['dsd → verifier (q4_0 draft on llama-server)']!.tokens;
+const base = totals['llama-server alone']!;
+const baseMs = base.ms / base.tokens;
+print(
+  `\nheavy target (1 thread) + q4_0 draft (1 thread), greedy, ${PROMPTS.length} prompts × ${TOKENS} tokens, streamed, interleaved\n`,
+);
+print(markdownRow(['setup', 'ms / token', 'vs llama-server alone']));
+print(markdownRow(['---', '---', '---']));
+for (const [name, t] of Object.entries(totals))
+  print(markdownRow([name, f2(t.ms / t.tokens), `${f2(baseMs / (t.ms / t.tokens))}×`]));
+const vAlone = totals['verifier alone (same engine, no draft)']!;
+const viaDsd = totals['dsd → verifier (q4_0 draft on llama-server)']!;
+const own = totals["llama-server's own speculation (q4_0, n-max 8)"]!;
+const same = (a: string[], b: string[]) => a.filter((t, i) => t === b[i]).length;
+print(
+  `\ndsd vs the verifier alone: ${same(viaDsd.texts, vAlone.texts)}/${PROMPTS.length} texts identical; ` +
+    `vs llama-server alone: ${same(viaDsd.texts, base.texts)}/${PROMPTS.length}; ` +
+    `dsd vs llama-server's own speculation: ${f2(own.ms / own.tokens / (viaDsd.ms / viaDsd.tokens))}×; ` +
+    `acceptance ${f2(acceptance / PROMPTS.length)}, mean acceptance length ${f2(mal / PROMPTS.length)}`,
+);
+const sent = after.bytesSent - before.bytesSent;
+const received = after.bytesReceived - before.bytesReceived;
+print(
+  `link bytes per generated token (WebSocket frames, both directions, session opens included): ` +
+    `${f2((sent + received) / dsdTokens)} (${f2(sent / dsdTokens)} up, ${f2(received / dsdTokens)} down)`,
+);
+
+// ---- (2) bytes per token by context length ------------------------------------------------
+const story = vAlone.texts.join(' ');
+for (const words of [60, 300]) {
+  const prompt = story.split(/\s+/).slice(0, words).join(' ');
+  const b0 = { ...linkOf(dsd)! };
+  const r = await complete(dsd.url, prompt, names.verifier, 64);
+  const b1 = linkOf(dsd)!;
+  const promptTokens = (
+    (await (
+      await fetch(`${verifier.url}/tokenize`, {
+        method: 'POST',
+        body: JSON.stringify({ content: prompt, add_special: true }),
+      })
+    ).json()) as { tokens: number[] }
+  ).tokens.length;
+  const total = b1.bytesSent - b0.bytesSent + b1.bytesReceived - b0.bytesReceived;
+  const open = promptTokens * 4 + 80;
+  print(
+    `context ${promptTokens} tokens: ${f2(total / r.tokens)} bytes per generated token on the link ` +
+      `(${f2((total - open) / r.tokens)} without the session's opening frame of ≈ ${open} bytes), ${r.tokens} tokens`,
+  );
+}
+await dsd.close();
+
+// ---- (3) across a delay proxy between edge and verifier ------------------------------------
+const port = Number(new URL(verifier.url).port);
+print(
+  '\n' +
+    markdownRow(['one-way delay ms', 'client straight from the verifier ms/token', 'dsd ms/token', 'dsd vs direct']),
+);
+print(markdownRow(['---', '---', '---', '---']));
+for (const delay of values.delays.split(',').map(Number)) {
+  const proxy = new DelayProxy({ targetHost: '127.0.0.1', targetPort: port, oneWayDelayMs: delay });
+  const proxyUrl = await proxy.listen();
+  const far = await edge(proxyUrl);
+  const prompts = PROMPTS.slice(0, Number(values['delay-prompts']));
+  await complete(far.url, prompts[0]!, names.verifier);
+  const sum = { direct: { ms: 0, tokens: 0 }, dsd: { ms: 0, tokens: 0 } };
+  for (const p of prompts) {
+    const d = await complete(proxyUrl, p, names.verifier);
+    const v = await complete(far.url, p, names.verifier);
+    sum.direct.ms += d.ms;
+    sum.direct.tokens += d.tokens;
+    sum.dsd.ms += v.ms;
+    sum.dsd.tokens += v.tokens;
+  }
+  const direct = sum.direct.ms / sum.direct.tokens;
+  const via = sum.dsd.ms / sum.dsd.tokens;
+  print(markdownRow([delay, f2(direct), f2(via), `${f2(direct / via)}×`]));
+  await far.close();
+  await proxy.close();
+}
+
+// ---- (4) concurrent sessions ----------------------------------------------------------------
+const concurrency = Number(values.concurrency);
+const busy = await edge(verifier.url);
+const wave = async (url: string) => {
+  const started = performance.now();
+  const results = await Promise.all(
+    Array.from({ length: concurrency }, (_, i) => complete(url, STORIES[i % STORIES.length]!, names.verifier)),
+  );
+  return results.reduce((n, r) => n + r.tokens, 0) / ((performance.now() - started) / 1000);
+};
+await wave(busy.url);
+const aloneRate = await wave(verifier.url);
+const dsdRate = await wave(busy.url);
+print(
+  `\n${concurrency} concurrent streams: verifier alone ${aloneRate.toFixed(0)} tokens/s, dsd → verifier ` +
+    `${dsdRate.toFixed(0)} tokens/s (${f2(dsdRate / aloneRate)}×)`,
+);
+await busy.close();
+
+verifier.child.kill('SIGTERM');
+await Promise.all(servers.map((s) => s.stop()));
