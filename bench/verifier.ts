@@ -229,7 +229,7 @@ print(
 
 // ---- (2) bytes per token by context length ------------------------------------------------
 const story = vAlone.texts.join(' ');
-for (const words of [60, 300]) {
+for (const words of [60, 180]) {
   const prompt = story.split(/\s+/).slice(0, words).join(' ');
   const b0 = { ...linkOf(dsd)! };
   const r = await complete(dsd.url, prompt, names.verifier, 64);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { commonPrefix, type PooledSequence, SequencePool } from '../src/verifier/engine/sequence-pool.js';
+import { refuted } from '../src/verifier/link/link-connection.js';
 
 function seq(held: number[]): PooledSequence & { release(): void } {
   const s = { held, onRelease: () => {}, release: () => s.onRelease() };
@@ -33,5 +34,26 @@ describe('SequencePool', () => {
     expect(commonPrefix([1, 2, 3], [1, 2, 4])).toBe(2);
     expect(commonPrefix([], [1])).toBe(0);
     expect(commonPrefix([1, 2], [1, 2, 3])).toBe(2);
+  });
+});
+
+describe('early rounds refuted by the last verdict', () => {
+  // Last round scored ctx [1,2,3] and committed drafts [4,5] then the target's own 6.
+  const truth = { baseLength: 3, tail: [4, 5, 6] };
+
+  it('a round that continues what was committed is evaluated', () => {
+    expect(refuted(truth, [1, 2, 3, 4, 5, 6], 3)).toBe(false);
+    expect(refuted(truth, [1, 2, 3, 4, 5, 6, 7, 8], 3)).toBe(false);
+    expect(refuted(truth, [1, 2, 3, 4], 3)).toBe(false);
+  });
+
+  it('a round that bet on another token is stale', () => {
+    expect(refuted(truth, [1, 2, 3, 4, 9, 6], 3)).toBe(true);
+    expect(refuted(truth, [1, 2, 3, 4, 5, 7], 3)).toBe(true);
+  });
+
+  it('no verdict, or a rewound context, refutes nothing', () => {
+    expect(refuted(undefined, [1, 9], 1)).toBe(false);
+    expect(refuted(truth, [1, 2, 9, 9], 2)).toBe(false);
   });
 });

@@ -149,7 +149,7 @@ describe('dsd sim command', () => {
 
   it('loads every shipped scenario and rejects a bad sweep', async () => {
     const { loadScenario, simCommand } = await import('../src/sim/sim-command.js');
-    for (const name of ['heterogeneous-edge-cloud', 'wan-single-user', 'loaded-cloud']) {
+    for (const name of ['heterogeneous-edge-cloud', 'wan-single-user', 'loaded-cloud', 'verifier-vs-http']) {
       const s = loadScenario(new URL(`../examples/sim/${name}.json`, import.meta.url).pathname);
       expect(s.strategies.length).toBeGreaterThan(2);
       expect(s.link.bandwidthBytesPerS).toBeGreaterThan(0);
@@ -192,5 +192,18 @@ describe('trace replay', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('a verifier beside a CPU llama.cpp target beats per-round HTTP, with a fraction of the bytes', async () => {
+    const { loadScenario } = await import('../src/sim/sim-command.js');
+    const scenario = loadScenario(new URL('../examples/sim/verifier-vs-http.json', import.meta.url).pathname);
+    const results = simulate(scenario);
+    const by = (name: string) => results.find((r) => r.strategy === name)!;
+    const http = by('DSD k=4 + ahead');
+    const verifier = by('DSD k=4 via verifier + ahead');
+    // (k+1)(k+2)/2 = 15 tokens per round over HTTP against k+1 = 5 in one sequence.
+    expect(verifier.msPerToken).toBeLessThan(0.7 * http.msPerToken);
+    expect(verifier.msPerToken).toBeLessThan(0.9 * by('target only').msPerToken);
+    expect(verifier.bytesUp).toBeLessThan(0.1 * http.bytesUp);
   });
 });

@@ -36,6 +36,9 @@ export interface FlowContext {
 /** Bytes on the wire when the scenario does not say. */
 export const WIRE = { bytesPerPromptToken: 5, bytesPerRequest: 400, bytesPerPosition: 120 };
 
+/** Bytes of a link frame around its token ids (`dsd verifier`: JSON, one-letter keys). */
+export const LINK_FRAME = { bytesPerFrame: 40, bytesPerToken: 4 };
+
 /** Tokens the target computes to score k+1 positions. */
 export function verifyTokens(c: FlowContext, k: number): number {
   return c.scenario.targets.verifyTokens === 'shared-prefix' ? k + 1 : ((k + 1) * (k + 2)) / 2;

@@ -3,7 +3,7 @@ import { recordRound } from '../speculative/stats.js';
 import { roundWindow } from '../speculative/window.js';
 import { transmit } from './devices.js';
 import { dsdWithEarlyVerification } from './early-verification-flow.js';
-import { deliver, type FlowContext, verifyTokens, WIRE } from './flow-common.js';
+import { deliver, type FlowContext, LINK_FRAME, verifyTokens, WIRE } from './flow-common.js';
 
 export type { FlowContext, RequestRecord } from './flow-common.js';
 
@@ -38,13 +38,17 @@ export function startRequest(c: FlowContext): void {
 }
 
 /** Early verification has its own flow; plain DSD (with or without draft-only ahead) the simpler one. */
-function dsdFlow(c: FlowContext, planner: SpeculationPlanner, s: { draftAhead?: boolean; aheadDepth?: number }): void {
+function dsdFlow(
+  c: FlowContext,
+  planner: SpeculationPlanner,
+  s: { draftAhead?: boolean; aheadDepth?: number; verifier?: boolean },
+): void {
   const depth = s.draftAhead ? (s.aheadDepth ?? 0) : 0;
   if (depth > 0)
     return dsdWithEarlyVerification(c, planner, depth, (withPrompt, resume) =>
       targetOnly(c, withPrompt, planner, resume),
     );
-  dsd(c, planner, s.draftAhead ?? false);
+  dsd(c, planner, s.draftAhead ?? false, s.verifier ?? false);
 }
 
 /** The target generates the rest alone and streams it: one request, one step per token. */
@@ -145,9 +149,23 @@ interface Ahead {
 }
 
 /** Distributed speculative decoding: draft at the edge, verification across the link. */
-function dsd(c: FlowContext, planner: SpeculationPlanner, draftAhead: boolean): void {
+function dsd(c: FlowContext, planner: SpeculationPlanner, draftAhead: boolean, verifier: boolean): void {
   const wire = c.scenario.wire ?? WIRE;
   let prefilled = false;
+  let sentTokens = 0;
+  // Through a verifier a round is k+1 tokens of one sequence, and its frames carry only what is
+  // new (the tokens committed since the last round, the drafts); the prompt crosses once.
+  const upBytes = (k: number, context: number) => {
+    if (!verifier) return wire.bytesPerRequest + (k + 1) * (context + k / 2) * wire.bytesPerPromptToken;
+    const fresh = context - sentTokens;
+    sentTokens = context;
+    return LINK_FRAME.bytesPerFrame + (fresh + k) * LINK_FRAME.bytesPerToken;
+  };
+  const downBytes = (k: number) =>
+    verifier
+      ? LINK_FRAME.bytesPerFrame + (k + 1) * LINK_FRAME.bytesPerToken
+      : wire.bytesPerRequest + (k + 1) * wire.bytesPerPosition;
+  const scored = (k: number) => (verifier ? k + 1 : verifyTokens(c, k));
   const round = (ready: Ahead | undefined) => {
     const decision = planner.decide();
     if (decision.kind === 'target-only') return targetOnly(c, !prefilled, planner, () => round(undefined));
@@ -169,46 +187,30 @@ function dsd(c: FlowContext, planner: SpeculationPlanner, draftAhead: boolean): 
         });
         ahead = a;
       }
-      transmit(
-        c.sim,
-        c.edge.link,
-        wire.bytesPerRequest + (k + 1) * (context + k / 2) * wire.bytesPerPromptToken,
-        c.bytes,
-        'up',
-        c.rng,
-        () => {
-          c.target.submit(verifyTokens(c, k) + (prefilled ? 0 : c.promptTokens), () => {
-            prefilled = true;
-            transmit(
-              c.sim,
-              c.edge.link,
-              wire.bytesPerRequest + (k + 1) * wire.bytesPerPosition,
-              c.bytes,
-              'down',
-              c.rng,
-              () => {
-                const v = c.acceptance.round(k);
-                const verifyMs = c.sim.now - sent;
-                recordRound(c.record.stats, {
-                  drafted: k,
-                  accepted: v.accepted,
-                  committed: v.tokens.length,
-                  draftMs,
-                  verifyMs,
-                });
-                planner.observeRound({ drafted: k, accepted: v.accepted, draftMs, draftWorkMs: draftWork, verifyMs });
-                const hit = ahead !== undefined && v.accepted === k && c.acceptance.bonusGuessRight(k);
-                if (ahead !== undefined) {
-                  if (hit) c.record.stats.draftAheadHits += 1;
-                  else c.record.stats.draftAheadMisses += 1;
-                }
-                if (deliver(c, v.tokens.length)) return;
-                round(hit ? ahead : undefined);
-              },
-            );
+      transmit(c.sim, c.edge.link, upBytes(k, context), c.bytes, 'up', c.rng, () => {
+        c.target.submit(scored(k) + (prefilled ? 0 : c.promptTokens), () => {
+          prefilled = true;
+          transmit(c.sim, c.edge.link, downBytes(k), c.bytes, 'down', c.rng, () => {
+            const v = c.acceptance.round(k);
+            const verifyMs = c.sim.now - sent;
+            recordRound(c.record.stats, {
+              drafted: k,
+              accepted: v.accepted,
+              committed: v.tokens.length,
+              draftMs,
+              verifyMs,
+            });
+            planner.observeRound({ drafted: k, accepted: v.accepted, draftMs, draftWorkMs: draftWork, verifyMs });
+            const hit = ahead !== undefined && v.accepted === k && c.acceptance.bonusGuessRight(k);
+            if (ahead !== undefined) {
+              if (hit) c.record.stats.draftAheadHits += 1;
+              else c.record.stats.draftAheadMisses += 1;
+            }
+            if (deliver(c, v.tokens.length)) return;
+            round(hit ? ahead : undefined);
           });
-        },
-      );
+        });
+      });
     };
     if (ready === undefined) c.edge.run(draftWork, verify);
     else if (ready.finished) verify();

@@ -64,8 +64,12 @@ export type StrategySpec =
   /** The draft on the target device, its time charged to that device (batched draft steps of draftMsPerToken). */
   | { kind: 'single-node'; k: number; draftMsPerToken: number }
   /** draftAhead: draft during verification; aheadDepth ≥ 1 also sends up to that many rounds early. */
-  | { kind: 'dsd-fixed'; k: number; draftAhead?: boolean; aheadDepth?: number }
-  | { kind: 'dsd-adaptive'; draftAhead?: boolean; aheadDepth?: number };
+  | { kind: 'dsd-fixed'; k: number; draftAhead?: boolean; aheadDepth?: number; verifier?: boolean }
+  /**
+   * verifier: rounds go to a `dsd verifier` beside the target: k+1 tokens of one sequence per
+   * round (its KV kept), frames that carry only deltas; without it, per-round HTTP to the target.
+   */
+  | { kind: 'dsd-adaptive'; draftAhead?: boolean; aheadDepth?: number; verifier?: boolean };
 
 /** A full DSD-Si scenario (JSON). */
 export interface Scenario {
@@ -103,9 +107,10 @@ export function strategyName(s: StrategySpec): string {
   }
 }
 
-function aheadLabel(s: { draftAhead?: boolean; aheadDepth?: number }): string {
-  if (s.draftAhead !== true) return '';
-  return (s.aheadDepth ?? 0) > 0 ? ` + ahead (${s.aheadDepth} early)` : ' + ahead';
+function aheadLabel(s: { draftAhead?: boolean; aheadDepth?: number; verifier?: boolean }): string {
+  const via = s.verifier === true ? ' via verifier' : '';
+  if (s.draftAhead !== true) return via;
+  return `${via}${(s.aheadDepth ?? 0) > 0 ? ` + ahead (${s.aheadDepth} early)` : ' + ahead'}`;
 }
 
 /** The default scenario of `dsd sim`: 8 edges, 2 targets, 10 ms one-way, α = 0.8. */

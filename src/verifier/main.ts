@@ -13,7 +13,7 @@ import { createDsdMiddleware } from '../server/http/middleware.js';
 import { loadLlamaEngine } from './engine/llama-engine.js';
 import type { TargetEngine } from './engine/types.js';
 import { EngineServer, MAX_SCORED_POSITIONS } from './engine-server.js';
-import { attachLinkServer, type LinkServer } from './link/link-server.js';
+import { attachLinkServer, type LinkServer, type LinkStats } from './link/link-server.js';
 
 /** A running verifier. */
 export interface RunningVerifier {
@@ -36,7 +36,11 @@ function ids(v: unknown, vocabSize: number): number[] {
 }
 
 /** What the edge asks of the verifier over HTTP: description, tokens, the chat template. */
-function edgeRoutes(engine: TargetEngine, config: VerifierConfig): express.Router {
+function edgeRoutes(
+  engine: TargetEngine,
+  config: VerifierConfig,
+  linkStats: () => LinkStats | undefined,
+): express.Router {
   const router = express.Router();
   const json = express.json({ limit: '8mb', type: () => true });
   const guard: express.RequestHandler[] = config.keys.length > 0 ? [requireApiKey(config.keys)] : [];
@@ -52,6 +56,7 @@ function edgeRoutes(engine: TargetEngine, config: VerifierConfig): express.Route
       sequences: i.sequences,
       max_positions: MAX_SCORED_POSITIONS,
       load: engine.load(),
+      link: linkStats() ?? null,
     });
   });
   router.post('/tokenize', ...guard, json, (req, res) => {
@@ -105,13 +110,14 @@ export async function startVerifier(
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.use(edgeRoutes(engine, config));
+  let link: LinkServer | undefined;
+  app.use(edgeRoutes(engine, config, () => link?.stats));
   app.use(router);
   app.use((_req, _res, next) => next(new DsdError('not_found', 'no such route on the verifier')));
   app.use(errorHandler(logger));
   const server = app.listen(config.port, config.host);
   await once(server, 'listening');
-  const link = attachLinkServer(server, {
+  link = attachLinkServer(server, {
     engine,
     keys: config.keys,
     maxSessionsPerConnection: config.maxSessionsPerConnection,
