@@ -204,7 +204,8 @@ const dsdTokens = totals['dsd → verifier (q4_0 draft on llama-server)']!.token
 const base = totals['llama-server alone']!;
 const baseMs = base.ms / base.tokens;
 print(
-  `\nheavy target (1 thread) + q4_0 draft (1 thread), greedy, ${PROMPTS.length} prompts × ${TOKENS} tokens, streamed, interleaved\n`,
+  `\nheavy target (1 thread) + q4_0 draft (1 thread), greedy, ${PROMPTS.length} prompts × ${TOKENS} tokens, ` +
+    'streamed, interleaved\n',
 );
 print(markdownRow(['setup', 'ms / token', 'vs llama-server alone']));
 print(markdownRow(['---', '---', '---']));
