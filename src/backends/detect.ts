@@ -24,8 +24,9 @@ export interface ConnectOptions {
 export type Connector = (options: ConnectOptions, signal: AbortSignal) => Promise<ModelServer>;
 
 /**
- * Decides which API a server speaks: llama-server answers `/props` with `total_slots`; vLLM's
- * `/v1/models` entries carry `max_model_len`. A clear error when neither answers.
+ * Decides which API a server speaks: llama-server answers `/props` with `total_slots`; a dsd
+ * verifier answers `/dsd/verifier`; vLLM's `/v1/models` entries carry `max_model_len`. A clear
+ * error when none does.
  */
 export async function detectKind(options: ConnectOptions, signal: AbortSignal): Promise<BackendKind> {
   const http = new HttpUpstream({

@@ -37,6 +37,8 @@ export class LinkClient {
   private nextSession = 1;
   /** Counts closed connections: sessions opened before a close must open again. */
   epoch = 0;
+  /** Token bytes the verifier told this connection (it tells each token once per connection). */
+  readonly tokenBytes = new Map<number, Uint8Array>();
 
   constructor(private readonly o: LinkClientOptions) {}
 
@@ -86,6 +88,7 @@ export class LinkClient {
       ws.once('close', () => {
         this.socket = undefined;
         this.epoch += 1;
+        this.tokenBytes.clear();
         this.failAll(this.error('upstream_unavailable', 'the verifier link closed'));
       });
     });
@@ -104,6 +107,8 @@ export class LinkClient {
     } catch {
       return;
     }
+    if ((f.t === 'scored' || f.t === 'tok') && f.b !== undefined)
+      for (const [id, b64] of f.b) this.tokenBytes.set(id, Buffer.from(b64, 'base64'));
     if (f.t === 'err') {
       const err = this.error(linkErrorCode(f.code), `verifier: ${f.msg} (${f.code})`);
       if (f.s === undefined) return;

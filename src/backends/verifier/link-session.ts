@@ -17,13 +17,25 @@ function commonPrefix(a: readonly number[], b: readonly number[]): number {
   return i;
 }
 
-function tokensOf(f: VerifierFrame & { t: 'scored' | 'tok' }, eosId: number | undefined): GeneratedToken[] {
+function tokensOf(
+  f: VerifierFrame & { t: 'scored' | 'tok' },
+  eosId: number | undefined,
+  bytes: ReadonlyMap<number, Uint8Array>,
+): GeneratedToken[] {
   return f.x.map((id, i) => {
     const token: GeneratedToken = { id };
+    const b = bytes.get(id);
+    if (b !== undefined) token.bytes = b;
     const logprob = f.l?.[i];
     if (typeof logprob === 'number') token.logprob = logprob;
     const top: WireTop | undefined = f.o?.[i];
-    if (top !== undefined) token.top = top.map(([tid, lp]) => ({ id: tid, logprob: lp }));
+    if (top !== undefined)
+      token.top = top.map(([tid, lp]) => {
+        const alt: { id: number; logprob: number; bytes?: Uint8Array } = { id: tid, logprob: lp };
+        const ab = bytes.get(tid);
+        if (ab !== undefined) alt.bytes = ab;
+        return alt;
+      });
     if (id === eosId) token.endOfGeneration = true;
     return token;
   });
@@ -105,7 +117,8 @@ export class LinkSession {
             reject(
               this.link.error('upstream_error', 'the verifier found this early round refuted by the last verdict'),
             );
-          else if (f.t === 'scored' && f.x.length === drafts.length + 1) resolve(tokensOf(f, this.eosId));
+          else if (f.t === 'scored' && f.x.length === drafts.length + 1)
+            resolve(tokensOf(f, this.eosId, this.link.tokenBytes));
           else reject(this.link.error('upstream_bad_response', `the verifier answered a round with '${f.t}'`));
         },
         onError: (err) => {
@@ -136,7 +149,7 @@ export class LinkSession {
     };
     this.link.expect(this.s, r, {
       onFrame: (f) => {
-        if (f.t === 'tok') queue.push(...tokensOf(f, this.eosId));
+        if (f.t === 'tok') queue.push(...tokensOf(f, this.eosId, this.link.tokenBytes));
         else ended = true;
         notify();
       },

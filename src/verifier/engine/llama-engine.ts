@@ -72,6 +72,19 @@ class LlamaEngine implements TargetEngine {
     return this.model.detokenize(ids as never[], false);
   }
 
+  private anchor: number[] | undefined;
+  private anchorText = '';
+  private readonly encoder = new TextEncoder();
+
+  tokenBytes(id: number): Uint8Array {
+    // After an ordinary anchor token, so that a tokenizer's dropped leading space is kept.
+    if (this.anchor === undefined) {
+      this.anchor = this.model.tokenize('a', false) as number[];
+      this.anchorText = this.detokenize(this.anchor);
+    }
+    return this.encoder.encode(this.detokenize([...this.anchor, id]).slice(this.anchorText.length));
+  }
+
   async acquire(prompt: readonly number[], signal: AbortSignal): Promise<EngineSequence> {
     return this.pool.acquire(prompt, signal);
   }

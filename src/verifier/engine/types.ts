@@ -48,6 +48,8 @@ export interface TargetEngine {
   readonly info: EngineInfo;
   tokenize(text: string, addSpecial: boolean): number[];
   detokenize(ids: readonly number[]): string;
+  /** The exact bytes a token adds to a text (a leading space included). */
+  tokenBytes(id: number): Uint8Array;
   /**
    * A sequence for a generation whose context starts with `prompt`: the idle sequence holding the
    * longest prefix of it (multi-turn reuse). Waits while all sequences are busy; rejects on abort.

@@ -9,6 +9,7 @@ import {
   LinkFrameError,
   parseEdgeFrame,
   type VerifierFrame,
+  type WireBytes,
   type WireTop,
 } from './protocol.js';
 import type { LinkServerOptions, LinkStats } from './types.js';
@@ -69,6 +70,8 @@ export class LinkConnection {
   private readonly sessions = new Map<number, LinkSession>();
   private readonly limits: FrameLimits;
   private readonly idleTimer: NodeJS.Timeout;
+  /** Tokens whose bytes this edge was already told. */
+  private readonly described = new Set<number>();
 
   constructor(
     private readonly ws: WebSocket,
@@ -232,8 +235,23 @@ export class LinkConnection {
     this.send({ t: 'err', ...(err.session === undefined ? {} : { s: err.session }), code: err.code, msg: err.message });
   }
 
+  /** Bytes of the frame's tokens (and alternatives) the edge does not know yet. */
+  private withBytes(frame: VerifierFrame): VerifierFrame {
+    if (frame.t !== 'scored' && frame.t !== 'tok') return frame;
+    const fresh: WireBytes = [];
+    const describe = (id: number) => {
+      if (this.described.has(id)) return;
+      this.described.add(id);
+      fresh.push([id, Buffer.from(this.o.engine.tokenBytes(id)).toString('base64')]);
+    };
+    for (const id of frame.x) describe(id);
+    for (const top of frame.o ?? []) for (const [id] of top) describe(id);
+    return fresh.length === 0 ? frame : { ...frame, b: fresh };
+  }
+
   private send(frame: VerifierFrame): void {
     if (this.ws.readyState !== this.ws.OPEN) return;
+    frame = this.withBytes(frame);
     const text = JSON.stringify(frame);
     this.stats.bytesOut += text.length;
     this.ws.send(text);

@@ -31,10 +31,16 @@ export type EdgeFrame =
 /** One scored position: the target's token, its logprob and top alternatives when asked. */
 export type WireTop = [id: number, logprob: number][];
 
+/**
+ * Token bytes the edge has not been told on this connection yet: [id, base64 bytes] pairs, sent
+ * once per token per connection, so the edge never looks a token's text up across the network.
+ */
+export type WireBytes = [id: number, bytes: string][];
+
 /** Frames the verifier sends. */
 export type VerifierFrame =
-  | { t: 'scored'; s: number; r: number; x: number[]; l?: (number | null)[]; o?: WireTop[]; z?: 1 }
-  | { t: 'tok'; s: number; r: number; x: number[]; l?: (number | null)[]; o?: WireTop[] }
+  | { t: 'scored'; s: number; r: number; x: number[]; l?: (number | null)[]; o?: WireTop[]; z?: 1; b?: WireBytes }
+  | { t: 'tok'; s: number; r: number; x: number[]; l?: (number | null)[]; o?: WireTop[]; b?: WireBytes }
   | { t: 'end'; s: number; r: number }
   | { t: 'err'; s?: number; r?: number; code: LinkErrorCode; msg: string };
 
