@@ -26,6 +26,7 @@ const { values } = parseArgs({
     'delay-prompts': { type: 'string', default: '5' },
     concurrency: { type: 'string', default: '16' },
     depth: { type: 'string', default: 'auto' },
+    mode: { type: 'string', default: 'stream' },
     models: {
       type: 'string',
       default: process.env.DSD_TEST_MODELS ?? resolve(import.meta.dirname, '../../shared/models'),
@@ -154,7 +155,7 @@ async function modelName(url: string): Promise<string> {
 function edge(targetUrl: string): Promise<InProcessDsd> {
   return startInProcessDsd(
     { target: { urls: [targetUrl] }, draft: { urls: [draft.url] } },
-    { DSD_ACCEPT_ANY_MODEL: 'true', DSD_DRAFT_AHEAD_DEPTH: values.depth },
+    { DSD_ACCEPT_ANY_MODEL: 'true', DSD_DRAFT_AHEAD_DEPTH: values.depth, DSD_VERIFIER_MODE: values.mode },
   );
 }
 

@@ -49,6 +49,11 @@ export interface SpeculationConfig {
   aheadDepth: number | 'auto';
   /** How long a failing draft is left alone before it is probed again. */
   draftCooldownMs: number;
+  /**
+   * With a `dsd verifier` target: `stream` (the verifier decodes by itself and verifies proposals
+   * where they line up; it never waits for the network) or `rounds` (rounds driven by the edge).
+   */
+  verifierMode: 'stream' | 'rounds';
 }
 
 /** Request limits and admission control. */

@@ -11,12 +11,36 @@ export interface DraftPort {
   propose(ctx: readonly number[], k: number, signal: AbortSignal): Promise<GeneratedToken[]>;
 }
 
+/** A chunk of tokens the target committed, and what it verified to get them. */
+export interface AssistedChunk {
+  tokens: GeneratedToken[];
+  /** Draft tokens of the proposal it used (0: it decoded alone). */
+  drafted: number;
+  accepted: number;
+}
+
+/** A stream from a target that decodes by itself and takes proposals where they line up. */
+export interface AssistedStream {
+  chunks: AsyncIterable<AssistedChunk>;
+  /** Draft tokens for the context positions from `at` on (stale ones are dropped by the target). */
+  propose(at: number, drafts: readonly number[]): void;
+  /** Tokens the target makes before a proposal sent now reaches it (link round trip ÷ its pace). */
+  lead?(): number | undefined;
+}
+
+/** A target that can run the assisted stream (the dsd verifier). */
+export interface AssistedTarget {
+  assist(ctx: readonly number[], maxTokens: number, signal: AbortSignal): AssistedStream;
+}
+
 /** The target model, as the engine needs it. */
 export interface TargetPort {
   /** The target's own sample (and distribution) after each prompt, all in one batch. */
   score(prompts: readonly (readonly number[])[], signal: AbortSignal): Promise<GeneratedToken[]>;
   /** The target alone, streaming. */
   generate(ctx: readonly number[], maxTokens: number, signal: AbortSignal): AsyncIterable<GeneratedToken>;
+  /** A target that decodes by itself and takes proposals as they come (the verifier's stream). */
+  assist?: AssistedTarget['assist'];
 }
 
 /** A draft and the planner that knows its pairing with the target. */

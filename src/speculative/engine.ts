@@ -6,6 +6,7 @@ import {
   verifyByMatch,
   verifyByRejection,
 } from './acceptance.js';
+import { runAssisted } from './assisted-stream.js';
 import { DraftAhead, type SentRound, sendRound } from './draft-ahead.js';
 import type { CommittedTokens, DraftSlot, EngineOptions, EngineResult } from './engine-types.js';
 import { committedToken, type EngineFinish, GenerationState } from './generation-state.js';
@@ -28,6 +29,11 @@ export type { EngineFinish } from './generation-state.js';
  * Returning early (stop string, client gone) aborts whatever request is in flight.
  */
 export async function* runSpeculation(o: EngineOptions): AsyncGenerator<CommittedTokens, EngineResult> {
+  if (o.draft !== undefined && o.target.assist !== undefined) {
+    const decision = o.draft.planner.decide();
+    const k = decision.kind === 'speculate' ? decision.k : 4;
+    return yield* runAssisted(o, o.draft, { assist: o.target.assist }, k);
+  }
   const state = new GenerationState(
     o.prompt,
     { maxTokens: o.maxTokens, contextTokens: o.contextTokens, isEnd: o.isEnd },

@@ -134,7 +134,7 @@ export class VerifierServer implements ModelServer {
   }
 
   /** A session for one generation: rounds and streams share the verifier's KV for it. */
-  openSession(sampling: SamplingParams, topN: number): TargetSession {
+  openSession(sampling: SamplingParams, topN: number, assisted = true): TargetSession {
     const session = new LinkSession(this.link, sampling, topN, this.eosId, this.options.timeouts);
     return {
       score: (prompts, signal) => {
@@ -143,6 +143,7 @@ export class VerifierServer implements ModelServer {
         return session.score(ctx, longest.slice(ctx.length), signal);
       },
       generate: (ctx, maxTokens, signal) => session.generate(ctx, maxTokens, signal),
+      ...(assisted ? { assist: (ctx, maxTokens, signal) => session.assist(ctx, maxTokens, signal) } : {}),
       close: () => session.close(),
     };
   }

@@ -37,6 +37,8 @@ export class LinkClient {
   private nextSession = 1;
   /** Counts closed connections: sessions opened before a close must open again. */
   epoch = 0;
+  /** Round trip of the link, from WebSocket pings (undefined until the first pong). */
+  rttMs: number | undefined;
   /** Token bytes the verifier told this connection (it tells each token once per connection). */
   readonly tokenBytes = new Map<number, Uint8Array>();
 
@@ -77,7 +79,10 @@ export class LinkClient {
         perMessageDeflate: false,
         ...(this.o.ca === undefined ? {} : { ca: this.o.ca }),
       });
-      ws.once('open', () => resolve(ws));
+      ws.once('open', () => {
+        this.ping(ws);
+        resolve(ws);
+      });
       ws.once('unexpected-response', (_req, res) => {
         reject(this.error('upstream_error', `the verifier refused the link (HTTP ${res.statusCode})`));
         res.resume();
@@ -97,6 +102,23 @@ export class LinkClient {
       if (this.socket === current) this.socket = undefined;
     });
     return current;
+  }
+
+  /** Measures the round trip now and every few seconds while the link is open. */
+  private ping(ws: WebSocket): void {
+    let sentAt = performance.now();
+    ws.on('pong', () => {
+      const rtt = performance.now() - sentAt;
+      this.rttMs = this.rttMs === undefined ? rtt : 0.7 * this.rttMs + 0.3 * rtt;
+    });
+    const send = () => {
+      sentAt = performance.now();
+      ws.ping();
+    };
+    send();
+    const timer = setInterval(send, 5_000);
+    timer.unref();
+    ws.once('close', () => clearInterval(timer));
   }
 
   private receive(data: Buffer): void {

@@ -1,3 +1,4 @@
+import type { AssistedChunk, AssistedStream } from '../../speculative/engine-types.js';
 import type { GeneratedToken, SamplingParams } from '../../speculative/types.js';
 import type { VerifierFrame, WireTop } from '../../verifier/link/protocol.js';
 import type { LinkClient } from './link-client.js';
@@ -53,6 +54,8 @@ export class LinkSession {
   private epoch = -1;
   private remote: number[] = [];
   private nextRequest = 1;
+  /** The target's pace when it decodes alone (ms between tokens), seen from the edge. */
+  private tokenGapMs: number | undefined;
 
   constructor(
     private readonly link: LinkClient,
@@ -137,9 +140,38 @@ export class LinkSession {
   /** The target alone from `ctx`, streamed; returning early stops it on the verifier. */
   async *generate(ctx: readonly number[], maxTokens: number, signal: AbortSignal): AsyncGenerator<GeneratedToken> {
     const r = this.nextRequest++;
+    for await (const chunk of this.stream(r, ctx, maxTokens, signal, false)) yield* chunk.tokens;
+  }
+
+  /**
+   * The assisted stream: the verifier decodes by itself and verifies the proposals sent into the
+   * stream where they line up with what it committed meanwhile.
+   */
+  assist(ctx: readonly number[], maxTokens: number, signal: AbortSignal): AssistedStream {
+    const r = this.nextRequest++;
+    return {
+      chunks: this.stream(r, ctx, maxTokens, signal, true),
+      lead: () => {
+        const rtt = this.link.rttMs;
+        return rtt === undefined || this.tokenGapMs === undefined ? undefined : rtt / this.tokenGapMs;
+      },
+      propose: (at, d) => {
+        this.link.send({ t: 'prop', s: this.s, r, at, d: [...d] }).catch(() => {});
+      },
+    };
+  }
+
+  private async *stream(
+    r: number,
+    ctx: readonly number[],
+    maxTokens: number,
+    signal: AbortSignal,
+    assisted: boolean,
+  ): AsyncGenerator<AssistedChunk> {
     const { n, a, opening } = this.delta(ctx);
     opening?.catch(() => {});
-    const queue: GeneratedToken[] = [];
+    const queue: AssistedChunk[] = [];
+    let lastAt: number | undefined;
     let ended = false;
     let failure: Error | undefined;
     let wake: (() => void) | undefined;
@@ -149,8 +181,19 @@ export class LinkSession {
     };
     this.link.expect(this.s, r, {
       onFrame: (f) => {
-        if (f.t === 'tok') queue.push(...tokensOf(f, this.eosId, this.link.tokenBytes));
-        else ended = true;
+        if (f.t === 'tok') {
+          const now = performance.now();
+          if (lastAt !== undefined && f.q === undefined) {
+            const gap = (now - lastAt) / Math.max(1, f.x.length);
+            this.tokenGapMs = this.tokenGapMs === undefined ? gap : 0.8 * this.tokenGapMs + 0.2 * gap;
+          }
+          lastAt = now;
+          queue.push({
+            tokens: tokensOf(f, this.eosId, this.link.tokenBytes),
+            drafted: f.q?.[0] ?? 0,
+            accepted: f.q?.[1] ?? 0,
+          });
+        } else ended = true;
         notify();
       },
       onError: (err) => {
@@ -160,12 +203,12 @@ export class LinkSession {
     });
     const yielded = [...ctx];
     try {
-      await this.link.send({ t: 'gen', s: this.s, r, n, a, k: maxTokens });
+      await this.link.send({ t: 'gen', s: this.s, r, n, a, k: maxTokens, ...(assisted ? { p: 1 as const } : {}) });
       for (;;) {
-        const token = queue.shift();
-        if (token !== undefined) {
-          yielded.push(token.id);
-          yield token;
+        const chunk = queue.shift();
+        if (chunk !== undefined) {
+          for (const t of chunk.tokens) yielded.push(t.id);
+          yield chunk;
           continue;
         }
         if (failure !== undefined) throw failure;

@@ -132,10 +132,30 @@ function targetPortFor(
   const { target, request } = o;
   if (target.server instanceof VerifierServer) {
     // One session on the verifier for the whole generation: it keeps the context, deltas cross.
-    const session = target.server.openSession(setup.sampling, setup.targetTopN);
+    const session = target.server.openSession(
+      setup.sampling,
+      setup.targetTopN,
+      o.ctx.config.speculation.verifierMode === 'stream',
+    );
     return {
       score: async (prompts, s) => observe(await session.score(prompts, s)),
       generate: (c, maxTokens, s) => session.generate(c, maxTokens, s),
+      ...(session.assist === undefined
+        ? {}
+        : {
+            assist: (c: readonly number[], maxTokens: number, s: AbortSignal) => {
+              const stream = session.assist!(c, maxTokens, s);
+              return {
+                propose: stream.propose,
+                chunks: (async function* () {
+                  for await (const chunk of stream.chunks) {
+                    observe(chunk.tokens);
+                    yield chunk;
+                  }
+                })(),
+              };
+            },
+          }),
       close: () => session.close(),
     };
   }

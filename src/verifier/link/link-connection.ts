@@ -3,6 +3,7 @@ import { DsdError } from '../../errors.js';
 import type { GeneratedToken } from '../../speculative/types.js';
 import type { EngineSequence, PositionSampling } from '../engine/types.js';
 import { decodeAlone, evaluationStart } from '../engine-server.js';
+import { alignedTail, assistedStep, EvaluationCost, type Proposal } from './assisted-loop.js';
 import {
   type EdgeFrame,
   type FrameLimits,
@@ -22,8 +23,10 @@ interface LinkSession {
   sequence: Promise<EngineSequence>;
   /** Frames of a session run one after another. */
   chain: Promise<void>;
-  /** The target-only stream running now, if any. */
-  gen: { r: number; abort: AbortController } | undefined;
+  /** The target-only stream running now, if any, with the newest proposal sent into it. */
+  gen:
+    | { r: number; abort: AbortController; proposal?: Proposal | undefined; arrived?: (() => void) | undefined }
+    | undefined;
   lastActiveMs: number;
   abort: AbortController;
   /** What the last round committed: the context it scored, then its accepted drafts and bonus. */
@@ -70,6 +73,8 @@ export class LinkConnection {
   private readonly sessions = new Map<number, LinkSession>();
   private readonly limits: FrameLimits;
   private readonly idleTimer: NodeJS.Timeout;
+  /** What evaluations cost on this engine (shared by the connection's sessions). */
+  private readonly cost = new EvaluationCost();
   /** Tokens whose bytes this edge was already told. */
   private readonly described = new Set<number>();
 
@@ -106,6 +111,13 @@ export class LinkConnection {
     switch (f.t) {
       case 'stop':
         if (session.gen?.r === f.r) session.gen.abort.abort();
+        return;
+      case 'prop':
+        // Into the running stream at once: the loop must see it between two of its steps.
+        if (session.gen?.r === f.r) {
+          session.gen.proposal = { at: f.at, d: f.d };
+          session.gen.arrived?.();
+        }
         return;
       case 'close':
         return this.closeSession(f.s);
@@ -184,14 +196,16 @@ export class LinkConnection {
     const abort = new AbortController();
     const onClose = () => abort.abort();
     session.abort.signal.addEventListener('abort', onClose, { once: true });
-    session.gen = { r: f.r, abort };
+    const gen: NonNullable<LinkSession['gen']> = { r: f.r, abort };
+    session.gen = gen;
     try {
-      const stream = decodeAlone(seq, [...session.ctx], f.k, session.sampling, abort.signal);
-      for await (const token of stream) {
-        session.ctx.push(token.id);
-        this.send({ t: 'tok', s, r: f.r, ...tokenFields([token], session.sampling.topN) });
-        if (abort.signal.aborted) break;
-      }
+      if (f.p === 1) await this.assisted(s, session, seq, f, gen);
+      else
+        for await (const token of decodeAlone(seq, [...session.ctx], f.k, session.sampling, abort.signal)) {
+          session.ctx.push(token.id);
+          this.send({ t: 'tok', s, r: f.r, ...tokenFields([token], session.sampling.topN) });
+          if (abort.signal.aborted) break;
+        }
     } catch (err) {
       if (!abort.signal.aborted) throw err;
     } finally {
@@ -199,6 +213,76 @@ export class LinkConnection {
       session.abort.signal.removeEventListener('abort', onClose);
     }
     if (this.sessions.has(s)) this.send({ t: 'end', s, r: f.r });
+  }
+
+  /**
+   * The target that never waits for the network. Each step verifies the newest proposal that lines
+   * up with the context, or decodes alone. With no proposal in hand it waits only while one is due
+   * sooner than an evaluation's fixed cost, the part of a step that decoding alone first wastes:
+   * waiting w then verifying k tokens costs w + V(k+1), decoding alone first costs t1 + V(k), and
+   * V(k+1) − V(k) is the per-token part of t1 (so: wait when w < t1 − per-token cost).
+   */
+  private async assisted(
+    s: number,
+    session: LinkSession,
+    seq: EngineSequence,
+    f: EdgeFrame & { t: 'gen' },
+    gen: NonNullable<LinkSession['gen']>,
+  ): Promise<void> {
+    let produced = 0;
+    let sentAt = Date.now();
+    let turnaroundMs: number | undefined;
+    while (produced < f.k && !gen.abort.signal.aborted) {
+      let tail = gen.proposal === undefined ? undefined : alignedTail(gen.proposal, session.ctx);
+      if (tail === undefined && turnaroundMs !== undefined) {
+        const due = turnaroundMs - (Date.now() - sentAt);
+        if (due > 0 && due < this.cost.fixedMs) {
+          await this.proposalOrTimeout(gen, due + 1);
+          tail = gen.proposal === undefined ? undefined : alignedTail(gen.proposal, session.ctx);
+        }
+      }
+      if (tail !== undefined) {
+        if (gen.proposal?.at === session.ctx.length) {
+          const t = Date.now() - sentAt;
+          turnaroundMs = turnaroundMs === undefined ? t : 0.7 * turnaroundMs + 0.3 * t;
+        }
+        gen.proposal = undefined;
+      }
+      const started = performance.now();
+      const step = await assistedStep(seq, session.ctx, tail, session.sampling);
+      this.cost.observe(1 + (tail?.length ?? 0), performance.now() - started);
+      const tokens = step.tokens.slice(0, f.k - produced);
+      const end = tokens.findIndex((t) => t.endOfGeneration === true);
+      if (end >= 0) tokens.length = end + 1;
+      if (tokens.length === 0) break;
+      for (const t of tokens) session.ctx.push(t.id);
+      produced += tokens.length;
+      if (step.drafted > 0) {
+        this.stats.rounds += 1;
+        this.stats.draftTokens += step.drafted;
+      }
+      this.send({
+        t: 'tok',
+        s,
+        r: f.r,
+        ...tokenFields(tokens, session.sampling.topN),
+        ...(step.drafted > 0 ? { q: [step.drafted, step.accepted] as [number, number] } : {}),
+      });
+      sentAt = Date.now();
+      if (end >= 0) break;
+    }
+  }
+
+  private proposalOrTimeout(gen: NonNullable<LinkSession['gen']>, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        gen.arrived = undefined;
+        resolve();
+      }
+      gen.arrived = done;
+    });
   }
 
   private closeSession(s: number, reason?: LinkFrameError): void {

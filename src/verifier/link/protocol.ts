@@ -24,7 +24,9 @@ export interface WireSampling {
 export type EdgeFrame =
   | { t: 'open'; s: number; p: number[]; m: WireSampling; n: number }
   | { t: 'score'; s: number; r: number; n: number; a: number[]; d: number[] }
-  | { t: 'gen'; s: number; r: number; n: number; a: number[]; k: number }
+  /** `p: 1`: the assisted stream (the target never waits; proposals arrive as `prop` frames). */
+  | { t: 'gen'; s: number; r: number; n: number; a: number[]; k: number; p?: 1 }
+  | { t: 'prop'; s: number; r: number; at: number; d: number[] }
   | { t: 'stop'; s: number; r: number }
   | { t: 'close'; s: number };
 
@@ -40,7 +42,17 @@ export type WireBytes = [id: number, bytes: string][];
 /** Frames the verifier sends. */
 export type VerifierFrame =
   | { t: 'scored'; s: number; r: number; x: number[]; l?: (number | null)[]; o?: WireTop[]; z?: 1; b?: WireBytes }
-  | { t: 'tok'; s: number; r: number; x: number[]; l?: (number | null)[]; o?: WireTop[]; b?: WireBytes }
+  /** `q`: [draft tokens verified, accepted] when the step used a proposal. */
+  | {
+      t: 'tok';
+      s: number;
+      r: number;
+      x: number[];
+      l?: (number | null)[];
+      o?: WireTop[];
+      b?: WireBytes;
+      q?: [number, number];
+    }
   | { t: 'end'; s: number; r: number }
   | { t: 'err'; s?: number; r?: number; code: LinkErrorCode; msg: string };
 
@@ -149,6 +161,15 @@ export function parseEdgeFrame(text: string, limits: FrameLimits): EdgeFrame {
           n: int(v.n, 'n', 0, limits.maxTokens),
           a: ids(v.a, 'a', limits),
           k: int(v.k, 'k', 1, limits.maxTokens),
+          ...(v.p === 1 ? { p: 1 as const } : {}),
+        };
+      case 'prop':
+        return {
+          t: 'prop',
+          s,
+          r: int(v.r, 'r', 0, MAX_ID),
+          at: int(v.at, 'at', 0, limits.maxTokens),
+          d: ids(v.d, 'd', { ...limits, maxTokens: limits.maxDraft }),
         };
       case 'stop':
         return { t: 'stop', s, r: int(v.r, 'r', 0, MAX_ID) };
