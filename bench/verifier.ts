@@ -26,7 +26,7 @@ const { values } = parseArgs({
     'delay-prompts': { type: 'string', default: '5' },
     concurrency: { type: 'string', default: '16' },
     depth: { type: 'string', default: 'auto' },
-    mode: { type: 'string', default: 'stream' },
+    mode: { type: 'string', default: 'auto' },
     models: {
       type: 'string',
       default: process.env.DSD_TEST_MODELS ?? resolve(import.meta.dirname, '../../shared/models'),

@@ -69,6 +69,30 @@ describe.skipIf(skip !== undefined)('the verifier: rounds in one sequence beside
     expect(accepted).toBeGreaterThan(0);
   });
 
+  it("the verifier's own stream (it never waits for proposals) gives the same text", async () => {
+    const streamed = await startTestDsd(
+      { target: { urls: [verifier.url] }, draft: { urls: [draft.url] } },
+      { DSD_VERIFIER_MODE: 'stream' },
+    );
+    try {
+      let accepted = 0;
+      for (const [i, prompt] of prompts.slice(0, 3).entries()) {
+        const r = await postJson(`${streamed.baseUrl}/v1/completions`, {
+          model,
+          prompt,
+          max_tokens: MAX_TOKENS,
+          temperature: 0,
+        });
+        expect(r.status).toBe(200);
+        expect(r.body.choices[0].text).toBe(alone[i]);
+        accepted += r.body.usage.dsd.accepted_tokens;
+      }
+      expect(accepted).toBeGreaterThan(0);
+    } finally {
+      await streamed.close();
+    }
+  });
+
   it('streams the same text, and concurrent sessions stay separate', async () => {
     const client = new OpenAI({ baseURL: `${dsd.baseUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
     const texts = await Promise.all(

@@ -182,7 +182,7 @@ export function loadConfig(
     draftAhead: r.oneOf('DSD_DRAFT_AHEAD', ['on', 'off'] as const, 'on') === 'on',
     aheadDepth: readAheadDepth(r),
     draftCooldownMs: r.int('DSD_DRAFT_COOLDOWN_MS', 5_000, 1, DAY_MS),
-    verifierMode: r.oneOf('DSD_VERIFIER_MODE', ['stream', 'rounds'] as const, 'stream'),
+    verifierMode: r.oneOf('DSD_VERIFIER_MODE', ['auto', 'stream', 'rounds'] as const, 'auto'),
   };
   const window = speculation.window === -1 ? ('auto' as const) : speculation.window;
   const config: DsdConfig = {

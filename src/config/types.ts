@@ -51,9 +51,10 @@ export interface SpeculationConfig {
   draftCooldownMs: number;
   /**
    * With a `dsd verifier` target: `stream` (the verifier decodes by itself and verifies proposals
-   * where they line up; it never waits for the network) or `rounds` (rounds driven by the edge).
+   * where they line up; it never waits for the network), `rounds` (rounds driven by the edge), or
+   * `auto`: rounds while the link's round trip is under 5 ms, the stream beyond.
    */
-  verifierMode: 'stream' | 'rounds';
+  verifierMode: 'auto' | 'stream' | 'rounds';
 }
 
 /** Request limits and admission control. */

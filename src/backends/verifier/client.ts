@@ -74,6 +74,11 @@ export class VerifierServer implements ModelServer {
     };
   }
 
+  /** The link's round trip (WebSocket pings), once connected. */
+  get linkRttMs(): number | undefined {
+    return this.link.rttMs;
+  }
+
   /** The link's own traffic (rounds and streams), for the bytes-per-token figures. */
   get linkCounters() {
     return this.link.counters;

@@ -123,6 +123,20 @@ export interface SessionOptions {
   requestId?: string | undefined;
 }
 
+/** Round trip past which the verifier's stream beats edge-driven rounds (bench:verifier, docs/verifier.md). */
+const STREAM_RTT_MS = 5;
+
+/**
+ * Whether a generation uses the verifier's stream: at a small round trip the verifier would wait
+ * less for a proposal than a decode step's fixed cost, and rounds with draft-ahead do better.
+ */
+function streamThroughVerifier(o: SessionOptions, verifier: VerifierServer): boolean {
+  const mode = o.ctx.config.speculation.verifierMode;
+  if (mode !== 'auto') return mode === 'stream';
+  const rtt = verifier.linkRttMs;
+  return rtt !== undefined && rtt >= STREAM_RTT_MS;
+}
+
 /** The target as the engine sees it; counts what verification recomputed. */
 function targetPortFor(
   o: SessionOptions,
@@ -135,7 +149,7 @@ function targetPortFor(
     const session = target.server.openSession(
       setup.sampling,
       setup.targetTopN,
-      o.ctx.config.speculation.verifierMode === 'stream',
+      streamThroughVerifier(o, target.server),
     );
     return {
       score: async (prompts, s) => observe(await session.score(prompts, s)),
