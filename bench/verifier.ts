@@ -16,6 +16,7 @@ import type { VerifierServer } from '../src/backends/verifier/client.js';
 import { DelayProxy } from '../src/bench/delay-proxy.js';
 import { freePort, type LlamaProcess, locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
 import { markdownRow } from '../src/bench/markdown.js';
+import { STORY_PROMPTS } from '../test/fixtures-prompts.js';
 import { type InProcessDsd, startInProcessDsd } from './in-process-dsd.js';
 
 const { values } = parseArgs({
@@ -34,24 +35,7 @@ const { values } = parseArgs({
   },
 });
 const TOKENS = Number(values.tokens);
-const STORIES = [
-  'Once upon a time',
-  'One day, a little girl named Lily',
-  'Tom and his dog went to the park.',
-  'The sun was shining and the birds were singing.',
-  'There was a big red ball in the garden.',
-  'Sara wanted to bake a cake for her mom.',
-  'Once upon a time, there was a tiny bird',
-  'Ben found a shiny rock under the tree.',
-  'The cat was very hungry.',
-  'Mom said, "Time for bed!"',
-  'Lucy liked to draw pictures of flowers.',
-  'A big truck came down the street.',
-  'The little boat sailed on the lake.',
-  'Max and Mia were best friends.',
-  'It was a rainy day and Tim was sad.',
-  'The old man had a magic hat.',
-];
+const STORIES = STORY_PROMPTS;
 const PROMPTS = STORIES.slice(0, Number(values.prompts));
 const model = (f: string) => resolve(values.models, f);
 const HEAVY = model('stories260K-ff32k-f32.gguf');

@@ -20,22 +20,25 @@ describe.skipIf(skip !== undefined)('the verifier: rounds in one sequence beside
   let model: string;
   const alone: string[] = [];
   const prompts = STORY_PROMPTS.slice(0, 6);
+  /** A greedy completion from `base`, checked for 200. */
+  const complete = async (base: string, prompt: string, extra: Record<string, unknown> = {}) => {
+    const r = await postJson(`${base}/v1/completions`, {
+      model,
+      prompt,
+      max_tokens: MAX_TOKENS,
+      temperature: 0,
+      ...extra,
+    });
+    expect(r.status).toBe(200);
+    return r.body;
+  };
 
   beforeAll(async () => {
     verifier = await startTestVerifier('stories260K-f32.gguf', { sequences: 4 });
     draft = await startLlamaServer({ model: 'stories260K-q4_0.gguf', alias: 'draft', slots: 4 });
     dsd = await startTestDsd({ target: { urls: [verifier.url] }, draft: { urls: [draft.url] } });
     model = ((await (await fetch(`${verifier.url}/v1/models`)).json()) as { data: { id: string }[] }).data[0]!.id;
-    for (const prompt of prompts) {
-      const r = await postJson(`${verifier.url}/v1/completions`, {
-        model,
-        prompt,
-        max_tokens: MAX_TOKENS,
-        temperature: 0,
-      });
-      expect(r.status).toBe(200);
-      alone.push(r.body.choices[0].text);
-    }
+    for (const prompt of prompts) alone.push((await complete(verifier.url, prompt)).choices[0].text);
   });
   afterAll(async () => {
     await dsd?.close();
@@ -77,15 +80,9 @@ describe.skipIf(skip !== undefined)('the verifier: rounds in one sequence beside
     try {
       let accepted = 0;
       for (const [i, prompt] of prompts.slice(0, 3).entries()) {
-        const r = await postJson(`${streamed.baseUrl}/v1/completions`, {
-          model,
-          prompt,
-          max_tokens: MAX_TOKENS,
-          temperature: 0,
-        });
-        expect(r.status).toBe(200);
-        expect(r.body.choices[0].text).toBe(alone[i]);
-        accepted += r.body.usage.dsd.accepted_tokens;
+        const body = await complete(streamed.baseUrl, prompt);
+        expect(body.choices[0].text).toBe(alone[i]);
+        accepted += body.usage.dsd.accepted_tokens;
       }
       expect(accepted).toBeGreaterThan(0);
     } finally {
@@ -146,15 +143,9 @@ describe.skipIf(skip !== undefined)('the verifier: rounds in one sequence beside
   });
 
   it('T > 0 through the verifier works and reports sample-and-match', async () => {
-    const r = await postJson(`${dsd.baseUrl}/v1/completions`, {
-      model,
-      prompt: prompts[0],
-      max_tokens: 32,
-      temperature: 0.8,
-    });
-    expect(r.status).toBe(200);
-    expect(r.body.usage.dsd.acceptance_rule).toBe('sample-match');
-    expect(r.body.usage.completion_tokens).toBeGreaterThan(0);
+    const body = await complete(dsd.baseUrl, prompts[0]!, { max_tokens: 32, temperature: 0.8 });
+    expect(body.usage.dsd.acceptance_rule).toBe('sample-match');
+    expect(body.usage.completion_tokens).toBeGreaterThan(0);
   });
 
   it('a verifier that dies mid-stream ends the stream with a clean error; dsd stays up', async () => {

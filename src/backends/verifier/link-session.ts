@@ -1,5 +1,6 @@
 import type { AssistedChunk, AssistedStream } from '../../speculative/engine-types.js';
 import type { GeneratedToken, SamplingParams } from '../../speculative/types.js';
+import { commonPrefix } from '../../verifier/engine/sequence-pool.js';
 import type { VerifierFrame, WireTop } from '../../verifier/link/protocol.js';
 import type { LinkClient } from './link-client.js';
 
@@ -9,13 +10,6 @@ export interface LinkSessionTimeouts {
   headersTimeoutMs: number;
   /** Longest silence inside a target-only stream. */
   bodyTimeoutMs: number;
-}
-
-function commonPrefix(a: readonly number[], b: readonly number[]): number {
-  const n = Math.min(a.length, b.length);
-  let i = 0;
-  while (i < n && a[i] === b[i]) i++;
-  return i;
 }
 
 function tokensOf(
