@@ -4,7 +4,7 @@ import type { RunningVerifier } from '../src/verifier/main.js';
 import { STORY_PROMPTS } from './fixtures-prompts.js';
 import { postJson, readSse, startTestDsd, type TestDsd } from './helpers/dsd.js';
 import { type LlamaProcess, llamaSkipReason, startLlamaServer } from './helpers/llama-server.js';
-import { startTestVerifier } from './helpers/verifier.js';
+import { spawnVerifier, startTestVerifier } from './helpers/verifier.js';
 
 const skip = llamaSkipReason();
 const MAX_TOKENS = 64;
@@ -148,8 +148,8 @@ describe.skipIf(skip !== undefined)('the verifier: rounds in one sequence beside
     expect(body.usage.completion_tokens).toBeGreaterThan(0);
   });
 
-  it('a verifier that dies mid-stream ends the stream with a clean error; dsd stays up', async () => {
-    const dying = await startTestVerifier('stories260K-f32.gguf', { sequences: 1 });
+  it('a verifier SIGKILLed mid-stream ends the stream with a clean error; dsd stays up', async () => {
+    const dying = await spawnVerifier('stories260K-f32.gguf');
     const edge = await startTestDsd({ target: { urls: [dying.url] }, draft: { urls: [draft.url] } });
     try {
       const res = await fetch(`${edge.baseUrl}/v1/completions`, {
@@ -158,10 +158,10 @@ describe.skipIf(skip !== undefined)('the verifier: rounds in one sequence beside
         body: JSON.stringify({ model, prompt: prompts[1], max_tokens: 400, temperature: 0, stream: true }),
       });
       expect(res.status).toBe(200);
-      // Kill the link and the HTTP side as a crash would, once the stream has begun.
+      // A crash, once the stream has begun: no close frame, no FIN from a process that cleans up.
       const reader = res.body!.getReader();
       await reader.read();
-      await dying.stop();
+      dying.child.kill('SIGKILL');
       let text = '';
       for (;;) {
         const { value, done } = await reader.read();
@@ -171,7 +171,12 @@ describe.skipIf(skip !== undefined)('the verifier: rounds in one sequence beside
       expect(text).toMatch(/"error":\{/);
       expect(text).toMatch(/upstream_(unavailable|error)/);
       expect((await fetch(`${edge.baseUrl}/health`)).status).toBe(200);
+      // The next request gets a clean OpenAI error, not a hang.
+      const next = await postJson(`${edge.baseUrl}/v1/completions`, { model, prompt: prompts[2], max_tokens: 8 });
+      expect(next.status).toBeGreaterThanOrEqual(500);
+      expect(next.body.error.code).toMatch(/^upstream_/);
     } finally {
+      dying.child.kill('SIGKILL');
       await edge.close();
     }
   });
