@@ -30,7 +30,8 @@ Usage:
   dsd serve [flags]     run the proxy (no target URL: embedded demo backends)
   dsd bench --url URL   load-test any OpenAI-compatible endpoint (dsd bench --help)
   dsd sim [--sweep …]   DSD-Si, the edge–cloud speculative decoding simulator (dsd sim --help)
-  dsd verifier --model FILE.gguf [--host H] [--port P] [--threads N] [--context N] [--sequences N]
+  dsd verifier --model FILE.gguf | --target-url URL  [--host H] [--port P] [--threads N] [--context N]
+               [--sequences N]
                         the target side: scores rounds in one sequence beside the target
                         (DSD_VERIFIER_MODEL, _HOST, _PORT (8090), _THREADS, _CONTEXT, _SEQUENCES)
   dsd --help | --version
@@ -89,6 +90,7 @@ async function verifier(args: string[]): Promise<void> {
     args,
     options: {
       model: { type: 'string' },
+      'target-url': { type: 'string' },
       host: { type: 'string' },
       port: { type: 'string' },
       threads: { type: 'string' },
@@ -102,6 +104,7 @@ async function verifier(args: string[]): Promise<void> {
   const flagEnv = Object.fromEntries(
     Object.entries({
       DSD_VERIFIER_MODEL: values.model,
+      DSD_VERIFIER_TARGET_URL: values['target-url'],
       DSD_VERIFIER_HOST: values.host,
       DSD_VERIFIER_PORT: values.port,
       DSD_VERIFIER_THREADS: values.threads,

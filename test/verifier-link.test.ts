@@ -97,7 +97,7 @@ describe.skipIf(llamaSkipReason() !== undefined)('the link on a real verifier', 
     expect(codes).toEqual(['bad_frame', 'bad_frame', 'unknown_session', 'session_exists', 'desync']);
     expect(scored).toMatchObject({ t: 'scored', s: 1, r: 2 });
     // Greedy from BOS + "Once upon a time" goes on with ", there was a little girl named Lily."
-    expect(verifier.engine.detokenize(scored.x as number[])).toBe(',');
+    expect(await verifier.engine.detokenize(scored.x as number[])).toBe(',');
     ws.close();
   });
 

@@ -3,8 +3,10 @@ import type { LogLevel } from './types.js';
 
 /** The validated configuration of a `dsd verifier`. */
 export interface VerifierConfig {
-  /** GGUF file of the target model. */
+  /** GGUF file of the target model, loaded in-process (or empty when `targetUrl` is set). */
   modelPath: string;
+  /** A target server on loopback (llama-server or vLLM) to verify with instead of a GGUF file. */
+  targetUrl: string | undefined;
   host: string;
   port: number;
   /** CPU threads for the target's evaluations. */
@@ -35,6 +37,7 @@ export function loadVerifierConfig(env: Env, overrides: Partial<VerifierConfig> 
   const context = r.int('DSD_VERIFIER_CONTEXT', 0, 0, 1_048_576);
   const config: VerifierConfig = {
     modelPath: modelPath ?? '',
+    targetUrl: r.string('DSD_VERIFIER_TARGET_URL'),
     host: r.string('DSD_VERIFIER_HOST') ?? '127.0.0.1',
     port: r.int('DSD_VERIFIER_PORT', 8090, 0, 65_535),
     threads: r.int('DSD_VERIFIER_THREADS', 1, 1, 1024),
@@ -51,7 +54,13 @@ export function loadVerifierConfig(env: Env, overrides: Partial<VerifierConfig> 
     logLevel: r.oneOf('DSD_LOG_LEVEL', LOG_LEVELS, 'info'),
   };
   const merged = { ...config, ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) };
-  if (merged.modelPath === '') r.problems.push('DSD_VERIFIER_MODEL (or --model) must name the target GGUF file');
+  if (merged.modelPath === '' && merged.targetUrl === undefined)
+    r.problems.push(
+      'DSD_VERIFIER_MODEL (--model) must name the target GGUF file, or DSD_VERIFIER_TARGET_URL ' +
+        '(--target-url) a target server beside the verifier',
+    );
+  if (merged.modelPath !== '' && merged.targetUrl !== undefined)
+    r.problems.push('set DSD_VERIFIER_MODEL or DSD_VERIFIER_TARGET_URL, not both');
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return merged;
 }

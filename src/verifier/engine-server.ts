@@ -1,4 +1,3 @@
-import { chatMlPrompt } from '../backends/chatml.js';
 import type { LinkCounters } from '../backends/http.js';
 import type {
   ChatMessage,
@@ -33,6 +32,10 @@ export async function* decodeAlone(
   signal: AbortSignal,
 ): AsyncGenerator<GeneratedToken> {
   if (prompt.length === 0) throw new DsdError('invalid_request', 'the prompt has no tokens');
+  if (seq.decode !== undefined) {
+    yield* seq.decode(prompt, maxTokens, s, signal);
+    return;
+  }
   const from = evaluationStart(seq, prompt);
   let [token] = await seq.evaluate(from, prompt.slice(from), 1, s);
   for (let produced = 0; token !== undefined && produced < maxTokens; produced++) {
@@ -54,10 +57,16 @@ export class EngineServer implements ModelServer {
   readonly passthrough = false as const;
   readonly counters: LinkCounters = { requests: 0, bytesSent: 0, bytesReceived: 0 };
 
+  /** The template as text, when the engine has one (so a conversation's earlier turns are reused). */
+  readonly chatTemplate?: (messages: readonly ChatMessage[]) => Promise<{ text: string; addSpecial: boolean }>;
+
   constructor(
     private readonly engine: TargetEngine,
     readonly baseUrl: string,
-  ) {}
+  ) {
+    const template = engine.chatTemplate?.bind(engine);
+    if (template !== undefined) this.chatTemplate = template;
+  }
 
   async describe(): Promise<ServerInfo> {
     const i = this.engine.info;
@@ -84,12 +93,8 @@ export class EngineServer implements ModelServer {
     return this.engine.detokenize(ids);
   }
 
-  async chatTemplate(messages: readonly ChatMessage[]): Promise<{ text: string; addSpecial: boolean }> {
-    return { text: chatMlPrompt(messages), addSpecial: true };
-  }
-
   async chatPromptIds(messages: readonly ChatMessage[]): Promise<number[]> {
-    return this.engine.tokenize(chatMlPrompt(messages), true);
+    return this.engine.chatPromptIds(messages);
   }
 
   async propose(): Promise<GeneratedToken[]> {

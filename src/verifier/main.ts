@@ -2,14 +2,15 @@ import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import { chatMlPrompt } from '../backends/chatml.js';
-import { loadConfig } from '../config/load-config.js';
+import type { ChatMessage } from '../backends/types.js';
+import { loadConfig, normalizeUrl } from '../config/load-config.js';
 import type { VerifierConfig } from '../config/verifier-config.js';
 import { DsdError } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { requireApiKey } from '../server/http/auth.js';
 import { errorHandler } from '../server/http/error-handler.js';
 import { createDsdMiddleware } from '../server/http/middleware.js';
+import { connectHttpEngine } from './engine/http-engine.js';
 import { loadLlamaEngine } from './engine/llama-engine.js';
 import type { TargetEngine } from './engine/types.js';
 import { EngineServer, MAX_SCORED_POSITIONS } from './engine-server.js';
@@ -55,26 +56,51 @@ function edgeRoutes(
       vocab_size: i.vocabSize,
       sequences: i.sequences,
       max_positions: MAX_SCORED_POSITIONS,
+      chat_template: engine.chatTemplate === undefined ? 'ids' : 'text',
       load: engine.load(),
       link: linkStats() ?? null,
     });
   });
-  router.post('/tokenize', ...guard, json, (req, res) => {
+  router.post('/tokenize', ...guard, json, async (req, res) => {
     const { content, add_special } = (req.body ?? {}) as { content?: unknown; add_special?: unknown };
     if (typeof content !== 'string')
       throw new DsdError('invalid_request', "'content' must be a string", { param: 'content' });
-    res.json({ tokens: engine.tokenize(content, add_special === true) });
+    res.json({ tokens: await engine.tokenize(content, add_special === true) });
   });
-  router.post('/detokenize', ...guard, json, (req, res) => {
-    res.json({ content: engine.detokenize(ids((req.body as { tokens?: unknown })?.tokens, engine.info.vocabSize)) });
+  router.post('/detokenize', ...guard, json, async (req, res) => {
+    const tokens = ids((req.body as { tokens?: unknown })?.tokens, engine.info.vocabSize);
+    res.json({ content: await engine.detokenize(tokens) });
   });
-  router.post('/apply-template', ...guard, json, (req, res) => {
+  router.post('/apply-template', ...guard, json, async (req, res) => {
     const messages = (req.body as { messages?: unknown })?.messages;
     if (!Array.isArray(messages) || !messages.every((m) => typeof m === 'object' && m !== null && 'role' in m))
       throw new DsdError('invalid_request', "'messages' must be a list of messages", { param: 'messages' });
-    res.json({ prompt: chatMlPrompt(messages as { role: string; content: unknown }[]), add_special: true });
+    const chat = messages as ChatMessage[];
+    if (engine.chatTemplate === undefined) {
+      // A target that templates into ids only (vLLM): the edge gets the ids as the prompt's text-free form.
+      res.json({ prompt_ids: await engine.chatPromptIds(chat) });
+      return;
+    }
+    const { text, addSpecial } = await engine.chatTemplate(chat);
+    res.json({ prompt: text, add_special: addSpecial });
   });
   return router;
+}
+
+/** The target: a GGUF file in-process, or a server on loopback through the edge's adapters. */
+function defaultEngine(c: VerifierConfig): Promise<TargetEngine> {
+  if (c.targetUrl === undefined)
+    return loadLlamaEngine({
+      modelPath: c.modelPath,
+      threads: c.threads,
+      contextTokens: c.contextTokens,
+      sequences: c.sequences,
+    });
+  const timeouts = { connectTimeoutMs: 5_000, headersTimeoutMs: 60_000, bodyTimeoutMs: 60_000 };
+  return connectHttpEngine(
+    { url: normalizeUrl(c.targetUrl) ?? c.targetUrl, kind: 'auto', timeouts, sequences: c.sequences },
+    AbortSignal.timeout(30_000),
+  );
 }
 
 /**
@@ -84,13 +110,7 @@ function edgeRoutes(
 export async function startVerifier(
   config: VerifierConfig,
   logger: Logger = createLogger(config.logLevel),
-  loadEngine: (c: VerifierConfig) => Promise<TargetEngine> = (c) =>
-    loadLlamaEngine({
-      modelPath: c.modelPath,
-      threads: c.threads,
-      contextTokens: c.contextTokens,
-      sequences: c.sequences,
-    }),
+  loadEngine: (c: VerifierConfig) => Promise<TargetEngine> = defaultEngine,
 ): Promise<RunningVerifier> {
   const engine = await loadEngine(config);
   logger.info('target engine loaded', { model: engine.info.modelName, ...engine.info });

@@ -25,6 +25,7 @@ interface VerifierDescription {
   eos_id?: number | null;
   vocab_size?: number;
   max_positions?: number;
+  chat_template?: 'text' | 'ids';
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -90,6 +91,13 @@ export class VerifierServer implements ModelServer {
     const v = d as VerifierDescription;
     this.eosId = v.eos_id ?? undefined;
     this.model = v.model;
+    if (v.chat_template === 'ids') delete this.chatTemplate;
+    else
+      this.chatTemplate = async (messages, s) => {
+        const t = await this.applyTemplate(messages, s);
+        if ('ids' in t) throw this.badResponse('/apply-template (ids where text was announced)');
+        return t;
+      };
     return {
       kind: 'verifier',
       modelId: v.model ?? 'verifier',
@@ -123,15 +131,23 @@ export class VerifierServer implements ModelServer {
     return res.content;
   }
 
-  async chatTemplate(messages: readonly ChatMessage[], signal: AbortSignal) {
+  /** The template as text; absent when the verifier's target templates into ids only (vLLM). */
+  chatTemplate?: (
+    messages: readonly ChatMessage[],
+    signal: AbortSignal,
+  ) => Promise<{ text: string; addSpecial: boolean }>;
+
+  private async applyTemplate(messages: readonly ChatMessage[], signal: AbortSignal) {
     const res = await this.http.json('POST', '/apply-template', { messages }, signal);
+    if (isRecord(res) && Array.isArray(res.prompt_ids) && res.prompt_ids.every((t) => Number.isInteger(t)))
+      return { ids: res.prompt_ids as number[] };
     if (!isRecord(res) || typeof res.prompt !== 'string') throw this.badResponse('/apply-template');
     return { text: res.prompt, addSpecial: res.add_special !== false };
   }
 
   async chatPromptIds(messages: readonly ChatMessage[], signal: AbortSignal): Promise<number[]> {
-    const { text, addSpecial } = await this.chatTemplate(messages, signal);
-    return this.tokenize(text, addSpecial, signal);
+    const t = await this.applyTemplate(messages, signal);
+    return 'ids' in t ? t.ids : this.tokenize(t.text, t.addSpecial, signal);
   }
 
   async propose(): Promise<GeneratedToken[]> {

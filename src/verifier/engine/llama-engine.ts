@@ -7,6 +7,8 @@ import {
   LlamaLogLevel,
   type LlamaModel,
 } from 'node-llama-cpp';
+import { chatMlPrompt } from '../../backends/chatml.js';
+import type { ChatMessage } from '../../backends/types.js';
 import { DsdError } from '../../errors.js';
 import type { GeneratedToken } from '../../speculative/types.js';
 import { SequencePool } from './sequence-pool.js';
@@ -62,27 +64,39 @@ class LlamaEngine implements TargetEngine {
     this.pool = new SequencePool(sequences);
   }
 
-  tokenize(text: string, addSpecial: boolean): number[] {
+  async tokenize(text: string, addSpecial: boolean): Promise<number[]> {
     const ids = this.model.tokenize(text, true) as number[];
     const bos = this.info.bosId;
     return addSpecial && bos !== undefined && ids[0] !== bos ? [bos, ...ids] : ids;
   }
 
-  detokenize(ids: readonly number[]): string {
+  async detokenize(ids: readonly number[]): Promise<string> {
+    return this.text(ids);
+  }
+
+  private text(ids: readonly number[]): string {
     return this.model.detokenize(ids as never[], false);
+  }
+
+  async chatTemplate(messages: readonly ChatMessage[]): Promise<{ text: string; addSpecial: boolean }> {
+    return { text: chatMlPrompt(messages), addSpecial: true };
+  }
+
+  async chatPromptIds(messages: readonly ChatMessage[]): Promise<number[]> {
+    return this.tokenize(chatMlPrompt(messages), true);
   }
 
   private anchor: number[] | undefined;
   private anchorText = '';
   private readonly encoder = new TextEncoder();
 
-  tokenBytes(id: number): Uint8Array {
+  async tokenBytes(id: number): Promise<Uint8Array> {
     // After an ordinary anchor token, so that a tokenizer's dropped leading space is kept.
     if (this.anchor === undefined) {
       this.anchor = this.model.tokenize('a', false) as number[];
-      this.anchorText = this.detokenize(this.anchor);
+      this.anchorText = this.text(this.anchor);
     }
-    return this.encoder.encode(this.detokenize([...this.anchor, id]).slice(this.anchorText.length));
+    return this.encoder.encode(this.text([...this.anchor, id]).slice(this.anchorText.length));
   }
 
   async acquire(prompt: readonly number[], signal: AbortSignal): Promise<EngineSequence> {

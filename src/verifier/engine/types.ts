@@ -1,3 +1,4 @@
+import type { ChatMessage } from '../../backends/types.js';
 import type { GeneratedToken, SamplingParams } from '../../speculative/types.js';
 
 /** What a target engine says about its model. */
@@ -33,6 +34,13 @@ export interface EngineSequence {
   evaluate(from: number, tokens: readonly number[], positions: number, s: PositionSampling): Promise<GeneratedToken[]>;
   /** Gives the sequence back; its KV stays for the next generation that shares its prefix. */
   release(): void;
+  /** Decoding alone in one streaming request, for an engine behind an HTTP API (else a loop of evaluations). */
+  decode?(
+    prompt: readonly number[],
+    maxTokens: number,
+    s: PositionSampling,
+    signal: AbortSignal,
+  ): AsyncIterable<GeneratedToken>;
 }
 
 /** How busy an engine's sequences are, and how much prompt its KV saved. */
@@ -46,10 +54,14 @@ export interface EngineLoad {
 /** A target model loaded beside the verifier. */
 export interface TargetEngine {
   readonly info: EngineInfo;
-  tokenize(text: string, addSpecial: boolean): number[];
-  detokenize(ids: readonly number[]): string;
+  tokenize(text: string, addSpecial: boolean): Promise<number[]>;
+  detokenize(ids: readonly number[]): Promise<string>;
   /** The exact bytes a token adds to a text (a leading space included). */
-  tokenBytes(id: number): Uint8Array;
+  tokenBytes(id: number): Promise<Uint8Array>;
+  /** A chat's prompt ids through the target's own template. */
+  chatPromptIds(messages: readonly ChatMessage[]): Promise<number[]>;
+  /** The template applied as text, when the target templates as text (prefix reuse of a conversation). */
+  chatTemplate?(messages: readonly ChatMessage[]): Promise<{ text: string; addSpecial: boolean }>;
   /**
    * A sequence for a generation whose context starts with `prompt`: the idle sequence holding the
    * longest prefix of it (multi-turn reuse). Waits while all sequences are busy; rejects on abort.

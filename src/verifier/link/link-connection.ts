@@ -320,22 +320,30 @@ export class LinkConnection {
   }
 
   /** Bytes of the frame's tokens (and alternatives) the edge does not know yet. */
-  private withBytes(frame: VerifierFrame): VerifierFrame {
+  private async withBytes(frame: VerifierFrame): Promise<VerifierFrame> {
     if (frame.t !== 'scored' && frame.t !== 'tok') return frame;
+    const ids = [...frame.x, ...(frame.o ?? []).flatMap((top) => top.map(([id]) => id))];
     const fresh: WireBytes = [];
-    const describe = (id: number) => {
-      if (this.described.has(id)) return;
+    for (const id of ids) {
+      if (this.described.has(id)) continue;
       this.described.add(id);
-      fresh.push([id, Buffer.from(this.o.engine.tokenBytes(id)).toString('base64')]);
-    };
-    for (const id of frame.x) describe(id);
-    for (const top of frame.o ?? []) for (const [id] of top) describe(id);
+      fresh.push([id, Buffer.from(await this.o.engine.tokenBytes(id)).toString('base64')]);
+    }
     return fresh.length === 0 ? frame : { ...frame, b: fresh };
   }
 
+  /** Frames leave in the order they were made, even when finding a token's bytes takes a while. */
+  private outbox: Promise<void> = Promise.resolve();
+
   private send(frame: VerifierFrame): void {
+    this.outbox = this.outbox
+      .then(() => this.withBytes(frame))
+      .then((f) => this.write(f))
+      .catch((err: Error) => this.o.logger.warn('link frame not sent', { err: err.message }));
+  }
+
+  private write(frame: VerifierFrame): void {
     if (this.ws.readyState !== this.ws.OPEN) return;
-    frame = this.withBytes(frame);
     const text = JSON.stringify(frame);
     this.stats.bytesOut += text.length;
     this.ws.send(text);

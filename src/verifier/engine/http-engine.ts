@@ -1,0 +1,149 @@
+import { type ConnectOptions, connectServer } from '../../backends/detect.js';
+import type { ChatMessage, ModelServer, ServerInfo } from '../../backends/types.js';
+import type { GeneratedToken } from '../../speculative/types.js';
+import { SequencePool } from './sequence-pool.js';
+import type { EngineInfo, EngineLoad, EngineSequence, PositionSampling, TargetEngine } from './types.js';
+
+/**
+ * A target behind its own HTTP API on loopback (llama-server or vLLM, through the edge's own
+ * adapters), so that the k+1 prompt lists of a round and the context never cross the WAN: the
+ * verifier scores each round with one batched request next to the server, whose prefix cache
+ * (llama.cpp slots, vLLM prefix caching) holds the context. Sequences here are only the context
+ * each generation holds; the KV is the server's.
+ */
+export async function connectHttpEngine(
+  o: Omit<ConnectOptions, 'role'> & { sequences: number },
+  signal: AbortSignal,
+): Promise<TargetEngine> {
+  const server = await connectServer({ ...o, role: 'target' }, signal);
+  const info = await server.describe(signal);
+  return new HttpEngine(server, info, o.sequences);
+}
+
+class HttpEngine implements TargetEngine {
+  readonly info: EngineInfo;
+  private readonly pool: SequencePool<HttpSequence>;
+  private readonly bytes = new Map<number, Uint8Array>();
+  private anchor: { ids: number[]; text: string } | undefined;
+  readonly chatTemplate?: (messages: readonly ChatMessage[]) => Promise<{ text: string; addSpecial: boolean }>;
+
+  constructor(
+    private readonly server: ModelServer,
+    info: ServerInfo,
+    sequences: number,
+  ) {
+    this.info = {
+      modelName: info.modelId,
+      contextTokens: info.contextTokens,
+      bosId: info.bosId,
+      eosId: info.eosId,
+      vocabSize: info.vocabSize ?? 1 << 30,
+      sequences,
+    };
+    this.pool = new SequencePool(Array.from({ length: sequences }, () => new HttpSequence(server, this.bytes)));
+    const template = server.chatTemplate?.bind(server);
+    if (template !== undefined) this.chatTemplate = (m) => template(m, AbortSignal.timeout(30_000));
+  }
+
+  tokenize(text: string, addSpecial: boolean): Promise<number[]> {
+    return this.server.tokenize(text, addSpecial, AbortSignal.timeout(30_000));
+  }
+
+  detokenize(ids: readonly number[]): Promise<string> {
+    return this.server.detokenize(ids, AbortSignal.timeout(30_000));
+  }
+
+  chatPromptIds(messages: readonly ChatMessage[]): Promise<number[]> {
+    return this.server.chatPromptIds(messages, AbortSignal.timeout(30_000));
+  }
+
+  async tokenBytes(id: number): Promise<Uint8Array> {
+    const known = this.bytes.get(id);
+    if (known !== undefined) return known;
+    // After an ordinary anchor token, so that a tokenizer's dropped leading space is kept.
+    if (this.anchor === undefined) {
+      const ids = await this.tokenize('a', false);
+      this.anchor = { ids, text: await this.detokenize(ids) };
+    }
+    const text = await this.detokenize([...this.anchor.ids, id]);
+    const bytes = new TextEncoder().encode(text.slice(this.anchor.text.length));
+    this.bytes.set(id, bytes);
+    return bytes;
+  }
+
+  acquire(prompt: readonly number[], signal: AbortSignal): Promise<EngineSequence> {
+    return this.pool.acquire(prompt, signal);
+  }
+
+  load(): EngineLoad {
+    return this.pool.load();
+  }
+
+  close(): Promise<void> {
+    return this.server.close();
+  }
+}
+
+/** A generation's context on a target that keeps the KV itself. */
+class HttpSequence implements EngineSequence {
+  readonly held: number[] = [];
+  onRelease: () => void = () => {};
+
+  constructor(
+    private readonly server: ModelServer,
+    private readonly bytes: Map<number, Uint8Array>,
+  ) {}
+
+  async evaluate(
+    from: number,
+    tokens: readonly number[],
+    positions: number,
+    s: PositionSampling,
+  ): Promise<GeneratedToken[]> {
+    const ctx = [...this.held.slice(0, from), ...tokens];
+    const first = ctx.length - positions + 1;
+    const prompts = Array.from({ length: positions }, (_, i) => ctx.slice(0, first + i));
+    const scored = await this.server.score({
+      prompts,
+      sampling: s.sampling,
+      topN: s.topN,
+      postSamplingProbs: false,
+      signal: AbortSignal.timeout(60_000),
+    });
+    this.held.length = 0;
+    for (const id of ctx) this.held.push(id);
+    return scored.map((p) => this.learn(p.token));
+  }
+
+  async *decode(
+    prompt: readonly number[],
+    maxTokens: number,
+    s: PositionSampling,
+    signal: AbortSignal,
+  ): AsyncGenerator<GeneratedToken> {
+    this.held.length = 0;
+    for (const id of prompt) this.held.push(id);
+    const stream = this.server.generate({
+      promptIds: prompt,
+      maxTokens,
+      sampling: s.sampling,
+      topN: s.topN,
+      postSamplingProbs: false,
+      signal,
+    });
+    for await (const token of stream) {
+      this.held.push(token.id);
+      yield this.learn(token);
+    }
+  }
+
+  /** llama-server tells each token's bytes in band: keep them for the link. */
+  private learn(token: GeneratedToken): GeneratedToken {
+    if (token.bytes !== undefined) this.bytes.set(token.id, token.bytes);
+    return token;
+  }
+
+  release(): void {
+    this.onRelease();
+  }
+}
