@@ -9,15 +9,15 @@
  *
  *   npm run bench:verifier [-- --prompts 15 --tokens 128 --delays 5,10,25,50 --concurrency 16]
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { VerifierServer } from '../src/backends/verifier/client.js';
 import { DelayProxy } from '../src/bench/delay-proxy.js';
-import { freePort, type LlamaProcess, locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
+import { type LlamaProcess, locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
 import { markdownRow } from '../src/bench/markdown.js';
 import { STORY_PROMPTS } from '../test/fixtures-prompts.js';
 import { type InProcessDsd, startInProcessDsd } from './in-process-dsd.js';
+import { complete, modelName, type Result, startVerifierProcess } from './verifier-common.js';
 
 const { values } = parseArgs({
   options: {
@@ -66,75 +66,7 @@ const draft = await startLlamaServer({
   threads: 1,
 });
 servers.push(draft);
-const verifier = await startVerifierProcess();
-
-/** The verifier in its own process, as it is deployed (its engine must not share the bench's event loop). */
-async function startVerifierProcess(): Promise<{ url: string; child: ChildProcess }> {
-  const port = await freePort();
-  const cli = resolve(import.meta.dirname, '../src/cli.ts');
-  const args = ['--import', 'tsx', cli, 'verifier', '--model', HEAVY, '--port', String(port), '--threads', '1'];
-  const child = spawn(process.execPath, [...args, '--sequences', values.concurrency], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-    env: { ...process.env, DSD_LOG_LEVEL: 'warn' },
-  });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 600; i++) {
-    if (
-      await fetch(`${url}/health`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      return { url, child };
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('the verifier did not start');
-}
-
-interface Result {
-  ms: number;
-  tokens: number;
-  text: string;
-  usage?: { dsd?: { acceptance_rate?: number; mean_acceptance_length?: number; rounds?: number } };
-}
-
-async function complete(baseUrl: string, prompt: string, name: string, maxTokens = TOKENS): Promise<Result> {
-  const started = performance.now();
-  const res = await fetch(`${baseUrl}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      model: name,
-      prompt,
-      max_tokens: maxTokens,
-      temperature: 0,
-      stream: true,
-      stream_options: { include_usage: true },
-    }),
-  });
-  if (!res.ok) throw new Error(`${baseUrl}: HTTP ${res.status} ${await res.text()}`);
-  let text = '';
-  let tokens = 0;
-  let usage: Result['usage'];
-  const body = await res.text();
-  for (const line of body.split('\n')) {
-    if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
-    const chunk = JSON.parse(line.slice(6)) as {
-      choices?: { text?: string }[];
-      usage?: Result['usage'] & { completion_tokens?: number };
-    };
-    text += chunk.choices?.[0]?.text ?? '';
-    if (chunk.usage !== undefined && chunk.usage !== null) {
-      usage = chunk.usage;
-      tokens = chunk.usage.completion_tokens ?? tokens;
-    }
-  }
-  return { ms: performance.now() - started, tokens, text, ...(usage === undefined ? {} : { usage }) };
-}
-
-async function modelName(url: string): Promise<string> {
-  return ((await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] }).data[0]!.id;
-}
+const verifier = await startVerifierProcess(['--model', HEAVY, '--threads', '1', '--sequences', values.concurrency]);
 
 function edge(targetUrl: string): Promise<InProcessDsd> {
   return startInProcessDsd(
@@ -161,10 +93,10 @@ const names = {
 };
 const dsd = await edge(verifier.url);
 const setups: Record<string, (p: string) => Promise<Result>> = {
-  'llama-server alone': (p) => complete(alone.url, p, names.alone),
-  "llama-server's own speculation (q4_0, n-max 8)": (p) => complete(ownSpec.url, p, names.own),
-  'verifier alone (same engine, no draft)': (p) => complete(verifier.url, p, names.verifier),
-  'dsd → verifier (q4_0 draft on llama-server)': (p) => complete(dsd.url, p, names.verifier),
+  'llama-server alone': (p) => complete(alone.url, p, names.alone, TOKENS),
+  "llama-server's own speculation (q4_0, n-max 8)": (p) => complete(ownSpec.url, p, names.own, TOKENS),
+  'verifier alone (same engine, no draft)': (p) => complete(verifier.url, p, names.verifier, TOKENS),
+  'dsd → verifier (q4_0 draft on llama-server)': (p) => complete(dsd.url, p, names.verifier, TOKENS),
 };
 for (const run of Object.values(setups)) await run(PROMPTS[0]!); // warm-up: caches, the planner's first look
 const totals = Object.fromEntries(Object.keys(setups).map((k) => [k, { ms: 0, tokens: 0, texts: [] as string[] }]));
@@ -249,11 +181,11 @@ for (const delay of values.delays.split(',').map(Number)) {
   const proxyUrl = await proxy.listen();
   const far = await edge(proxyUrl);
   const prompts = PROMPTS.slice(0, Number(values['delay-prompts']));
-  await complete(far.url, prompts[0]!, names.verifier);
+  await complete(far.url, prompts[0]!, names.verifier, TOKENS);
   const sum = { direct: { ms: 0, tokens: 0 }, dsd: { ms: 0, tokens: 0 } };
   for (const p of prompts) {
-    const d = await complete(proxyUrl, p, names.verifier);
-    const v = await complete(far.url, p, names.verifier);
+    const d = await complete(proxyUrl, p, names.verifier, TOKENS);
+    const v = await complete(far.url, p, names.verifier, TOKENS);
     sum.direct.ms += d.ms;
     sum.direct.tokens += d.tokens;
     sum.dsd.ms += v.ms;
@@ -272,7 +204,7 @@ const busy = await edge(verifier.url);
 const wave = async (url: string) => {
   const started = performance.now();
   const results = await Promise.all(
-    Array.from({ length: concurrency }, (_, i) => complete(url, STORIES[i % STORIES.length]!, names.verifier)),
+    Array.from({ length: concurrency }, (_, i) => complete(url, STORIES[i % STORIES.length]!, names.verifier, TOKENS)),
   );
   return results.reduce((n, r) => n + r.tokens, 0) / ((performance.now() - started) / 1000);
 };

@@ -12,9 +12,6 @@ import { DsdError } from '../errors.js';
 import { commonPrefix } from './engine/sequence-pool.js';
 import type { EngineSequence, PositionSampling, TargetEngine } from './engine/types.js';
 
-/** Positions one evaluation may score (the window cap the edge sees as `parallelSlots`). */
-export const MAX_SCORED_POSITIONS = 64;
-
 /**
  * Where an evaluation of `ctx` starts on a sequence: after the prefix it already holds, but never
  * past the context's last token, whose logits the evaluation must produce.
@@ -74,7 +71,7 @@ export class EngineServer implements ModelServer {
       kind: 'verifier',
       modelId: i.modelName,
       contextTokens: i.contextTokens,
-      parallelSlots: MAX_SCORED_POSITIONS,
+      parallelSlots: i.maxPositions,
       bosId: i.bosId,
       eosId: i.eosId,
       vocabSize: i.vocabSize,

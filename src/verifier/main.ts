@@ -13,7 +13,7 @@ import { createDsdMiddleware } from '../server/http/middleware.js';
 import { connectHttpEngine } from './engine/http-engine.js';
 import { loadLlamaEngine } from './engine/llama-engine.js';
 import type { TargetEngine } from './engine/types.js';
-import { EngineServer, MAX_SCORED_POSITIONS } from './engine-server.js';
+import { EngineServer } from './engine-server.js';
 import { attachLinkServer, type LinkServer, type LinkStats } from './link/link-server.js';
 
 /** A running verifier. */
@@ -55,7 +55,7 @@ function edgeRoutes(
       eos_id: i.eosId ?? null,
       vocab_size: i.vocabSize,
       sequences: i.sequences,
-      max_positions: MAX_SCORED_POSITIONS,
+      max_positions: i.maxPositions,
       chat_template: engine.chatTemplate === undefined ? 'ids' : 'text',
       load: engine.load(),
       link: linkStats() ?? null,

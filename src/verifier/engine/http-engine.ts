@@ -39,6 +39,7 @@ class HttpEngine implements TargetEngine {
       eosId: info.eosId,
       vocabSize: info.vocabSize ?? 1 << 30,
       sequences,
+      maxPositions: info.parallelSlots,
     };
     this.pool = new SequencePool(Array.from({ length: sequences }, () => new HttpSequence(server, this.bytes)));
     const template = server.chatTemplate?.bind(server);

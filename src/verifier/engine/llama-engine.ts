@@ -12,6 +12,10 @@ import type { ChatMessage } from '../../backends/types.js';
 import { DsdError } from '../../errors.js';
 import type { GeneratedToken } from '../../speculative/types.js';
 import { SequencePool } from './sequence-pool.js';
+
+/** Positions one in-process evaluation may score (the window cap the edge sees). */
+export const MAX_SCORED_POSITIONS = 64;
+
 import type { EngineInfo, EngineSequence, PositionSampling, TargetEngine } from './types.js';
 
 /** How the embedded llama.cpp target is loaded. */
@@ -56,6 +60,7 @@ class LlamaEngine implements TargetEngine {
       eosId: model.tokens.eos ?? undefined,
       vocabSize: vocabularySize(model),
       sequences: o.sequences,
+      maxPositions: MAX_SCORED_POSITIONS,
     };
     const sequences = Array.from(
       { length: o.sequences },

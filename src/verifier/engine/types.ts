@@ -10,6 +10,8 @@ export interface EngineInfo {
   vocabSize: number;
   /** Sequences (concurrent generations) the engine holds KV for. */
   sequences: number;
+  /** Positions one evaluation may score (a llama-server behind the verifier: its slots). */
+  maxPositions: number;
 }
 
 /** How the target picks its token at each scored position. */

@@ -1,0 +1,75 @@
+/** What the verifier benchmarks share: the verifier as a process, a timed streamed completion. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { freePort } from '../src/bench/llama-process.js';
+
+/** The verifier in its own process, as it is deployed (its engine must not share the bench's event loop). */
+export async function startVerifierProcess(flags: string[]): Promise<{ url: string; child: ChildProcess }> {
+  const port = await freePort();
+  const cli = resolve(import.meta.dirname, '../src/cli.ts');
+  const args = ['--import', 'tsx', cli, 'verifier', '--port', String(port), ...flags];
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, DSD_LOG_LEVEL: 'warn' },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 600; i++) {
+    if (
+      await fetch(`${url}/health`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return { url, child };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the verifier did not start');
+}
+
+/** One streamed completion: its time, tokens, text and dsd usage. */
+export interface Result {
+  ms: number;
+  tokens: number;
+  text: string;
+  usage?: { dsd?: { acceptance_rate?: number; mean_acceptance_length?: number; rounds?: number } };
+}
+
+/** A greedy streamed completion, timed from the request to the last byte. */
+export async function complete(baseUrl: string, prompt: string, name: string, maxTokens: number): Promise<Result> {
+  const started = performance.now();
+  const res = await fetch(`${baseUrl}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: name,
+      prompt,
+      max_tokens: maxTokens,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    }),
+  });
+  if (!res.ok) throw new Error(`${baseUrl}: HTTP ${res.status} ${await res.text()}`);
+  let text = '';
+  let tokens = 0;
+  let usage: Result['usage'];
+  const body = await res.text();
+  for (const line of body.split('\n')) {
+    if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
+    const chunk = JSON.parse(line.slice(6)) as {
+      choices?: { text?: string }[];
+      usage?: Result['usage'] & { completion_tokens?: number };
+    };
+    text += chunk.choices?.[0]?.text ?? '';
+    if (chunk.usage !== undefined && chunk.usage !== null) {
+      usage = chunk.usage;
+      tokens = chunk.usage.completion_tokens ?? tokens;
+    }
+  }
+  return { ms: performance.now() - started, tokens, text, ...(usage === undefined ? {} : { usage }) };
+}
+
+/** The first model a server lists. */
+export async function modelName(url: string): Promise<string> {
+  return ((await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] }).data[0]!.id;
+}
