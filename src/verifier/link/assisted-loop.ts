@@ -68,3 +68,79 @@ export async function assistedStep(
   );
   return { tokens: scored.slice(0, verdict.accepted + 1), drafted: tail.length, accepted: verdict.accepted };
 }
+
+/** Where the loop's proposals arrive: the newest one, and a hook that wakes a waiting step. */
+export interface ProposalInbox {
+  proposal?: Proposal | undefined;
+  arrived?: (() => void) | undefined;
+}
+
+/** What one assisted stream works with. */
+export interface AssistedOptions {
+  seq: EngineSequence;
+  /** The session's context; the loop appends what it commits. */
+  ctx: number[];
+  sampling: PositionSampling;
+  maxTokens: number;
+  inbox: ProposalInbox;
+  signal: AbortSignal;
+  cost: EvaluationCost;
+  /** Sends the tokens a step committed. */
+  emit: (tokens: GeneratedToken[], step: AssistedStep) => void;
+}
+
+/**
+ * The target that never waits for the network. Each step verifies the newest proposal that lines
+ * up with the context, or decodes alone. With no proposal in hand it waits only while one is due
+ * sooner than an evaluation's fixed cost, the part of a step that decoding alone first wastes:
+ * waiting w then verifying k tokens costs w + V(k+1), decoding alone first costs t1 + V(k), and
+ * V(k+1) − V(k) is the per-token part of t1 (so: wait when w < t1 − per-token cost).
+ */
+export async function serveAssisted(o: AssistedOptions): Promise<void> {
+  const { ctx, inbox } = o;
+  let produced = 0;
+  let sentAt = Date.now();
+  let turnaroundMs: number | undefined;
+  const usable = () => (inbox.proposal === undefined ? undefined : alignedTail(inbox.proposal, ctx));
+  while (produced < o.maxTokens && !o.signal.aborted) {
+    let tail = usable();
+    if (tail === undefined && turnaroundMs !== undefined) {
+      const due = turnaroundMs - (Date.now() - sentAt);
+      if (due > 0 && due < o.cost.fixedMs) {
+        await proposalOrTimeout(inbox, due + 1);
+        tail = usable();
+      }
+    }
+    if (tail !== undefined) {
+      if (inbox.proposal?.at === ctx.length) {
+        const t = Date.now() - sentAt;
+        turnaroundMs = turnaroundMs === undefined ? t : 0.7 * turnaroundMs + 0.3 * t;
+      }
+      inbox.proposal = undefined;
+    }
+    const started = performance.now();
+    const step = await assistedStep(o.seq, ctx, tail, o.sampling);
+    o.cost.observe(1 + (tail?.length ?? 0), performance.now() - started);
+    const tokens = step.tokens.slice(0, o.maxTokens - produced);
+    const end = tokens.findIndex((t) => t.endOfGeneration === true);
+    if (end >= 0) tokens.length = end + 1;
+    if (tokens.length === 0) break;
+    for (const t of tokens) ctx.push(t.id);
+    produced += tokens.length;
+    o.emit(tokens, step);
+    sentAt = Date.now();
+    if (end >= 0) break;
+  }
+}
+
+function proposalOrTimeout(inbox: ProposalInbox, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      inbox.arrived = undefined;
+      resolve();
+    }
+    inbox.arrived = done;
+  });
+}

@@ -3,7 +3,7 @@ import { DsdError } from '../../errors.js';
 import type { GeneratedToken } from '../../speculative/types.js';
 import type { EngineSequence, PositionSampling } from '../engine/types.js';
 import { decodeAlone, evaluationStart } from '../engine-server.js';
-import { alignedTail, assistedStep, EvaluationCost, type Proposal } from './assisted-loop.js';
+import { EvaluationCost, type Proposal, serveAssisted } from './assisted-loop.js';
 import {
   type EdgeFrame,
   type FrameLimits,
@@ -215,73 +215,34 @@ export class LinkConnection {
     if (this.sessions.has(s)) this.send({ t: 'end', s, r: f.r });
   }
 
-  /**
-   * The target that never waits for the network. Each step verifies the newest proposal that lines
-   * up with the context, or decodes alone. With no proposal in hand it waits only while one is due
-   * sooner than an evaluation's fixed cost, the part of a step that decoding alone first wastes:
-   * waiting w then verifying k tokens costs w + V(k+1), decoding alone first costs t1 + V(k), and
-   * V(k+1) − V(k) is the per-token part of t1 (so: wait when w < t1 − per-token cost).
-   */
-  private async assisted(
+  private assisted(
     s: number,
     session: LinkSession,
     seq: EngineSequence,
     f: EdgeFrame & { t: 'gen' },
     gen: NonNullable<LinkSession['gen']>,
   ): Promise<void> {
-    let produced = 0;
-    let sentAt = Date.now();
-    let turnaroundMs: number | undefined;
-    while (produced < f.k && !gen.abort.signal.aborted) {
-      let tail = gen.proposal === undefined ? undefined : alignedTail(gen.proposal, session.ctx);
-      if (tail === undefined && turnaroundMs !== undefined) {
-        const due = turnaroundMs - (Date.now() - sentAt);
-        if (due > 0 && due < this.cost.fixedMs) {
-          await this.proposalOrTimeout(gen, due + 1);
-          tail = gen.proposal === undefined ? undefined : alignedTail(gen.proposal, session.ctx);
+    return serveAssisted({
+      seq,
+      ctx: session.ctx,
+      sampling: session.sampling,
+      maxTokens: f.k,
+      inbox: gen,
+      signal: gen.abort.signal,
+      cost: this.cost,
+      emit: (tokens, step) => {
+        if (step.drafted > 0) {
+          this.stats.rounds += 1;
+          this.stats.draftTokens += step.drafted;
         }
-      }
-      if (tail !== undefined) {
-        if (gen.proposal?.at === session.ctx.length) {
-          const t = Date.now() - sentAt;
-          turnaroundMs = turnaroundMs === undefined ? t : 0.7 * turnaroundMs + 0.3 * t;
-        }
-        gen.proposal = undefined;
-      }
-      const started = performance.now();
-      const step = await assistedStep(seq, session.ctx, tail, session.sampling);
-      this.cost.observe(1 + (tail?.length ?? 0), performance.now() - started);
-      const tokens = step.tokens.slice(0, f.k - produced);
-      const end = tokens.findIndex((t) => t.endOfGeneration === true);
-      if (end >= 0) tokens.length = end + 1;
-      if (tokens.length === 0) break;
-      for (const t of tokens) session.ctx.push(t.id);
-      produced += tokens.length;
-      if (step.drafted > 0) {
-        this.stats.rounds += 1;
-        this.stats.draftTokens += step.drafted;
-      }
-      this.send({
-        t: 'tok',
-        s,
-        r: f.r,
-        ...tokenFields(tokens, session.sampling.topN),
-        ...(step.drafted > 0 ? { q: [step.drafted, step.accepted] as [number, number] } : {}),
-      });
-      sentAt = Date.now();
-      if (end >= 0) break;
-    }
-  }
-
-  private proposalOrTimeout(gen: NonNullable<LinkSession['gen']>, ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        gen.arrived = undefined;
-        resolve();
-      }
-      gen.arrived = done;
+        this.send({
+          t: 'tok',
+          s,
+          r: f.r,
+          ...tokenFields(tokens, session.sampling.topN),
+          ...(step.drafted > 0 ? { q: [step.drafted, step.accepted] as [number, number] } : {}),
+        });
+      },
     });
   }
 
