@@ -2,6 +2,7 @@ import { type ConnectOptions, connectServer } from '../../backends/detect.js';
 import type { ChatMessage, ModelServer, ServerInfo } from '../../backends/types.js';
 import type { GeneratedToken } from '../../speculative/types.js';
 import { SequencePool } from './sequence-pool.js';
+import { TokenBytes } from './token-bytes.js';
 import type { EngineInfo, EngineLoad, EngineSequence, PositionSampling, TargetEngine } from './types.js';
 
 /**
@@ -23,8 +24,7 @@ export async function connectHttpEngine(
 class HttpEngine implements TargetEngine {
   readonly info: EngineInfo;
   private readonly pool: SequencePool<HttpSequence>;
-  private readonly bytes = new Map<number, Uint8Array>();
-  private anchor: { ids: number[]; text: string } | undefined;
+  private readonly bytes = new TokenBytes(this);
   readonly chatTemplate?: (messages: readonly ChatMessage[]) => Promise<{ text: string; addSpecial: boolean }>;
 
   constructor(
@@ -58,18 +58,8 @@ class HttpEngine implements TargetEngine {
     return this.server.chatPromptIds(messages, AbortSignal.timeout(30_000));
   }
 
-  async tokenBytes(id: number): Promise<Uint8Array> {
-    const known = this.bytes.get(id);
-    if (known !== undefined) return known;
-    // After an ordinary anchor token, so that a tokenizer's dropped leading space is kept.
-    if (this.anchor === undefined) {
-      const ids = await this.tokenize('a', false);
-      this.anchor = { ids, text: await this.detokenize(ids) };
-    }
-    const text = await this.detokenize([...this.anchor.ids, id]);
-    const bytes = new TextEncoder().encode(text.slice(this.anchor.text.length));
-    this.bytes.set(id, bytes);
-    return bytes;
+  tokenBytes(id: number): Promise<Uint8Array> {
+    return this.bytes.of(id);
   }
 
   acquire(prompt: readonly number[], signal: AbortSignal): Promise<EngineSequence> {
@@ -92,7 +82,7 @@ class HttpSequence implements EngineSequence {
 
   constructor(
     private readonly server: ModelServer,
-    private readonly bytes: Map<number, Uint8Array>,
+    private readonly bytes: TokenBytes,
   ) {}
 
   async evaluate(
@@ -140,7 +130,7 @@ class HttpSequence implements EngineSequence {
 
   /** llama-server tells each token's bytes in band: keep them for the link. */
   private learn(token: GeneratedToken): GeneratedToken {
-    if (token.bytes !== undefined) this.bytes.set(token.id, token.bytes);
+    if (token.bytes !== undefined) this.bytes.learn(token.id, token.bytes);
     return token;
   }
 

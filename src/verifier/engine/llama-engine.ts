@@ -12,6 +12,7 @@ import type { ChatMessage } from '../../backends/types.js';
 import { DsdError } from '../../errors.js';
 import type { GeneratedToken } from '../../speculative/types.js';
 import { SequencePool } from './sequence-pool.js';
+import { TokenBytes } from './token-bytes.js';
 
 /** Positions one in-process evaluation may score (the window cap the edge sees). */
 export const MAX_SCORED_POSITIONS = 64;
@@ -91,17 +92,10 @@ class LlamaEngine implements TargetEngine {
     return this.tokenize(chatMlPrompt(messages), true);
   }
 
-  private anchor: number[] | undefined;
-  private anchorText = '';
-  private readonly encoder = new TextEncoder();
+  private readonly bytes = new TokenBytes(this);
 
-  async tokenBytes(id: number): Promise<Uint8Array> {
-    // After an ordinary anchor token, so that a tokenizer's dropped leading space is kept.
-    if (this.anchor === undefined) {
-      this.anchor = this.model.tokenize('a', false) as number[];
-      this.anchorText = this.text(this.anchor);
-    }
-    return this.encoder.encode(this.text([...this.anchor, id]).slice(this.anchorText.length));
+  tokenBytes(id: number): Promise<Uint8Array> {
+    return this.bytes.of(id);
   }
 
   async acquire(prompt: readonly number[], signal: AbortSignal): Promise<EngineSequence> {
