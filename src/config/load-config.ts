@@ -6,6 +6,7 @@ import type {
   DsdOptions,
   LogLevel,
   TimeoutConfig,
+  TlsFiles,
   UpstreamConfig,
 } from './types.js';
 
@@ -143,7 +144,7 @@ function readAliases(r: EnvReader): string[] {
 /** Reads a file named by a variable; injectable so loadConfig stays pure in tests. */
 export type FileReader = (path: string) => string;
 
-function readNamedFile(r: EnvReader, name: string, readFile: FileReader): string | undefined {
+export function readNamedFile(r: EnvReader, name: string, readFile: FileReader): string | undefined {
   const path = r.string(name);
   if (path === undefined) return undefined;
   try {
@@ -155,6 +156,15 @@ function readNamedFile(r: EnvReader, name: string, readFile: FileReader): string
     );
     return undefined;
   }
+}
+
+/** DSD_TLS_CERT and DSD_TLS_KEY: both PEM files, or neither. */
+export function readTls(r: EnvReader, readFile: FileReader): TlsFiles | undefined {
+  const cert = readNamedFile(r, 'DSD_TLS_CERT', readFile);
+  const key = readNamedFile(r, 'DSD_TLS_KEY', readFile);
+  if ((r.string('DSD_TLS_CERT') === undefined) !== (r.string('DSD_TLS_KEY') === undefined))
+    r.problems.push('DSD_TLS_CERT and DSD_TLS_KEY go together: set both (PEM files) or neither');
+  return cert === undefined || key === undefined ? undefined : { cert, key };
 }
 
 /**
@@ -213,6 +223,7 @@ export function loadConfig(
       queueTimeoutMs: r.int('DSD_QUEUE_TIMEOUT_MS', 30_000, 1, DAY_MS),
     },
     caCertificates: readNamedFile(r, 'DSD_CA_FILE', readFile),
+    tls: readTls(r, readFile),
     logPrompts: r.oneOf('DSD_LOG_PROMPTS', ['true', 'false'] as const, 'false') === 'true',
     shutdownGraceMs: r.int('DSD_SHUTDOWN_GRACE_MS', 30_000, 0, DAY_MS),
     targetRetryAttempts: r.int('DSD_TARGET_RETRY_ATTEMPTS', 3, 1, 10),

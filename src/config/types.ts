@@ -71,6 +71,12 @@ export interface LimitsConfig {
   queueTimeoutMs: number;
 }
 
+/** A PEM certificate chain and its private key. */
+export interface TlsFiles {
+  cert: string;
+  key: string;
+}
+
 /** The names clients may use for the one model dsd serves. */
 export interface ModelNamesConfig {
   /** Shown in /v1/models; default: the target's model name without a filesystem path. */
@@ -97,6 +103,8 @@ export interface DsdConfig {
   limits: LimitsConfig;
   /** PEM certificates trusted for https upstreams, read from DSD_CA_FILE. */
   caCertificates: string | undefined;
+  /** dsd's own listener over HTTPS (DSD_TLS_CERT, DSD_TLS_KEY: PEM files). */
+  tls: TlsFiles | undefined;
   /** Log prompt text (off by default; prompts are user data). */
   logPrompts: boolean;
   /** How long in-flight requests may run after SIGTERM. */

@@ -1,5 +1,6 @@
-import { ConfigError, type Env, EnvReader } from './load-config.js';
-import type { LogLevel } from './types.js';
+import { readFileSync } from 'node:fs';
+import { ConfigError, type Env, EnvReader, type FileReader, readTls } from './load-config.js';
+import type { LogLevel, TlsFiles } from './types.js';
 
 /** The validated configuration of a `dsd verifier`. */
 export interface VerifierConfig {
@@ -23,6 +24,8 @@ export interface VerifierConfig {
   /** Most draft tokens one round may carry. */
   maxDraftTokens: number;
   logLevel: LogLevel;
+  /** The verifier's listener (and so its link, as wss) over HTTPS: DSD_TLS_CERT, DSD_TLS_KEY. */
+  tls: TlsFiles | undefined;
 }
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const satisfies readonly LogLevel[];
@@ -31,7 +34,11 @@ const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const satisfi
  * Reads the `DSD_VERIFIER_*` variables (and `DSD_API_KEY`, `DSD_LOG_LEVEL`); `overrides` are
  * CLI flags, which win. Throws a ConfigError listing every invalid value.
  */
-export function loadVerifierConfig(env: Env, overrides: Partial<VerifierConfig> = {}): VerifierConfig {
+export function loadVerifierConfig(
+  env: Env,
+  overrides: Partial<VerifierConfig> = {},
+  readFile: FileReader = (path) => readFileSync(path, 'utf8'),
+): VerifierConfig {
   const r = new EnvReader(env);
   const modelPath = overrides.modelPath ?? r.string('DSD_VERIFIER_MODEL');
   const context = r.int('DSD_VERIFIER_CONTEXT', 0, 0, 1_048_576);
@@ -52,6 +59,7 @@ export function loadVerifierConfig(env: Env, overrides: Partial<VerifierConfig> 
     maxFrameBytes: r.int('DSD_VERIFIER_MAX_FRAME_BYTES', 1_048_576, 1024, 1 << 30),
     maxDraftTokens: r.int('DSD_VERIFIER_MAX_DRAFT_TOKENS', 64, 1, 1024),
     logLevel: r.oneOf('DSD_LOG_LEVEL', LOG_LEVELS, 'info'),
+    tls: readTls(r, readFile),
   };
   const merged = { ...config, ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) };
   if (merged.modelPath === '' && merged.targetUrl === undefined)

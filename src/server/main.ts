@@ -1,10 +1,9 @@
-import { once } from 'node:events';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { DsdConfig } from '../config/types.js';
 import { type DemoBackends, startDemoBackends } from '../demo/demo-backends.js';
 import { createLogger, type Logger } from '../logger.js';
 import { createApp } from './http/app.js';
+import { listen } from './listen.js';
 
 /** A running dsd server. */
 export interface RunningDsd {
@@ -52,11 +51,8 @@ export async function startDsd(config: DsdConfig, logger: Logger = createLogger(
     await demo?.close();
     throw err;
   }
-  const server = app.listen(effective.port, effective.host);
-  await once(server, 'listening');
-  const address = server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  const baseUrl = `http://${host}:${address.port}/v1`;
+  const { server, origin } = await listen(app, { host: effective.host, port: effective.port, tls: effective.tls });
+  const baseUrl = `${origin}/v1`;
   logger.info('dsd listening', { baseUrl });
 
   const stop = async (graceMs = effective.shutdownGraceMs) => {

@@ -1,6 +1,4 @@
-import { once } from 'node:events';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { ChatMessage } from '../backends/types.js';
 import { loadConfig, normalizeUrl } from '../config/load-config.js';
@@ -10,6 +8,7 @@ import { createLogger, type Logger } from '../logger.js';
 import { requireApiKey } from '../server/http/auth.js';
 import { errorHandler } from '../server/http/error-handler.js';
 import { createDsdMiddleware } from '../server/http/middleware.js';
+import { listen } from '../server/listen.js';
 import { connectHttpEngine } from './engine/http-engine.js';
 import { loadLlamaEngine } from './engine/llama-engine.js';
 import type { TargetEngine } from './engine/types.js';
@@ -135,8 +134,7 @@ export async function startVerifier(
   app.use(router);
   app.use((_req, _res, next) => next(new DsdError('not_found', 'no such route on the verifier')));
   app.use(errorHandler(logger));
-  const server = app.listen(config.port, config.host);
-  await once(server, 'listening');
+  const { server, origin: url } = await listen(app, { host: config.host, port: config.port, tls: config.tls });
   link = attachLinkServer(server, {
     engine,
     keys: config.keys,
@@ -146,8 +144,6 @@ export async function startVerifier(
     maxDraftTokens: config.maxDraftTokens,
     logger,
   });
-  const address = server.address() as AddressInfo;
-  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   logger.info('dsd verifier listening', { url, link: `${url.replace(/^http/, 'ws')}/v1/link` });
   return {
     url,

@@ -1,0 +1,90 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, fetch as undiciFetch } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config/load-config.js';
+import { createLogger } from '../src/logger.js';
+import { type RunningDsd, startDsd } from '../src/server/main.js';
+import { postJson, startTestDsd } from './helpers/dsd.js';
+import { llamaSkipReason, startLlamaServer } from './helpers/llama-server.js';
+import { startTestVerifier } from './helpers/verifier.js';
+
+function hasOpenssl(): boolean {
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'dsd-tls-'));
+const certFile = join(dir, 'cert.pem');
+const keyFile = join(dir, 'key.pem');
+
+/** HTTPS for dsd's own listener and for the verifier (whose link is then wss), with a self-signed certificate. */
+describe.skipIf(!hasOpenssl())('TLS', () => {
+  let cert: string;
+  beforeAll(() => {
+    execFileSync('openssl', [
+      ...['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost'],
+      ...['-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', keyFile, '-out', certFile],
+    ]);
+    cert = readFileSync(certFile, 'utf8');
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('DSD_TLS_CERT and DSD_TLS_KEY go together', () => {
+    expect(() => loadConfig({ DSD_TLS_CERT: certFile })).toThrow(/DSD_TLS_CERT and DSD_TLS_KEY go together/);
+  });
+
+  describe('dsd over HTTPS', () => {
+    let dsd: RunningDsd;
+    beforeAll(async () => {
+      const config = loadConfig({ DSD_TLS_CERT: certFile, DSD_TLS_KEY: keyFile, DSD_PORT: '0' });
+      dsd = await startDsd(config, createLogger('silent'));
+    });
+    afterAll(() => dsd?.stop(0));
+
+    it('serves the API over https to a client that trusts the certificate', async () => {
+      expect(dsd.baseUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/v1$/);
+      const dispatcher = new Agent({ connect: { ca: cert } });
+      const models = await undiciFetch(`${dsd.baseUrl}/models`, { dispatcher });
+      expect(models.status).toBe(200);
+      const plain = dsd.baseUrl.replace('https:', 'http:');
+      await expect(fetch(`${plain}/models`)).rejects.toThrow();
+      await dispatcher.close();
+    });
+  });
+
+  describe.skipIf(llamaSkipReason() !== undefined)('the edge↔verifier link over wss', () => {
+    it('works with the certificate trusted (DSD_CA_FILE) and fails cleanly without it', async () => {
+      const verifier = await startTestVerifier('stories260K-f32.gguf', {
+        tls: { cert, key: readFileSync(keyFile, 'utf8') },
+      });
+      const draft = await startLlamaServer({ model: 'stories260K-q4_0.gguf', alias: 'draft', slots: 2 });
+      const body = { model: 'any', prompt: 'Once upon a time', max_tokens: 24, temperature: 0 };
+      const env = { DSD_ACCEPT_ANY_MODEL: 'true' };
+      const trusting = await startTestDsd(
+        { target: { urls: [verifier.url] }, draft: { urls: [draft.url] } },
+        { ...env, DSD_CA_FILE: certFile },
+      );
+      const doubting = await startTestDsd({ target: { urls: [verifier.url] }, draft: { urls: [draft.url] } }, env);
+      try {
+        expect(verifier.url).toMatch(/^https:/);
+        const ok = await postJson(`${trusting.baseUrl}/v1/completions`, body);
+        expect(ok.status).toBe(200);
+        expect(ok.body.usage.dsd.rounds).toBeGreaterThan(0);
+        const refused = await postJson(`${doubting.baseUrl}/v1/completions`, body);
+        expect(refused.status).toBeGreaterThanOrEqual(500);
+        expect(refused.body.error.code).toMatch(/^upstream_/);
+      } finally {
+        await Promise.all([trusting.close(), doubting.close()]);
+        await draft.stop();
+        await verifier.stop();
+      }
+    });
+  });
+});
