@@ -114,6 +114,13 @@ describe.skipIf(llamaSkipReason() !== undefined)('the link on a real verifier', 
     expect(verifier.link.stats.connections).toBeGreaterThanOrEqual(0);
   });
 
+  it('/metrics shows the link and the sequences', async () => {
+    const text = await (await fetch(`${verifier.url}/metrics`)).text();
+    expect(text).toMatch(/^dsd_verifier_bad_frames_total [1-9]\d*$/m);
+    expect(text).toMatch(/^dsd_verifier_sequences_busy \d+$/m);
+    expect(text).toMatch(/^dsd_verifier_link_received_bytes_total [1-9]\d*$/m);
+  });
+
   it('a session cannot be reached from another connection', async () => {
     const a = await connect(verifier.url, 'edge-key');
     const b = await connect(verifier.url, 'edge-key');

@@ -14,6 +14,7 @@ import { loadLlamaEngine } from './engine/llama-engine.js';
 import type { TargetEngine } from './engine/types.js';
 import { EngineServer } from './engine-server.js';
 import { attachLinkServer, type LinkServer, type LinkStats } from './link/link-server.js';
+import { registerVerifierMetrics } from './verifier-metrics.js';
 
 /** A running verifier. */
 export interface RunningVerifier {
@@ -130,6 +131,7 @@ export async function startVerifier(
   app.disable('x-powered-by');
   app.set('etag', false);
   let link: LinkServer | undefined;
+  registerVerifierMetrics(router.dsd.metrics.registry, engine, () => link?.stats);
   app.use(edgeRoutes(engine, config, () => link?.stats));
   app.use(router);
   app.use((_req, _res, next) => next(new DsdError('not_found', 'no such route on the verifier')));
