@@ -4,6 +4,7 @@ import type {
   BackendKindSetting,
   DsdConfig,
   DsdOptions,
+  KeyLimitsConfig,
   LogLevel,
   TimeoutConfig,
   TlsFiles,
@@ -158,6 +159,23 @@ export function readNamedFile(r: EnvReader, name: string, readFile: FileReader):
   }
 }
 
+/** DSD_KEY_LIMITS: `rpm=N,tpm=N,concurrency=N`, any of them. */
+function readKeyLimits(r: EnvReader): KeyLimitsConfig | undefined {
+  const raw = r.string('DSD_KEY_LIMITS');
+  if (raw === undefined) return undefined;
+  const names = { rpm: 'requestsPerMinute', tpm: 'tokensPerMinute', concurrency: 'concurrency' } as const;
+  const out: KeyLimitsConfig = {};
+  for (const part of raw.split(',').map((p) => p.trim())) {
+    const [name, value] = part.split('=').map((s) => s.trim());
+    const field = names[name as keyof typeof names];
+    const n = Number(value);
+    if (field === undefined || !/^\d+$/.test(value ?? '') || n < 1)
+      r.problems.push(`DSD_KEY_LIMITS: ${JSON.stringify(part)} is not rpm=N, tpm=N or concurrency=N (N ≥ 1)`);
+    else out[field] = n;
+  }
+  return out;
+}
+
 /** DSD_TLS_CERT and DSD_TLS_KEY: both PEM files, or neither. */
 export function readTls(r: EnvReader, readFile: FileReader): TlsFiles | undefined {
   const cert = readNamedFile(r, 'DSD_TLS_CERT', readFile);
@@ -212,6 +230,7 @@ export function loadConfig(
         .filter(Boolean),
       ...fileKeys,
     ],
+    keyLimits: readKeyLimits(r),
     logLevel: r.oneOf('DSD_LOG_LEVEL', LOG_LEVELS, 'info'),
     bodyLimitBytes: r.int('DSD_BODY_LIMIT_BYTES', 8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     speculation: { ...speculation, window },

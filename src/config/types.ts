@@ -71,6 +71,14 @@ export interface LimitsConfig {
   queueTimeoutMs: number;
 }
 
+/** Limits per API key on generation routes (DSD_KEY_LIMITS). */
+export interface KeyLimitsConfig {
+  requestsPerMinute?: number;
+  tokensPerMinute?: number;
+  /** Generations one key may run at once. */
+  concurrency?: number;
+}
+
 /** A PEM certificate chain and its private key. */
 export interface TlsFiles {
   cert: string;
@@ -97,6 +105,8 @@ export interface DsdConfig {
   port: number;
   /** Client API keys; empty means no authentication. */
   apiKeys: string[];
+  /** Per-key limits (only with API keys); undefined: none. */
+  keyLimits: KeyLimitsConfig | undefined;
   logLevel: LogLevel;
   bodyLimitBytes: number;
   speculation: SpeculationConfig;

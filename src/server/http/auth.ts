@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import { DsdError } from '../../errors.js';
+import { tenantOf } from './key-limits.js';
 
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
@@ -20,7 +21,7 @@ export function keyMatches(keys: readonly string[], presented: string): boolean 
  * nothing about which one matched.
  */
 export function requireApiKey(keys: readonly string[]): RequestHandler {
-  return (req, _res, next) => {
+  return (req, res, next) => {
     const header = req.headers.authorization;
     const bearer =
       typeof header === 'string' && /^Bearer\s+/i.test(header) ? header.replace(/^Bearer\s+/i, '').trim() : undefined;
@@ -30,6 +31,8 @@ export function requireApiKey(keys: readonly string[]): RequestHandler {
       next(new DsdError('unauthorized', 'missing API key: send it as "Authorization: Bearer <key>"'));
       return;
     }
-    next(keyMatches(keys, presented) ? undefined : new DsdError('unauthorized', 'invalid API key'));
+    if (!keyMatches(keys, presented)) return next(new DsdError('unauthorized', 'invalid API key'));
+    res.locals.tenant = tenantOf(presented);
+    next();
   };
 }

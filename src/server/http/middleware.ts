@@ -14,6 +14,7 @@ import { Admission } from './admission.js';
 import { requireApiKey } from './auth.js';
 import { errorHandler } from './error-handler.js';
 import { generationRoute } from './generation-route.js';
+import { keyLimits } from './key-limits.js';
 import { requestLog } from './request-log.js';
 
 /** A bounded label for an upstream path. */
@@ -111,6 +112,8 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   if (config.apiKeys.length > 0) router.use('/v1', requireApiKey(config.apiKeys));
+  if (config.apiKeys.length > 0 && config.keyLimits !== undefined)
+    router.use(['/v1/chat/completions', '/v1/completions'], keyLimits(config.keyLimits, metrics.registry));
   router.get('/v1/models', named('models'), async (_req, res) => {
     const { info } = await ctx.upstreams.target(AbortSignal.timeout(config.target.timeouts.headersTimeoutMs));
     res.json({
