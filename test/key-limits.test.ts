@@ -42,7 +42,7 @@ describe('per-key limits (DSD_KEY_LIMITS)', () => {
     expect(() => loadConfig({ DSD_KEY_LIMITS: 'burst=3' })).toThrow(/DSD_KEY_LIMITS/);
   });
 
-  it('requests per minute: the third request of a key is a 429 with Retry-After; another key is unaffected', async () => {
+  it('requests per minute: the third request of a key gets 429 with Retry-After; other keys do not', async () => {
     const dsd = await start('rpm=2');
     const url = `${dsd.baseUrl}/v1/chat/completions`;
     expect((await postJson(url, chat(2), as('key-a'))).status).toBe(200);
