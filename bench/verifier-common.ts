@@ -1,30 +1,5 @@
 /** What the verifier benchmarks share: the verifier as a process, a timed streamed completion. */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { resolve } from 'node:path';
-import { freePort } from '../src/bench/llama-process.js';
-
-/** The verifier in its own process, as it is deployed (its engine must not share the bench's event loop). */
-export async function startVerifierProcess(flags: string[]): Promise<{ url: string; child: ChildProcess }> {
-  const port = await freePort();
-  const cli = resolve(import.meta.dirname, '../src/cli.ts');
-  const args = ['--import', 'tsx', cli, 'verifier', '--port', String(port), ...flags];
-  const child = spawn(process.execPath, args, {
-    stdio: ['ignore', 'ignore', 'inherit'],
-    env: { ...process.env, DSD_LOG_LEVEL: 'warn' },
-  });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 600; i++) {
-    if (
-      await fetch(`${url}/health`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      return { url, child };
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('the verifier did not start');
-}
+export { startVerifierProcess } from '../src/bench/verifier-process.js';
 
 /** One streamed completion: its time, tokens, text and dsd usage. */
 export interface Result {
