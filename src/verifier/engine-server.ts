@@ -9,6 +9,7 @@ import type {
   ServerInfo,
 } from '../backends/types.js';
 import { DsdError } from '../errors.js';
+import { type Verdict, verifyByMatch } from '../speculative/acceptance.js';
 import { commonPrefix } from './engine/sequence-pool.js';
 import type { EngineSequence, PositionSampling, TargetEngine } from './engine/types.js';
 
@@ -16,8 +17,29 @@ import type { EngineSequence, PositionSampling, TargetEngine } from './engine/ty
  * Where an evaluation of `ctx` starts on a sequence: after the prefix it already holds, but never
  * past the context's last token, whose logits the evaluation must produce.
  */
-export function evaluationStart(seq: EngineSequence, ctx: readonly number[]): number {
+function evaluationStart(seq: EngineSequence, ctx: readonly number[]): number {
   return Math.min(commonPrefix(seq.held, ctx), ctx.length - 1);
+}
+
+/** The target's own token after `ctx` and after each prefix of `drafts`: one evaluation on `seq`. */
+export function scoreDrafts(
+  seq: EngineSequence,
+  ctx: readonly number[],
+  drafts: readonly number[],
+  s: PositionSampling,
+): Promise<GeneratedToken[]> {
+  const from = evaluationStart(seq, ctx);
+  const tokens = ctx.slice(from);
+  for (const id of drafts) tokens.push(id);
+  return seq.evaluate(from, tokens, drafts.length + 1, s);
+}
+
+/** What the match rule commits from `drafts` given the target's tokens at each position. */
+export function matchVerdict(drafts: readonly number[], scored: readonly GeneratedToken[]): Verdict {
+  return verifyByMatch(
+    drafts.map((id) => ({ id })),
+    scored.map((t) => ({ sampled: t.id })),
+  );
 }
 
 /** Decodes alone from `prompt` on a sequence, one evaluation per token, until `maxTokens` or EOS. */
@@ -33,8 +55,7 @@ export async function* decodeAlone(
     yield* seq.decode(prompt, maxTokens, s, signal);
     return;
   }
-  const from = evaluationStart(seq, prompt);
-  let [token] = await seq.evaluate(from, prompt.slice(from), 1, s);
+  let [token] = await scoreDrafts(seq, prompt, [], s);
   for (let produced = 0; token !== undefined && produced < maxTokens; produced++) {
     yield token;
     if (token.endOfGeneration === true || produced + 1 >= maxTokens) return;
@@ -105,11 +126,7 @@ export class EngineServer implements ModelServer {
       throw new DsdError('invalid_request', 'nothing to score');
     const seq = await this.engine.acquire(ctx, r.signal);
     try {
-      const from = evaluationStart(seq, ctx);
-      const scored = await seq.evaluate(from, longest.slice(from), r.prompts.length, {
-        sampling: r.sampling,
-        topN: r.topN,
-      });
+      const scored = await scoreDrafts(seq, ctx, longest.slice(ctx.length), { sampling: r.sampling, topN: r.topN });
       return scored.map((token) => ({ token }));
     } finally {
       seq.release();

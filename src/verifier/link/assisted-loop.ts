@@ -1,7 +1,6 @@
-import { verifyByMatch } from '../../speculative/acceptance.js';
 import type { GeneratedToken } from '../../speculative/types.js';
 import type { EngineSequence, PositionSampling } from '../engine/types.js';
-import { evaluationStart } from '../engine-server.js';
+import { matchVerdict, scoreDrafts } from '../engine-server.js';
 
 /** A proposal from the edge: draft tokens for the context positions from `at` on. */
 export interface Proposal {
@@ -54,19 +53,10 @@ export async function assistedStep(
   tail: readonly number[] | undefined,
   s: PositionSampling,
 ): Promise<AssistedStep> {
-  const from = evaluationStart(seq, ctx);
-  const tokens = ctx.slice(from);
-  if (tail === undefined || tail.length === 0) {
-    const [token] = await seq.evaluate(from, tokens, 1, s);
-    return { tokens: token === undefined ? [] : [token], drafted: 0, accepted: 0 };
-  }
-  for (const id of tail) tokens.push(id);
-  const scored = await seq.evaluate(from, tokens, tail.length + 1, s);
-  const verdict = verifyByMatch(
-    tail.map((id) => ({ id })),
-    scored.map((t) => ({ sampled: t.id })),
-  );
-  return { tokens: scored.slice(0, verdict.accepted + 1), drafted: tail.length, accepted: verdict.accepted };
+  const drafts = tail ?? [];
+  const scored = await scoreDrafts(seq, ctx, drafts, s);
+  const verdict = matchVerdict(drafts, scored);
+  return { tokens: scored.slice(0, verdict.accepted + 1), drafted: drafts.length, accepted: verdict.accepted };
 }
 
 /** Where the loop's proposals arrive: the newest one, and a hook that wakes a waiting step. */

@@ -2,7 +2,7 @@ import type { RawData, WebSocket } from 'ws';
 import { DsdError } from '../../errors.js';
 import type { GeneratedToken } from '../../speculative/types.js';
 import type { EngineSequence, PositionSampling } from '../engine/types.js';
-import { decodeAlone, evaluationStart } from '../engine-server.js';
+import { decodeAlone, matchVerdict, scoreDrafts } from '../engine-server.js';
 import { EvaluationCost, type Proposal, serveAssisted } from './assisted-loop.js';
 import {
   type EdgeFrame,
@@ -42,13 +42,6 @@ export function refuted(truth: LinkSession['truth'], ctx: readonly number[], kep
   const n = Math.min(ctx.length - truth.baseLength, truth.tail.length);
   for (let i = 0; i < n; i++) if (ctx[truth.baseLength + i] !== truth.tail[i]) return true;
   return false;
-}
-
-/** What a round commits: the drafts up to the first the target disagrees with, then its token. */
-function committedTail(drafts: readonly number[], target: readonly number[]): number[] {
-  let accepted = 0;
-  while (accepted < drafts.length && drafts[accepted] === target[accepted]) accepted++;
-  return [...drafts.slice(0, accepted), target[accepted] as number];
 }
 
 /** The token lists of verifier frames, with logprobs only when the session asked for them. */
@@ -176,16 +169,10 @@ export class LinkConnection {
   }
 
   private async score(s: number, session: LinkSession, seq: EngineSequence, f: EdgeFrame & { t: 'score' }) {
-    const from = evaluationStart(seq, session.ctx);
-    const tokens = session.ctx.slice(from);
-    for (const id of f.d) tokens.push(id);
-    const scored = await seq.evaluate(from, tokens, f.d.length + 1, session.sampling);
+    const scored = await scoreDrafts(seq, session.ctx, f.d, session.sampling);
     session.truth = {
       baseLength: session.ctx.length,
-      tail: committedTail(
-        f.d,
-        scored.map((t) => t.id),
-      ),
+      tail: matchVerdict(f.d, scored).tokens,
     };
     this.stats.rounds += 1;
     this.stats.draftTokens += f.d.length;
