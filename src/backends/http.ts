@@ -43,6 +43,11 @@ const RETRYABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'UND_ERR
 const RETRYABLE_STATUS = new Set([429, 502, 503]);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A JSON object (not null, not an array): the first check of any wire parsing. */
+export function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
 /** Byte counts on one link, for the network-economy figures. */
 export interface LinkCounters {
   requests: number;
@@ -102,6 +107,16 @@ export class HttpUpstream {
         role: this.role,
         cause: err,
       });
+    }
+  }
+
+  /** Whether GET `path` answers with JSON and a 2xx status (false on any failure): a health probe. */
+  async answers(path: string, signal: AbortSignal): Promise<boolean> {
+    try {
+      await this.json('GET', path, undefined, signal);
+      return true;
+    } catch {
+      return false;
     }
   }
 

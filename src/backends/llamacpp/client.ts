@@ -1,5 +1,5 @@
 import { UpstreamError } from '../../errors.js';
-import { HttpUpstream, type HttpUpstreamOptions } from '../http.js';
+import { HttpUpstream, type HttpUpstreamOptions, isRecord } from '../http.js';
 import { openAiJson, openAiStream } from '../openai-passthrough.js';
 import type {
   ChatMessage,
@@ -13,10 +13,6 @@ import type {
 } from '../types.js';
 import { completionBody, tokenFromProb, tokensOfResult } from './mapping.js';
 import type { LlamaCompletionResult, LlamaModels, LlamaProps } from './wire-types.js';
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** A llama.cpp `llama-server` spoken to through its native API (token ids in and out). */
 export class LlamaCppServer implements ModelServer {
@@ -64,13 +60,8 @@ export class LlamaCppServer implements ModelServer {
     return ids.length === 1 ? ids[0] : undefined;
   }
 
-  async healthy(signal: AbortSignal): Promise<boolean> {
-    try {
-      await this.http.json('GET', '/health', undefined, signal);
-      return true;
-    } catch {
-      return false;
-    }
+  healthy(signal: AbortSignal): Promise<boolean> {
+    return this.http.answers('/health', signal);
   }
 
   tokenize(text: string, addSpecial: boolean, signal: AbortSignal): Promise<number[]> {

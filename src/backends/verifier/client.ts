@@ -1,6 +1,6 @@
 import { UpstreamError } from '../../errors.js';
 import type { TargetPort } from '../../speculative/engine-types.js';
-import { HttpUpstream, type HttpUpstreamOptions } from '../http.js';
+import { HttpUpstream, type HttpUpstreamOptions, isRecord } from '../http.js';
 import { openAiJson, openAiStream } from '../openai-passthrough.js';
 import type {
   ChatMessage,
@@ -26,10 +26,6 @@ interface VerifierDescription {
   vocab_size?: number;
   max_positions?: number;
   chat_template?: 'text' | 'ids';
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** A target port bound to one session on the verifier, closed when the generation ends. */
@@ -109,13 +105,8 @@ export class VerifierServer implements ModelServer {
     };
   }
 
-  async healthy(signal: AbortSignal): Promise<boolean> {
-    try {
-      await this.http.json('GET', '/health', undefined, signal);
-      return true;
-    } catch {
-      return false;
-    }
+  healthy(signal: AbortSignal): Promise<boolean> {
+    return this.http.answers('/health', signal);
   }
 
   async tokenize(text: string, addSpecial: boolean, signal: AbortSignal): Promise<number[]> {

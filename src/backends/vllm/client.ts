@@ -61,13 +61,8 @@ export class VllmServer implements ModelServer {
     return this.model as string;
   }
 
-  async healthy(signal: AbortSignal): Promise<boolean> {
-    try {
-      await this.http.json('GET', '/v1/models', undefined, signal);
-      return true;
-    } catch {
-      return false;
-    }
+  healthy(signal: AbortSignal): Promise<boolean> {
+    return this.http.answers('/v1/models', signal);
   }
 
   tokenize(text: string, addSpecial: boolean, signal: AbortSignal): Promise<number[]> {

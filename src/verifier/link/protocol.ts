@@ -9,6 +9,8 @@
  * because these frames are most of the link's traffic.
  */
 
+import { isRecord } from '../../backends/http.js';
+
 /** The WebSocket subprotocol that names this version. */
 export const LINK_SUBPROTOCOL = 'dsd-link.1';
 
@@ -79,10 +81,6 @@ export class LinkFrameError extends Error {
 }
 
 const MAX_ID = 2 ** 31 - 1;
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function int(v: unknown, name: string, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
