@@ -35,8 +35,7 @@ const { values } = parseArgs({
   },
 });
 const TOKENS = Number(values.tokens);
-const STORIES = STORY_PROMPTS;
-const PROMPTS = STORIES.slice(0, Number(values.prompts));
+const PROMPTS = STORY_PROMPTS.slice(0, Number(values.prompts));
 const model = (f: string) => resolve(values.models, f);
 const HEAVY = model('stories260K-ff32k-f32.gguf');
 
@@ -204,7 +203,9 @@ const busy = await edge(verifier.url);
 const wave = async (url: string) => {
   const started = performance.now();
   const results = await Promise.all(
-    Array.from({ length: concurrency }, (_, i) => complete(url, STORIES[i % STORIES.length]!, names.verifier, TOKENS)),
+    Array.from({ length: concurrency }, (_, i) =>
+      complete(url, STORY_PROMPTS[i % STORY_PROMPTS.length]!, names.verifier, TOKENS),
+    ),
   );
   return results.reduce((n, r) => n + r.tokens, 0) / ((performance.now() - started) / 1000);
 };
