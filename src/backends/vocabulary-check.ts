@@ -11,6 +11,17 @@ export const VOCABULARY_PROBES = [
   '😀🚀✨ café naïve Ελληνικά русский',
 ];
 
+/**
+ * Tokenized and put between the sampled ids. Servers render invalid UTF-8 differently when byte
+ * tokens follow each other (Hugging Face's byte fallback turns a whole run that holds one invalid
+ * byte into U+FFFD per byte; llama.cpp only the invalid bytes), so no two sampled ids touch.
+ */
+const SEPARATOR = ',';
+
+function separated(ids: readonly number[], separator: readonly number[]): number[] {
+  return ids.flatMap((id) => [id, ...separator]);
+}
+
 /** A server and what it said about itself. */
 export interface DescribedServer {
   server: ModelServer;
@@ -64,23 +75,22 @@ async function compare(
   }
   // Every probe at once: over a slow link the check costs one round trip, not one per probe.
   const size = Math.min(t.vocabSize ?? d.vocabSize ?? 1000, d.vocabSize ?? t.vocabSize ?? 1000);
-  const ids = sampleIds(size);
-  const [tokenized, texts] = await Promise.all([
-    Promise.all(
-      VOCABULARY_PROBES.map((probe) =>
-        Promise.all([target.server.tokenize(probe, false, signal), draft.server.tokenize(probe, false, signal)]),
-      ),
+  const probes = [...VOCABULARY_PROBES, SEPARATOR];
+  const tokenized = await Promise.all(
+    probes.map((probe) =>
+      Promise.all([target.server.tokenize(probe, false, signal), draft.server.tokenize(probe, false, signal)]),
     ),
-    Promise.all([target.server.detokenize(ids, signal), draft.server.detokenize(ids, signal)]),
-  ]);
+  );
   for (const [i, [a, b]] of tokenized.entries()) {
     if (a.length !== b.length || a.some((id, j) => id !== b[j])) {
       return (
-        `they tokenize ${JSON.stringify((VOCABULARY_PROBES[i] as string).slice(0, 24))}… differently ` +
+        `they tokenize ${JSON.stringify((probes[i] as string).slice(0, 24))}… differently ` +
         `(target ${a.length} tokens, draft ${b.length})`
       );
     }
   }
+  const ids = separated(sampleIds(size), tokenized[VOCABULARY_PROBES.length]?.[0] ?? []);
+  const texts = await Promise.all([target.server.detokenize(ids, signal), draft.server.detokenize(ids, signal)]);
   if (texts[0] !== texts[1]) return `the same ${ids.length} token ids detokenize to different text`;
   return undefined;
 }

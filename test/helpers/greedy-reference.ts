@@ -69,3 +69,39 @@ export function compareWithReference(got: string, ref: GreedyReference): 'identi
     `…${got.slice(Math.max(0, byte - 20), byte + 20)}… vs …${ref.text.slice(Math.max(0, byte - 20), byte + 20)}…`
   );
 }
+
+/** Greedy decoding by a vLLM target alone from prompt ids, through its /v1/completions. */
+export async function greedyReferenceVllm(
+  url: string,
+  model: string,
+  promptIds: number[],
+  maxTokens: number,
+): Promise<GreedyReference> {
+  const r = await post(`${url}/v1/completions`, {
+    model,
+    prompt: promptIds,
+    max_tokens: maxTokens,
+    temperature: 0,
+    logprobs: 2,
+  });
+  const choice = r.choices[0] as {
+    text: string;
+    logprobs: { tokens: string[]; top_logprobs: Record<string, number>[] };
+  };
+  const pieces = choice.logprobs.tokens;
+  return {
+    text: choice.text,
+    tokens: [],
+    // The test vocabulary's pieces are ASCII or single bytes, so a piece's length is its byte count.
+    pieceBytes: pieces.map((p) => (p.startsWith('bytes:') ? 1 : Buffer.byteLength(p))),
+    margins: choice.logprobs.top_logprobs.map((top) => {
+      const [first = 0, second = -Infinity] = Object.values(top).sort((a, b) => b - a);
+      return first - second;
+    }),
+  };
+}
+
+/** Text prompt → ids exactly as vLLM's /tokenize does it. */
+export async function tokenizeOnVllm(url: string, model: string, text: string): Promise<number[]> {
+  return (await post(`${url}/tokenize`, { model, prompt: text })).tokens;
+}
