@@ -60,7 +60,10 @@ const CASES: Record<string, Fixture['request']> = {
   'completion-eos': {
     method: 'POST',
     path: '/v1/completions',
-    body: completion({ prompt: [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 42], max_tokens: 200 }),
+    body: completion({
+      prompt: [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 42],
+      max_tokens: 200,
+    }),
   },
   'completion-batch': {
     method: 'POST',

@@ -34,6 +34,7 @@ async function checkPrefixReuse(server: LlamaCppServer, model: string) {
       input: { kind: 'messages', messages },
       target: server,
       model,
+      scope: '',
       cache,
       signal: signal(),
     });
@@ -66,10 +67,15 @@ describe('prompt cache (emulated llama.cpp)', () => {
     const cache = new PromptCache(16);
     const before = emu.stats.requests;
     const input = { kind: 'text' as const, text: 'Once upon a time' };
-    const a = await buildPromptIds({ input, target: server, model: 'target', cache, signal: signal() });
-    const b = await buildPromptIds({ input, target: server, model: 'target', cache, signal: signal() });
+    const a = await buildPromptIds({ input, target: server, model: 'target', scope: 'A', cache, signal: signal() });
+    const b = await buildPromptIds({ input, target: server, model: 'target', scope: 'A', cache, signal: signal() });
     expect(b).toEqual(a);
     expect(emu.stats.requests - before).toBe(1);
+    expect(cache.counters.exactHits).toBe(1);
+    // Another tenant's identical input is not a hit: its time tells nothing about tenant A.
+    const other = await buildPromptIds({ input, target: server, model: 'target', scope: 'B', cache, signal: signal() });
+    expect(other).toEqual(a);
+    expect(emu.stats.requests - before).toBe(2);
     expect(cache.counters.exactHits).toBe(1);
   });
 
@@ -80,6 +86,7 @@ describe('prompt cache (emulated llama.cpp)', () => {
         input: { kind: 'messages', messages: [{ role: 'user', content: `story ${i}` }] },
         target: server,
         model: 'target',
+        scope: '',
         cache,
         signal: signal(),
       });

@@ -27,7 +27,8 @@ interface Usage {
 /** vLLM's prefix-cache counters from its Prometheus /metrics. */
 async function prefixCache(url: string): Promise<{ hits: number; queries: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const read = (name: string) => Number(new RegExp(`^vllm:${name}_total\\{[^}]*\\} (\\S+)`, 'm').exec(text)?.[1] ?? NaN);
+  const read = (name: string) =>
+    Number(new RegExp(`^vllm:${name}_total\\{[^}]*\\} (\\S+)`, 'm').exec(text)?.[1] ?? NaN);
   return { hits: read('prefix_cache_hits'), queries: read('prefix_cache_queries') };
 }
 
@@ -50,8 +51,14 @@ describe.skipIf(skip !== undefined)(`a real vLLM as the target${skip ? ` (skippe
       startLlamaServer({ model: 'stories260K-q4_0.gguf', alias: 'draft', slots: 2 }),
     ]);
     for (const prompt of PROMPTS)
-      expected.push(await greedyReferenceVllm(vllm.url, MODEL, await tokenizeOnVllm(vllm.url, MODEL, prompt), MAX_TOKENS));
-    dsd = await startTestDsd({ target: { urls: [vllm.url] }, draft: { urls: [draft.url] }, speculation: { window: 4 } });
+      expected.push(
+        await greedyReferenceVllm(vllm.url, MODEL, await tokenizeOnVllm(vllm.url, MODEL, prompt), MAX_TOKENS),
+      );
+    dsd = await startTestDsd({
+      target: { urls: [vllm.url] },
+      draft: { urls: [draft.url] },
+      speculation: { window: 4 },
+    });
     client = new OpenAI({ baseURL: `${dsd.baseUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
   }, 300_000);
   afterAll(async () => {
@@ -66,7 +73,12 @@ describe.skipIf(skip !== undefined)(`a real vLLM as the target${skip ? ` (skippe
     expect(info.bosId).toBe(1);
     const models = await client.models.list();
     expect(models.data.map((m) => m.id)).toEqual([MODEL]);
-    const r = await client.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 16, temperature: 0 });
+    const r = await client.completions.create({
+      model: MODEL,
+      prompt: 'Once upon a time',
+      max_tokens: 16,
+      temperature: 0,
+    });
     // The draft is only used when the vocabulary check passed; otherwise dsd runs target-only.
     expect((r.usage as unknown as Usage).dsd.rounds).toBeGreaterThan(0);
     expect((r.usage as unknown as Usage).dsd.fallback).toBeNull();
@@ -212,6 +224,57 @@ describe.skipIf(skip !== undefined)(`a real vLLM as the target${skip ? ` (skippe
       await local.close();
     }
   }, 300_000);
+
+  it('tenants do not share vLLM’s prefix cache (cache_salt per key); with DSD_CACHE_SCOPE=global they do', async () => {
+    const keys = ['key-tenant-a', 'key-tenant-b'];
+    const scoped = await startTestDsd({ target: { urls: [vllm.url] }, draft: { urls: [draft.url] }, apiKeys: keys });
+    const global = await startTestDsd(
+      { target: { urls: [vllm.url] }, draft: { urls: [draft.url] }, apiKeys: keys },
+      { DSD_CACHE_SCOPE: 'global' },
+    );
+    const words = ['dog', 'cat', 'sun', 'tree', 'ball', 'girl', 'boy', 'park', 'red', 'big', 'happy', 'bird'];
+    let fresh = 0;
+    // A prompt nobody sent before (about 300 tokens: nine 32-token blocks or more).
+    const freshPrompt = () => {
+      fresh += 1;
+      return Array.from({ length: 150 }, (_, i) => words[(i * 7 + fresh * 5 + i * i) % words.length]).join(' ');
+    };
+    /** vLLM prefix-cache hits caused by one request through dsd as `key`. */
+    const hitsOf = async (d: TestDsd, key: string, prompt: string, speculative: boolean) => {
+      const before = await prefixCache(vllm.url);
+      const r = await postJson(
+        `${d.baseUrl}/v1/completions`,
+        { model: MODEL, prompt, max_tokens: 8, temperature: 0, dsd: { speculative } },
+        { authorization: `Bearer ${key}` },
+      );
+      expect(r.status).toBe(200);
+      return (await prefixCache(vllm.url)).hits - before.hits;
+    };
+    try {
+      const rows: string[] = [];
+      // A speculative request hits its own earlier rounds' blocks, so "not shared" means: tenant B
+      // on A's prompt gets what A got the first time (fresh), not what A gets the second time.
+      for (const speculative of [false, true]) {
+        const p = freshPrompt();
+        const first = await hitsOf(scoped, keys[0]!, p, speculative);
+        const again = await hitsOf(scoped, keys[0]!, p, speculative);
+        const other = await hitsOf(scoped, keys[1]!, p, speculative);
+        const q = freshPrompt();
+        const firstGlobal = await hitsOf(global, keys[0]!, q, speculative);
+        const otherGlobal = await hitsOf(global, keys[1]!, q, speculative);
+        rows.push(
+          `${speculative ? 'speculative' : 'passthrough'}: A first ${first}, A again ${again}, B ${other}; ` +
+            `global scope: A first ${firstGlobal}, B ${otherGlobal}`,
+        );
+        expect(again - first).toBeGreaterThanOrEqual(256);
+        expect(Math.abs(other - first)).toBeLessThanOrEqual(speculative ? 64 : 0);
+        expect(otherGlobal - firstGlobal).toBeGreaterThanOrEqual(256);
+      }
+      console.log(`vLLM prefix-cache hits for a ~300-token prompt tenant A just sent: ${rows.join('; ')}`);
+    } finally {
+      await Promise.all([scoped.close(), global.close()]);
+    }
+  });
 
   it('vLLM’s own errors reach the client as OpenAI errors: context overflow, too many logprobs, bad model', async () => {
     const long = Array.from({ length: 500 }, () => 'dog').join(' ');

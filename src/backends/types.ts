@@ -39,6 +39,8 @@ export interface ProposeRequest {
   postSamplingProbs: boolean;
   /** A server slot to run in (llama.cpp `id_slot`), so a conversation keeps hitting its KV cache. */
   slot?: number;
+  /** Prefix-cache isolation (vLLM `cache_salt`): only requests with the same salt share cached blocks. */
+  cacheSalt?: string;
   signal: AbortSignal;
 }
 
@@ -48,6 +50,8 @@ export interface ScoreRequest {
   sampling: SamplingParams;
   topN: number;
   postSamplingProbs: boolean;
+  /** As for ProposeRequest. */
+  cacheSalt?: string;
   signal: AbortSignal;
 }
 

@@ -129,6 +129,14 @@ function readUpstream(r: EnvReader, role: 'TARGET' | 'DRAFT', defaults: TimeoutC
   };
 }
 
+/** DSD_TENANT_HEADER: a header name (e.g. `x-tenant-id`), lower-cased as Node delivers it. */
+function readTenantHeader(r: EnvReader): string | undefined {
+  const name = r.string('DSD_TENANT_HEADER');
+  if (name === undefined) return undefined;
+  if (!/^[A-Za-z0-9-]+$/.test(name)) r.problems.push(`DSD_TENANT_HEADER: ${JSON.stringify(name)} is not a header name`);
+  return name.toLowerCase();
+}
+
 /** DSD_MODEL_ALIASES: `name=target` pairs (or bare names), comma-separated. */
 function readAliases(r: EnvReader): string[] {
   const aliases: string[] = [];
@@ -231,6 +239,8 @@ export function loadConfig(
       ...fileKeys,
     ],
     keyLimits: readKeyLimits(r),
+    cacheScope: r.oneOf('DSD_CACHE_SCOPE', ['tenant', 'global'] as const, 'tenant'),
+    tenantHeader: readTenantHeader(r),
     logLevel: r.oneOf('DSD_LOG_LEVEL', LOG_LEVELS, 'info'),
     bodyLimitBytes: r.int('DSD_BODY_LIMIT_BYTES', 8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     speculation: { ...speculation, window },
@@ -275,6 +285,8 @@ function applyOverrides(config: DsdConfig, o: DsdOptions): DsdConfig {
       host: o.host,
       port: o.port,
       apiKeys: o.apiKeys,
+      cacheScope: o.cacheScope,
+      tenantHeader: o.tenantHeader,
       logLevel: o.logLevel,
       bodyLimitBytes: o.bodyLimitBytes,
       logPrompts: o.logPrompts,

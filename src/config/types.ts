@@ -107,6 +107,10 @@ export interface DsdConfig {
   apiKeys: string[];
   /** Per-key limits (only with API keys); undefined: none. */
   keyLimits: KeyLimitsConfig | undefined;
+  /** `tenant`: caches, pinning, affinity and target prefix caches are per tenant; `global`: shared. */
+  cacheScope: 'tenant' | 'global';
+  /** A header naming the tenant, set by a trusted gateway in front of dsd; undefined: keys only. */
+  tenantHeader: string | undefined;
   logLevel: LogLevel;
   bodyLimitBytes: number;
   speculation: SpeculationConfig;
@@ -141,6 +145,8 @@ export interface DsdOptions {
   host?: string;
   port?: number;
   apiKeys?: string[];
+  cacheScope?: 'tenant' | 'global';
+  tenantHeader?: string;
   logLevel?: LogLevel;
   bodyLimitBytes?: number;
   speculation?: Partial<SpeculationConfig>;

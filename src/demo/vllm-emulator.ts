@@ -7,11 +7,15 @@ import { EOS_ID } from './word-tokenizer.js';
 
 type Body = Record<string, unknown>;
 
+/** vLLM's default `--max-logprobs`. */
+const MAX_LOGPROBS = 20;
+
 /**
  * An in-process HTTP server speaking vLLM's OpenAI API as described in UPSTREAM-APIS.md §2:
  * multi-prompt `/v1/completions` (one choice per prompt, `token_id:<id>` logprob keys with
  * `return_tokens_as_token_ids`, raw logprobs, sampled token first in `top_logprobs`),
- * `/tokenize` with text or messages, `/detokenize`, `/v1/models` with `max_model_len`.
+ * `/tokenize` with text or messages, `/detokenize`, `/v1/models` with `max_model_len`. Its errors
+ * carry the messages and fields a real vLLM 0.32.0 sends (test/fixtures/vllm/error-*.json).
  */
 export class VllmEmulator extends EmulatedServer {
   protected routes(app: Express): void {
@@ -77,9 +81,9 @@ export class VllmEmulator extends EmulatedServer {
     if (model === this.options.alias) return true;
     res.status(404).json({
       error: {
-        message: `The model \`${String(model)}\` does not exist.`,
+        message: `The model \`${String(model)}\` does not exist. Valid aliases: ${this.options.alias}.`,
         type: 'NotFoundError',
-        param: null,
+        param: 'model',
         code: 404,
       },
     });
@@ -94,13 +98,33 @@ export class VllmEmulator extends EmulatedServer {
     return undefined;
   }
 
+  /** What a real vLLM refuses with a 400 (default `--max-logprobs` 20, prompts over the context). */
+  private refusal(b: Body, prompts: number[][] | undefined): { message: string; param: string } | undefined {
+    if (prompts === undefined || prompts.some((p) => p.some((t) => !this.tok.has(t))))
+      return { message: 'invalid prompt', param: 'prompt' };
+    const logprobs = num(b.logprobs, -1);
+    if (logprobs > MAX_LOGPROBS) {
+      const message = `Requested sample logprobs of ${logprobs}, which is greater than max allowed: ${MAX_LOGPROBS}`;
+      return { message: `${message} (parameter=logprobs, value=${logprobs})`, param: 'logprobs' };
+    }
+    const longest = Math.max(...prompts.map((p) => p.length));
+    if (longest > this.contextTokens) {
+      const message =
+        `This model's maximum context length is ${this.contextTokens} tokens. However, your prompt contains ` +
+        `${longest} input tokens, which exceeds this limit even without any output tokens.`;
+      return { message, param: 'input_tokens' };
+    }
+    return undefined;
+  }
+
   private async completions(req: Request, res: Response): Promise<void> {
     if (!this.checkModel(req, res)) return;
     const b = req.body as Body;
     this.stats.lastCompletionBody = b;
     const prompts = this.prompts(b.prompt);
-    if (prompts === undefined || prompts.some((p) => p.some((t) => !this.tok.has(t)))) {
-      res.status(400).json({ error: { message: 'invalid prompt', type: 'BadRequestError', param: null, code: 400 } });
+    const refusal = this.refusal(b, prompts);
+    if (refusal !== undefined || prompts === undefined) {
+      res.status(400).json({ error: { type: 'BadRequestError', code: 400, ...refusal } });
       return;
     }
     if (b.stream === true) {

@@ -36,6 +36,8 @@ export interface GenerationRequest {
    */
   passthroughReason: string | undefined;
   speculation: SpeculationControl;
-  /** The client's body minus dsd's extension, for passthrough. */
+  /** The client's body minus dsd's extension (and any `cache_salt`: dsd sets it), for passthrough. */
   upstreamBody: Record<string, unknown>;
+  /** Whose caches this request may use: '' for global, else the tenant's digest (http/tenant.ts). */
+  cacheScope: string;
 }

@@ -102,6 +102,7 @@ export class VllmServer implements ModelServer {
       sampling: r.sampling,
       topN: r.topN,
       stream: false,
+      cacheSalt: r.cacheSalt,
     });
     const res = (await this.http.json('POST', '/v1/completions', body, r.signal)) as VllmCompletionResponse;
     const choice = res?.choices?.[0];
@@ -119,6 +120,7 @@ export class VllmServer implements ModelServer {
       sampling: r.sampling,
       topN: r.topN,
       stream: false,
+      cacheSalt: r.cacheSalt,
     });
     const res = (await this.http.json('POST', '/v1/completions', body, r.signal)) as VllmCompletionResponse;
     const choices = res?.choices;
@@ -140,6 +142,7 @@ export class VllmServer implements ModelServer {
       sampling: r.sampling,
       topN: r.topN,
       stream: true,
+      cacheSalt: r.cacheSalt,
     });
     for await (const chunk of openAiStream(
       this.http,

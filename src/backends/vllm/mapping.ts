@@ -9,6 +9,7 @@ export interface VllmBodyOptions {
   sampling: SamplingParams;
   topN: number;
   stream: boolean;
+  cacheSalt?: string | undefined;
 }
 
 /**
@@ -31,6 +32,7 @@ export function vllmCompletionBody(o: VllmBodyOptions): VllmCompletionRequest {
   };
   if (o.sampling.seed !== undefined) body.seed = o.sampling.seed;
   if (o.stream) body.stream = true;
+  if (o.cacheSalt !== undefined) body.cache_salt = o.cacheSalt;
   return body;
 }
 

@@ -35,6 +35,7 @@ export interface VllmCompletionRequest {
   min_p: number;
   seed?: number;
   stream?: boolean;
+  cache_salt?: string;
   return_tokens_as_token_ids: true;
   return_token_ids: true;
   skip_special_tokens: false;

@@ -64,6 +64,8 @@ export async function passthrough(job: PassthroughJob): Promise<void> {
     };
   };
   const body = { ...request.upstreamBody };
+  // The client's own cache_salt was dropped at validation: the tenant's is the only one sent.
+  if (target.kind === 'vllm' && request.cacheScope !== '') body.cache_salt = request.cacheScope;
   if (!request.stream) {
     const json = await target.openAiJson(request.route, body, signal);
     firstTokenMs = performance.now();

@@ -12,6 +12,8 @@ export interface PromptBuild {
   target: ModelServer;
   /** The model name, part of every cache key. */
   model: string;
+  /** The request's cache scope (its tenant), part of every cache key. */
+  scope: string;
   cache: PromptCache | undefined;
   signal: AbortSignal;
   /** Stands in for the target's /tokenize (the racing tokenizer); default: the target's. */
@@ -31,6 +33,11 @@ function remember(b: PromptBuild, write: () => void): void {
     );
 }
 
+/** Conversations are cached per scope and model. */
+function namespace(b: PromptBuild): string {
+  return `${b.scope}\u0000${b.model}`;
+}
+
 function tokenizer(b: PromptBuild): Tokenize {
   return b.tokenize ?? ((text, addSpecial, signal) => b.target.tokenize(text, addSpecial, signal));
 }
@@ -46,7 +53,7 @@ function tokenizer(b: PromptBuild): Tokenize {
 export async function buildPromptIds(b: PromptBuild): Promise<number[]> {
   const { input, cache, signal } = b;
   if (input.kind === 'ids') return input.ids;
-  const key = hashOf(b.model, input);
+  const key = hashOf(b.scope, b.model, input);
   const cached = cache?.getExact(key);
   if (cached !== undefined) return cached;
   let ids: number[];
@@ -65,7 +72,7 @@ async function chatIds(b: PromptBuild, messages: ChatMessage[]): Promise<number[
   const tokenize = tokenizer(b);
   if (target.chatTemplate === undefined || cache === undefined) return target.chatPromptIds(messages, signal);
   const { text, addSpecial } = await target.chatTemplate(messages, signal);
-  const earlier = cache.longestConversation(b.model, messages);
+  const earlier = cache.longestConversation(namespace(b), messages);
   let ids: number[] | undefined;
   if (earlier !== undefined && text.startsWith(earlier.text) && text.length > earlier.text.length) {
     const suffix = text.slice(earlier.text.length);
@@ -87,6 +94,6 @@ async function chatIds(b: PromptBuild, messages: ChatMessage[]): Promise<number[
     }
   }
   const found = ids ?? (await tokenize(text, addSpecial, signal));
-  remember(b, () => cache.rememberConversation(b.model, messages, { text, ids: found }));
+  remember(b, () => cache.rememberConversation(namespace(b), messages, { text, ids: found }));
   return found;
 }

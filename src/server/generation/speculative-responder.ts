@@ -51,7 +51,14 @@ function checkContext(r: SpeculativeRequest, ids: readonly number[]): void {
  */
 async function promptFor(r: SpeculativeRequest, session: SpeculativeSession): Promise<PreparedPrompt> {
   const { ctx, request, target, signal } = r;
-  const build = { input: request.input, target: target.server, model: request.model, cache: ctx.promptCache, signal };
+  const build = {
+    input: request.input,
+    target: target.server,
+    model: request.model,
+    scope: request.cacheScope,
+    cache: ctx.promptCache,
+    signal,
+  };
   try {
     const racing = new RacingTokenizer(target.server, session.draftTokenize);
     const ids = await buildPromptIds({ ...build, tokenize: racing.fast, confirm: () => racing.confirmed() });

@@ -173,6 +173,8 @@ function targetPortFor(
       close: () => session.close(),
     };
   }
+  // Tenants do not share the target's prefix cache where the target can tell them apart (vLLM).
+  const salt = request.cacheScope === '' ? {} : { cacheSalt: request.cacheScope };
   return {
     score: async (prompts, s) => {
       const scored = await target.server.score({
@@ -181,6 +183,7 @@ function targetPortFor(
         topN: setup.targetTopN,
         postSamplingProbs: setup.rejection,
         signal: s,
+        ...salt,
       });
       for (const p of scored) {
         o.stats.verifyPromptComputed += p.computedPromptTokens ?? 0;
@@ -196,6 +199,7 @@ function targetPortFor(
         topN: Math.max(1, request.logprobs ?? 0),
         postSamplingProbs: false,
         signal: s,
+        ...salt,
       }),
   };
 }
@@ -233,6 +237,7 @@ class DraftSlots {
               postSamplingProbs: setup.rejection,
               signal: s,
               ...pinned,
+              ...(this.o.request.cacheScope === '' ? {} : { cacheSalt: this.o.request.cacheScope }),
             }),
           ),
       },
@@ -288,7 +293,7 @@ function roundObserver(o: SessionOptions, targetUrl: string): Pick<EngineOptions
  */
 export async function openSession(o: SessionOptions): Promise<SpeculativeSession | undefined> {
   const { ctx, request, target, signal } = o;
-  const key = affinityKey(request.input);
+  const key = affinityKey(request.input, request.cacheScope);
   const first = await ctx.upstreams.drafts.acquire(key, new Set(), signal);
   const alone = () => (target.server.passthrough === false ? targetOnlySession(o) : undefined);
   if (first === undefined) return alone();

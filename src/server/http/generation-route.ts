@@ -10,6 +10,7 @@ import type { GenerationRequest } from '../request-types.js';
 import { affinityKey } from '../upstreams/affinity.js';
 import type { ConnectedServer } from '../upstreams/connected-server.js';
 import { abortOnClientClose } from './abort.js';
+import { cacheScopeOf } from './tenant.js';
 import { validateGenerationRequest } from './validation.js';
 
 /**
@@ -34,12 +35,13 @@ export function generationRoute(ctx: DsdContext, route: OpenAiRoute): RequestHan
         retryAfterSeconds: 1,
       });
     const request = validateGenerationRequest(route, req.body, req.headers, ctx.config.limits);
+    request.cacheScope = cacheScopeOf(ctx.config, res.locals.tenant as string | undefined, req.headers);
     const abort = abortOnClientClose(res);
     const release = await ctx.admission.acquire(abort.signal);
     res.once('close', release);
     res.locals.summary = { model: request.model, stream: request.stream };
     if (ctx.config.logPrompts) res.locals.summary.prompt = request.input;
-    const key = affinityKey(request.input);
+    const key = affinityKey(request.input, request.cacheScope);
     const tried = new Set<string>();
     for (;;) {
       const target = await ctx.upstreams.target(abort.signal, key, tried);

@@ -16,6 +16,8 @@ import { errorHandler } from './error-handler.js';
 import { generationRoute } from './generation-route.js';
 import { keyLimits } from './key-limits.js';
 import { requestLog } from './request-log.js';
+import { speakResponses } from './responses-output.js';
+import { translateResponsesRequest } from './responses-request.js';
 
 /** A bounded label for an upstream path. */
 function operationOf(path: string): string {
@@ -113,7 +115,10 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
   });
   if (config.apiKeys.length > 0) router.use('/v1', requireApiKey(config.apiKeys));
   if (config.apiKeys.length > 0 && config.keyLimits !== undefined)
-    router.use(['/v1/chat/completions', '/v1/completions'], keyLimits(config.keyLimits, metrics.registry));
+    router.use(
+      ['/v1/chat/completions', '/v1/completions', '/v1/responses'],
+      keyLimits(config.keyLimits, metrics.registry),
+    );
   router.get('/v1/models', named('models'), async (_req, res) => {
     const { info } = await ctx.upstreams.target(AbortSignal.timeout(config.target.timeouts.headersTimeoutMs));
     res.json({
@@ -131,6 +136,13 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
   });
   router.post('/v1/chat/completions', named('chat'), json, generationRoute(ctx, 'chat'));
   router.post('/v1/completions', named('completions'), json, generationRoute(ctx, 'completions'));
+  const chat = generationRoute(ctx, 'chat');
+  router.post('/v1/responses', named('responses'), json, (req, res, next) => {
+    const { chatBody, echo } = translateResponsesRequest(req.body);
+    req.body = chatBody;
+    speakResponses(res, echo);
+    return chat(req, res, next);
+  });
   router.use(errorHandler(logger));
 
   Object.defineProperty(router, 'dsd', { value: ctx });

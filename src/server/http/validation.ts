@@ -201,7 +201,7 @@ export function validateGenerationRequest(
   }
   num(body, 'presence_penalty', -2, 2);
   num(body, 'frequency_penalty', -2, 2);
-  const { dsd: _extension, ...upstreamBody } = body;
+  const { dsd: _extension, cache_salt: _salt, ...upstreamBody } = body;
   const request: GenerationRequest = {
     route,
     model: body.model,
@@ -220,6 +220,7 @@ export function validateGenerationRequest(
     passthroughReason: passthroughReason(body, n, parsed),
     speculation: parseSpeculationControl(body, headers),
     upstreamBody,
+    cacheScope: '',
   };
   if (request.topP === 0) throw new InvalidRequestError("'top_p' must be greater than 0", 'top_p');
   return request;
