@@ -66,7 +66,7 @@ describe.skipIf(skip !== undefined)('the Responses API', () => {
     expect((r.usage as unknown as { dsd: { rounds: number } }).dsd.rounds).toBeGreaterThan(0);
   });
 
-  it('message-list input with content parts, streamed with responses.stream: the Responses event sequence', async () => {
+  it('message-list input with parts, streamed by responses.stream: the Responses event sequence', async () => {
     const input = [
       { role: 'user' as const, content: [{ type: 'input_text' as const, text: 'Tom and his dog went to the park.' }] },
       { role: 'assistant' as const, content: 'They played with a ball.' },

@@ -84,7 +84,7 @@ describe.skipIf(skip !== undefined)(`a real vLLM as the target${skip ? ` (skippe
     expect((r.usage as unknown as Usage).dsd.fallback).toBeNull();
   });
 
-  it(`greedy: ${PROMPTS.length} prompts × ${MAX_TOKENS} tokens equal vLLM alone, reusing its prefix cache`, async () => {
+  it(`greedy: ${PROMPTS.length} prompts × ${MAX_TOKENS} tokens equal vLLM alone, using its prefix cache`, async () => {
     const before = await prefixCache(vllm.url);
     let drafted = 0;
     let accepted = 0;
@@ -234,8 +234,8 @@ describe.skipIf(skip !== undefined)(`a real vLLM as the target${skip ? ` (skippe
     );
     const words = ['dog', 'cat', 'sun', 'tree', 'ball', 'girl', 'boy', 'park', 'red', 'big', 'happy', 'bird'];
     let fresh = 0;
-    // A prompt nobody sent before (about 300 tokens: nine 32-token blocks or more).
-    const freshPrompt = () => {
+    // A prompt nobody sent before (about 420 tokens: thirteen 32-token blocks).
+    const freshPrompt = (): string => {
       fresh += 1;
       return Array.from({ length: 150 }, (_, i) => words[(i * 7 + fresh * 5 + i * i) % words.length]).join(' ');
     };
@@ -270,13 +270,13 @@ describe.skipIf(skip !== undefined)(`a real vLLM as the target${skip ? ` (skippe
         expect(Math.abs(other - first)).toBeLessThanOrEqual(speculative ? 64 : 0);
         expect(otherGlobal - firstGlobal).toBeGreaterThanOrEqual(256);
       }
-      console.log(`vLLM prefix-cache hits for a ~300-token prompt tenant A just sent: ${rows.join('; ')}`);
+      console.log(`vLLM prefix-cache hits (tokens) for a ~420-token prompt tenant A just sent: ${rows.join('; ')}`);
     } finally {
       await Promise.all([scoped.close(), global.close()]);
     }
   });
 
-  it('vLLM’s own errors reach the client as OpenAI errors: context overflow, too many logprobs, bad model', async () => {
+  it('vLLM’s errors reach the client as OpenAI errors: context overflow, too many logprobs, bad model', async () => {
     const long = Array.from({ length: 500 }, () => 'dog').join(' ');
     const overflow = await postJson(`${dsd.baseUrl}/v1/completions`, { model: MODEL, prompt: long, max_tokens: 200 });
     expect(overflow.status).toBe(400);
