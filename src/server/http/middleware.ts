@@ -12,6 +12,8 @@ import { servedModelName } from '../model-names.js';
 import { Upstreams } from '../upstreams/upstreams.js';
 import { Admission } from './admission.js';
 import { requireApiKey } from './auth.js';
+import { dashboardData } from './dashboard-data.js';
+import { DASHBOARD_HTML } from './dashboard-page.js';
 import { errorHandler } from './error-handler.js';
 import { generationRoute } from './generation-route.js';
 import { keyLimits } from './key-limits.js';
@@ -113,7 +115,13 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
   router.get('/metrics', named('metrics'), async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
-  if (config.apiKeys.length > 0) router.use('/v1', requireApiKey(config.apiKeys));
+  router.get('/dashboard', named('dashboard'), (_req, res) => {
+    res.type('html').send(DASHBOARD_HTML);
+  });
+  if (config.apiKeys.length > 0) router.use(['/v1', '/dashboard/data'], requireApiKey(config.apiKeys));
+  router.get('/dashboard/data', named('dashboard-data'), async (_req, res) => {
+    res.json(await dashboardData(ctx));
+  });
   if (config.apiKeys.length > 0 && config.keyLimits !== undefined)
     router.use(
       ['/v1/chat/completions', '/v1/completions', '/v1/responses'],

@@ -74,6 +74,17 @@ export class DraftPool {
   }
 
   /** Breaker state of every draft, for /ready. */
+  /** Every draft with its pair estimates and whether it shares the target's vocabulary (for /dashboard). */
+  pairs(): { url: string; state: BreakerState; inFlight: number; vocabulary: string; estimates: PairEstimates }[] {
+    return this.members.map((m) => ({
+      url: m.url,
+      state: m.breaker.state,
+      inFlight: m.inFlight,
+      vocabulary: m.vocabulary.kind,
+      estimates: m.estimates,
+    }));
+  }
+
   states(): { url: string; state: BreakerState; inFlight: number }[] {
     return this.members.map((m) => ({ url: m.url, state: m.breaker.state, inFlight: m.inFlight }));
   }

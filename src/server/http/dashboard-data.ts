@@ -1,0 +1,119 @@
+import type { PairEstimates } from '../../speculative/estimates.js';
+import type { DsdContext } from '../context.js';
+
+/** Longest window the dashboard shows acceptance and predictions for. */
+const SHOWN_POSITIONS = 8;
+
+/** One draft–target pair as /dashboard shows it. */
+export interface PairView {
+  draft: string;
+  breaker: string;
+  inFlight: number;
+  vocabulary: string;
+  /** Conditional acceptance at positions 1..8 (undefined before any round). */
+  acceptanceByPosition: (number | null)[];
+  proposals: number;
+  /** The window the pair's estimates predict fastest, and that speed-up (null: not known yet). */
+  bestK: number | null;
+  predictedSpeedup: number | null;
+  targetMsPerToken: number | null;
+}
+
+/** What /dashboard/data returns. */
+export interface DashboardData {
+  at: string;
+  target: { urls: string[] };
+  requests: { speculative: number; passthrough: number; draftFallbacks: number };
+  /** Draft tokens proposed and accepted, speculative rounds (each adds one target token), target-only tokens. */
+  tokens: { drafted: number; accepted: number; rounds: number; targetOnly: number };
+  /** Mean time per output token of speculative requests (dsd_time_per_output_token_seconds). */
+  speculativeMsPerToken: number | null;
+  /** The target's own time per token, measured by target-only stretches through the engine. */
+  targetAloneMsPerToken: number | null;
+  /** Measured: the target's own ms/token ÷ speculative ms/token. */
+  measuredSpeedup: number | null;
+  fallbacks: Record<string, number>;
+  pairs: PairView[];
+}
+
+const round = (v: number | undefined, digits = 3) => (v === undefined ? null : Number(v.toFixed(digits)));
+
+/** Expected tokens per round of window k and the round's predicted time, from the estimates. */
+function predict(e: PairEstimates, k: number): { speedup: number } | undefined {
+  const target = e.targetOnlyMsPerToken.value;
+  const draft = e.draftMs.predict(k);
+  const verify = e.verifyMs.predict(k + 1);
+  if (target === undefined || draft === undefined || verify === undefined) return undefined;
+  let reach = 1;
+  let tokens = 1;
+  for (let i = 0; i < k; i++) {
+    reach *= e.acceptance.rate(i) ?? 0;
+    tokens += reach;
+  }
+  return { speedup: (tokens * target) / Math.max(1e-6, draft + verify) };
+}
+
+function pairView(p: ReturnType<DsdContext['upstreams']['drafts']['pairs']>[number]): PairView {
+  const e = p.estimates;
+  let best: { k: number; speedup: number } | undefined;
+  for (let k = 1; k <= SHOWN_POSITIONS; k++) {
+    const s = predict(e, k);
+    if (s !== undefined && (best === undefined || s.speedup > best.speedup)) best = { k, speedup: s.speedup };
+  }
+  return {
+    draft: p.url,
+    breaker: p.state,
+    inFlight: p.inFlight,
+    vocabulary: p.vocabulary,
+    acceptanceByPosition: Array.from({ length: SHOWN_POSITIONS }, (_, i) =>
+      e.acceptance.weight > 0 ? round(e.acceptance.rate(i)) : null,
+    ),
+    proposals: Math.round(e.acceptance.weight),
+    bestK: best?.k ?? null,
+    predictedSpeedup: round(best?.speedup, 2),
+    targetMsPerToken: round(e.targetOnlyMsPerToken.value, 2),
+  };
+}
+
+type MetricValues = { value: number; labels: Record<string, string | number>; metricName?: string }[];
+
+async function values(ctx: DsdContext, name: string): Promise<MetricValues> {
+  const metric = ctx.metrics.registry.getSingleMetric(name);
+  return metric === undefined ? [] : ((await metric.get()).values as MetricValues);
+}
+
+const total = (v: MetricValues) => v.reduce((s, x) => s + x.value, 0);
+
+async function msPerToken(ctx: DsdContext, mode: string): Promise<number | null> {
+  const v = (await values(ctx, 'dsd_time_per_output_token_seconds')).filter((x) => x.labels.mode === mode);
+  const sum = total(v.filter((x) => x.metricName?.endsWith('_sum')));
+  const count = total(v.filter((x) => x.metricName?.endsWith('_count')));
+  return count === 0 ? null : round((sum / count) * 1000, 2);
+}
+
+/** A snapshot of what speculation is doing, for the live dashboard. */
+export async function dashboardData(ctx: DsdContext): Promise<DashboardData> {
+  const spec = await msPerToken(ctx, 'speculative');
+  const pairs = ctx.upstreams.drafts.pairs().map(pairView);
+  // The best-measured pair's figure: every pair times the same target.
+  const alone = [...pairs].sort((a, b) => b.proposals - a.proposals).find((p) => p.targetMsPerToken !== null);
+  const targetMs = alone?.targetMsPerToken ?? null;
+  const fallbacks: Record<string, number> = {};
+  for (const v of await values(ctx, 'dsd_fallbacks_total')) fallbacks[String(v.labels.reason)] = v.value;
+  return {
+    at: new Date().toISOString(),
+    target: { urls: ctx.config.target.urls },
+    requests: { ...ctx.counters },
+    tokens: {
+      drafted: total(await values(ctx, 'dsd:spec_decode_num_draft_tokens_total')),
+      accepted: total(await values(ctx, 'dsd:spec_decode_num_accepted_tokens_total')),
+      rounds: total(await values(ctx, 'dsd:spec_decode_num_drafts_total')),
+      targetOnly: total(await values(ctx, 'dsd_target_only_tokens_total')),
+    },
+    speculativeMsPerToken: spec,
+    targetAloneMsPerToken: targetMs,
+    measuredSpeedup: spec !== null && targetMs !== null && spec > 0 ? round(targetMs / spec, 2) : null,
+    fallbacks,
+    pairs,
+  };
+}
