@@ -55,6 +55,22 @@ function version(): string {
   return pkg.version;
 }
 
+/**
+ * Starts the OpenTelemetry Node SDK when OTEL_* variables ask for traces. The SDK is not one of
+ * dsd's dependencies (users who embed dsd bring their own provider); `npm i @opentelemetry/sdk-node`
+ * adds it, and it reads the OTEL_* variables itself (exporter, endpoint, sampler, service name).
+ */
+async function startOtelSdk(logger: ReturnType<typeof createLogger>): Promise<void> {
+  const name = '@opentelemetry/sdk-node';
+  try {
+    const sdk = (await import(name)) as { NodeSDK: new () => { start(): void } };
+    new sdk.NodeSDK().start();
+    logger.info('OpenTelemetry tracing on (OTEL_* variables)');
+  } catch {
+    logger.warn(`OTEL_* variables ask for traces but ${name} is not installed: npm i ${name}`);
+  }
+}
+
 async function serve(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
@@ -64,6 +80,7 @@ async function serve(args: string[]): Promise<void> {
   const flagEnv = Object.fromEntries(Object.entries(values).map(([flag, v]) => [FLAGS[flag] as string, v as string]));
   const config = loadConfigFromProcess({}, flagEnv);
   const logger = createLogger(config.logLevel);
+  if (config.otelTraces) await startOtelSdk(logger);
   const running = await startDsd(config, logger);
   const models = (await (
     await fetch(`${running.baseUrl}/models`, {

@@ -1,7 +1,9 @@
+import { trace } from '@opentelemetry/api';
 import type { Dispatcher } from 'undici';
 import { Pool, errors as undiciErrors } from 'undici';
 import type { TimeoutConfig } from '../config/types.js';
 import { ClientAbortError, UpstreamError, type UpstreamRole } from '../errors.js';
+import { inClientSpan, withTraceHeaders } from '../tracing.js';
 import type { RetryBudget } from './retry-budget.js';
 import { parseSse } from './sse.js';
 
@@ -142,7 +144,12 @@ export class HttpUpstream {
    * Sends a request; retries (when configured) only failures that happen before any response byte
    * (connection refused/reset, 429/502/503), honouring Retry-After, within the retry budget.
    */
-  private async send(method: 'GET' | 'POST', path: string, body: unknown, signal?: AbortSignal) {
+  private send(method: 'GET' | 'POST', path: string, body: unknown, signal?: AbortSignal) {
+    const attributes = { 'http.request.method': method, 'url.full': `${this.baseUrl}${path}`, 'dsd.role': this.role };
+    return inClientSpan(`${method} ${path}`, attributes, () => this.sendWithRetries(method, path, body, signal));
+  }
+
+  private async sendWithRetries(method: 'GET' | 'POST', path: string, body: unknown, signal?: AbortSignal) {
     this.retry?.budget.deposit();
     for (let attempt = 1; ; attempt++) {
       const started = performance.now();
@@ -193,20 +200,24 @@ export class HttpUpstream {
   private async sendOnce(method: 'GET' | 'POST', path: string, body: unknown, signal?: AbortSignal) {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     this.counters.requests += 1;
-    this.counters.bytesSent += payload === undefined ? 0 : Buffer.byteLength(payload);
+    const bytes = payload === undefined ? 0 : Buffer.byteLength(payload);
+    this.counters.bytesSent += bytes;
+    const span = trace.getActiveSpan();
+    span?.setAttribute('dsd.bytes_sent', bytes);
     let res: Dispatcher.ResponseData;
     try {
       res = await this.pool.request({
         origin: this.origin,
         method,
         path: `${this.basePath}${path}`,
-        headers: this.headers,
+        headers: withTraceHeaders(this.headers),
         ...(payload === undefined ? {} : { body: payload }),
         ...(signal === undefined ? {} : { signal }),
       });
     } catch (err) {
       throw this.mapError(err, signal);
     }
+    span?.setAttribute('http.response.status_code', res.statusCode);
     if (res.statusCode >= 200 && res.statusCode < 300) return res;
     const text = await this.readText(res.body, signal, MAX_ERROR_BODY_BYTES).catch(() => '');
     const error = this.statusError(res.statusCode, text, path);

@@ -129,6 +129,17 @@ function readUpstream(r: EnvReader, role: 'TARGET' | 'DRAFT', defaults: TimeoutC
   };
 }
 
+/** Whether the standard OpenTelemetry variables ask for traces (the SDK itself reads the rest). */
+function readOtelTraces(r: EnvReader): boolean {
+  if (r.string('OTEL_SDK_DISABLED')?.toLowerCase() === 'true') return false;
+  const exporter = r.string('OTEL_TRACES_EXPORTER');
+  if (exporter !== undefined) return exporter !== 'none';
+  return (
+    r.string('OTEL_EXPORTER_OTLP_ENDPOINT') !== undefined ||
+    r.string('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT') !== undefined
+  );
+}
+
 /** DSD_TENANT_HEADER: a header name (e.g. `x-tenant-id`), lower-cased as Node delivers it. */
 function readTenantHeader(r: EnvReader): string | undefined {
   const name = r.string('DSD_TENANT_HEADER');
@@ -260,6 +271,7 @@ export function loadConfig(
     draftSlotPinning: r.oneOf('DSD_DRAFT_SLOT_PINNING', ['on', 'off'] as const, 'on') === 'on',
     targetSlotSharing: r.oneOf('DSD_TARGET_SLOT_SHARING', ['on', 'off'] as const, 'on') === 'on',
     traceFile: r.string('DSD_TRACE_FILE'),
+    otelTraces: readOtelTraces(r),
     upstreamConnections: r.int('DSD_UPSTREAM_CONNECTIONS', 256, 1, 100_000),
   };
   const merged = applyOverrides(config, overrides);

@@ -133,6 +133,8 @@ export interface DsdConfig {
   targetSlotSharing: boolean;
   /** Append every speculative round to this JSONL file. */
   traceFile: string | undefined;
+  /** OTEL_* variables ask for traces (an exporter or endpoint set, SDK not disabled): `dsd serve` starts one. */
+  otelTraces: boolean;
   /** Keep-alive connections per upstream. */
   upstreamConnections: number;
 }

@@ -22,6 +22,8 @@ export interface EmulatorStats {
   completed: number;
   aborted: number;
   lastCompletionBody: Record<string, unknown> | undefined;
+  /** The W3C traceparent of the last request that carried one. */
+  lastTraceparent: string | undefined;
 }
 
 /** A fault an emulated server injects into its generation endpoints, for fault-tolerance tests. */
@@ -56,7 +58,13 @@ export function num(v: unknown, fallback: number): number {
 /** An in-process HTTP server on loopback backed by an n-gram model; subclasses add the API routes. */
 export abstract class EmulatedServer {
   readonly latency: EmulatedLatency;
-  readonly stats: EmulatorStats = { requests: 0, completed: 0, aborted: 0, lastCompletionBody: undefined };
+  readonly stats: EmulatorStats = {
+    requests: 0,
+    completed: 0,
+    aborted: 0,
+    lastCompletionBody: undefined,
+    lastTraceparent: undefined,
+  };
   /** Fault injected into `/completion` and `/v1/completions` (changeable while running). */
   fault: EmulatedFault = 'none';
   /** Requests left to fault; at 0 the fault clears itself. */
@@ -80,8 +88,10 @@ export abstract class EmulatedServer {
   async listen(port = 0): Promise<string> {
     const app = express();
     app.use(express.json({ limit: '50mb' }));
-    app.use((_req, res, next) => {
+    app.use((req, res, next) => {
       this.stats.requests += 1;
+      const traceparent = req.headers.traceparent;
+      if (typeof traceparent === 'string') this.stats.lastTraceparent = traceparent;
       res.on('close', () => {
         if (res.writableFinished) this.stats.completed += 1;
         else this.stats.aborted += 1;

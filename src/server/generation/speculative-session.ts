@@ -14,6 +14,7 @@ import { seededRng } from '../../speculative/sampling.js';
 import type { SpeculationStats } from '../../speculative/stats.js';
 import type { GeneratedToken } from '../../speculative/types.js';
 import { clampWindow } from '../../speculative/window.js';
+import { recordChildSpan, tracing } from '../../tracing.js';
 import type { DsdContext } from '../context.js';
 import type { GenerationRequest } from '../request-types.js';
 import { affinityKey } from '../upstreams/affinity.js';
@@ -269,11 +270,22 @@ class DraftSlots {
 /** Per-round debug logging and the JSONL round trace, when either is on. */
 function roundObserver(o: SessionOptions, targetUrl: string): Pick<EngineOptions, 'onRound'> {
   const trace = o.ctx.trace;
-  if (!o.logger.debugEnabled && trace === undefined) return {};
+  const spans = tracing();
+  if (!o.logger.debugEnabled && trace === undefined && !spans) return {};
   const requestId = o.requestId;
   return {
     onRound: (round) => {
       if (o.logger.debugEnabled) o.logger.debug('round', round);
+      if (spans)
+        recordChildSpan('dsd.round', round.draftMs + round.verifyMs, {
+          'dsd.round.k': round.k,
+          'dsd.round.accepted': round.accepted,
+          'dsd.round.committed': round.committed,
+          'dsd.round.draft_ms': round.draftMs,
+          'dsd.round.verify_ms': round.verifyMs,
+          'dsd.draft': round.draft,
+          'dsd.round.reason': round.reason,
+        });
       trace?.write({
         time: new Date().toISOString(),
         requestId,

@@ -18,6 +18,7 @@ import { errorHandler } from './error-handler.js';
 import { generationRoute } from './generation-route.js';
 import { keyLimits } from './key-limits.js';
 import { requestLog } from './request-log.js';
+import { traceRequests } from './request-span.js';
 import { speakResponses } from './responses-output.js';
 import { translateResponsesRequest } from './responses-request.js';
 
@@ -94,6 +95,7 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
     };
 
   router.use(requestLog(logger, metrics));
+  router.use(traceRequests());
   router.get('/health', named('health'), (_req, res) => {
     res.json({ status: 'ok' });
   });
