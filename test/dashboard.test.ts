@@ -55,6 +55,9 @@ describe('GET /dashboard/data', () => {
     expect(pair.draft).toBe(draft.url);
     expect(pair.proposals).toBeGreaterThan(0);
     expect(pair.acceptanceByPosition[0]).toBeGreaterThan(0);
+    expect(pair.lastRound?.k).toBeGreaterThanOrEqual(0);
+    expect(data.targets).toMatchObject([{ url: target.url, kind: 'llamacpp', linkRttMs: null }]);
+    expect(data.targets[0]!.requests).toBeGreaterThan(0);
     // The first speculative request may be spent measuring the target alone.
     expect(data.requests.speculative).toBeGreaterThanOrEqual(2);
     expect(data.requests.passthrough).toBeGreaterThanOrEqual(3);
@@ -82,7 +85,7 @@ describe('GET /dashboard/data', () => {
       ],
     });
     try {
-      const page = await browser.newPage({ viewport: { width: 1100, height: 420 } });
+      const page = await browser.newPage({ viewport: { width: 1100, height: 560 } });
       await page.goto(`${dsd.baseUrl}/dashboard`);
       await page.locator('#keyInput').waitFor({ state: 'visible', timeout: 10_000 });
       await page.fill('#keyInput', KEY);

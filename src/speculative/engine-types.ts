@@ -91,6 +91,8 @@ export interface EngineOptions {
     committed: number;
     draftMs: number;
     verifyMs: number;
+    /** Rounds of draft-ahead this one was verified ahead of its predecessor's verdict (0: none). */
+    depth: number;
     reason: string;
   }) => void;
 }

@@ -174,6 +174,7 @@ async function speculativeRound({ o, draft, decision, ahead, state, signal }: Ro
     committed: kept.length,
     draftMs: draftWaitMs,
     verifyMs,
+    depth: sent.early?.depth ?? 0,
     reason: sent.early !== undefined ? 'sent early by draft-ahead' : (decision?.reason ?? ''),
   });
   return finish === undefined ? { kind: 'committed', kept } : { kind: 'committed', kept, finish };

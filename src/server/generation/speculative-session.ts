@@ -267,14 +267,14 @@ class DraftSlots {
   }
 }
 
-/** Per-round debug logging and the JSONL round trace, when either is on. */
+/** After every round: the pool notes it (for /dashboard), then debug logging, the JSONL round trace and a span when on. */
 function roundObserver(o: SessionOptions, targetUrl: string): Pick<EngineOptions, 'onRound'> {
   const trace = o.ctx.trace;
   const spans = tracing();
-  if (!o.logger.debugEnabled && trace === undefined && !spans) return {};
   const requestId = o.requestId;
   return {
     onRound: (round) => {
+      o.ctx.upstreams.drafts.noteRound(round.draft, round);
       if (o.logger.debugEnabled) o.logger.debug('round', round);
       if (spans)
         recordChildSpan('dsd.round', round.draftMs + round.verifyMs, {
@@ -283,6 +283,7 @@ function roundObserver(o: SessionOptions, targetUrl: string): Pick<EngineOptions
           'dsd.round.committed': round.committed,
           'dsd.round.draft_ms': round.draftMs,
           'dsd.round.verify_ms': round.verifyMs,
+          'dsd.round.depth': round.depth,
           'dsd.draft': round.draft,
           'dsd.round.reason': round.reason,
         });

@@ -17,12 +17,25 @@ export interface PairView {
   bestK: number | null;
   predictedSpeedup: number | null;
   targetMsPerToken: number | null;
+  /** The window, draft-ahead depth and planner reason of the pair's last round. */
+  lastRound: { k: number; depth: number; reason: string; secondsAgo: number } | null;
+}
+
+/** A connected target: its traffic, and the link round trip when it is a `dsd verifier`. */
+export interface TargetView {
+  url: string;
+  kind: string;
+  requests: number;
+  bytesSent: number;
+  bytesReceived: number;
+  linkRttMs: number | null;
 }
 
 /** What /dashboard/data returns. */
 export interface DashboardData {
   at: string;
   target: { urls: string[] };
+  targets: TargetView[];
   requests: { speculative: number; passthrough: number; draftFallbacks: number };
   /** Draft tokens proposed and accepted, speculative rounds (each adds one target token), target-only tokens. */
   tokens: { drafted: number; accepted: number; rounds: number; targetOnly: number };
@@ -72,6 +85,15 @@ function pairView(p: ReturnType<DsdContext['upstreams']['drafts']['pairs']>[numb
     bestK: best?.k ?? null,
     predictedSpeedup: round(best?.speedup, 2),
     targetMsPerToken: round(e.targetOnlyMsPerToken.value, 2),
+    lastRound:
+      p.lastRound === undefined
+        ? null
+        : {
+            k: p.lastRound.k,
+            depth: p.lastRound.depth,
+            reason: p.lastRound.reason,
+            secondsAgo: Math.round((Date.now() - p.lastRound.at) / 1000),
+          },
   };
 }
 
@@ -103,6 +125,12 @@ export async function dashboardData(ctx: DsdContext): Promise<DashboardData> {
   return {
     at: new Date().toISOString(),
     target: { urls: ctx.config.target.urls },
+    targets: ctx.upstreams.targets.connected().map(({ server }) => ({
+      url: server.baseUrl,
+      kind: server.kind,
+      ...server.counters,
+      linkRttMs: 'linkRttMs' in server ? (round(server.linkRttMs as number | undefined, 2) ?? null) : null,
+    })),
     requests: { ...ctx.counters },
     tokens: {
       drafted: total(await values(ctx, 'dsd:spec_decode_num_draft_tokens_total')),

@@ -9,7 +9,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
 body{font:14px system-ui,sans-serif;margin:24px;color:#1b1f24;background:#f6f8fa}
-h1{font-size:20px;margin:0 0 4px}.sub{color:#57606a;margin-bottom:16px}
+h1{font-size:20px;margin:0 0 4px}h2{font-size:15px;margin:18px 0 6px}.sub{color:#57606a;margin-bottom:16px}
 .cards{display:flex;gap:12px;flex-wrap:wrap;margin-bottom:16px}
 .card{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:10px 14px;min-width:140px}
 .card b{display:block;font-size:22px}.card span{color:#57606a;font-size:12px}
@@ -31,8 +31,11 @@ th,td{padding:6px 10px;border-bottom:1px solid #eaeef2;text-align:left;vertical-
  <div class="card"><b id="fallbacks">0</b><span>fallbacks</span></div>
 </div>
 <table><thead><tr><th>draft</th><th>breaker</th><th>vocabulary</th><th>acceptance by position 1–8</th>
-<th>proposals</th><th>best k</th><th>predicted speed-up</th><th>target ms/token</th></tr></thead>
-<tbody id="pairs"><tr><td colspan="8">no drafts</td></tr></tbody></table>
+<th>proposals</th><th>last k / depth</th><th>best k</th><th>predicted speed-up</th><th>target ms/token</th></tr>
+</thead><tbody id="pairs"><tr><td colspan="9">no drafts</td></tr></tbody></table>
+<h2>targets</h2>
+<table><thead><tr><th>target</th><th>kind</th><th>requests</th><th>bytes sent / received</th><th>link RTT ms</th>
+</tr></thead><tbody id="targets"></tbody></table>
 <script>
 const $ = (id) => document.getElementById(id);
 const pct = (v) => (v === null || Number.isNaN(v) ? '—' : (v * 100).toFixed(1) + ' %');
@@ -60,10 +63,15 @@ function render(d) {
   $('targetOnly').textContent = generated ? pct(d.tokens.targetOnly / generated) : '—';
   $('requests').textContent = d.requests.speculative + ' / ' + d.requests.passthrough;
   $('fallbacks').textContent = Object.values(d.fallbacks).reduce((a, b) => a + b, 0);
-  $('pairs').innerHTML = d.pairs.length === 0 ? '<tr><td colspan="8">no drafts</td></tr>' : d.pairs.map((p) =>
+  const last = (r) => r === null ? '—' : r.k + ' / ' + r.depth;
+  $('targets').innerHTML = d.targets.map((t) => '<tr><td>' + esc(t.url) + '</td><td>' + esc(t.kind) + '</td><td>' +
+    t.requests + '</td><td>' + t.bytesSent + ' / ' + t.bytesReceived + '</td><td>' + (t.linkRttMs ?? '—') +
+    '</td></tr>').join('');
+  $('pairs').innerHTML = d.pairs.length === 0 ? '<tr><td colspan="9">no drafts</td></tr>' : d.pairs.map((p) =>
     '<tr class="pair"><td>' + esc(p.draft) + '</td><td class="state-' + esc(p.breaker) + '">' + esc(p.breaker) +
     '</td><td>' + esc(p.vocabulary) + '</td><td>' + bars(p.acceptanceByPosition) + '</td><td class="proposals">' +
-    p.proposals + '</td><td>' + (p.bestK ?? '—') + '</td><td>' +
+    p.proposals + '</td><td title="' + esc(p.lastRound?.reason ?? '') + '">' + last(p.lastRound) + '</td><td>' +
+    (p.bestK ?? '—') + '</td><td>' +
     (p.predictedSpeedup === null ? '—' : p.predictedSpeedup.toFixed(2) + '×') + '</td><td>' +
     (p.targetMsPerToken ?? '—') + '</td></tr>').join('');
 }

@@ -27,6 +27,25 @@ export interface PoolMember {
 interface MemberState extends PoolMember {
   lazy: LazyServer;
   vocabulary: VocabularyState;
+  lastRound?: LastRound;
+}
+
+/** The last round of a draft: its window, draft-ahead depth, the planner's reason, when (epoch ms). */
+export interface LastRound {
+  k: number;
+  depth: number;
+  reason: string;
+  at: number;
+}
+
+/** A draft as /dashboard shows it. */
+export interface PairState {
+  url: string;
+  state: BreakerState;
+  inFlight: number;
+  vocabulary: string;
+  estimates: PairEstimates;
+  lastRound: LastRound | undefined;
 }
 
 /** A draft assigned to a request. */
@@ -74,14 +93,21 @@ export class DraftPool {
   }
 
   /** Breaker state of every draft, for /ready. */
+  /** The last round a draft took part in, for /dashboard (the window and depth the planner chose). */
+  noteRound(url: string, round: { k: number; depth: number; reason: string }): void {
+    const member = this.members.find((m) => m.url === url);
+    if (member !== undefined) member.lastRound = { ...round, at: Date.now() };
+  }
+
   /** Every draft with its pair estimates and whether it shares the target's vocabulary (for /dashboard). */
-  pairs(): { url: string; state: BreakerState; inFlight: number; vocabulary: string; estimates: PairEstimates }[] {
+  pairs(): PairState[] {
     return this.members.map((m) => ({
       url: m.url,
       state: m.breaker.state,
       inFlight: m.inFlight,
       vocabulary: m.vocabulary.kind,
       estimates: m.estimates,
+      lastRound: m.lastRound,
     }));
   }
 
