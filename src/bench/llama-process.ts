@@ -20,6 +20,8 @@ export interface LlamaProcessOptions {
   /** Total context over all slots (each slot gets ctx / slots); default 512 per slot. */
   ctx?: number;
   threads?: number;
+  /** A fixed port (a restart after a kill comes back where clients expect it); default: a free one. */
+  port?: number;
   extraArgs?: string[];
 }
 
@@ -50,7 +52,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Starts llama-server on a free loopback port and waits until /health is ok; stop() kills it by pid. */
 export async function startLlamaServer(o: LlamaProcessOptions): Promise<LlamaProcess> {
-  const port = await freePort();
+  const port = o.port ?? (await freePort());
   const slots = o.slots ?? 4;
   const args = [
     '-m',
