@@ -3,7 +3,15 @@ import { commonPrefix, type PooledSequence, SequencePool } from '../src/verifier
 import { refuted } from '../src/verifier/link/link-connection.js';
 
 function seq(held: number[]): PooledSequence & { release(): void } {
-  const s = { held, onRelease: () => {}, release: () => s.onRelease() };
+  const s = {
+    held,
+    owner: '',
+    onRelease: () => {},
+    forget: () => {
+      held.length = 0;
+    },
+    release: () => s.onRelease(),
+  };
   return s;
 }
 
@@ -14,6 +22,24 @@ describe('SequencePool', () => {
     const pool = new SequencePool([a, b]);
     expect(await pool.acquire([1, 5, 6, 9], AbortSignal.timeout(1000))).toBe(b);
     expect(pool.load()).toMatchObject({ busy: 1, idle: 1, reusedPrefixTokens: 3 });
+  });
+
+  it('reuses a prefix only within one cache scope; another scope’s sequence is wiped before use', async () => {
+    const a = seq([1, 2, 3, 4]);
+    const b = seq([9]);
+    const pool = new SequencePool([a, b]);
+    // Tenant A's KV for [1, 2, 3, 4]: tenant B asking for the same prompt must not reuse it.
+    const first = await pool.acquire([1, 2, 3, 4, 5], AbortSignal.timeout(1000), 'tenant-a');
+    expect(first.held).toEqual([]); // both were scope '' before: whichever it got was wiped
+    (first.held as number[]).push(1, 2, 3, 4, 5);
+    first.release();
+    const other = await pool.acquire([1, 2, 3, 4, 5], AbortSignal.timeout(1000), 'tenant-b');
+    expect(other.held).toEqual([]);
+    expect(other.owner).toBe('tenant-b');
+    other.release();
+    const again = await pool.acquire([1, 2, 3, 4, 5, 6], AbortSignal.timeout(1000), 'tenant-a');
+    expect(again).toBe(first);
+    expect(again.held).toEqual([1, 2, 3, 4, 5]);
   });
 
   it('queues acquirers in order while every sequence is busy, and an aborted wait leaves the queue', async () => {

@@ -142,6 +142,35 @@ describe.skipIf(skip !== undefined)('the verifier: rounds in one sequence beside
     expect(verifier.engine.load().reusedPrefixTokens - before).toBeGreaterThan(20);
   });
 
+  it('tenants: a prompt tenant A just sent is not reused for tenant B; A’s own repeat is', async () => {
+    const keys = ['verifier-tenant-a', 'verifier-tenant-b'];
+    const scoped = await startTestDsd({
+      target: { urls: [verifier.url] },
+      draft: { urls: [draft.url] },
+      apiKeys: keys,
+    });
+    try {
+      const prompt = 'The old man had a magic hat. One day he went to the market and saw a big dog.';
+      const reuseOf = async (key: string) => {
+        const before = verifier.engine.load().reusedPrefixTokens;
+        const r = await postJson(
+          `${scoped.baseUrl}/v1/completions`,
+          { model, prompt, max_tokens: 8, temperature: 0 },
+          { authorization: `Bearer ${key}` },
+        );
+        expect(r.status).toBe(200);
+        return verifier.engine.load().reusedPrefixTokens - before;
+      };
+      await reuseOf(keys[0]!);
+      const other = await reuseOf(keys[1]!);
+      const again = await reuseOf(keys[0]!);
+      expect(other).toBe(0);
+      expect(again).toBeGreaterThan(15);
+    } finally {
+      await scoped.close();
+    }
+  });
+
   it('T > 0 through the verifier works and reports sample-and-match', async () => {
     const body = await complete(dsd.baseUrl, prompts[0]!, { max_tokens: 32, temperature: 0.8 });
     expect(body.usage.dsd.acceptance_rule).toBe('sample-match');

@@ -124,7 +124,7 @@ export class EngineServer implements ModelServer {
     const longest = r.prompts.at(-1);
     if (ctx === undefined || longest === undefined || ctx.length === 0)
       throw new DsdError('invalid_request', 'nothing to score');
-    const seq = await this.engine.acquire(ctx, r.signal);
+    const seq = await this.engine.acquire(ctx, r.signal, r.cacheSalt ?? '');
     try {
       const scored = await scoreDrafts(seq, ctx, longest.slice(ctx.length), { sampling: r.sampling, topN: r.topN });
       return scored.map((token) => ({ token }));
@@ -134,7 +134,7 @@ export class EngineServer implements ModelServer {
   }
 
   async *generate(r: ProposeRequest): AsyncGenerator<GeneratedToken> {
-    const seq = await this.engine.acquire(r.promptIds, r.signal);
+    const seq = await this.engine.acquire(r.promptIds, r.signal, r.cacheSalt ?? '');
     try {
       yield* decodeAlone(seq, r.promptIds, r.maxTokens, { sampling: r.sampling, topN: r.topN }, r.signal);
     } finally {

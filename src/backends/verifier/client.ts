@@ -146,8 +146,15 @@ export class VerifierServer implements ModelServer {
   }
 
   /** A session for one generation: rounds and streams share the verifier's KV for it. */
-  openSession(sampling: SamplingParams, topN: number, assisted = true): TargetSession {
-    const session = new LinkSession(this.link, sampling, topN, this.eosId, this.options.timeouts);
+  openSession(o: { sampling: SamplingParams; topN: number; assisted?: boolean; scope?: string }): TargetSession {
+    const assisted = o.assisted ?? true;
+    const session = new LinkSession(this.link, {
+      sampling: o.sampling,
+      topN: o.topN,
+      eosId: this.eosId,
+      timeouts: this.options.timeouts,
+      scope: o.scope ?? '',
+    });
     return {
       score: (prompts, signal) => {
         const ctx = prompts[0] ?? [];
@@ -161,7 +168,7 @@ export class VerifierServer implements ModelServer {
   }
 
   async score(r: ScoreRequest): Promise<PositionScore[]> {
-    const session = this.openSession(r.sampling, r.topN);
+    const session = this.openSession({ sampling: r.sampling, topN: r.topN, scope: r.cacheSalt ?? '' });
     try {
       return (await session.score(r.prompts, r.signal)).map((token) => ({ token }));
     } finally {
@@ -170,7 +177,7 @@ export class VerifierServer implements ModelServer {
   }
 
   async *generate(r: ProposeRequest): AsyncGenerator<GeneratedToken> {
-    const session = this.openSession(r.sampling, r.topN);
+    const session = this.openSession({ sampling: r.sampling, topN: r.topN, scope: r.cacheSalt ?? '' });
     try {
       yield* session.generate(r.promptIds, r.maxTokens, r.signal);
     } finally {

@@ -42,6 +42,16 @@ function tokensOf(
  * what to append, plus the draft tokens. Requests go out in order and the verifier runs them in
  * order, so the mirror is updated when a request is sent.
  */
+/** What a session is opened with. */
+export interface LinkSessionOptions {
+  sampling: SamplingParams;
+  topN: number;
+  eosId: number | undefined;
+  timeouts: LinkSessionTimeouts;
+  /** The request's cache scope ('' for global): sent on open, so KV is reused only within it. */
+  scope: string;
+}
+
 export class LinkSession {
   private readonly s: number;
   private opened = false;
@@ -53,10 +63,7 @@ export class LinkSession {
 
   constructor(
     private readonly link: LinkClient,
-    private readonly sampling: SamplingParams,
-    private readonly topN: number,
-    private readonly eosId: number | undefined,
-    private readonly timeouts: LinkSessionTimeouts,
+    private readonly o: LinkSessionOptions,
   ) {
     this.s = link.sessionId();
   }
@@ -72,9 +79,12 @@ export class LinkSession {
       this.epoch = this.link.epoch;
       this.opened = true;
       this.remote = [...ctx];
-      const { temperature, topP, topK, minP } = this.sampling;
+      const { temperature, topP, topK, minP } = this.o.sampling;
       const m = { temperature, topP, topK, minP };
-      return { n: ctx.length, a: [], opening: this.link.send({ t: 'open', s: this.s, p: [...ctx], m, n: this.topN }) };
+      const open = { t: 'open' as const, s: this.s, p: [...ctx], m, n: this.o.topN };
+      // The tenant's scope: the verifier reuses KV only between sessions of the same scope.
+      const frame = this.o.scope === '' ? open : { ...open, c: this.o.scope };
+      return { n: ctx.length, a: [], opening: this.link.send(frame) };
     }
     const n = commonPrefix(this.remote, ctx);
     const a = ctx.slice(n);
@@ -102,10 +112,10 @@ export class LinkSession {
         reject(
           this.link.error(
             'upstream_unavailable',
-            `no verdict from the verifier in ${this.timeouts.headersTimeoutMs} ms`,
+            `no verdict from the verifier in ${this.o.timeouts.headersTimeoutMs} ms`,
           ),
         );
-      }, this.timeouts.headersTimeoutMs);
+      }, this.o.timeouts.headersTimeoutMs);
       signal.addEventListener('abort', onAbort, { once: true });
       this.link.expect(this.s, r, {
         onFrame: (f) => {
@@ -115,7 +125,7 @@ export class LinkSession {
               this.link.error('upstream_error', 'the verifier found this early round refuted by the last verdict'),
             );
           else if (f.t === 'scored' && f.x.length === drafts.length + 1)
-            resolve(tokensOf(f, this.eosId, this.link.tokenBytes));
+            resolve(tokensOf(f, this.o.eosId, this.link.tokenBytes));
           else reject(this.link.error('upstream_bad_response', `the verifier answered a round with '${f.t}'`));
         },
         onError: (err) => {
@@ -183,7 +193,7 @@ export class LinkSession {
           }
           lastAt = now;
           queue.push({
-            tokens: tokensOf(f, this.eosId, this.link.tokenBytes),
+            tokens: tokensOf(f, this.o.eosId, this.link.tokenBytes),
             drafted: f.q?.[0] ?? 0,
             accepted: f.q?.[1] ?? 0,
           });
@@ -226,10 +236,10 @@ export class LinkSession {
         reject(
           this.link.error(
             'upstream_unavailable',
-            `the verifier stream was silent for ${this.timeouts.bodyTimeoutMs} ms`,
+            `the verifier stream was silent for ${this.o.timeouts.bodyTimeoutMs} ms`,
           ),
         );
-      }, this.timeouts.bodyTimeoutMs);
+      }, this.o.timeouts.bodyTimeoutMs);
       const onAbort = () => {
         clearTimeout(timer);
         reject(signal.reason as Error);

@@ -147,11 +147,12 @@ function targetPortFor(
   const { target, request } = o;
   if (target.server instanceof VerifierServer) {
     // One session on the verifier for the whole generation: it keeps the context, deltas cross.
-    const session = target.server.openSession(
-      setup.sampling,
-      setup.targetTopN,
-      streamThroughVerifier(o, target.server),
-    );
+    const session = target.server.openSession({
+      sampling: setup.sampling,
+      topN: setup.targetTopN,
+      assisted: streamThroughVerifier(o, target.server),
+      scope: request.cacheScope,
+    });
     return {
       score: async (prompts, s) => observe(await session.score(prompts, s)),
       generate: (c, maxTokens, s) => session.generate(c, maxTokens, s),

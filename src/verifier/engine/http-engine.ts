@@ -62,8 +62,8 @@ class HttpEngine implements TargetEngine {
     return this.bytes.of(id);
   }
 
-  acquire(prompt: readonly number[], signal: AbortSignal): Promise<EngineSequence> {
-    return this.pool.acquire(prompt, signal);
+  acquire(prompt: readonly number[], signal: AbortSignal, scope = ''): Promise<EngineSequence> {
+    return this.pool.acquire(prompt, signal, scope);
   }
 
   load(): EngineLoad {
@@ -79,11 +79,21 @@ class HttpEngine implements TargetEngine {
 class HttpSequence implements EngineSequence {
   readonly held: number[] = [];
   onRelease: () => void = () => {};
+  owner = '';
 
   constructor(
     private readonly server: ModelServer,
     private readonly bytes: TokenBytes,
   ) {}
+
+  /** The tenant's scope as the target's own cache salt (vLLM), so its prefix cache is scoped too. */
+  private salt(): { cacheSalt?: string } {
+    return this.owner === '' ? {} : { cacheSalt: this.owner };
+  }
+
+  forget(): void {
+    this.held.length = 0;
+  }
 
   async evaluate(
     from: number,
@@ -100,6 +110,7 @@ class HttpSequence implements EngineSequence {
       topN: s.topN,
       postSamplingProbs: false,
       signal: AbortSignal.timeout(60_000),
+      ...this.salt(),
     });
     this.held.length = 0;
     for (const id of ctx) this.held.push(id);
@@ -121,6 +132,7 @@ class HttpSequence implements EngineSequence {
       topN: s.topN,
       postSamplingProbs: false,
       signal,
+      ...this.salt(),
     });
     for await (const token of stream) {
       this.held.push(token.id);

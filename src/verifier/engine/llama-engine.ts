@@ -98,8 +98,8 @@ class LlamaEngine implements TargetEngine {
     return this.bytes.of(id);
   }
 
-  async acquire(prompt: readonly number[], signal: AbortSignal): Promise<EngineSequence> {
-    return this.pool.acquire(prompt, signal);
+  async acquire(prompt: readonly number[], signal: AbortSignal, scope = ''): Promise<EngineSequence> {
+    return this.pool.acquire(prompt, signal, scope);
   }
 
   load() {
@@ -127,6 +127,7 @@ function positionSeed(): number {
 class LlamaSequence implements EngineSequence {
   readonly held: number[] = [];
   onRelease: () => void = () => {};
+  owner = '';
 
   constructor(
     private readonly seq: LlamaContextSequence,
@@ -147,7 +148,8 @@ class LlamaSequence implements EngineSequence {
       );
     if (from + tokens.length > this.contextTokens)
       throw new DsdError('invalid_request', `the context would exceed ${this.contextTokens} tokens`);
-    if (from < this.held.length) {
+    // Against the KV itself, not `held`: after forget() the cells are still there until erased.
+    if (from < this.seq.nextTokenIndex) {
       await this.seq.eraseContextTokenRanges([{ start: from, end: this.seq.nextTokenIndex }]);
       this.held.length = from;
     }
@@ -185,6 +187,10 @@ class LlamaSequence implements EngineSequence {
       scored.push(toGenerated(next.token as number, next.probabilities, s.topN, this.eosId));
     }
     return scored;
+  }
+
+  forget(): void {
+    this.held.length = 0;
   }
 
   release(): void {

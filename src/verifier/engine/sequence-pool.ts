@@ -4,6 +4,10 @@ import type { EngineLoad } from './types.js';
 export interface PooledSequence {
   readonly held: readonly number[];
   onRelease: () => void;
+  /** The cache scope of the generation that last used it. */
+  owner: string;
+  /** Drops what it holds (the next evaluation starts from nothing and overwrites the KV). */
+  forget(): void;
 }
 
 /** Length of the common prefix of two token lists. */
@@ -25,19 +29,20 @@ export class SequencePool<S extends PooledSequence> {
   private busy = 0;
   /** Prompt tokens found in an idle sequence's KV when it was handed out (multi-turn reuse). */
   reusedPrefixTokens = 0;
-  private readonly waiting: { prompt: readonly number[]; resolve: (s: S) => void }[] = [];
+  private readonly waiting: { prompt: readonly number[]; scope: string; resolve: (s: S) => void }[] = [];
 
   constructor(sequences: readonly S[]) {
     this.idle = [...sequences];
     for (const s of sequences) s.onRelease = () => this.release(s);
   }
 
-  acquire(prompt: readonly number[], signal: AbortSignal): Promise<S> {
+  acquire(prompt: readonly number[], signal: AbortSignal, scope = ''): Promise<S> {
     if (signal.aborted) return Promise.reject(signal.reason as Error);
-    if (this.idle.length > 0) return Promise.resolve(this.take(prompt));
+    if (this.idle.length > 0) return Promise.resolve(this.take(prompt, scope));
     return new Promise<S>((resolve, reject) => {
       const entry = {
         prompt,
+        scope,
         resolve: (s: S) => {
           signal.removeEventListener('abort', onAbort);
           resolve(s);
@@ -62,17 +67,20 @@ export class SequencePool<S extends PooledSequence> {
     };
   }
 
-  private take(prompt: readonly number[]): S {
+  private take(prompt: readonly number[], scope: string): S {
     let best = 0;
     let bestLength = -1;
     this.idle.forEach((s, i) => {
-      const n = commonPrefix(s.held, prompt);
+      // Another tenant's prefix counts for nothing: reusing it would show in this one's timing.
+      const n = s.owner === scope ? commonPrefix(s.held, prompt) : 0;
       if (n > bestLength) {
         best = i;
         bestLength = n;
       }
     });
     const [s] = this.idle.splice(best, 1) as [S];
+    if (s.owner !== scope) s.forget();
+    s.owner = scope;
     this.reusedPrefixTokens += Math.max(0, Math.min(bestLength, prompt.length - 1));
     this.busy += 1;
     return s;
@@ -83,6 +91,6 @@ export class SequencePool<S extends PooledSequence> {
     this.busy -= 1;
     this.idle.push(s);
     const next = this.waiting.shift();
-    if (next !== undefined) next.resolve(this.take(next.prompt));
+    if (next !== undefined) next.resolve(this.take(next.prompt, next.scope));
   }
 }

@@ -66,9 +66,10 @@ export interface TargetEngine {
   chatTemplate?(messages: readonly ChatMessage[]): Promise<{ text: string; addSpecial: boolean }>;
   /**
    * A sequence for a generation whose context starts with `prompt`: the idle sequence holding the
-   * longest prefix of it (multi-turn reuse). Waits while all sequences are busy; rejects on abort.
+   * longest prefix of it (multi-turn reuse) within `scope` (a tenant: another scope's KV is never
+   * reused, it is erased). Waits while all sequences are busy; rejects on abort.
    */
-  acquire(prompt: readonly number[], signal: AbortSignal): Promise<EngineSequence>;
+  acquire(prompt: readonly number[], signal: AbortSignal, scope?: string): Promise<EngineSequence>;
   /** Sequences in use, idle with KV, waiting acquirers, prefix reuse (for metrics). */
   load(): EngineLoad;
   close(): Promise<void>;

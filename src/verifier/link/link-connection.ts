@@ -128,7 +128,7 @@ export class LinkConnection {
         new LinkFrameError('session_limit', `at most ${this.o.maxSessionsPerConnection} sessions per edge`, f.s),
       );
     const abort = new AbortController();
-    const sequence = this.o.engine.acquire(f.p, abort.signal);
+    const sequence = this.o.engine.acquire(f.p, abort.signal, f.c ?? '');
     // A session closed before it got its sequence must not leave the rejection unhandled.
     sequence.catch(() => {});
     this.sessions.set(f.s, {

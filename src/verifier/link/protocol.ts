@@ -24,7 +24,8 @@ export interface WireSampling {
 
 /** Frames the edge sends. */
 export type EdgeFrame =
-  | { t: 'open'; s: number; p: number[]; m: WireSampling; n: number }
+  /** `c`: the tenant's cache scope; KV is reused only between sessions of the same scope. */
+  | { t: 'open'; s: number; p: number[]; m: WireSampling; n: number; c?: string }
   | { t: 'score'; s: number; r: number; n: number; a: number[]; d: number[] }
   /** `p: 1`: the assisted stream (the target never waits; proposals arrive as `prop` frames). */
   | { t: 'gen'; s: number; r: number; n: number; a: number[]; k: number; p?: 1 }
@@ -125,6 +126,11 @@ function sampling(v: unknown): WireSampling {
   };
 }
 
+function scope(v: unknown): string {
+  if (typeof v !== 'string' || v.length > 64) throw new LinkFrameError('bad_frame', "'c' must be a string of ≤ 64");
+  return v;
+}
+
 /** Parses and validates one frame from the edge; throws a LinkFrameError naming what is wrong. */
 export function parseEdgeFrame(text: string, limits: FrameLimits): EdgeFrame {
   let v: unknown;
@@ -140,7 +146,8 @@ export function parseEdgeFrame(text: string, limits: FrameLimits): EdgeFrame {
       case 'open': {
         const p = ids(v.p, 'p', limits);
         if (p.length === 0) throw new LinkFrameError('bad_frame', "'p' (the prompt) must not be empty");
-        return { t: 'open', s, p, m: sampling(v.m), n: int(v.n ?? 0, 'n', 0, 1024) };
+        const open = { t: 'open' as const, s, p, m: sampling(v.m), n: int(v.n ?? 0, 'n', 0, 1024) };
+        return v.c === undefined ? open : { ...open, c: scope(v.c) };
       }
       case 'score':
         return {
