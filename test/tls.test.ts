@@ -36,8 +36,10 @@ describe.skipIf(!hasOpenssl())('TLS', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('DSD_TLS_CERT and DSD_TLS_KEY go together', () => {
+  it('DSD_TLS_CERT and DSD_TLS_KEY go together; a client CA needs them; client cert and key go together', () => {
     expect(() => loadConfig({ DSD_TLS_CERT: certFile })).toThrow(/DSD_TLS_CERT and DSD_TLS_KEY go together/);
+    expect(() => loadConfig({ DSD_TLS_CLIENT_CA: certFile })).toThrow(/DSD_TLS_CLIENT_CA needs DSD_TLS_CERT/);
+    expect(() => loadConfig({ DSD_CLIENT_KEY: keyFile })).toThrow(/DSD_CLIENT_CERT and DSD_CLIENT_KEY go together/);
   });
 
   describe('dsd over HTTPS', () => {
@@ -56,6 +58,80 @@ describe.skipIf(!hasOpenssl())('TLS', () => {
       const plain = dsd.baseUrl.replace('https:', 'http:');
       await expect(fetch(`${plain}/models`)).rejects.toThrow();
       await dispatcher.close();
+    });
+  });
+
+  describe.skipIf(llamaSkipReason() !== undefined)('mutual TLS on the edge↔verifier link', () => {
+    it('a verifier with DSD_TLS_CLIENT_CA serves an edge with a signed client certificate, and no other', async () => {
+      const ca = join(dir, 'ca.pem');
+      const caKey = join(dir, 'ca.key');
+      const clientKey = join(dir, 'client.key');
+      const clientCsr = join(dir, 'client.csr');
+      const clientCert = join(dir, 'client.pem');
+      const subject = (cn: string) => ['-nodes', '-subj', `/CN=${cn}`];
+      execFileSync('openssl', [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        ...subject('dsd-test-ca'),
+        '-days',
+        '1',
+        '-keyout',
+        caKey,
+        '-out',
+        ca,
+      ]);
+      execFileSync('openssl', [
+        'req',
+        '-newkey',
+        'rsa:2048',
+        ...subject('edge'),
+        '-keyout',
+        clientKey,
+        '-out',
+        clientCsr,
+      ]);
+      execFileSync(
+        'openssl',
+        [
+          'x509',
+          '-req',
+          '-in',
+          clientCsr,
+          '-CA',
+          ca,
+          '-CAkey',
+          caKey,
+          '-CAcreateserial',
+          '-days',
+          '1',
+          '-out',
+          clientCert,
+        ],
+        { stdio: 'ignore' },
+      );
+      const verifier = await startTestVerifier('stories260K-f32.gguf', {
+        tls: { cert, key: readFileSync(keyFile, 'utf8'), clientCa: readFileSync(ca, 'utf8') },
+      });
+      const draft = await startLlamaServer({ model: 'stories260K-q4_0.gguf', alias: 'draft', slots: 2 });
+      const body = { model: 'any', prompt: 'Once upon a time', max_tokens: 16, temperature: 0 };
+      const env = { DSD_ACCEPT_ANY_MODEL: 'true', DSD_CA_FILE: certFile };
+      const options = { target: { urls: [verifier.url] }, draft: { urls: [draft.url] } };
+      const signed = await startTestDsd(options, { ...env, DSD_CLIENT_CERT: clientCert, DSD_CLIENT_KEY: clientKey });
+      const anonymous = await startTestDsd(options, env);
+      try {
+        const ok = await postJson(`${signed.baseUrl}/v1/completions`, body);
+        expect(ok.status).toBe(200);
+        expect(ok.body.usage.dsd.rounds).toBeGreaterThan(0);
+        const refused = await postJson(`${anonymous.baseUrl}/v1/completions`, body);
+        expect(refused.status).toBeGreaterThanOrEqual(500);
+        expect(refused.body.error.code).toMatch(/^upstream_/);
+      } finally {
+        await Promise.all([signed.close(), anonymous.close()]);
+        await draft.stop();
+        await verifier.stop();
+      }
     });
   });
 

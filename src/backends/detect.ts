@@ -16,7 +16,9 @@ export interface ConnectOptions {
   timeouts: TimeoutConfig;
   /** CA certificates, request observation and retries for this upstream's HTTP pool. */
   http?:
-    | (Pick<HttpUpstreamOptions, 'ca' | 'observe' | 'retry' | 'connections'> & { connect?: Connector | undefined })
+    | (Pick<HttpUpstreamOptions, 'ca' | 'clientCert' | 'observe' | 'retry' | 'connections'> & {
+        connect?: Connector | undefined;
+      })
     | undefined;
 }
 
@@ -36,6 +38,7 @@ export async function detectKind(options: ConnectOptions, signal: AbortSignal): 
     timeouts: options.timeouts,
     connections: 2,
     ca: options.http?.ca,
+    clientCert: options.http?.clientCert,
   });
   try {
     const props = await http.json('GET', '/props', undefined, signal).catch(() => undefined);

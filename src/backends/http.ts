@@ -37,6 +37,8 @@ export interface HttpUpstreamOptions {
   dispatcher?: Dispatcher;
   /** PEM CA certificates trusted for https upstreams (in addition to the system's). */
   ca?: string | undefined;
+  /** A client certificate and key (PEM) presented to https upstreams that ask (mutual TLS). */
+  clientCert?: { cert: string; key: string } | undefined;
   observe?: ((o: UpstreamObservation) => void) | undefined;
   retry?: RetryOptions | undefined;
 }
@@ -87,6 +89,7 @@ export class HttpUpstream {
         connect: {
           timeout: options.timeouts.connectTimeoutMs,
           ...(options.ca === undefined ? {} : { ca: options.ca }),
+          ...(options.clientCert === undefined ? {} : { cert: options.clientCert.cert, key: options.clientCert.key }),
         },
         headersTimeout: options.timeouts.headersTimeoutMs,
         bodyTimeout: options.timeouts.bodyTimeoutMs,

@@ -201,6 +201,19 @@ export function readTls(r: EnvReader, readFile: FileReader): TlsFiles | undefine
   const key = readNamedFile(r, 'DSD_TLS_KEY', readFile);
   if ((r.string('DSD_TLS_CERT') === undefined) !== (r.string('DSD_TLS_KEY') === undefined))
     r.problems.push('DSD_TLS_CERT and DSD_TLS_KEY go together: set both (PEM files) or neither');
+  const clientCa = readNamedFile(r, 'DSD_TLS_CLIENT_CA', readFile);
+  if (clientCa !== undefined && cert === undefined)
+    r.problems.push('DSD_TLS_CLIENT_CA needs DSD_TLS_CERT and DSD_TLS_KEY: client certificates need TLS');
+  if (cert === undefined || key === undefined) return undefined;
+  return clientCa === undefined ? { cert, key } : { cert, key, clientCa };
+}
+
+/** DSD_CLIENT_CERT and DSD_CLIENT_KEY: the certificate dsd presents to upstreams (mutual TLS). */
+function readClientCertificate(r: EnvReader, readFile: FileReader): { cert: string; key: string } | undefined {
+  const cert = readNamedFile(r, 'DSD_CLIENT_CERT', readFile);
+  const key = readNamedFile(r, 'DSD_CLIENT_KEY', readFile);
+  if ((r.string('DSD_CLIENT_CERT') === undefined) !== (r.string('DSD_CLIENT_KEY') === undefined))
+    r.problems.push('DSD_CLIENT_CERT and DSD_CLIENT_KEY go together: set both (PEM files) or neither');
   return cert === undefined || key === undefined ? undefined : { cert, key };
 }
 
@@ -264,6 +277,7 @@ export function loadConfig(
     },
     caCertificates: readNamedFile(r, 'DSD_CA_FILE', readFile),
     tls: readTls(r, readFile),
+    clientCertificate: readClientCertificate(r, readFile),
     logPrompts: r.oneOf('DSD_LOG_PROMPTS', ['true', 'false'] as const, 'false') === 'true',
     shutdownGraceMs: r.int('DSD_SHUTDOWN_GRACE_MS', 30_000, 0, DAY_MS),
     targetRetryAttempts: r.int('DSD_TARGET_RETRY_ATTEMPTS', 3, 1, 10),

@@ -83,6 +83,8 @@ export interface KeyLimitsConfig {
 export interface TlsFiles {
   cert: string;
   key: string;
+  /** PEM CA certificates: when set, clients must present a certificate they signed (mutual TLS). */
+  clientCa?: string;
 }
 
 /** The names clients may use for the one model dsd serves. */
@@ -119,6 +121,8 @@ export interface DsdConfig {
   caCertificates: string | undefined;
   /** dsd's own listener over HTTPS (DSD_TLS_CERT, DSD_TLS_KEY: PEM files). */
   tls: TlsFiles | undefined;
+  /** A client certificate and key (DSD_CLIENT_CERT, DSD_CLIENT_KEY) for upstreams that require one. */
+  clientCertificate: { cert: string; key: string } | undefined;
   /** Log prompt text (off by default; prompts are user data). */
   logPrompts: boolean;
   /** How long in-flight requests may run after SIGTERM. */

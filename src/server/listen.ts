@@ -12,8 +12,11 @@ export interface Listening {
 
 /** Listens with HTTP, or HTTPS when a certificate and key are given (the verifier's link is then wss). */
 export async function listen(app: RequestListener, o: { host: string; port: number; tls?: TlsFiles | undefined }) {
+  const tls = o.tls;
+  // With a client CA, the TLS handshake itself refuses a client without a certificate it signed.
+  const mutual = tls?.clientCa === undefined ? {} : { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true };
   const server: Server =
-    o.tls === undefined ? createHttpServer(app) : createHttpsServer({ cert: o.tls.cert, key: o.tls.key }, app);
+    tls === undefined ? createHttpServer(app) : createHttpsServer({ cert: tls.cert, key: tls.key, ...mutual }, app);
   server.listen(o.port, o.host);
   await once(server, 'listening');
   const address = server.address() as AddressInfo;

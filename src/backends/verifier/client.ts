@@ -57,6 +57,7 @@ export class VerifierServer implements ModelServer {
       apiKey: options.apiKey,
       connectTimeoutMs: options.timeouts.connectTimeoutMs,
       ca: options.ca,
+      clientCert: options.clientCert,
     });
   }
 

@@ -12,6 +12,8 @@ export interface LinkClientOptions {
   connectTimeoutMs: number;
   /** PEM CA certificates trusted for wss (in addition to the system's). */
   ca?: string | undefined;
+  /** A client certificate and key for a verifier that requires them (mutual TLS). */
+  clientCert?: { cert: string; key: string } | undefined;
 }
 
 /** What a session waits for: one `scored`, or the `tok` frames of a stream until `end`. */
@@ -78,6 +80,7 @@ export class LinkClient {
         handshakeTimeout: this.o.connectTimeoutMs,
         perMessageDeflate: false,
         ...(this.o.ca === undefined ? {} : { ca: this.o.ca }),
+        ...(this.o.clientCert === undefined ? {} : { cert: this.o.clientCert.cert, key: this.o.clientCert.key }),
       });
       ws.once('open', () => {
         this.ping(ws);

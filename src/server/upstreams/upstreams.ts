@@ -30,6 +30,7 @@ export class Upstreams {
       throw new DsdError('internal_error', 'no target URL configured (DSD_TARGET_URL)');
     const common = {
       ca: config.caCertificates,
+      clientCert: config.clientCertificate,
       observe: hooks.observe,
       connections: config.upstreamConnections,
       connect: hooks.connect,
