@@ -1,9 +1,11 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFromProcess } from './config/load-config.js';
 import { DsdError } from './errors.js';
 import { createLogger } from './logger.js';
+import { runPrimary, runWorker } from './server/cluster.js';
 import { startDsd, usageBanner } from './server/main.js';
 
 /** Flags of `dsd serve` and the variables they stand for. */
@@ -22,6 +24,7 @@ const FLAGS: Record<string, string> = {
   window: 'DSD_WINDOW',
   acceptance: 'DSD_ACCEPTANCE',
   'body-limit-bytes': 'DSD_BODY_LIMIT_BYTES',
+  workers: 'DSD_WORKERS',
 };
 
 const HELP = `dsd — distributed speculative decoding behind an OpenAI-compatible API
@@ -81,13 +84,20 @@ async function serve(args: string[]): Promise<void> {
   const config = loadConfigFromProcess({}, flagEnv);
   const logger = createLogger(config.logLevel);
   if (config.otelTraces) await startOtelSdk(logger);
-  const running = await startDsd(config, logger);
+  if (cluster.isWorker) {
+    const worker = await runWorker(config, logger);
+    process.on('SIGTERM', () => worker.stop().then(() => process.exit(0)));
+    return;
+  }
+  const running =
+    config.workers > 1 ? await runPrimary(config, logger, config.workers) : await startDsd(config, logger);
   const models = (await (
     await fetch(`${running.baseUrl}/models`, {
       headers: config.apiKeys[0] ? { authorization: `Bearer ${config.apiKeys[0]}` } : {},
     })
   ).json()) as { data?: { id: string }[] };
-  process.stdout.write(usageBanner(running.baseUrl, models.data?.[0]?.id ?? 'MODEL', running.demo !== undefined));
+  const demo = config.target.urls.length === 0;
+  process.stdout.write(usageBanner(running.baseUrl, models.data?.[0]?.id ?? 'MODEL', demo));
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;

@@ -78,7 +78,8 @@ describe.skipIf(skip !== undefined)('tenant isolation, timed: the prefix-cache s
     console.log(
       `TTFT of tenant B, ms (median of ${TRIALS}): tenant scope — A's prompt ${median(tenant.shared).toFixed(0)}, ` +
         `fresh ${median(tenant.fresh).toFixed(0)} (Mann–Whitney p=${t.pValue.toFixed(3)}); global scope — ` +
-        `A's prompt ${median(global.shared).toFixed(0)}, fresh ${median(global.fresh).toFixed(0)} (p=${g.pValue.toExponential(1)})`,
+        `A's prompt ${median(global.shared).toFixed(0)}, fresh ${median(global.fresh).toFixed(0)} ` +
+        `(p=${g.pValue.toExponential(1)})`,
     );
     expect(t.pValue).toBeGreaterThan(0.01);
     expect(Math.abs(median(tenant.shared) / median(tenant.fresh) - 1)).toBeLessThan(0.25);

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import type {
   AcceptanceSetting,
   BackendKindSetting,
@@ -286,6 +287,7 @@ export function loadConfig(
     targetSlotSharing: r.oneOf('DSD_TARGET_SLOT_SHARING', ['on', 'off'] as const, 'on') === 'on',
     traceFile: r.string('DSD_TRACE_FILE'),
     otelTraces: readOtelTraces(r),
+    workers: r.int('DSD_WORKERS', availableParallelism(), 1, 256),
     upstreamConnections: r.int('DSD_UPSTREAM_CONNECTIONS', 256, 1, 100_000),
   };
   const merged = applyOverrides(config, overrides);

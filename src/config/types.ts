@@ -139,6 +139,8 @@ export interface DsdConfig {
   traceFile: string | undefined;
   /** OTEL_* variables ask for traces (an exporter or endpoint set, SDK not disabled): `dsd serve` starts one. */
   otelTraces: boolean;
+  /** Processes `dsd serve` runs (DSD_WORKERS, default: the cores available); 1: no cluster. */
+  workers: number;
   /** Keep-alive connections per upstream. */
   upstreamConnections: number;
 }

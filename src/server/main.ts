@@ -3,19 +3,25 @@ import type { DsdConfig } from '../config/types.js';
 import { type DemoBackends, startDemoBackends } from '../demo/demo-backends.js';
 import { createLogger, type Logger } from '../logger.js';
 import { createApp } from './http/app.js';
+import type { DsdMiddlewareOptions, DsdRouter } from './http/middleware.js';
 import { listen } from './listen.js';
 
 /** A running dsd server. */
 export interface RunningDsd {
   baseUrl: string;
   server: Server;
+  router: DsdRouter;
   demo: DemoBackends | undefined;
   /** Stops accepting, lets in-flight requests finish up to `graceMs`, then closes everything. */
   stop(graceMs?: number): Promise<void>;
 }
 
 /** Starts dsd: demo backends when no target is configured, the app, and the listener. */
-export async function startDsd(config: DsdConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningDsd> {
+export async function startDsd(
+  config: DsdConfig,
+  logger: Logger = createLogger(config.logLevel),
+  extra: Pick<DsdMiddlewareOptions, 'metricsText'> = {},
+): Promise<RunningDsd> {
   let demo: DemoBackends | undefined;
   let effective = config;
   if (config.target.urls.length === 0) {
@@ -35,7 +41,7 @@ export async function startDsd(config: DsdConfig, logger: Logger = createLogger(
       },
     );
   }
-  const { app, router } = createApp({ config: effective, logger });
+  const { app, router } = createApp({ config: effective, logger, ...extra });
   try {
     const target = await router.dsd.upstreams.target(
       AbortSignal.timeout(effective.target.timeouts.connectTimeoutMs + effective.target.timeouts.headersTimeoutMs),
@@ -69,7 +75,7 @@ export async function startDsd(config: DsdConfig, logger: Logger = createLogger(
     await router.close();
     await demo?.close();
   };
-  return { baseUrl, server, demo, stop };
+  return { baseUrl, server, router, demo, stop };
 }
 
 /** Prints how to call a running dsd (stdout, for humans). */

@@ -49,6 +49,16 @@ export class DecayingLinearFit {
     this.sxy *= fraction;
   }
 
+  /** The sums, for handing the fit to another process. */
+  snapshot(): number[] {
+    return [this.w, this.sx, this.sy, this.sxx, this.sxy];
+  }
+
+  /** Takes over sums from snapshot(). */
+  restore(s: readonly number[]): void {
+    [this.w = 0, this.sx = 0, this.sy = 0, this.sxx = 0, this.sxy = 0] = s;
+  }
+
   /** Prediction at x, or undefined with no data. */
   predict(x: number): number | undefined {
     if (this.w < 1e-9) return undefined;
@@ -78,6 +88,12 @@ export class DecayingMean {
   }
   get value(): number | undefined {
     return this.w < 1e-9 ? undefined : this.s / this.w;
+  }
+  snapshot(): number[] {
+    return [this.w, this.s];
+  }
+  restore(s: readonly number[]): void {
+    [this.w = 0, this.s = 0] = s;
   }
 }
 
@@ -136,6 +152,24 @@ export class PositionAcceptance {
   get weight(): number {
     return this.tried[0] ?? 0;
   }
+
+  snapshot(): { tried: number[]; accepted: number[] } {
+    return { tried: [...this.tried], accepted: [...this.accepted] };
+  }
+
+  restore(s: { tried: readonly number[]; accepted: readonly number[] }): void {
+    this.tried.splice(0, this.tried.length, ...s.tried);
+    this.accepted.splice(0, this.accepted.length, ...s.accepted);
+  }
+}
+
+/** PairEstimates as plain JSON: what one worker process hands to another (see server/cluster.ts). */
+export interface PairSnapshot {
+  acceptance: { tried: number[]; accepted: number[] };
+  draftMs: number[];
+  verifyMs: number[];
+  targetOnlyMsPerToken: number[];
+  aheadSlowdown: number[];
 }
 
 /** How many ordinary rounds a probe round's time counts for. */
@@ -168,6 +202,32 @@ export class PairEstimates {
     this.verifyMs = new DecayingLinearFit(decay, (my, mx) => (0.5 * my) / Math.max(1, mx));
     this.targetOnlyMsPerToken = new DecayingMean(decay);
     this.aheadSlowdown = new DecayingMean(decay);
+  }
+
+  /** What these estimates know, as plain JSON. */
+  snapshot(): PairSnapshot {
+    return {
+      acceptance: this.acceptance.snapshot(),
+      draftMs: this.draftMs.snapshot(),
+      verifyMs: this.verifyMs.snapshot(),
+      targetOnlyMsPerToken: this.targetOnlyMsPerToken.snapshot(),
+      aheadSlowdown: this.aheadSlowdown.snapshot(),
+    };
+  }
+
+  /**
+   * Takes over another process's estimates when they know clearly more (four times the proposals
+   * seen): a fresh worker starts warm, and one that has its own live data keeps it.
+   */
+  adopt(s: PairSnapshot): boolean {
+    const theirs = s.acceptance.tried[0] ?? 0;
+    if (theirs <= 4 * Math.max(this.acceptance.weight, 0.25)) return false;
+    this.acceptance.restore(s.acceptance);
+    this.draftMs.restore(s.draftMs);
+    this.verifyMs.restore(s.verifyMs);
+    this.targetOnlyMsPerToken.restore(s.targetOnlyMsPerToken);
+    this.aheadSlowdown.restore(s.aheadSlowdown);
+    return true;
   }
 
   /** Probability that a round of window k hits: all k accepted and the bonus token guessed. */

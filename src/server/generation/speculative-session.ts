@@ -268,7 +268,7 @@ class DraftSlots {
   }
 }
 
-/** After every round: the pool notes it (for /dashboard), then debug logging, the JSONL round trace and a span when on. */
+/** After every round: the pool notes it (for /dashboard); debug logging, the round trace and a span when on. */
 function roundObserver(o: SessionOptions, targetUrl: string): Pick<EngineOptions, 'onRound'> {
   const trace = o.ctx.trace;
   const spans = tracing();

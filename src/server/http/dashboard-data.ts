@@ -34,6 +34,8 @@ export interface TargetView {
 /** What /dashboard/data returns. */
 export interface DashboardData {
   at: string;
+  /** The process that answered (with `dsd serve --workers N`, one of N). */
+  pid: number;
   target: { urls: string[] };
   targets: TargetView[];
   requests: { speculative: number; passthrough: number; draftFallbacks: number };
@@ -124,6 +126,7 @@ export async function dashboardData(ctx: DsdContext): Promise<DashboardData> {
   for (const v of await values(ctx, 'dsd_fallbacks_total')) fallbacks[String(v.labels.reason)] = v.value;
   return {
     at: new Date().toISOString(),
+    pid: process.pid,
     target: { urls: ctx.config.target.urls },
     targets: ctx.upstreams.targets.connected().map(({ server }) => ({
       url: server.baseUrl,

@@ -42,6 +42,8 @@ export interface DsdMiddlewareOptions extends DsdOptions {
   logger?: Logger;
   /** Makes the upstream server objects (the verifier passes its in-process engine). */
   connect?: Connector;
+  /** What GET /metrics serves instead of this instance's own registry (a cluster worker: all workers). */
+  metricsText?: (own: DsdMetrics) => Promise<string>;
 }
 
 /** An Express router serving dsd's routes, with a handle to release its upstream connections. */
@@ -58,7 +60,7 @@ export type DsdRouter = Router & {
  * Options override the `DSD_*` environment.
  */
 export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRouter {
-  const { config: given, logger: givenLogger, connect, ...overrides } = options;
+  const { config: given, logger: givenLogger, connect, metricsText, ...overrides } = options;
   const config = given ?? loadConfigFromProcess(overrides);
   const logger = givenLogger ?? createLogger(config.logLevel);
   const metrics = new DsdMetrics();
@@ -115,7 +117,8 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
     });
   });
   router.get('/metrics', named('metrics'), async (_req, res) => {
-    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    const text = metricsText === undefined ? await metrics.registry.metrics() : await metricsText(metrics);
+    res.type(metrics.registry.contentType).send(text);
   });
   router.get('/dashboard', named('dashboard'), (_req, res) => {
     res.type('html').send(DASHBOARD_HTML);

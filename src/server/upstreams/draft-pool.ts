@@ -4,7 +4,7 @@ import { SlotAllocator } from '../../cache/slot-allocator.js';
 import type { DsdConfig } from '../../config/types.js';
 import type { Logger } from '../../logger.js';
 import { AdaptiveWindow } from '../../speculative/adaptive-window.js';
-import { PairEstimates } from '../../speculative/estimates.js';
+import { PairEstimates, type PairSnapshot } from '../../speculative/estimates.js';
 import { rendezvousRank } from './affinity.js';
 import { type BreakerState, CircuitBreaker } from './circuit-breaker.js';
 import type { ConnectedServer } from './connected-server.js';
@@ -97,6 +97,18 @@ export class DraftPool {
   noteRound(url: string, round: { k: number; depth: number; reason: string }): void {
     const member = this.members.find((m) => m.url === url);
     if (member !== undefined) member.lastRound = { ...round, at: Date.now() };
+  }
+
+  /** Each draft's estimates as JSON, by URL, for other worker processes. */
+  estimatesSnapshot(): Record<string, PairSnapshot> {
+    return Object.fromEntries(this.members.map((m) => [m.url, m.estimates.snapshot()]));
+  }
+
+  /** Adopts other workers' estimates where they know clearly more; returns the drafts adopted. */
+  adoptEstimates(snapshots: Record<string, PairSnapshot>): string[] {
+    return this.members
+      .filter((m) => snapshots[m.url] !== undefined && m.estimates.adopt(snapshots[m.url]!))
+      .map((m) => m.url);
   }
 
   /** Every draft with its pair estimates and whether it shares the target's vocabulary (for /dashboard). */
