@@ -8,6 +8,7 @@
  *   npm run build && npm run bench:scale
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../src/bench/llama-process.js';
 import { type BenchPrompt, runLoad } from '../src/bench/load-generator.js';
@@ -75,7 +76,9 @@ const load = (url: string, concurrency: number, requests: number, extra: Partial
   });
 
 const lines: string[] = [];
-const fixed = await startDsd({ DSD_WINDOW: '4' });
+// One process for the per-round and per-request CPU and the per-stream memory; the added latency
+// is measured with one worker and with one per core (`dsd serve --workers`).
+const fixed = await startDsd({ DSD_WINDOW: '4', DSD_WORKERS: '1' });
 try {
   // CPU per speculative round (fixed k = 4, so every request speculates).
   await load(fixed.url, 4, 40);
@@ -119,8 +122,21 @@ try {
       '500 requests',
     ]),
   );
+} finally {
+  fixed.child.kill('SIGTERM');
+}
 
-  // Added latency in passthrough: the same requests direct and through dsd, interleaved wave by wave.
+// Added latency in passthrough: the same requests direct and through dsd, interleaved wave by wave.
+for (const workers of ['1', String(availableParallelism())]) {
+  const proxy = await startDsd({ DSD_WINDOW: '4', DSD_WORKERS: workers });
+  try {
+    await added(proxy.url, workers);
+  } finally {
+    proxy.child.kill('SIGTERM');
+  }
+}
+
+async function added(url: string, workers: string): Promise<void> {
   for (const [concurrency, waves] of [
     [1, 60],
     [100, 5],
@@ -130,27 +146,25 @@ try {
     for (let w = 0; w < waves; w++) {
       direct.push(...(await load(target.url, concurrency, concurrency, { maxTokens: 8 })).map((r) => r.e2eMs));
       via.push(
-        ...(
-          await load(fixed.url, concurrency, concurrency, { maxTokens: 8, headers: { 'x-dsd-speculative': 'off' } })
-        ).map((r) => r.e2eMs),
+        ...(await load(url, concurrency, concurrency, { maxTokens: 8, headers: { 'x-dsd-speculative': 'off' } })).map(
+          (r) => r.e2eMs,
+        ),
       );
     }
     lines.push(
       markdownRow([
-        `added latency per passthrough request at concurrency ${concurrency} (median, dsd − direct)`,
+        `added latency per passthrough request, concurrency ${concurrency}, ${workers} worker(s) (median dsd − direct)`,
         `${(median(via) - median(direct)).toFixed(2)} ms`,
         `${via.length} requests each`,
       ]),
     );
   }
-} finally {
-  fixed.child.kill('SIGTERM');
 }
 
 // Memory at 100 and 1000 concurrent streams (each kept open ~3 s by a slow target).
 target.latency.perTokenMs = 50;
 for (const streams of [100, 1000]) {
-  const dsd = await startDsd({ DSD_WINDOW: 'auto' });
+  const dsd = await startDsd({ DSD_WINDOW: 'auto', DSD_WORKERS: '1' });
   try {
     const rssIdle = await metric(dsd.url, 'dsd_process_resident_memory_bytes');
     let peak = rssIdle;

@@ -41,6 +41,8 @@ export interface ProposeRequest {
   slot?: number;
   /** Prefix-cache isolation (vLLM `cache_salt`): only requests with the same salt share cached blocks. */
   cacheSalt?: string;
+  /** Recompute the prompt rather than reuse a cache the server cannot salt (llama.cpp `cache_prompt: false`). */
+  noPromptCache?: boolean;
   signal: AbortSignal;
 }
 
@@ -52,6 +54,8 @@ export interface ScoreRequest {
   postSamplingProbs: boolean;
   /** As for ProposeRequest. */
   cacheSalt?: string;
+  /** As for ProposeRequest. */
+  noPromptCache?: boolean;
   signal: AbortSignal;
 }
 

@@ -264,7 +264,7 @@ export function loadConfig(
       ...fileKeys,
     ],
     keyLimits: readKeyLimits(r),
-    cacheScope: r.oneOf('DSD_CACHE_SCOPE', ['tenant', 'global'] as const, 'tenant'),
+    cacheScope: r.oneOf('DSD_CACHE_SCOPE', ['tenant', 'strict', 'global'] as const, 'tenant'),
     tenantHeader: readTenantHeader(r),
     logLevel: r.oneOf('DSD_LOG_LEVEL', LOG_LEVELS, 'info'),
     bodyLimitBytes: r.int('DSD_BODY_LIMIT_BYTES', 8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),

@@ -109,8 +109,11 @@ export interface DsdConfig {
   apiKeys: string[];
   /** Per-key limits (only with API keys); undefined: none. */
   keyLimits: KeyLimitsConfig | undefined;
-  /** `tenant`: caches, pinning, affinity and target prefix caches are per tenant; `global`: shared. */
-  cacheScope: 'tenant' | 'global';
+  /**
+   * `tenant`: caches, pinning, affinity and target prefix caches are per tenant; `strict`: also no
+   * prompt-cache reuse on servers that cannot salt it (llama.cpp); `global`: shared by everyone.
+   */
+  cacheScope: 'tenant' | 'strict' | 'global';
   /** A header naming the tenant, set by a trusted gateway in front of dsd; undefined: keys only. */
   tenantHeader: string | undefined;
   logLevel: LogLevel;
@@ -153,7 +156,7 @@ export interface DsdOptions {
   host?: string;
   port?: number;
   apiKeys?: string[];
-  cacheScope?: 'tenant' | 'global';
+  cacheScope?: 'tenant' | 'strict' | 'global';
   tenantHeader?: string;
   logLevel?: LogLevel;
   bodyLimitBytes?: number;

@@ -125,6 +125,7 @@ export class LlamaCppServer implements ModelServer {
       topN: r.topN,
       postSamplingProbs: r.postSamplingProbs,
       stream: false,
+      noPromptCache: r.noPromptCache,
     });
     const res = await this.http.json('POST', '/completion', body, r.signal);
     // A batch of one comes back as a bare object, not a one-element array.

@@ -10,6 +10,7 @@ export interface CompletionBodyOptions {
   postSamplingProbs: boolean;
   stream: boolean;
   slot?: number | undefined;
+  noPromptCache?: boolean | undefined;
 }
 
 /** Fields dsd reads from a native /completion result; the rest (~1.5 kB of settings) is dropped. */
@@ -27,7 +28,7 @@ export function completionBody(o: CompletionBodyOptions): LlamaCompletionRequest
     n_probs: Math.max(1, o.topN),
     post_sampling_probs: o.postSamplingProbs,
     return_tokens: true,
-    cache_prompt: true,
+    cache_prompt: o.noPromptCache !== true,
     stream: o.stream,
     temperature: o.sampling.temperature,
     top_k: o.sampling.topK,

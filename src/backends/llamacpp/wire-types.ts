@@ -47,7 +47,7 @@ export interface LlamaCompletionRequest {
   n_probs: number;
   post_sampling_probs: boolean;
   return_tokens: true;
-  cache_prompt: true;
+  cache_prompt: boolean;
   stream: boolean;
   temperature: number;
   top_k: number;

@@ -30,6 +30,8 @@ export interface PassthroughJob {
   metrics?: DsdMetrics;
   /** Why it is not accelerated, for the request's log line. */
   reason?: string;
+  /** Strict tenant isolation: a llama.cpp target must not reuse its prompt cache (`cache_prompt: false`). */
+  noPromptCache?: boolean;
 }
 
 function completionTokensOf(obj: unknown): number {
@@ -66,6 +68,7 @@ export async function passthrough(job: PassthroughJob): Promise<void> {
   const body = { ...request.upstreamBody };
   // The client's own cache_salt was dropped at validation: the tenant's is the only one sent.
   if (target.kind === 'vllm' && request.cacheScope !== '') body.cache_salt = request.cacheScope;
+  if (target.kind === 'llamacpp' && job.noPromptCache === true) body.cache_prompt = false;
   if (!request.stream) {
     const json = await target.openAiJson(request.route, body, signal);
     firstTokenMs = performance.now();

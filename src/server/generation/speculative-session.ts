@@ -175,8 +175,7 @@ function targetPortFor(
       close: () => session.close(),
     };
   }
-  // Tenants do not share the target's prefix cache where the target can tell them apart (vLLM).
-  const salt = request.cacheScope === '' ? {} : { cacheSalt: request.cacheScope };
+  const salt = isolation(o);
   return {
     score: async (prompts, s) => {
       const scored = await target.server.score({
@@ -204,6 +203,17 @@ function targetPortFor(
         ...salt,
       }),
   };
+}
+
+/**
+ * What keeps tenants out of each other's caches on an upstream: vLLM's `cache_salt` (tenant scope),
+ * plus, in strict scope, no prompt-cache reuse where the server has no salt (llama.cpp).
+ */
+function isolation(o: SessionOptions): { cacheSalt?: string; noPromptCache?: boolean } {
+  if (o.request.cacheScope === '') return {};
+  return o.ctx.config.cacheScope === 'strict'
+    ? { cacheSalt: o.request.cacheScope, noPromptCache: true }
+    : { cacheSalt: o.request.cacheScope };
 }
 
 /** Turns pool assignments into engine draft slots, remembering them for release. */
@@ -239,7 +249,7 @@ class DraftSlots {
               postSamplingProbs: setup.rejection,
               signal: s,
               ...pinned,
-              ...(this.o.request.cacheScope === '' ? {} : { cacheSalt: this.o.request.cacheScope }),
+              ...isolation(this.o),
             }),
           ),
       },

@@ -88,5 +88,6 @@ async function serve(
   }
   ctx.counters.passthrough += 1;
   ctx.metrics.fallbacks.inc({ reason });
-  await passthrough({ request, target: target.server, res, signal, metrics: ctx.metrics, reason });
+  const noPromptCache = ctx.config.cacheScope === 'strict' && request.cacheScope !== '';
+  await passthrough({ request, target: target.server, res, signal, metrics: ctx.metrics, reason, noPromptCache });
 }
