@@ -28,10 +28,14 @@ const keyFile = join(dir, 'key.pem');
 describe.skipIf(!hasOpenssl())('TLS', () => {
   let cert: string;
   beforeAll(() => {
-    execFileSync('openssl', [
-      ...['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost'],
-      ...['-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', keyFile, '-out', certFile],
-    ]);
+    execFileSync(
+      'openssl',
+      [
+        ...['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost'],
+        ...['-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', keyFile, '-out', certFile],
+      ],
+      { stdio: 'ignore' },
+    );
     cert = readFileSync(certFile, 'utf8');
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -68,13 +72,9 @@ describe.skipIf(!hasOpenssl())('TLS', () => {
       const clientKey = join(dir, 'client.key');
       const clientCsr = join(dir, 'client.csr');
       const clientCert = join(dir, 'client.pem');
+      const openssl = (...args: string[][]) => execFileSync('openssl', args.flat(), { stdio: 'ignore' });
       const subject = (cn: string) => ['-nodes', '-subj', `/CN=${cn}`];
-      execFileSync('openssl', [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        ...subject('dsd-test-ca'),
+      openssl(['req', '-x509', '-newkey', 'rsa:2048'], subject('dsd-test-ca'), [
         '-days',
         '1',
         '-keyout',
@@ -82,34 +82,10 @@ describe.skipIf(!hasOpenssl())('TLS', () => {
         '-out',
         ca,
       ]);
-      execFileSync('openssl', [
-        'req',
-        '-newkey',
-        'rsa:2048',
-        ...subject('edge'),
-        '-keyout',
-        clientKey,
-        '-out',
-        clientCsr,
-      ]);
-      execFileSync(
-        'openssl',
-        [
-          'x509',
-          '-req',
-          '-in',
-          clientCsr,
-          '-CA',
-          ca,
-          '-CAkey',
-          caKey,
-          '-CAcreateserial',
-          '-days',
-          '1',
-          '-out',
-          clientCert,
-        ],
-        { stdio: 'ignore' },
+      openssl(['req', '-newkey', 'rsa:2048'], subject('edge'), ['-keyout', clientKey, '-out', clientCsr]);
+      openssl(
+        ['x509', '-req', '-in', clientCsr, '-CA', ca, '-CAkey', caKey, '-CAcreateserial'],
+        ['-days', '1', '-out', clientCert],
       );
       const verifier = await startTestVerifier('stories260K-f32.gguf', {
         tls: { cert, key: readFileSync(keyFile, 'utf8'), clientCa: readFileSync(ca, 'utf8') },
