@@ -87,6 +87,8 @@ async function serve(args: string[]): Promise<void> {
   if (cluster.isWorker) {
     const worker = await runWorker(config, logger);
     process.on('SIGTERM', () => worker.stop().then(() => process.exit(0)));
+    // Ctrl-C reaches the whole process group: the primary drains the workers with SIGTERM.
+    process.on('SIGINT', () => {});
     return;
   }
   const running =
