@@ -148,11 +148,11 @@ class LlamaSequence implements EngineSequence {
       );
     if (from + tokens.length > this.contextTokens)
       throw new DsdError('invalid_request', `the context would exceed ${this.contextTokens} tokens`);
-    // Against the KV itself, not `held`: after forget() the cells are still there until erased.
-    if (from < this.seq.nextTokenIndex) {
+    // `held` is cut back to `from` whenever it is longer; the KV is erased from `from` whenever it
+    // holds more, which after forget() (another tenant's tokens) it does while `held` is empty.
+    if (from < this.seq.nextTokenIndex)
       await this.seq.eraseContextTokenRanges([{ start: from, end: this.seq.nextTokenIndex }]);
-      this.held.length = from;
-    }
+    if (from < this.held.length) this.held.length = from;
     const greedy = s.sampling.temperature <= 0;
     const firstScored = tokens.length - positions;
     const items = tokens.map((t, i): ControlledEvaluateInputItem => {
