@@ -1,5 +1,20 @@
-/** What the verifier benchmarks share: the verifier as a process, a timed streamed completion. */
+/** What the real-model benchmarks share: their options, the verifier as a process, a timed streamed completion. */
+import { resolve } from 'node:path';
+
 export { startVerifierProcess } from '../src/bench/verifier-process.js';
+
+/** The options every real-model benchmark takes (`--prompts --tokens --delays --models`), with its defaults. */
+export function realModelOptions(d: { prompts: string; tokens: string; delays: string }) {
+  return {
+    prompts: { type: 'string', default: d.prompts },
+    tokens: { type: 'string', default: d.tokens },
+    delays: { type: 'string', default: d.delays },
+    models: {
+      type: 'string',
+      default: process.env.DSD_TEST_MODELS ?? resolve(import.meta.dirname, '../../shared/models'),
+    },
+  } as const;
+}
 
 /** One streamed completion: its time, tokens, text and dsd usage. */
 export interface Result {

@@ -8,24 +8,14 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DelayProxy } from '../src/bench/delay-proxy.js';
+import { delayProxyTo } from '../src/bench/delay-proxy.js';
 import { type LlamaProcess, locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
 import { markdownRow } from '../src/bench/markdown.js';
 import { STORY_PROMPTS } from '../test/fixtures-prompts.js';
 import { type InProcessDsd, startInProcessDsd } from './in-process-dsd.js';
-import { complete, modelName, startVerifierProcess } from './verifier-common.js';
+import { complete, modelName, realModelOptions, startVerifierProcess } from './verifier-common.js';
 
-const { values } = parseArgs({
-  options: {
-    prompts: { type: 'string', default: '5' },
-    tokens: { type: 'string', default: '96' },
-    delays: { type: 'string', default: '0,10,25' },
-    models: {
-      type: 'string',
-      default: process.env.DSD_TEST_MODELS ?? resolve(import.meta.dirname, '../../shared/models'),
-    },
-  },
-});
+const { values } = parseArgs({ options: realModelOptions({ prompts: '5', tokens: '96', delays: '0,10,25' }) });
 const TOKENS = Number(values.tokens);
 const PROMPTS = STORY_PROMPTS.slice(0, Number(values.prompts));
 const model = (f: string) => resolve(values.models, f);
@@ -54,16 +44,7 @@ console.log(
 console.log(markdownRow(['one-way ms', 'setup', 'ms / token', 'vs direct', 'WAN bytes / token']));
 console.log(markdownRow(['---', '---', '---', '---', '---']));
 for (const delay of values.delays.split(',').map(Number)) {
-  const proxies = await Promise.all(
-    [target.url, verifier.url].map(async (url) => {
-      const p = new DelayProxy({
-        targetHost: '127.0.0.1',
-        targetPort: Number(new URL(url).port),
-        oneWayDelayMs: delay,
-      });
-      return { proxy: p, url: await p.listen() };
-    }),
-  );
+  const proxies = await Promise.all([target.url, verifier.url].map((url) => delayProxyTo(url, delay)));
   const [toTarget, toVerifier] = proxies as [(typeof proxies)[0], (typeof proxies)[0]];
   const env = { DSD_ACCEPT_ANY_MODEL: 'true' };
   const overHttp = await startInProcessDsd({ target: { urls: [toTarget.url] }, draft: { urls: [draft.url] } }, env);

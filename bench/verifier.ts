@@ -17,21 +17,15 @@ import { type LlamaProcess, locateLlamaServer, startLlamaServer } from '../src/b
 import { markdownRow } from '../src/bench/markdown.js';
 import { STORY_PROMPTS } from '../test/fixtures-prompts.js';
 import { type InProcessDsd, startInProcessDsd } from './in-process-dsd.js';
-import { complete, modelName, type Result, startVerifierProcess } from './verifier-common.js';
+import { complete, modelName, type Result, realModelOptions, startVerifierProcess } from './verifier-common.js';
 
 const { values } = parseArgs({
   options: {
-    prompts: { type: 'string', default: '15' },
-    tokens: { type: 'string', default: '128' },
-    delays: { type: 'string', default: '5,10,25,50' },
+    ...realModelOptions({ prompts: '15', tokens: '128', delays: '5,10,25,50' }),
     'delay-prompts': { type: 'string', default: '5' },
     concurrency: { type: 'string', default: '16' },
     depth: { type: 'string', default: 'auto' },
     mode: { type: 'string', default: 'auto' },
-    models: {
-      type: 'string',
-      default: process.env.DSD_TEST_MODELS ?? resolve(import.meta.dirname, '../../shared/models'),
-    },
   },
 });
 const TOKENS = Number(values.tokens);

@@ -10,25 +10,15 @@
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DelayProxy } from '../src/bench/delay-proxy.js';
+import { delayProxyTo } from '../src/bench/delay-proxy.js';
 import { locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
 import { markdownRow } from '../src/bench/markdown.js';
 import { hfModel, locateVllm, startVllm } from '../src/bench/vllm-process.js';
 import { STORY_PROMPTS } from '../test/fixtures-prompts.js';
-import { type InProcessDsd, startInProcessDsd } from './in-process-dsd.js';
-import { complete, startVerifierProcess } from './verifier-common.js';
+import { startInProcessDsd } from './in-process-dsd.js';
+import { complete, realModelOptions, startVerifierProcess } from './verifier-common.js';
 
-const { values } = parseArgs({
-  options: {
-    prompts: { type: 'string', default: '5' },
-    tokens: { type: 'string', default: '96' },
-    delays: { type: 'string', default: '0,10,25' },
-    models: {
-      type: 'string',
-      default: process.env.DSD_TEST_MODELS ?? resolve(import.meta.dirname, '../../shared/models'),
-    },
-  },
-});
+const { values } = parseArgs({ options: realModelOptions({ prompts: '5', tokens: '96', delays: '0,10,25' }) });
 const TOKENS = Number(values.tokens);
 const PROMPTS = STORY_PROMPTS.slice(0, Number(values.prompts));
 const gguf = (f: string) => resolve(values.models, f);
@@ -64,17 +54,9 @@ console.log(
 );
 console.log(markdownRow(['one-way ms', 'setup', 'ms / token', 'vs vLLM alone', 'mean acceptance length']));
 console.log(markdownRow(['---', '---', '---', '---', '---']));
-const proxyTo = async (url: string, delay: number) => {
-  const proxy = new DelayProxy({
-    targetHost: '127.0.0.1',
-    targetPort: Number(new URL(url).port),
-    oneWayDelayMs: delay,
-  });
-  return { proxy, url: await proxy.listen() };
-};
 for (const delay of values.delays.split(',').map(Number)) {
   const [toVllm, toSpec, toVerifier] = await Promise.all(
-    [vllm.url, vllmSpec.url, verifier.url].map((u) => proxyTo(u, delay)),
+    [vllm.url, vllmSpec.url, verifier.url].map((u) => delayProxyTo(u, delay)),
   );
   const dsds = {
     adaptive: await startInProcessDsd({ target: { urls: [toVllm!.url] }, draft: { urls: [draft.url] } }),
@@ -88,18 +70,18 @@ for (const delay of values.delays.split(',').map(Number)) {
       { DSD_ACCEPT_ANY_MODEL: 'true' },
     ),
   };
-  const setups: Record<string, { url: string; dsd?: InProcessDsd }> = {
-    'client straight from vLLM': { url: toVllm!.url },
-    'vLLM’s own speculation (q4_0 draft model, k = 4)': { url: toSpec!.url },
-    'dsd → vLLM, adaptive window': { url: dsds.adaptive.url, dsd: dsds.adaptive },
-    'dsd → vLLM, fixed k = 4': { url: dsds.fixed.url, dsd: dsds.fixed },
-    'dsd → verifier → vLLM': { url: dsds.verifier.url, dsd: dsds.verifier },
+  const setups: Record<string, string> = {
+    'client straight from vLLM': toVllm!.url,
+    'vLLM’s own speculation (q4_0 draft model, k = 4)': toSpec!.url,
+    'dsd → vLLM, adaptive window': dsds.adaptive.url,
+    'dsd → vLLM, fixed k = 4': dsds.fixed.url,
+    'dsd → verifier → vLLM': dsds.verifier.url,
   };
   const sums = new Map<string, { ms: number; tokens: number; mal: number; n: number }>();
-  for (const s of Object.values(setups)) await complete(s.url, PROMPTS[0]!, 'heavy', TOKENS);
+  for (const url of Object.values(setups)) await complete(url, PROMPTS[0]!, 'heavy', TOKENS);
   for (const prompt of PROMPTS)
-    for (const [label, s] of Object.entries(setups)) {
-      const r = await complete(s.url, prompt, 'heavy', TOKENS);
+    for (const [label, url] of Object.entries(setups)) {
+      const r = await complete(url, prompt, 'heavy', TOKENS);
       const sum = sums.get(label) ?? { ms: 0, tokens: 0, mal: 0, n: 0 };
       sum.ms += r.ms;
       sum.tokens += r.tokens;

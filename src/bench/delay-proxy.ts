@@ -78,3 +78,9 @@ export class DelayProxy {
     if (server) await new Promise<void>((r) => server.close(() => r()));
   }
 }
+
+/** A delay proxy in front of a loopback server at `url`, listening; returns it and its own URL. */
+export async function delayProxyTo(url: string, oneWayDelayMs: number): Promise<{ proxy: DelayProxy; url: string }> {
+  const proxy = new DelayProxy({ targetHost: '127.0.0.1', targetPort: Number(new URL(url).port), oneWayDelayMs });
+  return { proxy, url: await proxy.listen() };
+}
