@@ -1,7 +1,6 @@
 import {
   type Attributes,
   context,
-  INVALID_SPAN_CONTEXT,
   propagation,
   ROOT_CONTEXT,
   type Span,
@@ -51,16 +50,19 @@ export function withTraceHeaders(headers: Record<string, string>): Record<string
   return out;
 }
 
-/** Runs `fn` in a client span for one upstream call; the span ends when `fn` settles. */
+/**
+ * Runs `fn` in a client span for one upstream call; the span ends when `fn` settles. Without an
+ * active recording span it only calls `fn`: the span's name and attributes are built only when traced.
+ */
 export async function inClientSpan<T>(
-  name: string,
-  attributes: Attributes,
-  fn: (span: Span) => Promise<T>,
+  describe: () => { name: string; attributes: Attributes },
+  fn: () => Promise<T>,
 ): Promise<T> {
-  if (!tracing()) return fn(trace.wrapSpanContext(INVALID_SPAN_CONTEXT));
+  if (!tracing()) return fn();
+  const { name, attributes } = describe();
   return tracer.startActiveSpan(name, { kind: SpanKind.CLIENT, attributes }, async (span) => {
     try {
-      return await fn(span);
+      return await fn();
     } catch (err) {
       span.recordException(err as Error);
       span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });

@@ -148,8 +148,11 @@ export class HttpUpstream {
    * (connection refused/reset, 429/502/503), honouring Retry-After, within the retry budget.
    */
   private send(method: 'GET' | 'POST', path: string, body: unknown, signal?: AbortSignal) {
-    const attributes = { 'http.request.method': method, 'url.full': `${this.baseUrl}${path}`, 'dsd.role': this.role };
-    return inClientSpan(`${method} ${path}`, attributes, () => this.sendWithRetries(method, path, body, signal));
+    const describe = () => ({
+      name: `${method} ${path}`,
+      attributes: { 'http.request.method': method, 'url.full': `${this.baseUrl}${path}`, 'dsd.role': this.role },
+    });
+    return inClientSpan(describe, () => this.sendWithRetries(method, path, body, signal));
   }
 
   private async sendWithRetries(method: 'GET' | 'POST', path: string, body: unknown, signal?: AbortSignal) {

@@ -4,7 +4,6 @@ import type { DsdConfig } from '../config/types.js';
 import type { Logger } from '../logger.js';
 import type { PairSnapshot } from '../speculative/estimates.js';
 import { type RunningDsd, startDsd } from './main.js';
-import type { DsdMetrics } from './metrics.js';
 
 /** How often workers hand their pair estimates to the primary, and it hands the best back. */
 const SHARE_EVERY_MS = 2_000;
@@ -114,7 +113,7 @@ export async function runPrimary(
 export async function runWorker(config: DsdConfig, logger: Logger): Promise<RunningDsd> {
   let next = 1;
   const waiting = new Map<number, (text: string) => void>();
-  const metricsText = (_own: DsdMetrics) => {
+  const metricsText = () => {
     const id = next++;
     return new Promise<string>((resolve) => {
       waiting.set(id, resolve);

@@ -1,7 +1,11 @@
+import { AdaptiveWindow } from '../../speculative/adaptive-window.js';
 import type { PairEstimates } from '../../speculative/estimates.js';
+import { seededRng } from '../../speculative/sampling.js';
 import type { DsdContext } from '../context.js';
+import { aheadDepthFor } from '../generation/speculative-session.js';
+import type { PairState } from '../upstreams/draft-pool.js';
 
-/** Longest window the dashboard shows acceptance and predictions for. */
+/** Positions the dashboard shows acceptance for. */
 const SHOWN_POSITIONS = 8;
 
 /** One draft–target pair as /dashboard shows it. */
@@ -13,7 +17,7 @@ export interface PairView {
   /** Conditional acceptance at positions 1..8 (undefined before any round). */
   acceptanceByPosition: (number | null)[];
   proposals: number;
-  /** The window the pair's estimates predict fastest, and that speed-up (null: not known yet). */
+  /** The window the planner predicts fastest for the pair, and that speed-up (null: not known yet). */
   bestK: number | null;
   predictedSpeedup: number | null;
   targetMsPerToken: number | null;
@@ -53,28 +57,31 @@ export interface DashboardData {
 
 const round = (v: number | undefined, digits = 3) => (v === undefined ? null : Number(v.toFixed(digits)));
 
-/** Expected tokens per round of window k and the round's predicted time, from the estimates. */
-function predict(e: PairEstimates, k: number): { speedup: number } | undefined {
+/**
+ * The planner's own prediction for a pair, as the adaptive window would make it now: the fastest
+ * window in the configured bounds, and its speed-up over the target's own time per token.
+ */
+function bestWindow(ctx: DsdContext, e: PairEstimates): { k: number; speedup: number } | undefined {
+  const s = ctx.config.speculation;
+  const kind = ctx.upstreams.targets.connected()[0]?.server.kind ?? 'llamacpp';
+  const window = new AdaptiveWindow(e, {
+    min: Math.max(1, s.windowMin),
+    max: s.windowMax,
+    initialK: 4,
+    margin: 0,
+    explore: 0,
+    draftAhead: s.draftAhead,
+    aheadDepth: aheadDepthFor(s.aheadDepth, kind),
+    rng: seededRng(1),
+  });
+  const best = window.best();
   const target = e.targetOnlyMsPerToken.value;
-  const draft = e.draftMs.predict(k);
-  const verify = e.verifyMs.predict(k + 1);
-  if (target === undefined || draft === undefined || verify === undefined) return undefined;
-  let reach = 1;
-  let tokens = 1;
-  for (let i = 0; i < k; i++) {
-    reach *= e.acceptance.rate(i) ?? 0;
-    tokens += reach;
-  }
-  return { speedup: (tokens * target) / Math.max(1e-6, draft + verify) };
+  return best === undefined || target === undefined ? undefined : { k: best.k, speedup: target / best.msPerToken };
 }
 
-function pairView(p: ReturnType<DsdContext['upstreams']['drafts']['pairs']>[number]): PairView {
+function pairView(ctx: DsdContext, p: PairState): PairView {
   const e = p.estimates;
-  let best: { k: number; speedup: number } | undefined;
-  for (let k = 1; k <= SHOWN_POSITIONS; k++) {
-    const s = predict(e, k);
-    if (s !== undefined && (best === undefined || s.speedup > best.speedup)) best = { k, speedup: s.speedup };
-  }
+  const best = bestWindow(ctx, e);
   return {
     draft: p.url,
     breaker: p.state,
@@ -118,7 +125,7 @@ async function msPerToken(ctx: DsdContext, mode: string): Promise<number | null>
 /** A snapshot of what speculation is doing, for the live dashboard. */
 export async function dashboardData(ctx: DsdContext): Promise<DashboardData> {
   const spec = await msPerToken(ctx, 'speculative');
-  const pairs = ctx.upstreams.drafts.pairs().map(pairView);
+  const pairs = ctx.upstreams.drafts.pairs().map((p) => pairView(ctx, p));
   // The best-measured pair's figure: every pair times the same target.
   const alone = [...pairs].sort((a, b) => b.proposals - a.proposals).find((p) => p.targetMsPerToken !== null);
   const targetMs = alone?.targetMsPerToken ?? null;

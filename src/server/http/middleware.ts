@@ -43,7 +43,7 @@ export interface DsdMiddlewareOptions extends DsdOptions {
   /** Makes the upstream server objects (the verifier passes its in-process engine). */
   connect?: Connector;
   /** What GET /metrics serves instead of this instance's own registry (a cluster worker: all workers). */
-  metricsText?: (own: DsdMetrics) => Promise<string>;
+  metricsText?: () => Promise<string>;
 }
 
 /** An Express router serving dsd's routes, with a handle to release its upstream connections. */
@@ -117,7 +117,7 @@ export function createDsdMiddleware(options: DsdMiddlewareOptions = {}): DsdRout
     });
   });
   router.get('/metrics', named('metrics'), async (_req, res) => {
-    const text = metricsText === undefined ? await metrics.registry.metrics() : await metricsText(metrics);
+    const text = metricsText === undefined ? await metrics.registry.metrics() : await metricsText();
     res.type(metrics.registry.contentType).send(text);
   });
   router.get('/dashboard', named('dashboard'), (_req, res) => {
