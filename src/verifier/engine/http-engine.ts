@@ -1,7 +1,7 @@
 import { type ConnectOptions, connectServer } from '../../backends/detect.js';
 import type { ChatMessage, ModelServer, ServerInfo } from '../../backends/types.js';
 import type { GeneratedToken } from '../../speculative/types.js';
-import { SequencePool } from './sequence-pool.js';
+import { PooledState, SequencePool } from './sequence-pool.js';
 import { TokenBytes } from './token-bytes.js';
 import type { EngineInfo, EngineLoad, EngineSequence, PositionSampling, TargetEngine } from './types.js';
 
@@ -76,23 +76,17 @@ class HttpEngine implements TargetEngine {
 }
 
 /** A generation's context on a target that keeps the KV itself. */
-class HttpSequence implements EngineSequence {
-  readonly held: number[] = [];
-  onRelease: () => void = () => {};
-  owner = '';
-
+class HttpSequence extends PooledState implements EngineSequence {
   constructor(
     private readonly server: ModelServer,
     private readonly bytes: TokenBytes,
-  ) {}
+  ) {
+    super();
+  }
 
   /** The tenant's scope as the target's own cache salt (vLLM), so its prefix cache is scoped too. */
   private salt(): { cacheSalt?: string } {
     return this.owner === '' ? {} : { cacheSalt: this.owner };
-  }
-
-  forget(): void {
-    this.held.length = 0;
   }
 
   async evaluate(
@@ -144,9 +138,5 @@ class HttpSequence implements EngineSequence {
   private learn(token: GeneratedToken): GeneratedToken {
     if (token.bytes !== undefined) this.bytes.learn(token.id, token.bytes);
     return token;
-  }
-
-  release(): void {
-    this.onRelease();
   }
 }

@@ -11,7 +11,7 @@ import { chatMlPrompt } from '../../backends/chatml.js';
 import type { ChatMessage } from '../../backends/types.js';
 import { DsdError } from '../../errors.js';
 import type { GeneratedToken } from '../../speculative/types.js';
-import { SequencePool } from './sequence-pool.js';
+import { PooledState, SequencePool } from './sequence-pool.js';
 import { TokenBytes } from './token-bytes.js';
 
 /** Positions one in-process evaluation may score (the window cap the edge sees). */
@@ -124,16 +124,14 @@ function positionSeed(): number {
 }
 
 /** One node-llama-cpp context sequence with the tokens its KV holds. */
-class LlamaSequence implements EngineSequence {
-  readonly held: number[] = [];
-  onRelease: () => void = () => {};
-  owner = '';
-
+class LlamaSequence extends PooledState implements EngineSequence {
   constructor(
     private readonly seq: LlamaContextSequence,
     private readonly contextTokens: number,
     private readonly eosId: number | undefined,
-  ) {}
+  ) {
+    super();
+  }
 
   async evaluate(
     from: number,
@@ -187,14 +185,6 @@ class LlamaSequence implements EngineSequence {
       scored.push(toGenerated(next.token as number, next.probabilities, s.topN, this.eosId));
     }
     return scored;
-  }
-
-  forget(): void {
-    this.held.length = 0;
-  }
-
-  release(): void {
-    this.onRelease();
   }
 }
 

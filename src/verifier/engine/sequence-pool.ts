@@ -10,6 +10,24 @@ export interface PooledSequence {
   forget(): void;
 }
 
+/**
+ * What every engine's sequence keeps for the pool: the tokens it holds, who used it last, and the
+ * release hook. Engines extend it with how they evaluate.
+ */
+export class PooledState implements PooledSequence {
+  readonly held: number[] = [];
+  onRelease: () => void = () => {};
+  owner = '';
+
+  forget(): void {
+    this.held.length = 0;
+  }
+
+  release(): void {
+    this.onRelease();
+  }
+}
+
 /** Length of the common prefix of two token lists. */
 export function commonPrefix(a: readonly number[], b: readonly number[]): number {
   const n = Math.min(a.length, b.length);
