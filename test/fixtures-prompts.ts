@@ -1,3 +1,5 @@
+import { seededRng } from '../src/speculative/sampling.js';
+
 /** Story openings for the real-model tests (the test models are trained on children's stories). */
 export const STORY_PROMPTS = [
   'Once upon a time',
@@ -21,3 +23,14 @@ export const STORY_PROMPTS = [
   'The dog barked at the mailman.',
   'Jack wanted to climb the tall tree.',
 ];
+
+const STORY_WORDS = ['dog', 'cat', 'sun', 'tree', 'ball', 'girl', 'boy', 'park', 'red', 'big', 'happy', 'bird', 'fish'];
+
+/**
+ * A prompt of `words` story words drawn with a seeded generator: each seed gives its own (the
+ * cache-isolation tests need prompts that no earlier request sent), the same seed the same.
+ */
+export function freshWordPrompt(seed: number, words: number): string {
+  const rng = seededRng(seed * 7_919 + 17);
+  return Array.from({ length: words }, () => STORY_WORDS[Math.floor(rng() * STORY_WORDS.length)]).join(' ');
+}

@@ -7,15 +7,7 @@ import { loadConfig } from '../src/config/load-config.js';
 import { demoModels } from '../src/demo/demo-backends.js';
 import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
 import { postJson, startTestDsd } from './helpers/dsd.js';
-
-function hasOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { hasOpenssl } from './helpers/openssl.js';
 
 const canRun = hasOpenssl();
 if (!canRun) console.warn('skipping HTTPS upstream tests: openssl not found');

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freshWordPrompt } from './fixtures-prompts.js';
 import { postJson, startTestDsd } from './helpers/dsd.js';
 import { type LlamaProcess, llamaSkipReason, startLlamaServer } from './helpers/llama-server.js';
 
 const skip = llamaSkipReason();
 const KEYS = ['llama-tenant-a', 'llama-tenant-b'];
-const WORDS = ['dog', 'cat', 'sun', 'tree', 'ball', 'girl', 'boy', 'park', 'red', 'big', 'happy', 'bird'];
 
 /** llama-server's own count of prompt tokens it computed (not taken from a slot's cache). */
 async function computedPromptTokens(url: string): Promise<number> {
@@ -22,10 +22,7 @@ describe.skipIf(skip !== undefined)('tenants on a llama.cpp target: what tenant 
   let target: LlamaProcess;
   let draft: LlamaProcess;
   let n = 0;
-  const fresh = () => {
-    n += 1;
-    return Array.from({ length: 80 }, (_, i) => WORDS[(i * 5 + n * 7 + ((i * i) % 3)) % WORDS.length]).join(' ');
-  };
+  const fresh = () => freshWordPrompt(++n, 80);
   beforeAll(async () => {
     target = await startLlamaServer({ model: 'stories260K-f32.gguf', alias: 'm', slots: 4, extraArgs: ['--metrics'] });
     draft = await startLlamaServer({ model: 'stories260K-q4_0.gguf', alias: 'draft', slots: 2 });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningVerifier } from '../src/verifier/main.js';
+import { freshWordPrompt } from './fixtures-prompts.js';
 import { postJson, startTestDsd, type TestDsd } from './helpers/dsd.js';
 import { type LlamaProcess, llamaSkipReason, startLlamaServer } from './helpers/llama-server.js';
 import { mannWhitney } from './helpers/mann-whitney.js';
@@ -8,7 +9,6 @@ import { startTestVerifier } from './helpers/verifier.js';
 const skip = llamaSkipReason();
 const TRIALS = 8;
 const KEYS = ['timing-tenant-a', 'timing-tenant-b'];
-const WORDS = ['dog', 'cat', 'sun', 'tree', 'ball', 'girl', 'boy', 'park', 'red', 'big', 'happy', 'bird', 'fish'];
 
 /**
  * The timing side channel of shared prefix caches, measured: the heavy target in the verifier
@@ -22,10 +22,7 @@ describe.skipIf(skip !== undefined)('tenant isolation, timed: the prefix-cache s
   let verifier: RunningVerifier;
   let draft: LlamaProcess;
   let n = 0;
-  const fresh = () => {
-    n += 1;
-    return Array.from({ length: 100 }, (_, i) => WORDS[(i * 7 + n * 11 + ((i * i) % 5)) % WORDS.length]).join(' ');
-  };
+  const fresh = () => freshWordPrompt(++n, 100);
 
   beforeAll(async () => {
     verifier = await startTestVerifier('stories260K-ff32k-f32.gguf', { sequences: 4, threads: 1 });

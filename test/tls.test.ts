@@ -9,16 +9,8 @@ import { createLogger } from '../src/logger.js';
 import { type RunningDsd, startDsd } from '../src/server/main.js';
 import { postJson, startTestDsd } from './helpers/dsd.js';
 import { llamaSkipReason, startLlamaServer } from './helpers/llama-server.js';
+import { hasOpenssl } from './helpers/openssl.js';
 import { startTestVerifier } from './helpers/verifier.js';
-
-function hasOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'dsd-tls-'));
 const certFile = join(dir, 'cert.pem');

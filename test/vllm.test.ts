@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORY_PROMPTS } from './fixtures-prompts.js';
+import { freshWordPrompt, STORY_PROMPTS } from './fixtures-prompts.js';
 import { chiSquareTwoSample } from './helpers/chi-square.js';
 import { postJson, startTestDsd, type TestDsd } from './helpers/dsd.js';
 import {
@@ -232,13 +232,9 @@ describe.skipIf(skip !== undefined)(`a real vLLM as the target${skip ? ` (skippe
       { target: { urls: [vllm.url] }, draft: { urls: [draft.url] }, apiKeys: keys },
       { DSD_CACHE_SCOPE: 'global' },
     );
-    const words = ['dog', 'cat', 'sun', 'tree', 'ball', 'girl', 'boy', 'park', 'red', 'big', 'happy', 'bird'];
     let fresh = 0;
     // A prompt nobody sent before (about 420 tokens: thirteen 32-token blocks).
-    const freshPrompt = (): string => {
-      fresh += 1;
-      return Array.from({ length: 150 }, (_, i) => words[(i * 7 + fresh * 5 + i * i) % words.length]).join(' ');
-    };
+    const freshPrompt = () => freshWordPrompt(++fresh, 150);
     /** vLLM prefix-cache hits caused by one request through dsd as `key`. */
     const hitsOf = async (d: TestDsd, key: string, prompt: string, speculative: boolean) => {
       const before = await prefixCache(vllm.url);
