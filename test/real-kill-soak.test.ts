@@ -191,7 +191,8 @@ describe.skipIf(skip !== undefined)('faults in real servers: SIGKILL and restart
     console.log(
       `real-server soak: ${kills} SIGKILLs in ${SOAK_MS / 1000} s; ${total} requests: ${outcomes.complete} complete ` +
         `and identical, ${outcomes['clean-error']} clean errors, ${outcomes.wrong} wrong, ${outcomes.hung} hung; ` +
-        `fds ${fdsBefore} → ${fdsAfter} (${fdsWithoutDsd} before dsd, ${fdsClosed} after it closed); heap ${(heapBefore / 2 ** 20).toFixed(1)} → ` +
+        `fds ${fdsBefore} → ${fdsAfter} (${fdsWithoutDsd} before dsd, ${fdsClosed} after it closed); ` +
+        `heap ${(heapBefore / 2 ** 20).toFixed(1)} → ` +
         `${(heapAfter / 2 ** 20).toFixed(1)} MiB; after the chaos ${recoveredOk}/${PROMPTS.length} complete`,
     );
     expect(kills).toBeGreaterThanOrEqual(4);

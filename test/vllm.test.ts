@@ -227,14 +227,19 @@ describe.skipIf(skip !== undefined)(`a real vLLM as the target${skip ? ` (skippe
 
   it('tenants do not share vLLM’s prefix cache (cache_salt per key); with DSD_CACHE_SCOPE=global they do', async () => {
     const keys = ['key-tenant-a', 'key-tenant-b'];
-    const scoped = await startTestDsd({ target: { urls: [vllm.url] }, draft: { urls: [draft.url] }, apiKeys: keys });
-    const global = await startTestDsd(
-      { target: { urls: [vllm.url] }, draft: { urls: [draft.url] }, apiKeys: keys },
-      { DSD_CACHE_SCOPE: 'global' },
-    );
+    // A fixed window and no draft-ahead: each request's own rounds (and the blocks they hit) then
+    // depend on its prompt alone, not on what the planner learnt from the request before it.
+    const options = {
+      target: { urls: [vllm.url] },
+      draft: { urls: [draft.url] },
+      apiKeys: keys,
+      speculation: { window: 4, draftAhead: false },
+    };
+    const scoped = await startTestDsd(options);
+    const global = await startTestDsd(options, { DSD_CACHE_SCOPE: 'global' });
     let fresh = 0;
     // A prompt nobody sent before (about 420 tokens: thirteen 32-token blocks).
-    const freshPrompt = () => freshWordPrompt(++fresh, 150);
+    const freshPrompt = () => freshWordPrompt(++fresh, 180);
     /** vLLM prefix-cache hits caused by one request through dsd as `key`. */
     const hitsOf = async (d: TestDsd, key: string, prompt: string, speculative: boolean) => {
       const before = await prefixCache(vllm.url);
