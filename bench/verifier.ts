@@ -7,7 +7,11 @@
  * verifier over the same link vs dsd), bytes on the link per generated token, and 16 concurrent
  * streams.
  *
- *   npm run bench:verifier [-- --prompts 15 --tokens 128 --delays 5,10,25,50 --concurrency 16]
+ * The verifier's engine is node-llama-cpp's local build (scripts/build-engine.sh, built once and
+ * cached; about 8 minutes the first time), which evaluates batches as fast as llama-server;
+ * `--prebuilt` keeps the prebuilt binary instead.
+ *
+ *   npm run bench:verifier [-- --prompts 15 --tokens 128 --delays 5,10,25,50 --concurrency 16 --prebuilt]
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -15,6 +19,7 @@ import type { VerifierServer } from '../src/backends/verifier/client.js';
 import { DelayProxy } from '../src/bench/delay-proxy.js';
 import { type LlamaProcess, locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
 import { markdownRow } from '../src/bench/markdown.js';
+import { buildEngine } from '../src/bench/verifier-process.js';
 import { STORY_PROMPTS } from '../test/fixtures-prompts.js';
 import { type InProcessDsd, startInProcessDsd } from './in-process-dsd.js';
 import { complete, modelName, type Result, realModelOptions, startVerifierProcess } from './verifier-common.js';
@@ -26,6 +31,7 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '16' },
     depth: { type: 'string', default: 'auto' },
     mode: { type: 'string', default: 'auto' },
+    prebuilt: { type: 'boolean', default: false },
   },
 });
 const TOKENS = Number(values.tokens);
@@ -59,7 +65,10 @@ const draft = await startLlamaServer({
   threads: 1,
 });
 servers.push(draft);
+if (!values.prebuilt) await buildEngine((line) => console.error(line));
 const verifier = await startVerifierProcess(['--model', HEAVY, '--threads', '1', '--sequences', values.concurrency]);
+const engineBuild = ((await (await fetch(`${verifier.url}/dsd/verifier`)).json()) as { engine_build: string })
+  .engine_build;
 
 function edge(targetUrl: string): Promise<InProcessDsd> {
   return startInProcessDsd(
@@ -115,7 +124,7 @@ const base = totals['llama-server alone']!;
 const baseMs = base.ms / base.tokens;
 print(
   `\nheavy target (1 thread) + q4_0 draft (1 thread), greedy, ${PROMPTS.length} prompts × ${TOKENS} tokens, ` +
-    'streamed, interleaved\n',
+    `streamed, interleaved; verifier engine: node-llama-cpp ${engineBuild} build\n`,
 );
 print(markdownRow(['setup', 'ms / token', 'vs llama-server alone']));
 print(markdownRow(['---', '---', '---']));

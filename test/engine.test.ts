@@ -126,6 +126,18 @@ describe('runSpeculation', () => {
     expect(calls.prompts[1]).toHaveLength(2);
   });
 
+  it('a target scoring only the leading drafts (a shared verifier): same output, rounds of that window', async () => {
+    const calls = { score: 0, generate: 0, prompts: [] as number[][][] };
+    const full = targetPort(calls);
+    // Like a shared verifier: of k drafts it verifies only the first, so it answers 2 positions.
+    const target: TargetPort = { ...full, score: async (prompts, signal) => full.score(prompts.slice(0, 2), signal) };
+    const { tokens, stats } = await collect({ draft: draftPort({ wrongEvery: 7 }), target, k: 4 });
+    expect(tokens).toEqual(reference([1, 2, 3], 40).slice(0, tokens.length));
+    expect(tokens.length === 40 || tokens.at(-1) === EOS).toBe(true);
+    expect(stats.draftTokens).toBe(stats.rounds);
+    expect(stats.acceptedTokens).toBeGreaterThan(0);
+  });
+
   it('caps k by the target batch size', async () => {
     const calls = { score: 0, generate: 0, prompts: [] as number[][][] };
     await collect({

@@ -8,6 +8,16 @@ export interface SetupScriptOptions {
 }
 
 const BUILD_PERCENT = /^\[\s*(\d+)%\]/;
+/** Ninja's progress (`[12/277] Building …`), which node-llama-cpp's build prints. */
+const BUILD_STEPS = /\[(\d+)\/(\d+)\] (?:Building|Linking)/;
+
+/** A build's progress in percent from one line of its output, when the line shows it. */
+function buildPercent(line: string): number | undefined {
+  const percent = BUILD_PERCENT.exec(line)?.[1];
+  if (percent !== undefined) return Number(percent);
+  const steps = BUILD_STEPS.exec(line);
+  return steps === null ? undefined : (100 * Number(steps[1])) / Math.max(1, Number(steps[2]));
+}
 
 /**
  * Runs one of the project's setup scripts (a build or an install that prints its result on
@@ -26,8 +36,8 @@ export function runSetupScript(script: string, args: readonly string[], o: Setup
       tail.push(line);
       if (tail.length > 3) tail.shift();
       if (line.startsWith('dsd: ')) o.log?.(line);
-      const percent = BUILD_PERCENT.exec(line)?.[1];
-      const tenth = percent === undefined ? -1 : Math.floor(Number(percent) / 10);
+      const percent = buildPercent(line);
+      const tenth = percent === undefined ? -1 : Math.floor(percent / 10);
       if (tenth > shownTenth) {
         shownTenth = tenth;
         o.log?.(`dsd:   … ${tenth * 10} %`);

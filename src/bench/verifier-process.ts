@@ -1,6 +1,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './llama-process.js';
+import { runSetupScript } from './setup-script.js';
+
+/**
+ * Builds node-llama-cpp's binding from its bundled source once (scripts/build-engine.sh, cached)
+ * and installs it, so verifiers started after it evaluate with it; resolves with where it is.
+ */
+export function buildEngine(log?: (line: string) => void): Promise<string> {
+  const script = fileURLToPath(new URL('../../scripts/build-engine.sh', import.meta.url));
+  return runSetupScript(script, [], log === undefined ? {} : { log });
+}
 
 /** A `dsd verifier` in its own process on a loopback port. */
 export interface VerifierProcess {

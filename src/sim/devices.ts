@@ -1,3 +1,5 @@
+import { draftsWorthVerifying } from '../speculative/batch-window.js';
+import { DecayingMean, PositionAcceptance } from '../speculative/estimates.js';
 import type { Rng } from '../speculative/sampling.js';
 import type { Simulation } from './event-queue.js';
 import { draw } from './random.js';
@@ -28,6 +30,10 @@ export class TargetDevice {
   busyMs = 0;
   /** Work items in the queue or in the running step. */
   load = 0;
+  /** A verifier beside this target: the drafts it verified, by position (the shared-target window). */
+  readonly verified = new PositionAcceptance(0.98);
+  /** Other work items in each step, as a verifier measures its batch peers. */
+  private readonly peers = new DecayingMean(0.9);
 
   constructor(
     private readonly sim: Simulation,
@@ -39,6 +45,12 @@ export class TargetDevice {
     this.load += 1;
     this.queue.push({ tokens, done });
     if (!this.busy) this.step();
+  }
+
+  /** How many of k proposed drafts a verifier beside this target verifies (the verifier's rule). */
+  worthVerifying(k: number): number {
+    const cost = { fixedMs: this.spec.stepFixedMs, positionMs: this.spec.stepPerTokenMs, peers: this.peers.value ?? 0 };
+    return draftsWorthVerifying(k, this.verified, cost);
   }
 
   /** k draft tokens from a co-located draft model, in batched draft steps of `stepMs` each. */
@@ -62,6 +74,7 @@ export class TargetDevice {
     const batch: TargetWork[] = [];
     while (batch.length < this.spec.maxBatch && this.queue.length > 0) batch.push(this.queue.shift() as TargetWork);
     const ms = this.spec.stepFixedMs + this.spec.stepPerTokenMs * batch.reduce((s, w) => s + w.tokens, 0);
+    for (let i = 0; i < batch.length; i++) this.peers.add(batch.length - 1);
     this.busyMs += ms;
     this.sim.schedule(ms, () => {
       this.load -= batch.length;

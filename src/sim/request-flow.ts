@@ -188,19 +188,22 @@ function dsd(c: FlowContext, planner: SpeculationPlanner, draftAhead: boolean, v
         ahead = a;
       }
       transmit(c.sim, c.edge.link, upBytes(k, context), c.bytes, 'up', c.rng, () => {
-        c.target.submit(scored(k) + (prefilled ? 0 : c.promptTokens), () => {
+        // A verifier sharing its target between generations verifies only the drafts worth its time.
+        const j = verifier ? c.target.worthVerifying(k) : k;
+        c.target.submit(scored(j) + (prefilled ? 0 : c.promptTokens), () => {
           prefilled = true;
-          transmit(c.sim, c.edge.link, downBytes(k), c.bytes, 'down', c.rng, () => {
-            const v = c.acceptance.round(k);
+          transmit(c.sim, c.edge.link, downBytes(j), c.bytes, 'down', c.rng, () => {
+            const v = c.acceptance.round(j);
+            if (verifier) c.target.verified.add(j, v.accepted);
             const verifyMs = c.sim.now - sent;
             recordRound(c.record.stats, {
-              drafted: k,
+              drafted: j,
               accepted: v.accepted,
               committed: v.tokens.length,
               draftMs,
               verifyMs,
             });
-            planner.observeRound({ drafted: k, accepted: v.accepted, draftMs, draftWorkMs: draftWork, verifyMs });
+            planner.observeRound({ drafted: j, accepted: v.accepted, draftMs, draftWorkMs: draftWork, verifyMs });
             const hit = ahead !== undefined && v.accepted === k && c.acceptance.bonusGuessRight(k);
             if (ahead !== undefined) {
               if (hit) c.record.stats.draftAheadHits += 1;

@@ -84,13 +84,7 @@ export class AdaptiveWindow {
 
   /** Expected tokens committed by a round of window k. */
   expectedTokens(k: number): number {
-    let total = 1;
-    let chain = 1;
-    for (let i = 0; i < k; i++) {
-      chain *= this.estimates.acceptance.rate(i) ?? 0;
-      total += chain;
-    }
-    return total;
+    return this.estimates.acceptance.expectedTokens(k);
   }
 
   /** Predicted time per token with window k and `depth` rounds sent ahead, or undefined before any measurement. */

@@ -69,9 +69,18 @@ export async function* runAssisted(
       },
     );
   };
+  // A shared target that declines whole proposals has better use for its time: draft less often
+  // (every 2nd, 4th, … 32nd chunk) until one is used again, so drafts and frames are not wasted.
+  let backoff = 0;
+  let skip = 0;
   try {
     draftFrom();
     for await (const chunk of stream.chunks) {
+      if (chunk.drafted > 0) backoff = 0;
+      else if ((chunk.declined ?? 0) > 0) {
+        backoff = Math.min(32, Math.max(1, 2 * backoff));
+        skip = backoff;
+      }
       if (chunk.drafted > 0) {
         const committed = Math.min(chunk.tokens.length, chunk.accepted + 1);
         recordRound(o.stats, { drafted: chunk.drafted, accepted: chunk.accepted, committed, draftMs: 0, verifyMs: 0 });
@@ -79,7 +88,8 @@ export async function* runAssisted(
       const { kept, finish } = state.take(chunk.tokens);
       yield { tokens: kept, source: chunk.drafted > 0 ? 'round' : 'target-only' };
       if (finish) return { finish, stats: o.stats };
-      draftFrom();
+      if (skip > 0) skip -= 1;
+      else draftFrom();
     }
     return { finish: state.remaining <= 0 ? 'length' : 'stop', stats: o.stats };
   } finally {

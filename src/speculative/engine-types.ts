@@ -17,6 +17,8 @@ export interface AssistedChunk {
   /** Draft tokens of the proposal it used (0: it decoded alone). */
   drafted: number;
   accepted: number;
+  /** Draft tokens that lined up but that a shared target declined to verify (its time was worth more). */
+  declined?: number;
 }
 
 /** A stream from a target that decodes by itself and takes proposals where they line up. */

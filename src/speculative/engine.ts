@@ -145,18 +145,19 @@ async function speculativeRound({ o, draft, decision, ahead, state, signal }: Ro
   }
   const verifyMs = o.now() - waitStart;
 
-  // verify
-  const verdict = verify(o.rule, sent.proposal, scored.positions, o.rng);
+  // verify (a shared verifier may have scored only the leading drafts: the round is that window)
+  const proposal = proposalScored(sent.proposal, scored.positions.length);
+  const verdict = verify(o.rule, proposal, scored.positions, o.rng);
 
   // commit
   const tokens = verdict.tokens.map((id, i) =>
-    committedToken(id, scored.positions[verdict.positions[i] as number], sent.proposal[i]),
+    committedToken(id, scored.positions[verdict.positions[i] as number], proposal[i]),
   );
   const { kept, finish } = state.take(tokens);
   ahead.keepIf(state.ctx);
 
   // observe (the planner learns request times; the statistics count what the client waited)
-  const drafted = sent.proposal.length;
+  const drafted = proposal.length;
   recordRound(o.stats, { drafted, accepted: verdict.accepted, committed: kept.length, draftMs: draftWaitMs, verifyMs });
   const early = sent.early === undefined ? {} : { early: { depth: sent.early.depth, waitMs: o.now() - roundStart } };
   draft.planner.observeRound({
@@ -178,6 +179,11 @@ async function speculativeRound({ o, draft, decision, ahead, state, signal }: Ro
     reason: sent.early !== undefined ? 'sent early by draft-ahead' : (decision?.reason ?? ''),
   });
   return finish === undefined ? { kind: 'committed', kept } : { kind: 'committed', kept, finish };
+}
+
+/** The drafts the target scored: all of them, or the leading ones when it scored fewer positions. */
+function proposalScored<T>(proposal: T[], positions: number): T[] {
+  return positions >= proposal.length + 1 ? proposal : proposal.slice(0, Math.max(0, positions - 1));
 }
 
 /** A round on its way to the target, or why the draft is unusable. */

@@ -153,6 +153,17 @@ export class PositionAcceptance {
     return this.tried[0] ?? 0;
   }
 
+  /** Expected tokens a round of window k commits: 1 + Σ_{i=1..k} Π_{j≤i} α_j (the bonus included). */
+  expectedTokens(k: number): number {
+    let total = 1;
+    let chain = 1;
+    for (let i = 0; i < k; i++) {
+      chain *= this.rate(i) ?? 0;
+      total += chain;
+    }
+    return total;
+  }
+
   snapshot(): { tried: number[]; accepted: number[] } {
     return { tried: [...this.tried], accepted: [...this.accepted] };
   }

@@ -56,6 +56,7 @@ function edgeRoutes(
       vocab_size: i.vocabSize,
       sequences: i.sequences,
       max_positions: i.maxPositions,
+      engine_build: i.build,
       chat_template: engine.chatTemplate === undefined ? 'ids' : 'text',
       load: engine.load(),
       link: linkStats() ?? null,
@@ -114,6 +115,11 @@ export async function startVerifier(
 ): Promise<RunningVerifier> {
   const engine = await loadEngine(config);
   logger.info('target engine loaded', { model: engine.info.modelName, ...engine.info });
+  if (engine.info.build === 'prebuilt')
+    logger.info(
+      'the engine runs node-llama-cpp’s prebuilt CPU binary; a local build (scripts/build-engine.sh) ' +
+        'evaluates a round’s positions 25–35 % faster (docs/verifier.md)',
+    );
   const local = new EngineServer(engine, IN_PROCESS_URL);
   const dsdConfig = loadConfig(
     {},

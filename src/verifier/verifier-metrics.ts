@@ -30,6 +30,11 @@ export function registerVerifierMetrics(
     (s) => s.staleRounds,
   );
   fromLink('dsd_verifier_draft_tokens_total', 'Draft tokens verified', (s) => s.draftTokens);
+  fromLink(
+    'dsd_verifier_unverified_draft_tokens_total',
+    'Draft tokens not verified because generations shared the target (they cost its time more than they saved)',
+    (s) => s.unverifiedDraftTokens,
+  );
   fromLink('dsd_verifier_bad_frames_total', 'Link frames answered with an error', (s) => s.badFrames);
   fromLink('dsd_verifier_link_received_bytes_total', 'Link payload bytes from edges', (s) => s.bytesIn);
   fromLink('dsd_verifier_link_sent_bytes_total', 'Link payload bytes to edges', (s) => s.bytesOut);

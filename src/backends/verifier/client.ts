@@ -149,6 +149,8 @@ export class VerifierServer implements ModelServer {
   /** A session for one generation: rounds and streams share the verifier's KV for it. */
   openSession(o: { sampling: SamplingParams; topN: number; assisted?: boolean; scope?: string }): TargetSession {
     const assisted = o.assisted ?? true;
+    this.open += 1;
+    let closed = false;
     const session = new LinkSession(this.link, {
       sampling: o.sampling,
       topN: o.topN,
@@ -164,8 +166,19 @@ export class VerifierServer implements ModelServer {
       },
       generate: (ctx, maxTokens, signal) => session.generate(ctx, maxTokens, signal),
       ...(assisted ? { assist: (ctx, maxTokens, signal) => session.assist(ctx, maxTokens, signal) } : {}),
-      close: () => session.close(),
+      close: () => {
+        if (!closed) this.open -= 1;
+        closed = true;
+        session.close();
+      },
     };
+  }
+
+  private open = 0;
+
+  /** Generations this edge has open on the verifier now (each holds one of its sequences). */
+  get openSessions(): number {
+    return this.open;
   }
 
   async score(r: ScoreRequest): Promise<PositionScore[]> {

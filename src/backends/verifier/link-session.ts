@@ -124,7 +124,8 @@ export class LinkSession {
             reject(
               this.link.error('upstream_error', 'the verifier found this early round refuted by the last verdict'),
             );
-          else if (f.t === 'scored' && f.x.length === drafts.length + 1)
+          // Fewer positions than drafts + 1: a shared verifier verified only the leading drafts.
+          else if (f.t === 'scored' && f.x.length >= 1 && f.x.length <= drafts.length + 1)
             resolve(tokensOf(f, this.o.eosId, this.link.tokenBytes));
           else reject(this.link.error('upstream_bad_response', `the verifier answered a round with '${f.t}'`));
         },
@@ -196,6 +197,7 @@ export class LinkSession {
             tokens: tokensOf(f, this.o.eosId, this.link.tokenBytes),
             drafted: f.q?.[0] ?? 0,
             accepted: f.q?.[1] ?? 0,
+            declined: f.q?.[2] ?? 0,
           });
         } else ended = true;
         notify();

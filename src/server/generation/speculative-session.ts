@@ -127,15 +127,21 @@ export interface SessionOptions {
 /** Round trip past which the verifier's stream beats edge-driven rounds (bench:verifier, docs/verifier.md). */
 const STREAM_RTT_MS = 5;
 
+/** Generations open on one verifier from which its stream beats rounds (bench:verifier, docs/verifier.md). */
+const STREAM_SESSIONS = 3;
+
 /**
- * Whether a generation uses the verifier's stream: at a small round trip the verifier would wait
- * less for a proposal than a decode step's fixed cost, and rounds with draft-ahead do better.
+ * Whether a generation uses the verifier's stream: at a small round trip and alone on the verifier
+ * it would wait less for a proposal than a decode step's fixed cost, and rounds with draft-ahead do
+ * better. Beyond that round trip, or with several generations sharing the target's batched steps
+ * (where a generation waiting on a verdict and a draft misses steps the others take), the target
+ * that never waits is faster.
  */
 function streamThroughVerifier(o: SessionOptions, verifier: VerifierServer): boolean {
   const mode = o.ctx.config.speculation.verifierMode;
   if (mode !== 'auto') return mode === 'stream';
   const rtt = verifier.linkRttMs;
-  return rtt !== undefined && rtt >= STREAM_RTT_MS;
+  return (rtt !== undefined && rtt >= STREAM_RTT_MS) || verifier.openSessions >= STREAM_SESSIONS;
 }
 
 /** The target as the engine sees it; counts what verification recomputed. */

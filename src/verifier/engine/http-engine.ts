@@ -1,7 +1,8 @@
 import { type ConnectOptions, connectServer } from '../../backends/detect.js';
 import type { ChatMessage, ModelServer, ServerInfo } from '../../backends/types.js';
+import type { BatchCost } from '../../speculative/batch-window.js';
 import type { GeneratedToken } from '../../speculative/types.js';
-import { PooledState, SequencePool } from './sequence-pool.js';
+import { EvaluationOverlap, PooledState, SequencePool } from './sequence-pool.js';
 import { TokenBytes } from './token-bytes.js';
 import type { EngineInfo, EngineLoad, EngineSequence, PositionSampling, TargetEngine } from './types.js';
 
@@ -25,6 +26,7 @@ class HttpEngine implements TargetEngine {
   readonly info: EngineInfo;
   private readonly pool: SequencePool<HttpSequence>;
   private readonly bytes = new TokenBytes(this);
+  private readonly overlap = new EvaluationOverlap();
   readonly chatTemplate?: (messages: readonly ChatMessage[]) => Promise<{ text: string; addSpecial: boolean }>;
 
   constructor(
@@ -40,8 +42,11 @@ class HttpEngine implements TargetEngine {
       vocabSize: info.vocabSize ?? 1 << 30,
       sequences,
       maxPositions: info.parallelSlots,
+      build: 'http',
     };
-    this.pool = new SequencePool(Array.from({ length: sequences }, () => new HttpSequence(server, this.bytes)));
+    this.pool = new SequencePool(
+      Array.from({ length: sequences }, () => new HttpSequence(server, this.bytes, this.overlap)),
+    );
     const template = server.chatTemplate?.bind(server);
     if (template !== undefined) this.chatTemplate = (m) => template(m, AbortSignal.timeout(30_000));
   }
@@ -70,6 +75,10 @@ class HttpEngine implements TargetEngine {
     return this.pool.load();
   }
 
+  batchCost(): BatchCost {
+    return this.overlap.cost();
+  }
+
   close(): Promise<void> {
     return this.server.close();
   }
@@ -80,6 +89,7 @@ class HttpSequence extends PooledState implements EngineSequence {
   constructor(
     private readonly server: ModelServer,
     private readonly bytes: TokenBytes,
+    private readonly overlap: EvaluationOverlap,
   ) {
     super();
   }
@@ -98,14 +108,16 @@ class HttpSequence extends PooledState implements EngineSequence {
     const ctx = [...this.held.slice(0, from), ...tokens];
     const first = ctx.length - positions + 1;
     const prompts = Array.from({ length: positions }, (_, i) => ctx.slice(0, first + i));
-    const scored = await this.server.score({
-      prompts,
-      sampling: s.sampling,
-      topN: s.topN,
-      postSamplingProbs: false,
-      signal: AbortSignal.timeout(60_000),
-      ...this.salt(),
-    });
+    const scored = await this.overlap.track(positions, () =>
+      this.server.score({
+        prompts,
+        sampling: s.sampling,
+        topN: s.topN,
+        postSamplingProbs: false,
+        signal: AbortSignal.timeout(60_000),
+        ...this.salt(),
+      }),
+    );
     this.held.length = 0;
     for (const id of ctx) this.held.push(id);
     return scored.map((p) => this.learn(p.token));

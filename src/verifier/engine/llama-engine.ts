@@ -11,7 +11,7 @@ import { chatMlPrompt } from '../../backends/chatml.js';
 import type { ChatMessage } from '../../backends/types.js';
 import { DsdError } from '../../errors.js';
 import type { GeneratedToken } from '../../speculative/types.js';
-import { PooledState, SequencePool } from './sequence-pool.js';
+import { EvaluationOverlap, PooledState, SequencePool } from './sequence-pool.js';
 import { TokenBytes } from './token-bytes.js';
 
 /** Positions one in-process evaluation may score (the window cap the edge sees). */
@@ -46,6 +46,7 @@ export async function loadLlamaEngine(o: LlamaEngineOptions): Promise<TargetEngi
 class LlamaEngine implements TargetEngine {
   readonly info: EngineInfo;
   private readonly pool: SequencePool<LlamaSequence>;
+  private readonly overlap = new EvaluationOverlap();
 
   constructor(
     private readonly llama: Llama,
@@ -62,10 +63,11 @@ class LlamaEngine implements TargetEngine {
       vocabSize: vocabularySize(model),
       sequences: o.sequences,
       maxPositions: MAX_SCORED_POSITIONS,
+      build: llama.buildType === 'localBuild' ? 'local' : 'prebuilt',
     };
     const sequences = Array.from(
       { length: o.sequences },
-      () => new LlamaSequence(context.getSequence(), context.contextSize, model.tokens.eos ?? undefined),
+      () => new LlamaSequence(context.getSequence(), context.contextSize, model.tokens.eos ?? undefined, this.overlap),
     );
     this.pool = new SequencePool(sequences);
   }
@@ -106,6 +108,10 @@ class LlamaEngine implements TargetEngine {
     return this.pool.load();
   }
 
+  batchCost() {
+    return this.overlap.cost();
+  }
+
   async close(): Promise<void> {
     await this.context.dispose();
     await this.model.dispose();
@@ -129,6 +135,7 @@ class LlamaSequence extends PooledState implements EngineSequence {
     private readonly seq: LlamaContextSequence,
     private readonly contextTokens: number,
     private readonly eosId: number | undefined,
+    private readonly overlap: EvaluationOverlap,
   ) {
     super();
   }
@@ -175,7 +182,7 @@ class LlamaSequence extends PooledState implements EngineSequence {
         },
       ];
     });
-    const out = await this.seq.controlledEvaluate(items);
+    const out = await this.overlap.track(tokens.length, () => this.seq.controlledEvaluate(items));
     this.held.push(...tokens);
     const scored: GeneratedToken[] = [];
     for (let i = firstScored; i < tokens.length; i++) {

@@ -1,3 +1,5 @@
+import type { BatchCost } from '../../speculative/batch-window.js';
+import { DecayingLinearFit, DecayingMean } from '../../speculative/estimates.js';
 import type { EngineLoad } from './types.js';
 
 /** What the pool needs of a sequence: the tokens it holds, and a hook for its release. */
@@ -8,6 +10,48 @@ export interface PooledSequence {
   owner: string;
   /** Drops what it holds (the next evaluation starts from nothing and overwrites the KV). */
   forget(): void;
+}
+
+/**
+ * Evaluations in flight at once on one engine. node-llama-cpp (and a batching server behind the
+ * verifier) runs concurrent evaluations in one batch, so the ones overlapping an evaluation are the
+ * generations its positions slowed down, and each evaluation's time against the positions in
+ * flight with it fits what a step costs: a fixed part and a part per position. Together they are
+ * the BatchCost the link prices a round's window with (draftsWorthVerifying).
+ */
+export class EvaluationOverlap {
+  private readonly active = new Set<{ own: number; peers: number; positions: number }>();
+  /** Evaluation time by positions in flight; no slope is assumed before the positions spread. */
+  private readonly time = new DecayingLinearFit(0.98, () => 0);
+  private readonly peers = new DecayingMean(0.9);
+
+  /** Runs one evaluation of `positions` tokens, learning what it shared and what it cost. */
+  async track<T>(positions: number, evaluation: () => Promise<T>): Promise<T> {
+    const mine = { own: positions, peers: this.active.size, positions };
+    for (const other of this.active) {
+      other.peers += 1;
+      other.positions += positions;
+      mine.positions += other.own;
+    }
+    const started = performance.now();
+    this.active.add(mine);
+    try {
+      const result = await evaluation();
+      this.time.add(mine.positions, performance.now() - started);
+      this.peers.add(mine.peers);
+      return result;
+    } finally {
+      this.active.delete(mine);
+    }
+  }
+
+  /** What a step costs and how many share it, as measured so far. */
+  cost(): BatchCost {
+    const at = this.time.meanX ?? 1;
+    const here = this.time.predict(at) ?? 0;
+    const positionMs = Math.max(0, (this.time.predict(at + 1) ?? 0) - here);
+    return { fixedMs: Math.max(0, here - positionMs * at), positionMs, peers: this.peers.value ?? 0 };
+  }
 }
 
 /**

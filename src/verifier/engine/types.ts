@@ -1,4 +1,5 @@
 import type { ChatMessage } from '../../backends/types.js';
+import type { BatchCost } from '../../speculative/batch-window.js';
 import type { GeneratedToken, SamplingParams } from '../../speculative/types.js';
 
 /** What a target engine says about its model. */
@@ -12,6 +13,8 @@ export interface EngineInfo {
   sequences: number;
   /** Positions one evaluation may score (a llama-server behind the verifier: its slots). */
   maxPositions: number;
+  /** Which binary evaluates: node-llama-cpp's `local` build or its `prebuilt` one, or an `http` server. */
+  build: 'local' | 'prebuilt' | 'http';
 }
 
 /** How the target picks its token at each scored position. */
@@ -72,5 +75,7 @@ export interface TargetEngine {
   acquire(prompt: readonly number[], signal: AbortSignal, scope?: string): Promise<EngineSequence>;
   /** Sequences in use, idle with KV, waiting acquirers, prefix reuse (for metrics). */
   load(): EngineLoad;
+  /** What a batched step costs and how many generations share one, as measured so far. */
+  batchCost(): BatchCost;
   close(): Promise<void>;
 }

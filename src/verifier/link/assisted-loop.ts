@@ -41,6 +41,8 @@ export interface AssistedStep {
   tokens: GeneratedToken[];
   drafted: number;
   accepted: number;
+  /** Draft tokens of a proposal that lined up but were not worth the shared target's time. */
+  declined: number;
 }
 
 /**
@@ -56,7 +58,12 @@ export async function assistedStep(
   const drafts = tail ?? [];
   const scored = await scoreDrafts(seq, ctx, drafts, s);
   const verdict = matchVerdict(drafts, scored);
-  return { tokens: scored.slice(0, verdict.accepted + 1), drafted: drafts.length, accepted: verdict.accepted };
+  return {
+    tokens: scored.slice(0, verdict.accepted + 1),
+    drafted: drafts.length,
+    accepted: verdict.accepted,
+    declined: 0,
+  };
 }
 
 /** Where the loop's proposals arrive: the newest one, and a hook that wakes a waiting step. */
@@ -75,6 +82,8 @@ export interface AssistedOptions {
   inbox: ProposalInbox;
   signal: AbortSignal;
   cost: EvaluationCost;
+  /** The leading drafts of a proposal worth verifying now (all of them when the target is not shared). */
+  worthVerifying?: (drafts: readonly number[]) => readonly number[];
   /** Sends the tokens a step committed. */
   emit: (tokens: GeneratedToken[], step: AssistedStep) => void;
 }
@@ -108,8 +117,14 @@ export async function serveAssisted(o: AssistedOptions): Promise<void> {
       }
       inbox.proposal = undefined;
     }
+    let declined = 0;
+    if (tail !== undefined && o.worthVerifying !== undefined) {
+      const worth = o.worthVerifying(tail);
+      declined = tail.length - worth.length;
+      tail = [...worth];
+    }
     const started = performance.now();
-    const step = await assistedStep(o.seq, ctx, tail, o.sampling);
+    const step = { ...(await assistedStep(o.seq, ctx, tail, o.sampling)), declined };
     o.cost.observe(1 + (tail?.length ?? 0), performance.now() - started);
     const tokens = step.tokens.slice(0, o.maxTokens - produced);
     const end = tokens.findIndex((t) => t.endOfGeneration === true);

@@ -1,9 +1,11 @@
 import type { RawData, WebSocket } from 'ws';
 import { DsdError } from '../../errors.js';
+import { draftsWorthVerifying } from '../../speculative/batch-window.js';
+import { PositionAcceptance } from '../../speculative/estimates.js';
 import type { GeneratedToken } from '../../speculative/types.js';
 import type { EngineSequence, PositionSampling } from '../engine/types.js';
 import { decodeAlone, matchVerdict, scoreDrafts } from '../engine-server.js';
-import { EvaluationCost, type Proposal, serveAssisted } from './assisted-loop.js';
+import { type AssistedStep, EvaluationCost, type Proposal, serveAssisted } from './assisted-loop.js';
 import {
   type EdgeFrame,
   type FrameLimits,
@@ -68,6 +70,8 @@ export class LinkConnection {
   private readonly idleTimer: NodeJS.Timeout;
   /** What evaluations cost on this engine (shared by the connection's sessions). */
   private readonly cost = new EvaluationCost();
+  /** This edge's draft acceptance by position, as verified here (one pair per connection, mostly). */
+  private readonly acceptance = new PositionAcceptance(0.98);
   /** Tokens whose bytes this edge was already told. */
   private readonly described = new Set<number>();
 
@@ -169,14 +173,22 @@ export class LinkConnection {
   }
 
   private async score(s: number, session: LinkSession, seq: EngineSequence, f: EdgeFrame & { t: 'score' }) {
-    const scored = await scoreDrafts(seq, session.ctx, f.d, session.sampling);
-    session.truth = {
-      baseLength: session.ctx.length,
-      tail: matchVerdict(f.d, scored).tokens,
-    };
+    // A shared target verifies only the drafts worth its time; the verdict then has fewer positions.
+    const drafts = this.worthVerifying(f.d);
+    const scored = await scoreDrafts(seq, session.ctx, drafts, session.sampling);
+    const verdict = matchVerdict(drafts, scored);
+    this.acceptance.add(drafts.length, verdict.accepted);
+    session.truth = { baseLength: session.ctx.length, tail: verdict.tokens };
     this.stats.rounds += 1;
-    this.stats.draftTokens += f.d.length;
+    this.stats.draftTokens += drafts.length;
     this.send({ t: 'scored', s, r: f.r, ...tokenFields(scored, session.sampling.topN) });
+  }
+
+  /** The leading drafts worth verifying while generations share the target (all of them otherwise). */
+  private worthVerifying(d: readonly number[]): readonly number[] {
+    const j = draftsWorthVerifying(d.length, this.acceptance, this.o.engine.batchCost());
+    this.stats.unverifiedDraftTokens += d.length - j;
+    return j === d.length ? d : d.slice(0, j);
   }
 
   private async generate(s: number, session: LinkSession, seq: EngineSequence, f: EdgeFrame & { t: 'gen' }) {
@@ -217,17 +229,19 @@ export class LinkConnection {
       inbox: gen,
       signal: gen.abort.signal,
       cost: this.cost,
+      worthVerifying: (d) => this.worthVerifying(d),
       emit: (tokens, step) => {
         if (step.drafted > 0) {
           this.stats.rounds += 1;
           this.stats.draftTokens += step.drafted;
+          this.acceptance.add(step.drafted, step.accepted);
         }
         this.send({
           t: 'tok',
           s,
           r: f.r,
           ...tokenFields(tokens, session.sampling.topN),
-          ...(step.drafted > 0 ? { q: [step.drafted, step.accepted] as [number, number] } : {}),
+          ...proposalUse(step),
         });
       },
     });
@@ -296,6 +310,12 @@ export class LinkConnection {
     this.stats.bytesOut += text.length;
     this.ws.send(text);
   }
+}
+
+/** `q` of a tok frame: what the step did with a proposal (absent when it had none). */
+function proposalUse(step: AssistedStep): { q?: [number, number] | [number, number, number] } {
+  if (step.declined > 0) return { q: [step.drafted, step.accepted, step.declined] };
+  return step.drafted > 0 ? { q: [step.drafted, step.accepted] } : {};
 }
 
 function contextOverflow(err: unknown): boolean {

@@ -41,6 +41,7 @@ export function attachLinkServer(http: Server, o: LinkServerOptions): LinkServer
     sessions: 0,
     rounds: 0,
     staleRounds: 0,
+    unverifiedDraftTokens: 0,
     draftTokens: 0,
     badFrames: 0,
     bytesIn: 0,

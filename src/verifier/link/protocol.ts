@@ -45,7 +45,10 @@ export type WireBytes = [id: number, bytes: string][];
 /** Frames the verifier sends. */
 export type VerifierFrame =
   | { t: 'scored'; s: number; r: number; x: number[]; l?: (number | null)[]; o?: WireTop[]; z?: 1; b?: WireBytes }
-  /** `q`: [draft tokens verified, accepted] when the step used a proposal. */
+  /**
+   * `q`: [draft tokens verified, accepted] when the step used a proposal, plus the draft tokens it
+   * declined when a target shared between generations found them not worth its time.
+   */
   | {
       t: 'tok';
       s: number;
@@ -54,7 +57,7 @@ export type VerifierFrame =
       l?: (number | null)[];
       o?: WireTop[];
       b?: WireBytes;
-      q?: [number, number];
+      q?: [number, number] | [number, number, number];
     }
   | { t: 'end'; s: number; r: number }
   | { t: 'err'; s?: number; r?: number; code: LinkErrorCode; msg: string };

@@ -21,6 +21,8 @@ export interface LinkStats {
   /** Early rounds answered stale without an evaluation (the last verdict refuted them). */
   staleRounds: number;
   draftTokens: number;
+  /** Draft tokens left unverified because the target was shared (draftsWorthVerifying). */
+  unverifiedDraftTokens: number;
   badFrames: number;
   bytesIn: number;
   bytesOut: number;

@@ -1,0 +1,42 @@
+import type { PositionAcceptance } from './estimates.js';
+
+/** What a batching target's time is made of, as it measures it, and how many share a batch. */
+export interface BatchCost {
+  /** The part of a batched step that does not grow with its positions. */
+  fixedMs: number;
+  /** What one more scored position adds to a step. */
+  positionMs: number;
+  /** Other generations whose work runs in the same steps (a decaying mean). */
+  peers: number;
+}
+
+/** Below this many peers a round's window is the edge's choice: the target is not shared. */
+export const SHARED_TARGET_PEERS = 0.5;
+
+/**
+ * How many of k proposed draft tokens a shared target should verify. When generations share the
+ * target's batched steps its time is what all of them wait for, so a round is worth the positions
+ * that buy the most tokens per unit of it:
+ *
+ *   j* = argmax_{j ≤ k} E(j) / ((j+1)·v + f/(p+1))     (E: expected tokens, the bonus included;
+ *                                                       v: ms per position; f: fixed ms of a step,
+ *                                                       split among the p+1 generations in it)
+ *
+ * With one generation (p < SHARED_TARGET_PEERS) it returns k: the edge chose k for its own
+ * latency, network and draft-ahead included, which the target cannot see. Ties go to the
+ * smaller j (less target work for the same tokens).
+ */
+export function draftsWorthVerifying(k: number, acceptance: PositionAcceptance, cost: BatchCost): number {
+  if (k <= 0 || cost.peers < SHARED_TARGET_PEERS || cost.positionMs <= 0 || acceptance.weight < 8) return k;
+  const fixedShare = cost.fixedMs / (cost.peers + 1);
+  let best = 0;
+  let bestRate = 0;
+  for (let j = 0; j <= k; j++) {
+    const rate = acceptance.expectedTokens(j) / ((j + 1) * cost.positionMs + fixedShare);
+    if (rate > bestRate * 1.000001) {
+      best = j;
+      bestRate = rate;
+    }
+  }
+  return best;
+}
