@@ -25,7 +25,30 @@ function wrap(p: PinoLogger): Logger {
     info: (msg, fields) => p.info(fields ?? {}, msg),
     warn: (msg, fields) => p.warn(fields ?? {}, msg),
     error: (msg, fields) => p.error(fields ?? {}, msg),
-    child: (bindings) => wrap(p.child(bindings)),
+    child: (bindings) => lazyChild(p, bindings),
+    get debugEnabled() {
+      return p.isLevelEnabled('debug');
+    },
+  };
+}
+
+/**
+ * A child made only when it first writes a line: every request gets one (for its id), and at the
+ * usual levels most never write, while a pino child costs more than routing the request.
+ */
+function lazyChild(p: PinoLogger, bindings: Record<string, unknown>): Logger {
+  let made: Logger | undefined;
+  const write = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => {
+    if (!p.isLevelEnabled(level)) return;
+    made ??= wrap(p.child(bindings));
+    made[level](msg, fields);
+  };
+  return {
+    debug: (msg, fields) => write('debug', msg, fields),
+    info: (msg, fields) => write('info', msg, fields),
+    warn: (msg, fields) => write('warn', msg, fields),
+    error: (msg, fields) => write('error', msg, fields),
+    child: (more) => lazyChild(p, { ...bindings, ...more }),
     get debugEnabled() {
       return p.isLevelEnabled('debug');
     },

@@ -1,6 +1,7 @@
 import {
   type Attributes,
   context,
+  ProxyTracerProvider,
   propagation,
   ROOT_CONTEXT,
   type Span,
@@ -17,6 +18,15 @@ import {
  * and upstream calls carry W3C `traceparent`.
  */
 export const tracer = trace.getTracer('dsd');
+
+/**
+ * Whether a tracer provider is registered (the API's global proxy has a delegate). Without one every
+ * span is a no-op, so a request need not build names, attributes or listeners for it.
+ */
+export function tracerRegistered(): boolean {
+  const provider = trace.getTracerProvider();
+  return !(provider instanceof ProxyTracerProvider) || provider.getDelegateTracer('dsd') !== undefined;
+}
 
 /** Whether the active context has a span that records (a provider is registered and sampled). */
 export function tracing(): boolean {

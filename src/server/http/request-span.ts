@@ -1,5 +1,5 @@
 import type { RequestHandler } from 'express';
-import { endRequestSpan, startRequestSpan } from '../../tracing.js';
+import { endRequestSpan, startRequestSpan, tracerRegistered } from '../../tracing.js';
 
 /**
  * A server span per request (a child of the client's `traceparent`), active while the request is
@@ -8,6 +8,7 @@ import { endRequestSpan, startRequestSpan } from '../../tracing.js';
  */
 export function traceRequests(): RequestHandler {
   return (req, res, next) => {
+    if (!tracerRegistered()) return next();
     const { span, run } = startRequestSpan(`${req.method} ${req.path}`, req.headers, {
       'http.request.method': req.method,
       'url.path': req.originalUrl,

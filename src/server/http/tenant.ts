@@ -18,8 +18,15 @@ export function cacheScopeOf(
   if (config.cacheScope === 'global') return '';
   const named = config.tenantHeader === undefined ? undefined : headers[config.tenantHeader];
   const header = Array.isArray(named) ? named.join(',') : (named ?? '');
-  return createHash('sha256')
-    .update(`dsd-cache-scope\u0000${tenant ?? 'anonymous'}\u0000${header}`)
-    .digest('base64url')
-    .slice(0, 22);
+  const input = `dsd-cache-scope\u0000${tenant ?? 'anonymous'}\u0000${header}`;
+  let scope = recentScopes.get(input);
+  if (scope === undefined) {
+    scope = createHash('sha256').update(input).digest('base64url').slice(0, 22);
+    // A few tenants send nearly every request: remember their digests, boundedly.
+    if (recentScopes.size >= 1024) recentScopes.clear();
+    recentScopes.set(input, scope);
+  }
+  return scope;
 }
+
+const recentScopes = new Map<string, string>();

@@ -45,10 +45,12 @@ export class TargetPool {
    * answers; throws the last failure when none does.
    */
   async get(signal: AbortSignal, key = '', exclude: ReadonlySet<string> = new Set()): Promise<ConnectedServer> {
-    let lastError: unknown = new UpstreamError('upstream_unavailable', 'no target replica is available', {
-      role: 'target',
-    });
-    const ordered = [...this.replicas].sort((a, b) => rendezvousRank(key, b.url) - rendezvousRank(key, a.url));
+    // Built only when every replica failed: an Error captures a stack, which costs more than a request's routing.
+    let lastError: unknown;
+    const ordered =
+      this.replicas.length === 1
+        ? this.replicas
+        : [...this.replicas].sort((a, b) => rendezvousRank(key, b.url) - rendezvousRank(key, a.url));
     // Breakers first; if every replica is held open, try them anyway rather than fail without trying.
     const candidates = ordered.filter((r) => !exclude.has(r.url) && r.breaker.state !== 'open');
     for (const replica of candidates.length > 0 ? candidates : ordered.filter((r) => !exclude.has(r.url))) {
@@ -62,7 +64,7 @@ export class TargetPool {
         lastError = err;
       }
     }
-    throw lastError;
+    throw lastError ?? new UpstreamError('upstream_unavailable', 'no target replica is available', { role: 'target' });
   }
 
   /** Records that a request to a replica failed to connect; its conversations move on. */
