@@ -138,6 +138,42 @@ describe('runSpeculation', () => {
     expect(stats.acceptedTokens).toBeGreaterThan(0);
   });
 
+  it('a streaming target that declines whole proposals: the edge drafts less often, output unchanged', async () => {
+    // The target decodes alone, one token per chunk; `declines` says whether it turns proposals down.
+    const streaming = (declines: boolean): TargetPort => ({
+      ...targetPort({ score: 0, generate: 0, prompts: [] }),
+      assist: (ctx, maxTokens) => {
+        let pending = 0;
+        return {
+          propose: (_at, drafts) => {
+            pending = drafts.length;
+          },
+          chunks: (async function* () {
+            const c = [...ctx];
+            for (let i = 0; i < maxTokens; i++) {
+              await new Promise((r) => setImmediate(r));
+              const id = next(c);
+              c.push(id);
+              const offered = pending;
+              pending = 0;
+              yield declines || offered === 0
+                ? { tokens: [{ id }], drafted: 0, accepted: 0, declined: offered }
+                : { tokens: [{ id }], drafted: 1, accepted: 0 };
+            }
+          })(),
+        };
+      },
+    });
+    const declined = draftPort({});
+    const refused = await collect({ draft: declined, target: streaming(true), isEnd: () => false });
+    const used = draftPort({});
+    await collect({ draft: used, target: streaming(false), isEnd: () => false });
+    expect(refused.tokens).toEqual(reference([1, 2, 3], 40, false));
+    // 40 chunks: a draft after nearly every one when proposals are used, about log₂ of that when not.
+    expect(used.calls).toBeGreaterThan(25);
+    expect(declined.calls).toBeLessThan(10);
+  });
+
   it('caps k by the target batch size', async () => {
     const calls = { score: 0, generate: 0, prompts: [] as number[][][] };
     await collect({
