@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { freePort } from '../src/bench/llama-process.js';
 import { type BenchPrompt, runLoad } from '../src/bench/load-generator.js';
 import { markdownRow } from '../src/bench/markdown.js';
+import { minimalExchangeCpuMs } from '../src/bench/minimal-exchange.js';
 import { median } from '../src/bench/stats.js';
 import { demoModels } from '../src/demo/demo-backends.js';
 import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
@@ -74,39 +75,6 @@ const load = (url: string, concurrency: number, requests: number, extra: Partial
     timeoutMs: 60_000,
     ...extra,
   });
-
-/**
- * Client CPU of the smallest exchange a round is made of (the yardstick of the efficiency issue):
- * a separate process sends `POST /completion` with undici, 4 at a time, and parses each JSON reply.
- */
-async function minimalExchangeCpuMs(url: string): Promise<number> {
-  const script = `
-    const { Pool } = await import(${JSON.stringify(import.meta.resolve('undici'))});
-    const pool = new Pool(${JSON.stringify(url)}, { connections: 4 });
-    const body = JSON.stringify({ prompt: [1, 2, 3, 4, 5], n_predict: 4, n_probs: 1, cache_prompt: true });
-    const one = async () => {
-      const headers = { 'content-type': 'application/json' };
-      const r = await pool.request({ path: '/completion', method: 'POST', headers, body });
-      await r.body.json();
-    };
-    const loop = async (n) => { for (let i = 0; i < n; i++) await one(); };
-    const run = (n) => Promise.all([1, 2, 3, 4].map(() => loop(n / 4)));
-    await run(200);
-    const c0 = process.cpuUsage();
-    await run(2000);
-    const c = process.cpuUsage(c0);
-    console.log((c.user + c.system) / 1000 / 2000);
-    await pool.close();`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    out += d;
-  });
-  await new Promise((resolve) => child.on('close', resolve));
-  return Number(out.trim());
-}
 
 const lines: string[] = [];
 // One process for the per-round and per-request CPU and the per-stream memory; the added latency

@@ -1,0 +1,114 @@
+/**
+ * dsd's own CPU per speculative round against real llama-servers, next to the yardstick measured in
+ * the same run (one minimal undici exchange with the target): the efficiency issue's measurement.
+ * Small f32 target and q4_0 draft (../shared/models), one thread and 8 slots each; dsd in its own
+ * process (dist/cli.js, one worker, fixed k = 4), 4 clients, greedy, 96 tokens per request.
+ *
+ *   npm run build && npm run bench:round-cpu [-- --requests 120]
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { freePort, locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
+import { minimalExchangeCpuMs } from '../src/bench/minimal-exchange.js';
+import { STORY_PROMPTS } from '../test/fixtures-prompts.js';
+import { realModelOptions } from './verifier-common.js';
+
+const { values } = parseArgs({
+  options: {
+    ...realModelOptions({ prompts: '5', tokens: '96', delays: '0' }),
+    requests: { type: 'string', default: '120' },
+  },
+});
+const model = (f: string) => resolve(values.models, f);
+const bin = await locateLlamaServer((line) => console.error(line));
+const target = await startLlamaServer({
+  bin,
+  modelPath: model('stories260K-f32.gguf'),
+  alias: 'target',
+  slots: 8,
+  threads: 1,
+});
+const draft = await startLlamaServer({
+  bin,
+  modelPath: model('stories260K-q4_0.gguf'),
+  alias: 'draft',
+  slots: 8,
+  threads: 1,
+});
+
+async function startDsd(): Promise<{ url: string; child: ChildProcess }> {
+  const port = await freePort();
+  const env = {
+    PATH: process.env.PATH ?? '',
+    DSD_TARGET_URL: target.url,
+    DSD_DRAFT_URL: draft.url,
+    DSD_PORT: String(port),
+    DSD_LOG_LEVEL: 'error',
+    DSD_WORKERS: '1',
+    DSD_WINDOW: '4',
+    DSD_ACCEPT_ANY_MODEL: 'true',
+  };
+  const cwd = fileURLToPath(new URL('..', import.meta.url));
+  const child = spawn(process.execPath, ['dist/cli.js', 'serve'], { cwd, env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    if (
+      await fetch(`${url}/health`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return { url, child };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('dsd did not start');
+}
+
+async function metric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = new RegExp(`^${name.replace(/[:]/g, '\\:')}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text);
+  return Number(m?.[1] ?? Number.NaN);
+}
+
+const dsd = await startDsd();
+try {
+  const prompts = STORY_PROMPTS.slice(0, Number(values.prompts));
+  const one = async (i: number) => {
+    const body = {
+      model: 'target',
+      prompt: prompts[i % prompts.length],
+      max_tokens: Number(values.tokens),
+      temperature: 0,
+    };
+    const r = await fetch(`${dsd.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    if (!r.ok) throw new Error(`dsd answered ${r.status}: ${await r.text()}`);
+    await r.text();
+  };
+  for (let i = 0; i < 8; i++) await one(i);
+  const cpu0 = await metric(dsd.url, 'dsd_process_cpu_seconds_total');
+  const rounds0 = await metric(dsd.url, 'dsd:spec_decode_num_drafts_total');
+  const perClient = Math.ceil(Number(values.requests) / 4);
+  await Promise.all(
+    [0, 1, 2, 3].map(async (c) => {
+      for (let i = 0; i < perClient; i++) await one(c * perClient + i);
+    }),
+  );
+  const cpu1 = await metric(dsd.url, 'dsd_process_cpu_seconds_total');
+  const rounds1 = await metric(dsd.url, 'dsd:spec_decode_num_drafts_total');
+  const perRoundMs = ((cpu1 - cpu0) * 1000) / (rounds1 - rounds0);
+  const exchangeMs = await minimalExchangeCpuMs(target.url, { requests: 1000, nPredict: 1 });
+  console.log(
+    `\nreal llama-servers (small f32 target, q4_0 draft), 4 clients, k = 4: dsd CPU per round ` +
+      `${perRoundMs.toFixed(3)} ms over ${rounds1 - rounds0} rounds; one minimal exchange with the target ` +
+      `${exchangeMs.toFixed(3)} ms; a round costs ${(perRoundMs / exchangeMs).toFixed(2)} minimal exchanges`,
+  );
+} finally {
+  dsd.child.kill('SIGTERM');
+  await Promise.all([target.stop(), draft.stop()]);
+}
