@@ -4,7 +4,10 @@
  * Small f32 target and q4_0 draft (../shared/models), one thread and 8 slots each; dsd in its own
  * process (dist/cli.js, one worker, fixed k = 4), 4 clients, greedy, 96 tokens per request.
  *
- *   npm run build && npm run bench:round-cpu [-- --requests 120]
+ * `--verifier`: the target is a `dsd verifier` process with the same model (rounds over the link,
+ * DSD_VERIFIER_MODE=rounds), so what a round costs the edge is the link's frames, no HTTP per round.
+ *
+ *   npm run build && npm run bench:round-cpu [-- --requests 120 --verifier]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
@@ -13,12 +16,13 @@ import { parseArgs } from 'node:util';
 import { freePort, locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
 import { minimalExchangeCpuMs } from '../src/bench/minimal-exchange.js';
 import { STORY_PROMPTS } from '../test/fixtures-prompts.js';
-import { realModelOptions } from './verifier-common.js';
+import { realModelOptions, startVerifierProcess } from './verifier-common.js';
 
 const { values } = parseArgs({
   options: {
     ...realModelOptions({ prompts: '5', tokens: '96', delays: '0' }),
     requests: { type: 'string', default: '120' },
+    verifier: { type: 'boolean', default: false },
   },
 });
 const model = (f: string) => resolve(values.models, f);
@@ -37,12 +41,16 @@ const draft = await startLlamaServer({
   slots: 8,
   threads: 1,
 });
+const verifier = values.verifier
+  ? await startVerifierProcess(['--model', model('stories260K-f32.gguf'), '--threads', '1', '--sequences', '8'])
+  : undefined;
 
 async function startDsd(): Promise<{ url: string; child: ChildProcess }> {
   const port = await freePort();
   const env = {
     PATH: process.env.PATH ?? '',
-    DSD_TARGET_URL: target.url,
+    DSD_TARGET_URL: verifier?.url ?? target.url,
+    DSD_VERIFIER_MODE: 'rounds',
     DSD_DRAFT_URL: draft.url,
     DSD_PORT: String(port),
     DSD_LOG_LEVEL: 'error',
@@ -64,6 +72,15 @@ async function startDsd(): Promise<{ url: string; child: ChildProcess }> {
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error('dsd did not start');
+}
+
+/** Draft completion requests dsd has made (all outcomes). */
+async function draftRequests(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const lines = text.split('\n').filter((l) => l.startsWith('dsd_upstream_request_duration_seconds_count{'));
+  return lines
+    .filter((l) => l.includes('role="draft"') && l.includes('operation="completion"'))
+    .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
 }
 
 async function metric(url: string, name: string): Promise<number> {
@@ -88,11 +105,14 @@ try {
       body: JSON.stringify(body),
     });
     if (!r.ok) throw new Error(`dsd answered ${r.status}: ${await r.text()}`);
-    await r.text();
+    tokens += ((await r.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens;
   };
+  let tokens = 0;
   for (let i = 0; i < 8; i++) await one(i);
+  tokens = 0;
   const cpu0 = await metric(dsd.url, 'dsd_process_cpu_seconds_total');
   const rounds0 = await metric(dsd.url, 'dsd:spec_decode_num_drafts_total');
+  const drafts0 = await draftRequests(dsd.url);
   const perClient = Math.ceil(Number(values.requests) / 4);
   await Promise.all(
     [0, 1, 2, 3].map(async (c) => {
@@ -101,14 +121,21 @@ try {
   );
   const cpu1 = await metric(dsd.url, 'dsd_process_cpu_seconds_total');
   const rounds1 = await metric(dsd.url, 'dsd:spec_decode_num_drafts_total');
+  const draftsPerRound = ((await draftRequests(dsd.url)) - drafts0) / (rounds1 - rounds0);
   const perRoundMs = ((cpu1 - cpu0) * 1000) / (rounds1 - rounds0);
   const exchangeMs = await minimalExchangeCpuMs(target.url, { requests: 1000, nPredict: 1 });
   console.log(
-    `\nreal llama-servers (small f32 target, q4_0 draft), 4 clients, k = 4: dsd CPU per round ` +
+    `\n${verifier === undefined ? 'real llama-servers' : 'a dsd verifier as the target'} ` +
+      `(small f32 target, q4_0 draft), 4 clients, k = 4: dsd CPU per round ` +
       `${perRoundMs.toFixed(3)} ms over ${rounds1 - rounds0} rounds; one minimal exchange with the target ` +
-      `${exchangeMs.toFixed(3)} ms; a round costs ${(perRoundMs / exchangeMs).toFixed(2)} minimal exchanges`,
+      `${exchangeMs.toFixed(3)} ms; a round costs ${(perRoundMs / exchangeMs).toFixed(2)} minimal exchanges. ` +
+      `It made ${draftsPerRound.toFixed(2)} draft requests per round (draft-ahead included); without their ` +
+      `exchanges a round costs ${(perRoundMs - draftsPerRound * exchangeMs).toFixed(3)} ms; ` +
+      `${(((cpu1 - cpu0) * 1000) / tokens).toFixed(3)} ms per generated token ` +
+      `(${(tokens / (rounds1 - rounds0)).toFixed(2)} per round)`,
   );
 } finally {
   dsd.child.kill('SIGTERM');
+  verifier?.child.kill('SIGTERM');
   await Promise.all([target.stop(), draft.stop()]);
 }
