@@ -177,7 +177,8 @@ export class LinkConnection {
     const drafts = this.worthVerifying(f.d);
     const scored = await scoreDrafts(seq, session.ctx, drafts, session.sampling);
     const verdict = matchVerdict(drafts, scored);
-    this.acceptance.add(drafts.length, verdict.accepted);
+    // A round it verified no draft of says nothing about them (and must not fade what it knows).
+    if (drafts.length > 0) this.acceptance.add(drafts.length, verdict.accepted);
     session.truth = { baseLength: session.ctx.length, tail: verdict.tokens };
     this.stats.rounds += 1;
     this.stats.draftTokens += drafts.length;

@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import type { WebSocket } from 'ws';
+import { createLogger } from '../src/logger.js';
+import type { BatchCost } from '../src/speculative/batch-window.js';
+import type { GeneratedToken } from '../src/speculative/types.js';
+import { PooledState } from '../src/verifier/engine/sequence-pool.js';
+import type { EngineSequence, TargetEngine } from '../src/verifier/engine/types.js';
+import { LinkConnection } from '../src/verifier/link/link-connection.js';
+import type { LinkStats } from '../src/verifier/link/types.js';
+
+/**
+ * A target whose own token after any context is its length mod 50 + 100, so a draft is right where
+ * it guesses that: the edge below guesses the first 2 of its 4 drafts right and the rest wrong.
+ */
+const own = (length: number) => (length % 50) + 100;
+
+class FakeSequence extends PooledState implements EngineSequence {
+  async evaluate(from: number, tokens: readonly number[], positions: number): Promise<GeneratedToken[]> {
+    this.held.length = from;
+    this.held.push(...tokens);
+    const first = this.held.length - positions;
+    return Array.from({ length: positions }, (_, i) => ({ id: own(first + i + 1) }));
+  }
+}
+
+function fakeEngine(cost: BatchCost): TargetEngine {
+  const info = { modelName: 'fake', contextTokens: 4096, bosId: 1, eosId: 2, vocabSize: 512, sequences: 1 };
+  return {
+    info: { ...info, maxPositions: 64, build: 'http' },
+    tokenize: async () => [],
+    detokenize: async () => '',
+    tokenBytes: async () => new Uint8Array([120]),
+    chatPromptIds: async () => [],
+    acquire: async () => new FakeSequence(),
+    load: () => ({ busy: 1, idle: 0, waiting: 0, reusedPrefixTokens: 0 }),
+    batchCost: () => cost,
+    close: async () => {},
+  };
+}
+
+/** Runs 12 rounds of 4 drafts (the first 2 right) and returns the positions each verdict scored. */
+async function rounds(cost: BatchCost): Promise<{ positions: number[]; stats: LinkStats }> {
+  const frames: { t: string; x?: number[] }[] = [];
+  const ws = { OPEN: 1, readyState: 1, send: (text: string) => frames.push(JSON.parse(text)) };
+  const stats: LinkStats = {
+    connections: 1,
+    sessions: 0,
+    rounds: 0,
+    staleRounds: 0,
+    unverifiedDraftTokens: 0,
+    draftTokens: 0,
+    badFrames: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+  };
+  const options = {
+    engine: fakeEngine(cost),
+    keys: [],
+    maxSessionsPerConnection: 4,
+    maxFrameBytes: 1 << 20,
+    idleTimeoutMs: 60_000,
+    maxDraftTokens: 16,
+    logger: createLogger('silent'),
+  };
+  const link = new LinkConnection(ws as unknown as WebSocket, options, stats);
+  const send = (f: unknown) => link.receive(Buffer.from(JSON.stringify(f)), false);
+  const ctx = [1, 5, 6];
+  send({ t: 'open', s: 1, p: ctx, m: { temperature: 0, topP: 1, topK: 0, minP: 0 }, n: 0 });
+  let held = ctx.length;
+  for (let r = 1; r <= 12; r++) {
+    const before = frames.length;
+    const drafts = [own(ctx.length), own(ctx.length + 1), 7, 7];
+    // Keep what the verifier holds, append what was committed since: the link's delta.
+    send({ t: 'score', s: 1, r, n: held, a: ctx.slice(held), d: drafts });
+    held = ctx.length;
+    for (let i = 0; i < 200 && frames.length === before; i++) await new Promise((res) => setImmediate(res));
+    const verdict = frames.at(-1)?.x ?? [];
+    // Commit as the edge does: the accepted drafts, then the target's own token after them.
+    let accepted = 0;
+    while (accepted < verdict.length - 1 && drafts[accepted] === verdict[accepted]) accepted += 1;
+    ctx.push(...drafts.slice(0, accepted), verdict[accepted] ?? 0);
+  }
+  link.closeAll();
+  return { positions: frames.filter((f) => f.t === 'scored').map((f) => f.x?.length ?? 0), stats };
+}
+
+describe('a verifier shared between generations', () => {
+  it('alone on its target it verifies every draft the edge sent', async () => {
+    const { positions, stats } = await rounds({ fixedMs: 7, positionMs: 2.3, peers: 0 });
+    expect(positions).toEqual(Array(12).fill(5));
+    expect(stats.unverifiedDraftTokens).toBe(0);
+  });
+
+  it('with 15 peers in its batches, once it has learned the edge, it verifies only the drafts that pay', async () => {
+    const { positions, stats } = await rounds({ fixedMs: 7, positionMs: 2.3, peers: 15 });
+    // Learning first (until the fading weight of what it saw reaches 8: 9 proposals), then fewer
+    // positions. By hand, with the estimate's shrinkage toward the pooled rate: α ≈ 0.89, 0.89, 0.22,
+    // then E(j)/((j+1)·2.3 + 7/16) is 0.365, 0.375, 0.365, 0.296 for j = 0…3: one draft, two positions.
+    expect(positions.slice(0, 9)).toEqual(Array(9).fill(5));
+    expect(positions.slice(9)).toEqual([2, 2, 2]);
+    expect(stats.unverifiedDraftTokens).toBe(9);
+    expect(stats.draftTokens + stats.unverifiedDraftTokens).toBe(48);
+  });
+});
