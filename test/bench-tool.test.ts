@@ -137,13 +137,14 @@ describe('load generator against an emulated server', () => {
     expect(results.every((r) => r.ok)).toBe(true);
     for (const r of results) {
       expect(r.outputTokens).toBe(12);
-      // The emulator waits 60 ms before answering, then 10 ms per token. The upper bound leaves room
-      // for a cold first request on a loaded machine, and is still below the whole response's
-      // ≥ 180 ms, so a generator that reported end-to-end time as TTFT fails.
+      // The emulator waits 60 ms before answering, then 10 ms per token. Bounds relative to the
+      // request's own end-to-end time hold on a loaded machine (an absolute 170 ms TTFT bound failed
+      // once in a full suite with real servers running beside it), and a generator that reported
+      // end-to-end time as TTFT still fails: the 11 tokens after the first take ≥ 110 ms.
       expect(r.ttftMs).toBeGreaterThanOrEqual(60 + 10 - 2);
-      expect(r.ttftMs).toBeLessThan(60 + 10 + 100);
+      expect(r.ttftMs).toBeLessThan(r.e2eMs - 11 * 10 * 0.9);
       expect(r.tpotMs).toBeGreaterThan(8);
-      expect(r.tpotMs).toBeLessThan(20);
+      expect(r.tpotMs).toBeLessThan(40);
       expect(r.e2eMs).toBeGreaterThan(r.ttftMs as number);
     }
   });
