@@ -5,10 +5,8 @@
  *
  *   npm run build && npm run bench:heap-cap [-- --flags "none|--max-old-space-size=160|--optimize-for-size"]
  */
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { freePort } from '../src/bench/llama-process.js';
+import { metricValue, startDsdProcess } from '../src/bench/dsd-process.js';
 import { runLoad } from '../src/bench/load-generator.js';
 import { demoModels } from '../src/demo/demo-backends.js';
 import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
@@ -24,49 +22,30 @@ const target = new LlamaEmulator({ model: models.target, alias: 'target', slots:
 const draft = new LlamaEmulator({ model: models.draft, alias: 'draft', slots: 64 });
 await Promise.all([target.listen(), draft.listen()]);
 target.latency.perTokenMs = 50;
-const root = fileURLToPath(new URL('..', import.meta.url));
 const streams = Number(values.streams);
-
-async function gauge(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  return Number(new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text)?.[1]);
-}
 
 console.log(`\n| node flags for dsd | peak RSS | dsd CPU | complete |\n|---|---|---|---|`);
 for (const flags of values.flags.split('|')) {
-  const port = await freePort();
-  const env = {
-    PATH: process.env.PATH ?? '',
-    DSD_TARGET_URL: target.url,
-    DSD_DRAFT_URL: draft.url,
-    DSD_PORT: String(port),
-    DSD_LOG_LEVEL: 'error',
-    DSD_WORKERS: '1',
-    DSD_MAX_CONCURRENCY: '5000',
-    DSD_MAX_QUEUE: '5000',
-  };
-  const args = [...(flags === 'none' ? [] : flags.split(' ')), 'dist/cli.js', 'serve'];
-  const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'ignore', 'inherit'] });
-  const url = `http://127.0.0.1:${port}`;
+  const nodeFlags = flags === 'none' ? [] : flags.split(' ');
+  const { url, child } = await startDsdProcess(
+    {
+      DSD_TARGET_URL: target.url,
+      DSD_DRAFT_URL: draft.url,
+      DSD_WORKERS: '1',
+      DSD_MAX_CONCURRENCY: '5000',
+      DSD_MAX_QUEUE: '5000',
+    },
+    nodeFlags,
+  );
   try {
-    for (let i = 0; i < 200; i++) {
-      if (
-        await fetch(`${url}/health`).then(
-          (r) => r.ok,
-          () => false,
-        )
-      )
-        break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    let peak = await gauge(url, 'dsd_process_resident_memory_bytes');
+    let peak = await metricValue(url, 'dsd_process_resident_memory_bytes');
     const sampling = setInterval(() => {
-      gauge(url, 'dsd_process_resident_memory_bytes').then(
+      metricValue(url, 'dsd_process_resident_memory_bytes').then(
         (v) => (peak = Math.max(peak, v)),
         () => undefined,
       );
     }, 200);
-    const cpu0 = await gauge(url, 'dsd_process_cpu_seconds_total');
+    const cpu0 = await metricValue(url, 'dsd_process_cpu_seconds_total');
     const results = await runLoad({
       url,
       model: 'target',
@@ -79,7 +58,7 @@ for (const flags of values.flags.split('|')) {
       timeoutMs: 60_000,
     });
     clearInterval(sampling);
-    const cpu = (await gauge(url, 'dsd_process_cpu_seconds_total')) - cpu0;
+    const cpu = (await metricValue(url, 'dsd_process_cpu_seconds_total')) - cpu0;
     const ok = results.filter((r) => r.ok).length;
     console.log(`| ${flags} | ${(peak / 1e6).toFixed(0)} MB | ${cpu.toFixed(1)} s | ${ok}/${streams} |`);
   } finally {

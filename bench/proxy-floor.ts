@@ -6,8 +6,8 @@
  *
  *   npm run build && npm run bench:proxy-floor
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { spawn } from 'node:child_process';
+import { type LoopbackProcess, metricValue, startDsdProcess, waitUntilAnswers } from '../src/bench/dsd-process.js';
 import { freePort } from '../src/bench/llama-process.js';
 import { demoModels } from '../src/demo/demo-backends.js';
 import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
@@ -15,10 +15,9 @@ import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
 const models = demoModels();
 const target = new LlamaEmulator({ model: models.target, alias: 'target', slots: 64 });
 await target.listen();
-const root = fileURLToPath(new URL('..', import.meta.url));
-
-/** A proxy process whose /cpu answers its own process.cpuUsage(). */
-function thinProxy(kind: 'http' | 'express', port: number): ChildProcess {
+/** A proxy process whose /cpu answers its own process.cpuUsage(), once it answers. */
+async function thinProxy(kind: 'http' | 'express'): Promise<LoopbackProcess> {
+  const port = await freePort();
   const script = `
     const http = await import('node:http');
     const { Pool } = await import(${JSON.stringify(import.meta.resolve('undici'))});
@@ -47,30 +46,12 @@ function thinProxy(kind: 'http' | 'express', port: number): ChildProcess {
         req.on('end', () => forward(JSON.parse(Buffer.concat(chunks).toString()), res));
       }).listen(${port}, '127.0.0.1');
     }`;
-  return spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'inherit'] });
-}
-
-function dsdProxy(port: number): ChildProcess {
-  const env = {
-    PATH: process.env.PATH ?? '',
-    DSD_TARGET_URL: target.url,
-    DSD_PORT: String(port),
-    DSD_LOG_LEVEL: 'error',
-    DSD_WORKERS: '1',
-  };
-  return spawn(process.execPath, ['dist/cli.js', 'serve'], { cwd: root, env, stdio: ['ignore', 'ignore', 'inherit'] });
-}
-
-async function waitUntilUp(url: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const up = await fetch(url).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (up) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${url} did not answer`);
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitUntilAnswers(`${url}/cpu`);
+  return { url, child };
 }
 
 async function cpuMs(url: string, kind: string): Promise<number> {
@@ -78,8 +59,7 @@ async function cpuMs(url: string, kind: string): Promise<number> {
     const u = (await (await fetch(`${url}/cpu`)).json()) as { user: number; system: number };
     return (u.user + u.system) / 1000;
   }
-  const text = await (await fetch(`${url}/metrics`)).text();
-  return 1000 * Number(/^dsd_process_cpu_seconds_total ([0-9.e+-]+)$/m.exec(text)?.[1]);
+  return 1000 * (await metricValue(url, 'dsd_process_cpu_seconds_total'));
 }
 
 const body = JSON.stringify({
@@ -90,11 +70,11 @@ const body = JSON.stringify({
 });
 console.log('\n| proxy in front of the emulated target | CPU per request |\n|---|---|');
 for (const kind of ['http', 'express', 'dsd'] as const) {
-  const port = await freePort();
-  const child = kind === 'dsd' ? dsdProxy(port) : thinProxy(kind, port);
-  const url = `http://127.0.0.1:${port}`;
+  const { url, child } =
+    kind === 'dsd'
+      ? await startDsdProcess({ DSD_TARGET_URL: target.url, DSD_WORKERS: '1' })
+      : await thinProxy(kind);
   try {
-    await waitUntilUp(`${url}${kind === 'dsd' ? '/health' : '/cpu'}`);
     const one = async () => {
       const headers = { 'content-type': 'application/json', 'x-dsd-speculative': 'off' };
       await (await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers, body })).text();

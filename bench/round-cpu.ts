@@ -9,11 +9,10 @@
  *
  *   npm run build && npm run bench:round-cpu [-- --requests 120 --verifier]
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { freePort, locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
+import { metricValue, startDsdProcess } from '../src/bench/dsd-process.js';
+import { locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
 import { minimalExchangeCpuMs } from '../src/bench/minimal-exchange.js';
 import { STORY_PROMPTS } from '../test/fixtures-prompts.js';
 import { realModelOptions, startVerifierProcess } from './verifier-common.js';
@@ -45,35 +44,6 @@ const verifier = values.verifier
   ? await startVerifierProcess(['--model', model('stories260K-f32.gguf'), '--threads', '1', '--sequences', '8'])
   : undefined;
 
-async function startDsd(): Promise<{ url: string; child: ChildProcess }> {
-  const port = await freePort();
-  const env = {
-    PATH: process.env.PATH ?? '',
-    DSD_TARGET_URL: verifier?.url ?? target.url,
-    DSD_VERIFIER_MODE: 'rounds',
-    DSD_DRAFT_URL: draft.url,
-    DSD_PORT: String(port),
-    DSD_LOG_LEVEL: 'error',
-    DSD_WORKERS: '1',
-    DSD_WINDOW: '4',
-    DSD_ACCEPT_ANY_MODEL: 'true',
-  };
-  const cwd = fileURLToPath(new URL('..', import.meta.url));
-  const child = spawn(process.execPath, ['dist/cli.js', 'serve'], { cwd, env, stdio: ['ignore', 'ignore', 'inherit'] });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    if (
-      await fetch(`${url}/health`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      return { url, child };
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('dsd did not start');
-}
-
 /** Draft completion requests dsd has made (all outcomes). */
 async function draftRequests(url: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
@@ -83,13 +53,14 @@ async function draftRequests(url: string): Promise<number> {
     .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
 }
 
-async function metric(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const m = new RegExp(`^${name.replace(/[:]/g, '\\:')}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text);
-  return Number(m?.[1] ?? Number.NaN);
-}
-
-const dsd = await startDsd();
+const dsd = await startDsdProcess({
+  DSD_TARGET_URL: verifier?.url ?? target.url,
+  DSD_VERIFIER_MODE: 'rounds',
+  DSD_DRAFT_URL: draft.url,
+  DSD_WORKERS: '1',
+  DSD_WINDOW: '4',
+  DSD_ACCEPT_ANY_MODEL: 'true',
+});
 try {
   const prompts = STORY_PROMPTS.slice(0, Number(values.prompts));
   const one = async (i: number) => {
@@ -110,8 +81,8 @@ try {
   let tokens = 0;
   for (let i = 0; i < 8; i++) await one(i);
   tokens = 0;
-  const cpu0 = await metric(dsd.url, 'dsd_process_cpu_seconds_total');
-  const rounds0 = await metric(dsd.url, 'dsd:spec_decode_num_drafts_total');
+  const cpu0 = await metricValue(dsd.url, 'dsd_process_cpu_seconds_total');
+  const rounds0 = await metricValue(dsd.url, 'dsd:spec_decode_num_drafts_total');
   const drafts0 = await draftRequests(dsd.url);
   const perClient = Math.ceil(Number(values.requests) / 4);
   await Promise.all(
@@ -119,8 +90,8 @@ try {
       for (let i = 0; i < perClient; i++) await one(c * perClient + i);
     }),
   );
-  const cpu1 = await metric(dsd.url, 'dsd_process_cpu_seconds_total');
-  const rounds1 = await metric(dsd.url, 'dsd:spec_decode_num_drafts_total');
+  const cpu1 = await metricValue(dsd.url, 'dsd_process_cpu_seconds_total');
+  const rounds1 = await metricValue(dsd.url, 'dsd:spec_decode_num_drafts_total');
   const draftsPerRound = ((await draftRequests(dsd.url)) - drafts0) / (rounds1 - rounds0);
   const perRoundMs = ((cpu1 - cpu0) * 1000) / (rounds1 - rounds0);
   const exchangeMs = await minimalExchangeCpuMs(target.url, { requests: 1000, nPredict: 1 });

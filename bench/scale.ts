@@ -7,10 +7,8 @@
  *
  *   npm run build && npm run bench:scale
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
-import { fileURLToPath } from 'node:url';
-import { freePort } from '../src/bench/llama-process.js';
+import { metricValue, startDsdProcess } from '../src/bench/dsd-process.js';
 import { type BenchPrompt, runLoad } from '../src/bench/load-generator.js';
 import { markdownRow } from '../src/bench/markdown.js';
 import { minimalExchangeCpuMs } from '../src/bench/minimal-exchange.js';
@@ -18,46 +16,20 @@ import { median } from '../src/bench/stats.js';
 import { demoModels } from '../src/demo/demo-backends.js';
 import { LlamaEmulator } from '../src/demo/llamacpp-emulator.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const models = demoModels();
 const target = new LlamaEmulator({ model: models.target, alias: 'target', slots: 64 });
 const draft = new LlamaEmulator({ model: models.draft, alias: 'draft', slots: 64 });
 await Promise.all([target.listen(), draft.listen()]);
 
-async function startDsd(extraEnv: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['dist/cli.js', 'serve'], {
-    cwd: root,
-    env: {
-      PATH: process.env.PATH ?? '',
-      DSD_TARGET_URL: target.url,
-      DSD_DRAFT_URL: draft.url,
-      DSD_PORT: String(port),
-      DSD_LOG_LEVEL: 'error',
-      DSD_MAX_CONCURRENCY: '5000',
-      DSD_MAX_QUEUE: '5000',
-      ...extraEnv,
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
+/** dsd in its own process in front of the emulated backends. */
+const startDsd = (extraEnv: Record<string, string>) =>
+  startDsdProcess({
+    DSD_TARGET_URL: target.url,
+    DSD_DRAFT_URL: draft.url,
+    DSD_MAX_CONCURRENCY: '5000',
+    DSD_MAX_QUEUE: '5000',
+    ...extraEnv,
   });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(`${url}/health`)).ok) return { url, child };
-    } catch {
-      // starting
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('dsd did not start');
-}
-
-async function metric(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const m = new RegExp(`^${name.replace(/[:]/g, '\\:')}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text);
-  return Number(m?.[1] ?? Number.NaN);
-}
-
 const prompts: BenchPrompt[] = [
   { messages: [{ role: 'user', content: 'Once upon a time' }] },
   { messages: [{ role: 'user', content: 'The little bird' }] },
@@ -84,13 +56,13 @@ try {
   // CPU per speculative round (fixed k = 4, so every request speculates).
   await load(fixed.url, 4, 40);
   const [cpu0, rounds0] = [
-    await metric(fixed.url, 'dsd_process_cpu_seconds_total'),
-    await metric(fixed.url, 'dsd:spec_decode_num_drafts_total'),
+    await metricValue(fixed.url, 'dsd_process_cpu_seconds_total'),
+    await metricValue(fixed.url, 'dsd:spec_decode_num_drafts_total'),
   ];
   await load(fixed.url, 8, 400);
   const [cpu1, rounds1] = [
-    await metric(fixed.url, 'dsd_process_cpu_seconds_total'),
-    await metric(fixed.url, 'dsd:spec_decode_num_drafts_total'),
+    await metricValue(fixed.url, 'dsd_process_cpu_seconds_total'),
+    await metricValue(fixed.url, 'dsd:spec_decode_num_drafts_total'),
   ];
   const perRoundMs = ((cpu1 - cpu0) * 1000) / (rounds1 - rounds0);
   const exchangeMs = await minimalExchangeCpuMs(target.url);
@@ -120,9 +92,9 @@ try {
     }
   };
   await passthrough(50);
-  const c0 = await metric(fixed.url, 'dsd_process_cpu_seconds_total');
+  const c0 = await metricValue(fixed.url, 'dsd_process_cpu_seconds_total');
   await passthrough(500);
-  const c1 = await metric(fixed.url, 'dsd_process_cpu_seconds_total');
+  const c1 = await metricValue(fixed.url, 'dsd_process_cpu_seconds_total');
   lines.push(
     markdownRow([
       'dsd CPU per passthrough request (8 tokens, not streamed)',
@@ -174,10 +146,10 @@ target.latency.perTokenMs = 50;
 for (const streams of [100, 1000]) {
   const dsd = await startDsd({ DSD_WINDOW: 'auto', DSD_WORKERS: '1' });
   try {
-    const rssIdle = await metric(dsd.url, 'dsd_process_resident_memory_bytes');
+    const rssIdle = await metricValue(dsd.url, 'dsd_process_resident_memory_bytes');
     let peak = rssIdle;
     const sampling = setInterval(() => {
-      metric(dsd.url, 'dsd_process_resident_memory_bytes').then(
+      metricValue(dsd.url, 'dsd_process_resident_memory_bytes').then(
         (v) => (peak = Math.max(peak, v)),
         () => undefined,
       );
