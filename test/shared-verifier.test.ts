@@ -6,6 +6,7 @@ import type { GeneratedToken } from '../src/speculative/types.js';
 import { PooledState } from '../src/verifier/engine/sequence-pool.js';
 import type { EngineSequence, TargetEngine } from '../src/verifier/engine/types.js';
 import { LinkConnection } from '../src/verifier/link/link-connection.js';
+import { emptyLinkStats } from '../src/verifier/link/link-server.js';
 import type { LinkStats } from '../src/verifier/link/types.js';
 
 /**
@@ -42,17 +43,7 @@ function fakeEngine(cost: BatchCost): TargetEngine {
 async function rounds(cost: BatchCost): Promise<{ positions: number[]; stats: LinkStats }> {
   const frames: { t: string; x?: number[] }[] = [];
   const ws = { OPEN: 1, readyState: 1, send: (text: string) => frames.push(JSON.parse(text)) };
-  const stats: LinkStats = {
-    connections: 1,
-    sessions: 0,
-    rounds: 0,
-    staleRounds: 0,
-    unverifiedDraftTokens: 0,
-    draftTokens: 0,
-    badFrames: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-  };
+  const stats = { ...emptyLinkStats(), connections: 1 };
   const options = {
     engine: fakeEngine(cost),
     keys: [],

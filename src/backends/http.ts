@@ -89,7 +89,7 @@ export class HttpUpstream {
         connect: {
           timeout: options.timeouts.connectTimeoutMs,
           ...(options.ca === undefined ? {} : { ca: options.ca }),
-          ...(options.clientCert === undefined ? {} : { cert: options.clientCert.cert, key: options.clientCert.key }),
+          ...options.clientCert,
         },
         headersTimeout: options.timeouts.headersTimeoutMs,
         bodyTimeout: options.timeouts.bodyTimeoutMs,

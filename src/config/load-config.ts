@@ -196,12 +196,22 @@ function readKeyLimits(r: EnvReader): KeyLimitsConfig | undefined {
   return out;
 }
 
+/** A certificate and its key from two PEM-file variables, which go together: both or neither. */
+function readPemPair(
+  r: EnvReader,
+  names: { cert: string; key: string },
+  readFile: FileReader,
+): { cert: string | undefined; key: string | undefined } {
+  const cert = readNamedFile(r, names.cert, readFile);
+  const key = readNamedFile(r, names.key, readFile);
+  if ((r.string(names.cert) === undefined) !== (r.string(names.key) === undefined))
+    r.problems.push(`${names.cert} and ${names.key} go together: set both (PEM files) or neither`);
+  return { cert, key };
+}
+
 /** DSD_TLS_CERT and DSD_TLS_KEY: both PEM files, or neither. */
 export function readTls(r: EnvReader, readFile: FileReader): TlsFiles | undefined {
-  const cert = readNamedFile(r, 'DSD_TLS_CERT', readFile);
-  const key = readNamedFile(r, 'DSD_TLS_KEY', readFile);
-  if ((r.string('DSD_TLS_CERT') === undefined) !== (r.string('DSD_TLS_KEY') === undefined))
-    r.problems.push('DSD_TLS_CERT and DSD_TLS_KEY go together: set both (PEM files) or neither');
+  const { cert, key } = readPemPair(r, { cert: 'DSD_TLS_CERT', key: 'DSD_TLS_KEY' }, readFile);
   const clientCa = readNamedFile(r, 'DSD_TLS_CLIENT_CA', readFile);
   if (clientCa !== undefined && cert === undefined)
     r.problems.push('DSD_TLS_CLIENT_CA needs DSD_TLS_CERT and DSD_TLS_KEY: client certificates need TLS');
@@ -211,10 +221,7 @@ export function readTls(r: EnvReader, readFile: FileReader): TlsFiles | undefine
 
 /** DSD_CLIENT_CERT and DSD_CLIENT_KEY: the certificate dsd presents to upstreams (mutual TLS). */
 function readClientCertificate(r: EnvReader, readFile: FileReader): { cert: string; key: string } | undefined {
-  const cert = readNamedFile(r, 'DSD_CLIENT_CERT', readFile);
-  const key = readNamedFile(r, 'DSD_CLIENT_KEY', readFile);
-  if ((r.string('DSD_CLIENT_CERT') === undefined) !== (r.string('DSD_CLIENT_KEY') === undefined))
-    r.problems.push('DSD_CLIENT_CERT and DSD_CLIENT_KEY go together: set both (PEM files) or neither');
+  const { cert, key } = readPemPair(r, { cert: 'DSD_CLIENT_CERT', key: 'DSD_CLIENT_KEY' }, readFile);
   return cert === undefined || key === undefined ? undefined : { cert, key };
 }
 

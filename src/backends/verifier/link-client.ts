@@ -80,7 +80,7 @@ export class LinkClient {
         handshakeTimeout: this.o.connectTimeoutMs,
         perMessageDeflate: false,
         ...(this.o.ca === undefined ? {} : { ca: this.o.ca }),
-        ...(this.o.clientCert === undefined ? {} : { cert: this.o.clientCert.cert, key: this.o.clientCert.key }),
+        ...this.o.clientCert,
       });
       ws.once('open', () => {
         this.ping(ws);

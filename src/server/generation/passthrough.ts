@@ -1,5 +1,6 @@
 import type { Response } from 'express';
 import type { ModelServer } from '../../backends/types.js';
+import type { DsdConfig } from '../../config/types.js';
 import type { DsdMetrics } from '../metrics.js';
 import type { GenerationRequest } from '../request-types.js';
 import { SseWriter } from './sse-writer.js';
@@ -32,6 +33,18 @@ export interface PassthroughJob {
   reason?: string;
   /** Strict tenant isolation: a llama.cpp target must not reuse its prompt cache (`cache_prompt: false`). */
   noPromptCache?: boolean;
+}
+
+/**
+ * What keeps tenants out of each other's caches on an upstream: vLLM's `cache_salt` (tenant scope),
+ * plus, in strict scope, no prompt-cache reuse where the server has no salt (llama.cpp).
+ */
+export function upstreamIsolation(
+  setting: DsdConfig['cacheScope'],
+  scope: string,
+): { cacheSalt?: string; noPromptCache?: boolean } {
+  if (scope === '') return {};
+  return setting === 'strict' ? { cacheSalt: scope, noPromptCache: true } : { cacheSalt: scope };
 }
 
 function completionTokensOf(obj: unknown): number {

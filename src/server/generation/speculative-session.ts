@@ -20,6 +20,7 @@ import type { GenerationRequest } from '../request-types.js';
 import { affinityKey } from '../upstreams/affinity.js';
 import type { ConnectedServer } from '../upstreams/connected-server.js';
 import type { AssignedDraft, PoolMember } from '../upstreams/draft-pool.js';
+import { upstreamIsolation } from './passthrough.js';
 import type { Tokenize } from './racing-tokenizer.js';
 
 /** A request's speculative set-up: engine options, how the rule is described, and its drafts to release. */
@@ -211,15 +212,9 @@ function targetPortFor(
   };
 }
 
-/**
- * What keeps tenants out of each other's caches on an upstream: vLLM's `cache_salt` (tenant scope),
- * plus, in strict scope, no prompt-cache reuse where the server has no salt (llama.cpp).
- */
+/** The request's cache isolation on the target and drafts (see upstreamIsolation). */
 function isolation(o: SessionOptions): { cacheSalt?: string; noPromptCache?: boolean } {
-  if (o.request.cacheScope === '') return {};
-  return o.ctx.config.cacheScope === 'strict'
-    ? { cacheSalt: o.request.cacheScope, noPromptCache: true }
-    : { cacheSalt: o.request.cacheScope };
+  return upstreamIsolation(o.ctx.config.cacheScope, o.request.cacheScope);
 }
 
 /** Turns pool assignments into engine draft slots, remembering them for release. */

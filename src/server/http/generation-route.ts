@@ -3,7 +3,7 @@ import type { OpenAiRoute } from '../../backends/types.js';
 import { DsdError, UpstreamError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { DsdContext } from '../context.js';
-import { passthrough } from '../generation/passthrough.js';
+import { passthrough, upstreamIsolation } from '../generation/passthrough.js';
 import { serveSpeculative } from '../generation/speculative-responder.js';
 import { acceptsModel, servedModelName } from '../model-names.js';
 import type { GenerationRequest } from '../request-types.js';
@@ -88,6 +88,6 @@ async function serve(
   }
   ctx.counters.passthrough += 1;
   ctx.metrics.fallbacks.inc({ reason });
-  const noPromptCache = ctx.config.cacheScope === 'strict' && request.cacheScope !== '';
+  const noPromptCache = upstreamIsolation(ctx.config.cacheScope, request.cacheScope).noPromptCache === true;
   await passthrough({ request, target: target.server, res, signal, metrics: ctx.metrics, reason, noPromptCache });
 }

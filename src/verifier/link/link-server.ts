@@ -30,13 +30,9 @@ function bearer(req: IncomingMessage): string | undefined {
   return h?.startsWith('Bearer ') ? h.slice(7).trim() : undefined;
 }
 
-/**
- * Accepts edges on `/v1/link` (WebSocket, subprotocol `dsd-link.1`, `Authorization: Bearer <key>`)
- * and runs their sessions on the engine. One connection per edge carries all its sessions; a
- * session belongs to the connection that opened it, so no other edge can send into it.
- */
-export function attachLinkServer(http: Server, o: LinkServerOptions): LinkServer {
-  const stats: LinkStats = {
+/** Link counters before any traffic. */
+export function emptyLinkStats(): LinkStats {
+  return {
     connections: 0,
     sessions: 0,
     rounds: 0,
@@ -47,6 +43,15 @@ export function attachLinkServer(http: Server, o: LinkServerOptions): LinkServer
     bytesIn: 0,
     bytesOut: 0,
   };
+}
+
+/**
+ * Accepts edges on `/v1/link` (WebSocket, subprotocol `dsd-link.1`, `Authorization: Bearer <key>`)
+ * and runs their sessions on the engine. One connection per edge carries all its sessions; a
+ * session belongs to the connection that opened it, so no other edge can send into it.
+ */
+export function attachLinkServer(http: Server, o: LinkServerOptions): LinkServer {
+  const stats = emptyLinkStats();
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: o.maxFrameBytes,
