@@ -38,6 +38,16 @@ describe.skipIf(!hasOpenssl())('TLS', () => {
     expect(() => loadConfig({ DSD_CLIENT_KEY: keyFile })).toThrow(/DSD_CLIENT_CERT and DSD_CLIENT_KEY go together/);
   });
 
+  /** The edge at `served` gets speculative rounds through the verifier; the one at `refused` a clean upstream error. */
+  async function expectServedAndRefused(served: string, refused: string, body: unknown): Promise<void> {
+    const ok = await postJson(`${served}/v1/completions`, body);
+    expect(ok.status).toBe(200);
+    expect(ok.body.usage.dsd.rounds).toBeGreaterThan(0);
+    const bad = await postJson(`${refused}/v1/completions`, body);
+    expect(bad.status).toBeGreaterThanOrEqual(500);
+    expect(bad.body.error.code).toMatch(/^upstream_/);
+  }
+
   describe('dsd over HTTPS', () => {
     let dsd: RunningDsd;
     beforeAll(async () => {
@@ -89,12 +99,7 @@ describe.skipIf(!hasOpenssl())('TLS', () => {
       const signed = await startTestDsd(options, { ...env, DSD_CLIENT_CERT: clientCert, DSD_CLIENT_KEY: clientKey });
       const anonymous = await startTestDsd(options, env);
       try {
-        const ok = await postJson(`${signed.baseUrl}/v1/completions`, body);
-        expect(ok.status).toBe(200);
-        expect(ok.body.usage.dsd.rounds).toBeGreaterThan(0);
-        const refused = await postJson(`${anonymous.baseUrl}/v1/completions`, body);
-        expect(refused.status).toBeGreaterThanOrEqual(500);
-        expect(refused.body.error.code).toMatch(/^upstream_/);
+        await expectServedAndRefused(signed.baseUrl, anonymous.baseUrl, body);
       } finally {
         await Promise.all([signed.close(), anonymous.close()]);
         await draft.stop();
@@ -118,12 +123,7 @@ describe.skipIf(!hasOpenssl())('TLS', () => {
       const doubting = await startTestDsd({ target: { urls: [verifier.url] }, draft: { urls: [draft.url] } }, env);
       try {
         expect(verifier.url).toMatch(/^https:/);
-        const ok = await postJson(`${trusting.baseUrl}/v1/completions`, body);
-        expect(ok.status).toBe(200);
-        expect(ok.body.usage.dsd.rounds).toBeGreaterThan(0);
-        const refused = await postJson(`${doubting.baseUrl}/v1/completions`, body);
-        expect(refused.status).toBeGreaterThanOrEqual(500);
-        expect(refused.body.error.code).toMatch(/^upstream_/);
+        await expectServedAndRefused(trusting.baseUrl, doubting.baseUrl, body);
       } finally {
         await Promise.all([trusting.close(), doubting.close()]);
         await draft.stop();
