@@ -71,9 +71,7 @@ const body = JSON.stringify({
 console.log('\n| proxy in front of the emulated target | CPU per request |\n|---|---|');
 for (const kind of ['http', 'express', 'dsd'] as const) {
   const { url, child } =
-    kind === 'dsd'
-      ? await startDsdProcess({ DSD_TARGET_URL: target.url, DSD_WORKERS: '1' })
-      : await thinProxy(kind);
+    kind === 'dsd' ? await startDsdProcess({ DSD_TARGET_URL: target.url, DSD_WORKERS: '1' }) : await thinProxy(kind);
   try {
     const one = async () => {
       const headers = { 'content-type': 'application/json', 'x-dsd-speculative': 'off' };
