@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { EdgeDevice } from '../src/sim/devices.js';
 import { Simulation } from '../src/sim/event-queue.js';
 import { simulate, simulateStrategy } from '../src/sim/run.js';
 import { DEFAULT_SCENARIO, type Scenario } from '../src/sim/scenario.js';
@@ -83,6 +84,41 @@ describe('DSD-Si', () => {
       expect(early?.msPerToken).toBeLessThan(0.9 * (serial?.msPerToken as number));
     },
   );
+
+  it('an edge reports a draft request’s time with its wait for a slot, as a real edge measures it', () => {
+    const sim = new Simulation();
+    const edge = new EdgeDevice(sim, { count: 1, draftMsPerToken: 1, concurrency: 1 }, DEFAULT_SCENARIO.link);
+    const elapsed: number[] = [];
+    edge.run(10, (ms) => elapsed.push(ms));
+    edge.run(10, (ms) => elapsed.push(ms));
+    sim.run();
+    // The second waited 10 ms for the only slot: a planner fed 10 would underprice busy edges.
+    expect(elapsed).toEqual([10, 20]);
+  });
+
+  it('join-shortest-queue spreads requests over edges by their open requests', () => {
+    // Two edges, the first behind a 50 ms link. Its requests mostly wait on that link with nothing
+    // drafting, so routed by draft work in flight every arrival went to it; by open requests, the
+    // near edge takes its share.
+    const far = { oneWayMs: 50, bandwidthBytesPerS: Infinity };
+    const near = { oneWayMs: 0, bandwidthBytesPerS: Infinity };
+    const base = textbook(0.8, 4, 0.1);
+    const scenario = (links: [typeof far, typeof far]): Scenario => ({
+      ...base,
+      edges: links.map((link) => ({ count: 1, draftMsPerToken: 1, concurrency: 1, link })),
+      targets: { ...base.targets, maxBatch: 8 },
+      workload: {
+        ...base.workload,
+        arrivals: { kind: 'poisson', ratePerS: 20, requests: 40 },
+        outputTokens: { kind: 'constant', value: 100 },
+        edgeRouting: 'join-shortest-queue',
+      },
+    });
+    const farOnly = simulateStrategy(scenario([far, far]), { kind: 'dsd-fixed', k: 4 });
+    const mixed = simulateStrategy(scenario([far, near]), { kind: 'dsd-fixed', k: 4 });
+    // Half on each: (35.7 + 10.7) / 2 ≈ 23 ms/token; routed by draft work in flight, 26.5.
+    expect(mixed.msPerToken).toBeLessThan(0.7 * farOnly.msPerToken);
+  });
 
   it('is deterministic for a scenario and seed', () => {
     const a = simulateStrategy(DEFAULT_SCENARIO, { kind: 'dsd-adaptive', draftAhead: true });

@@ -106,7 +106,10 @@ export class TargetDevice {
 export class EdgeDevice {
   private running = 0;
   private readonly waiting: (() => void)[] = [];
+  /** Draft work running or waiting for a slot. */
   load = 0;
+  /** Requests this edge serves now (what edge routing balances). */
+  requests = 0;
 
   constructor(
     private readonly sim: Simulation,
@@ -119,16 +122,21 @@ export class EdgeDevice {
     return k * (this.spec.draftMsPerToken + (this.spec.draftMsPerContextToken ?? 0) * contextTokens);
   }
 
-  /** Runs work of `ms` when a draft slot is free; `done` when it ends. */
-  run(ms: number, done: () => void): void {
+  /**
+   * Runs work of `ms` when a draft slot is free; `done` when it ends, with the time since the call.
+   * That elapsed time, the wait for a slot included, is what a real edge measures of a draft
+   * request (llama-server queues it for a free slot the same way), so it is what planners learn.
+   */
+  run(ms: number, done: (elapsedMs: number) => void): void {
     this.load += 1;
+    const queued = this.sim.now;
     const start = () => {
       this.running += 1;
       this.sim.schedule(ms, () => {
         this.running -= 1;
         this.load -= 1;
         this.waiting.shift()?.();
-        done();
+        done(this.sim.now - queued);
       });
     };
     if (this.running < this.spec.concurrency) start();

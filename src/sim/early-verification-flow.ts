@@ -88,11 +88,11 @@ export function dsdWithEarlyVerification(
         return;
       }
       const ms = c.edge.draftMs(k + 1, c.promptTokens + c.record.tokens);
-      c.edge.run(ms, () => {
+      c.edge.run(ms, (elapsedMs) => {
         if (e !== epoch) return step();
         const r: SimRound = {
           k,
-          draftWorkMs: ms,
+          draftWorkMs: elapsedMs,
           draftWaitMs: 0,
           earlyDepth: depth > 0 ? depth : undefined,
           sentAt: undefined,
@@ -144,7 +144,9 @@ export function dsdWithEarlyVerification(
     const decision = planner.decide();
     if (decision.kind === 'target-only') {
       drop();
-      return goTargetOnly(!prefilled, () => next(lastDepth));
+      const withPrompt = !prefilled;
+      prefilled = true;
+      return goTargetOnly(withPrompt, () => next(lastDepth));
     }
     const head = chain.shift();
     if (head !== undefined) {
@@ -159,10 +161,10 @@ export function dsdWithEarlyVerification(
       c.edge.draftMs(k, c.promptTokens + c.record.tokens) +
       (prefilled ? 0 : c.promptTokens * (c.edge.spec.draftPrefillMsPerToken ?? 0));
     const start = c.sim.now;
-    c.edge.run(work, () => {
+    c.edge.run(work, (elapsedMs) => {
       const r: SimRound = {
         k,
-        draftWorkMs: work,
+        draftWorkMs: elapsedMs,
         draftWaitMs: c.sim.now - start,
         earlyDepth: undefined,
         sentAt: undefined,

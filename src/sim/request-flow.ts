@@ -97,8 +97,8 @@ function targetOnly(c: FlowContext, withPrompt: boolean, planner?: SpeculationPl
 function shadow(c: FlowContext, planner: SpeculationPlanner, then: () => void): void {
   const k = 4;
   const ms = c.edge.draftMs(k, c.promptTokens + c.record.tokens);
-  c.edge.run(ms, () => {
-    planner.observeShadow(k, c.acceptance.round(k).accepted, ms);
+  c.edge.run(ms, (elapsedMs) => {
+    planner.observeShadow(k, c.acceptance.round(k).accepted, elapsedMs);
     then();
   });
 }
@@ -142,9 +142,9 @@ function singleNode(c: FlowContext, k: number, draftMsPerToken: number): void {
   );
 }
 
-/** A draft-ahead proposal running on the edge. */
+/** A draft-ahead proposal running on the edge; `workMs` is its request time once finished. */
 interface Ahead {
-  finished: boolean;
+  workMs: number | undefined;
   onFinish?: () => void;
 }
 
@@ -168,21 +168,27 @@ function dsd(c: FlowContext, planner: SpeculationPlanner, draftAhead: boolean, v
   const scored = (k: number) => (verifier ? k + 1 : verifyTokens(c, k));
   const round = (ready: Ahead | undefined) => {
     const decision = planner.decide();
-    if (decision.kind === 'target-only') return targetOnly(c, !prefilled, planner, () => round(undefined));
+    if (decision.kind === 'target-only') {
+      // The target-only request carries the prompt if no round has; the target's prefix cache
+      // then holds it for the rounds that follow.
+      const withPrompt = !prefilled;
+      prefilled = true;
+      return targetOnly(c, withPrompt, planner, () => round(undefined));
+    }
     const k = roundWindow(decision.k, c.outputTokens - c.record.tokens, Infinity);
     const context = c.promptTokens + c.record.tokens;
     const draftWork =
       c.edge.draftMs(k, context) + (prefilled ? 0 : c.promptTokens * (c.edge.spec.draftPrefillMsPerToken ?? 0));
     const draftStart = c.sim.now;
-    const verify = () => {
+    const verify = (draftWorkMs: number) => {
       const draftMs = c.sim.now - draftStart;
       const sent = c.sim.now;
       // While the target verifies, the edge drafts on from "everything accepted".
       let ahead: Ahead | undefined;
       if (draftAhead && k > 0) {
-        const a: Ahead = { finished: false };
-        c.edge.run(c.edge.draftMs(k + 1, context + k), () => {
-          a.finished = true;
+        const a: Ahead = { workMs: undefined };
+        c.edge.run(c.edge.draftMs(k + 1, context + k), (elapsedMs) => {
+          a.workMs = elapsedMs;
           a.onFinish?.();
         });
         ahead = a;
@@ -203,7 +209,7 @@ function dsd(c: FlowContext, planner: SpeculationPlanner, draftAhead: boolean, v
               draftMs,
               verifyMs,
             });
-            planner.observeRound({ drafted: j, accepted: v.accepted, draftMs, draftWorkMs: draftWork, verifyMs });
+            planner.observeRound({ drafted: j, accepted: v.accepted, draftMs, draftWorkMs, verifyMs });
             const hit = ahead !== undefined && v.accepted === k && c.acceptance.bonusGuessRight(k);
             if (ahead !== undefined) {
               if (hit) c.record.stats.draftAheadHits += 1;
@@ -216,8 +222,8 @@ function dsd(c: FlowContext, planner: SpeculationPlanner, draftAhead: boolean, v
       });
     };
     if (ready === undefined) c.edge.run(draftWork, verify);
-    else if (ready.finished) verify();
-    else ready.onFinish = verify;
+    else if (ready.workMs !== undefined) verify(ready.workMs);
+    else ready.onFinish = () => verify(ready.workMs ?? 0);
   };
   round(undefined);
 }

@@ -69,11 +69,16 @@ export function simulateStrategy(scenario: Scenario, strategy: StrategySpec): St
   const targets = Array.from({ length: scenario.targets.count }, () => new TargetDevice(sim, scenario.targets));
   const estimates = new Map<string, PairEstimates>();
   const bytes: LinkBytes = { up: 0, down: 0 };
-  const pickEdge = router(scenario.workload.edgeRouting, rng, () => edges.map((e) => e.load));
+  // Edges are picked by their open requests, as a load balancer counting connections does: their
+  // draft queues are empty most of the time (a request is mostly waiting on its target), so
+  // routing by those would send every arrival to the first edge with nothing drafting.
+  const pickEdge = router(scenario.workload.edgeRouting, rng, () => edges.map((e) => e.requests));
   const pickTarget = router(scenario.workload.targetRouting, rng, () => targets.map((t) => t.load));
   const records: RequestRecord[] = [];
   const launch = (onDone: () => void) => {
     const e = pickEdge();
+    const edge = edges[e] as EdgeDevice;
+    edge.requests += 1;
     const t = pickTarget();
     const key = `${e}/${t}`;
     let pair = estimates.get(key);
@@ -97,8 +102,11 @@ export function simulateStrategy(scenario: Scenario, strategy: StrategySpec): St
       acceptance,
       bytes,
       record,
-      done: onDone,
-      edge: edges[e] as EdgeDevice,
+      done: () => {
+        edge.requests -= 1;
+        onDone();
+      },
+      edge,
       target: targets[t] as TargetDevice,
       estimates: pair,
       promptTokens: Math.max(1, Math.round(draw(scenario.workload.promptTokens, workloadRng))),
