@@ -79,7 +79,7 @@ describe('adaptive window with early verification', () => {
       expect(e.aheadSlowdown.value).toBeLessThan(0.2);
       const w = window(e, 2);
       // Each round of a chain is priced at its own wait (chainHitMs), never scaled below it.
-      const verify = e.verifyMs.predict(7) as number;
+      const verify = e.verifyMsAt(6) as number;
       const draft = e.draftMs.predict(6) as number;
       const hit = e.hitProbability(6);
       const model =
@@ -128,5 +128,42 @@ describe('resuming rounds from a target-only stream', () => {
     expect(paysToResume(d, 100)).toBe(false); // 90 ms saved < 113 ms
     expect(paysToResume(d, 200)).toBe(true);
     expect(paysToResume({ kind: 'target-only', reason: '', settled: true }, 1000)).toBe(false);
+  });
+});
+
+describe('adaptive window on a loaded batching target', () => {
+  /**
+   * Steps of 40 ms back to back: a round whose draft and round trip fit in one step is verified in
+   * the next (80 ms); from k = 6 on, the draft makes it miss that step and wait one more (120 ms).
+   */
+  function cliffPair(): PairEstimates {
+    const e = new PairEstimates();
+    const rng = seededRng(9);
+    for (let i = 0; i < 400; i++) {
+      const k = 3 + (i % 6);
+      let accepted = 0;
+      while (accepted < k && rng() < 0.8) accepted += 1;
+      const verifyMs = (k >= 6 ? 120 : 80) + 10 * (rng() - 0.5);
+      e.observeRound({ drafted: k, accepted, draftMs: 2 * k, draftWorkMs: 2 * k, verifyMs });
+    }
+    for (let i = 0; i < 20; i++) e.observeTargetOnlyGap(40);
+    return e;
+  }
+
+  it('prices the step a larger window misses, which a line through all k smears over its neighbours', () => {
+    const e = cliffPair();
+    for (const k of [4, 5]) expect(Math.abs((e.verifyMsAt(k) as number) - 80)).toBeLessThan(5);
+    for (const k of [6, 7]) expect(Math.abs((e.verifyMsAt(k) as number) - 120)).toBeLessThan(5);
+    // The line alone is off by 10 ms or more next to the cliff, either side of it.
+    expect(e.verifyMs.predict(6)! - 80).toBeGreaterThan(10);
+    expect(120 - e.verifyMs.predict(7)!).toBeGreaterThan(10);
+    expect(window(e, 0).best()?.k).toBe(5);
+  });
+
+  it('a fresh worker adopting the snapshot predicts the same', () => {
+    const warm = cliffPair();
+    const cold = new PairEstimates();
+    expect(cold.adopt(JSON.parse(JSON.stringify(warm.snapshot())))).toBe(true);
+    for (const k of [3, 5, 6, 8]) expect(cold.verifyMsAt(k)).toBeCloseTo(warm.verifyMsAt(k) as number, 9);
   });
 });

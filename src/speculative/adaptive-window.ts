@@ -72,7 +72,8 @@ export interface WindowPrediction {
  *
  * and speculates only when cost(k*, d*)/E(k*) < (1 − margin) · t₁, where t₁ is the target's own
  * time per token when it streams alone (one round trip in all). draft() and verify() are the online linear
- * fits of measured request times (network included); E(k) uses the measured per-position acceptance.
+ * fits of measured request times (network included), verify() corrected by what rounds of each k
+ * measured beyond the line (PairEstimates.verifyMsAt); E(k) uses the measured per-position acceptance.
  * With nothing known it starts at `initialK`; with no target-only figure it asks for a target-only
  * stretch to measure one (never slower than the target alone).
  */
@@ -89,7 +90,7 @@ export class AdaptiveWindow {
 
   /** Predicted time per token with window k and `depth` rounds sent ahead, or undefined before any measurement. */
   predict(k: number, depth = 0): WindowPrediction | undefined {
-    const verify = this.estimates.verifyMs.predict(k + 1);
+    const verify = this.estimates.verifyMsAt(k);
     const draft = k === 0 ? 0 : this.estimates.draftMs.predict(k);
     if (verify === undefined || draft === undefined) return undefined;
     const hit = this.estimates.hitProbability(k);

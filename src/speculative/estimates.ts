@@ -181,7 +181,14 @@ export interface PairSnapshot {
   verifyMs: number[];
   targetOnlyMsPerToken: number[];
   aheadSlowdown: number[];
+  /** verifyResiduals by k (an empty list where a k has none). */
+  verifyResiduals: number[][];
 }
+
+/** Per observation of its k: how much a verification residual keeps of what it had. */
+const RESIDUAL_DECAY = 0.98;
+/** Observations of a k before its residual has half its say. */
+const RESIDUAL_SHRINK = 3;
 
 /** How many ordinary rounds a probe round's time counts for. */
 const PROBE_WEIGHT = 4;
@@ -203,6 +210,14 @@ export class PairEstimates {
    * the same cores shows a ratio well above 1, which prices early verification out.
    */
   readonly aheadSlowdown: DecayingMean;
+  /**
+   * By k: what rounds of window k measured beyond the verification fit's line. Under load a
+   * batching target runs its steps back to back, so a round's verification takes a whole number of
+   * them: one whose request misses the next step, because its draft took longer, waits a whole step
+   * more. Time is then a step function of k that no line through all k shows: rounds near the
+   * best k sit either side of that cliff. Measured per k, it is priced where it is.
+   */
+  private readonly verifyResiduals: DecayingMean[] = [];
 
   constructor(decay = 0.97) {
     this.acceptance = new PositionAcceptance(decay);
@@ -223,6 +238,7 @@ export class PairEstimates {
       verifyMs: this.verifyMs.snapshot(),
       targetOnlyMsPerToken: this.targetOnlyMsPerToken.snapshot(),
       aheadSlowdown: this.aheadSlowdown.snapshot(),
+      verifyResiduals: Array.from(this.verifyResiduals, (r) => r?.snapshot() ?? []),
     };
   }
 
@@ -238,7 +254,26 @@ export class PairEstimates {
     this.verifyMs.restore(s.verifyMs);
     this.targetOnlyMsPerToken.restore(s.targetOnlyMsPerToken);
     this.aheadSlowdown.restore(s.aheadSlowdown);
+    this.verifyResiduals.length = 0;
+    (s.verifyResiduals ?? []).forEach((r, k) => {
+      if (r.length === 0) return;
+      const mean = new DecayingMean(RESIDUAL_DECAY);
+      mean.restore(r);
+      this.verifyResiduals[k] = mean;
+    });
     return true;
+  }
+
+  /**
+   * Predicted verification time of a round of window k: the fit's line, plus what rounds of this k
+   * have measured beyond it, shrunk toward 0 while they are few (see verifyResiduals).
+   */
+  verifyMsAt(k: number): number | undefined {
+    const line = this.verifyMs.predict(k + 1);
+    const residual = this.verifyResiduals[k];
+    if (line === undefined || residual?.value === undefined) return line;
+    const say = residual.weight / (residual.weight + RESIDUAL_SHRINK);
+    return Math.max(0, line + say * residual.value);
   }
 
   /** Probability that a round of window k hits: all k accepted and the bonus token guessed. */
@@ -254,7 +289,7 @@ export class PairEstimates {
    * verification for every (d+1)-th).
    */
   earlyRoundMs(k: number, depth: number): number | undefined {
-    const verify = this.verifyMs.predict(k + 1);
+    const verify = this.verifyMsAt(k);
     const draft = this.draftMs.predict(k + 1);
     if (verify === undefined || draft === undefined) return undefined;
     const hit = this.hitProbability(k);
@@ -295,6 +330,12 @@ export class PairEstimates {
     if (r.drafted > 0) {
       this.acceptance.add(r.drafted, r.accepted);
       this.draftMs.add(r.drafted, r.draftWorkMs);
+    }
+    // A probe follows a target-only spell, at another load: news of the level, not of the shape.
+    const line = this.verifyMs.predict(r.drafted + 1);
+    if (line !== undefined && !probe) {
+      const residual = (this.verifyResiduals[r.drafted] ??= new DecayingMean(RESIDUAL_DECAY));
+      residual.add(r.verifyMs - line);
     }
     this.verifyMs.add(r.drafted + 1, r.verifyMs, probe ? PROBE_WEIGHT : 1);
     if (r.early !== undefined && r.drafted > 0) {
