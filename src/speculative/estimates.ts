@@ -334,8 +334,9 @@ export class PairEstimates {
     // A probe follows a target-only spell, at another load: news of the level, not of the shape.
     const line = this.verifyMs.predict(r.drafted + 1);
     if (line !== undefined && !probe) {
-      const residual = (this.verifyResiduals[r.drafted] ??= new DecayingMean(RESIDUAL_DECAY));
+      const residual = this.verifyResiduals[r.drafted] ?? new DecayingMean(RESIDUAL_DECAY);
       residual.add(r.verifyMs - line);
+      this.verifyResiduals[r.drafted] = residual;
     }
     this.verifyMs.add(r.drafted + 1, r.verifyMs, probe ? PROBE_WEIGHT : 1);
     if (r.early !== undefined && r.drafted > 0) {
