@@ -1,5 +1,6 @@
 import { draftsWorthVerifying } from '../speculative/batch-window.js';
-import { DecayingMean, PositionAcceptance } from '../speculative/estimates.js';
+import { DecayingMean } from '../speculative/decaying-stats.js';
+import { PositionAcceptance } from '../speculative/estimates.js';
 import type { Rng } from '../speculative/sampling.js';
 import type { Simulation } from './event-queue.js';
 import { draw } from './random.js';

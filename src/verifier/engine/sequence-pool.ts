@@ -1,5 +1,5 @@
 import type { BatchCost } from '../../speculative/batch-window.js';
-import { DecayingLinearFit, DecayingMean } from '../../speculative/estimates.js';
+import { DecayingLinearFit, DecayingMean } from '../../speculative/decaying-stats.js';
 import type { EngineLoad } from './types.js';
 
 /** What the pool needs of a sequence: the tokens it holds, and a hook for its release. */
