@@ -6,7 +6,9 @@
  * (the whole server across the link). Concurrency 1, 4 and 16; RTT 0 and 25 ms (delay proxy);
  * greedy and temperature 0.8. Writes docs/benchmarks.md.
  *
- *   npm run bench:real [-- --rtts 0,25 --concurrency 1,4,16 --tokens 64]
+ * `--fixed 2,4` adds dsd with each fixed window beside its default adaptive one.
+ *
+ *   npm run bench:real [-- --rtts 0,25 --concurrency 1,4,16 --tokens 64 --fixed 2,4]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -25,6 +27,7 @@ const { values } = parseArgs({
     temperatures: { type: 'string', default: '0,0.8' },
     tokens: { type: 'string', default: '64' },
     waves: { type: 'string', default: '2' },
+    fixed: { type: 'string', default: '' },
     out: { type: 'string', default: 'docs/benchmarks.md' },
     models: {
       type: 'string',
@@ -74,11 +77,14 @@ const ownSpec = await startLlamaServer({
 servers.push(target, draft, ownSpec);
 const closers: (() => Promise<void>)[] = [];
 
-async function dsdApp(targetUrl: string): Promise<string> {
-  const dsd = await startInProcessDsd({
-    target: { urls: [targetUrl], kind: 'llamacpp' },
-    draft: { urls: [draft.url], kind: 'llamacpp' },
-  });
+async function dsdApp(targetUrl: string, env: Record<string, string> = {}): Promise<string> {
+  const dsd = await startInProcessDsd(
+    {
+      target: { urls: [targetUrl], kind: 'llamacpp' },
+      draft: { urls: [draft.url], kind: 'llamacpp' },
+    },
+    env,
+  );
   closers.push(() => dsd.close());
   return dsd.url;
 }
@@ -101,6 +107,8 @@ for (const rtt of values.rtts.split(',').map(Number)) {
     'target alone': targetLink,
     'llama-server speculative': await proxyFor(ownSpec),
   };
+  for (const k of values.fixed.split(',').filter((v) => v !== ''))
+    setups[`dsd k=${k}`] = await dsdApp(targetLink, { DSD_WINDOW: k });
   for (const temperature of values.temperatures.split(',').map(Number)) {
     const summaries: BenchSummary[] = [];
     for (const concurrency of concurrencies) {
