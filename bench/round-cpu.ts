@@ -1,8 +1,11 @@
 /**
  * dsd's own CPU per speculative round against real llama-servers, next to the yardstick measured in
  * the same run (one minimal undici exchange with the target): the efficiency issue's measurement.
- * Small f32 target and q4_0 draft (../shared/models), one thread and 8 slots each; dsd in its own
- * process (dist/cli.js, one worker, fixed k = 4), 4 clients, greedy, 96 tokens per request.
+ * Small f32 target and q4_0 draft (../shared/models), one thread each; dsd in its own process
+ * (dist/cli.js, one worker, fixed k = 4), 4 clients, greedy, 96 tokens per request. The target has
+ * 4·(k+1) = 20 slots: a llama.cpp target scores a round's k+1 prompts in k+1 slots, and dsd shares
+ * the slots among the generations in flight, so with 8 (as this benchmark had until December 2026)
+ * each of 4 clients got 2 and rounds ran at k = 1. It prints the window the rounds had.
  *
  * `--verifier`: the target is a `dsd verifier` process with the same model (rounds over the link,
  * DSD_VERIFIER_MODE=rounds), so what a round costs the edge is the link's frames, no HTTP per round.
@@ -30,7 +33,7 @@ const target = await startLlamaServer({
   bin,
   modelPath: model('stories260K-f32.gguf'),
   alias: 'target',
-  slots: 8,
+  slots: 20,
   threads: 1,
 });
 const draft = await startLlamaServer({
@@ -83,6 +86,7 @@ try {
   tokens = 0;
   const cpu0 = await metricValue(dsd.url, 'dsd_process_cpu_seconds_total');
   const rounds0 = await metricValue(dsd.url, 'dsd:spec_decode_num_drafts_total');
+  const draftTokens0 = await metricValue(dsd.url, 'dsd:spec_decode_num_draft_tokens_total');
   const drafts0 = await draftRequests(dsd.url);
   const perClient = Math.ceil(Number(values.requests) / 4);
   await Promise.all(
@@ -92,12 +96,14 @@ try {
   );
   const cpu1 = await metricValue(dsd.url, 'dsd_process_cpu_seconds_total');
   const rounds1 = await metricValue(dsd.url, 'dsd:spec_decode_num_drafts_total');
+  const window =
+    ((await metricValue(dsd.url, 'dsd:spec_decode_num_draft_tokens_total')) - draftTokens0) / (rounds1 - rounds0);
   const draftsPerRound = ((await draftRequests(dsd.url)) - drafts0) / (rounds1 - rounds0);
   const perRoundMs = ((cpu1 - cpu0) * 1000) / (rounds1 - rounds0);
   const exchangeMs = await minimalExchangeCpuMs(target.url, { requests: 1000, nPredict: 1 });
   console.log(
     `\n${verifier === undefined ? 'real llama-servers' : 'a dsd verifier as the target'} ` +
-      `(small f32 target, q4_0 draft), 4 clients, k = 4: dsd CPU per round ` +
+      `(small f32 target, q4_0 draft), 4 clients, k = 4 (${window.toFixed(2)} drafts per round): dsd CPU per round ` +
       `${perRoundMs.toFixed(3)} ms over ${rounds1 - rounds0} rounds; one minimal exchange with the target ` +
       `${exchangeMs.toFixed(3)} ms; a round costs ${(perRoundMs / exchangeMs).toFixed(2)} minimal exchanges. ` +
       `It made ${draftsPerRound.toFixed(2)} draft requests per round (draft-ahead included); without their ` +
