@@ -10,7 +10,10 @@
  * `--verifier`: the target is a `dsd verifier` process with the same model (rounds over the link,
  * DSD_VERIFIER_MODE=rounds), so what a round costs the edge is the link's frames, no HTTP per round.
  *
- *   npm run build && npm run bench:round-cpu [-- --requests 120 --verifier]
+ * `--draft-ahead off` shows what draft-ahead's extra draft requests cost (and what its hidden draft
+ * time buys: tokens/s over the 4 clients).
+ *
+ *   npm run build && npm run bench:round-cpu [-- --requests 120 --verifier --draft-ahead off]
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -25,6 +28,7 @@ const { values } = parseArgs({
     ...realModelOptions({ prompts: '5', tokens: '96', delays: '0' }),
     requests: { type: 'string', default: '120' },
     verifier: { type: 'boolean', default: false },
+    'draft-ahead': { type: 'string', default: 'on' },
   },
 });
 const model = (f: string) => resolve(values.models, f);
@@ -62,6 +66,7 @@ const dsd = await startDsdProcess({
   DSD_DRAFT_URL: draft.url,
   DSD_WORKERS: '1',
   DSD_WINDOW: '4',
+  DSD_DRAFT_AHEAD: values['draft-ahead'],
   DSD_ACCEPT_ANY_MODEL: 'true',
 });
 try {
@@ -89,11 +94,13 @@ try {
   const draftTokens0 = await metricValue(dsd.url, 'dsd:spec_decode_num_draft_tokens_total');
   const drafts0 = await draftRequests(dsd.url);
   const perClient = Math.ceil(Number(values.requests) / 4);
+  const wall0 = performance.now();
   await Promise.all(
     [0, 1, 2, 3].map(async (c) => {
       for (let i = 0; i < perClient; i++) await one(c * perClient + i);
     }),
   );
+  const wallS = (performance.now() - wall0) / 1000;
   const cpu1 = await metricValue(dsd.url, 'dsd_process_cpu_seconds_total');
   const rounds1 = await metricValue(dsd.url, 'dsd:spec_decode_num_drafts_total');
   const window =
@@ -109,7 +116,8 @@ try {
       `It made ${draftsPerRound.toFixed(2)} draft requests per round (draft-ahead included); without their ` +
       `exchanges a round costs ${(perRoundMs - draftsPerRound * exchangeMs).toFixed(3)} ms; ` +
       `${(((cpu1 - cpu0) * 1000) / tokens).toFixed(3)} ms per generated token ` +
-      `(${(tokens / (rounds1 - rounds0)).toFixed(2)} per round)`,
+      `(${(tokens / (rounds1 - rounds0)).toFixed(2)} per round); draft-ahead ${values['draft-ahead']}, ` +
+      `${(tokens / wallS).toFixed(0)} tokens/s over the 4 clients`,
   );
 } finally {
   dsd.child.kill('SIGTERM');
