@@ -41,11 +41,10 @@ export function generationRoute(ctx: DsdContext, route: OpenAiRoute): RequestHan
     res.once('close', release);
     res.locals.summary = { model: request.model, stream: request.stream };
     if (ctx.config.logPrompts) res.locals.summary.prompt = request.input;
-    // The key only ranks target replicas: one replica needs no hash of the prompt.
-    const key = ctx.upstreams.targets.size > 1 ? affinityKey(request.input, request.cacheScope) : '';
+    const keyOf = () => affinityKey(request.input, request.cacheScope);
     const tried = new Set<string>();
     for (;;) {
-      const target = await ctx.upstreams.target(abort.signal, key, tried);
+      const target = await ctx.upstreams.target(abort.signal, keyOf, tried);
       if (!acceptsModel(ctx.config.models, target.info.modelId, request.model)) {
         throw new DsdError(
           'model_not_found',

@@ -41,16 +41,18 @@ export class TargetPool {
   }
 
   /**
-   * The first replica in `key`'s ranking that is not excluded, not held open by its breaker and
-   * answers; throws the last failure when none does.
+   * The first replica in the ranking of the conversation key `keyOf` gives that is not excluded,
+   * not held open by its breaker and answers; throws the last failure when none does. The key is
+   * asked for only when there are replicas to rank: it hashes the prompt.
    */
-  async get(signal: AbortSignal, key = '', exclude: ReadonlySet<string> = new Set()): Promise<ConnectedServer> {
+  async get(
+    signal: AbortSignal,
+    keyOf: () => string = () => '',
+    exclude: ReadonlySet<string> = new Set(),
+  ): Promise<ConnectedServer> {
     // Built only when every replica failed: an Error captures a stack, which costs more than a request's routing.
     let lastError: unknown;
-    const ordered =
-      this.replicas.length === 1
-        ? this.replicas
-        : [...this.replicas].sort((a, b) => rendezvousRank(key, b.url) - rendezvousRank(key, a.url));
+    const ordered = this.replicas.length === 1 ? this.replicas : this.ranked(keyOf());
     // Breakers first; if every replica is held open, try them anyway rather than fail without trying.
     const candidates = ordered.filter((r) => !exclude.has(r.url) && r.breaker.state !== 'open');
     for (const replica of candidates.length > 0 ? candidates : ordered.filter((r) => !exclude.has(r.url))) {
@@ -65,6 +67,11 @@ export class TargetPool {
       }
     }
     throw lastError ?? new UpstreamError('upstream_unavailable', 'no target replica is available', { role: 'target' });
+  }
+
+  /** The replicas in `key`'s rendezvous order. */
+  private ranked(key: string) {
+    return [...this.replicas].sort((a, b) => rendezvousRank(key, b.url) - rendezvousRank(key, a.url));
   }
 
   /** Records that a request to a replica failed to connect; its conversations move on. */

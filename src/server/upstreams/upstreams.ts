@@ -49,10 +49,10 @@ export class Upstreams {
 
   /**
    * A target replica, connected (kind detected, model described) on first use: the one the
-   * conversation `key` prefers, skipping `exclude` and replicas that are down.
+   * conversation key `keyOf` gives prefers, skipping `exclude` and replicas that are down.
    */
-  target(signal: AbortSignal, key?: string, exclude?: ReadonlySet<string>): Promise<ConnectedServer> {
-    return this.targets.get(signal, key, exclude);
+  target(signal: AbortSignal, keyOf?: () => string, exclude?: ReadonlySet<string>): Promise<ConnectedServer> {
+    return this.targets.get(signal, keyOf, exclude);
   }
 
   /**
