@@ -98,10 +98,10 @@ async function liveHeapPerStream(): Promise<void> {
     for (const p of probes) clearTimeout(p);
     const [idle, ...loaded] = samples().map((s) => s.heapUsed);
     const live = Math.max(...loaded);
-    const streams = Math.min(...open);
+    const openStreams = Math.min(...open);
     console.log(
       `\nlive heap after a full GC: ${((idle ?? 0) / 1e6).toFixed(1)} MB idle, ${(live / 1e6).toFixed(1)} MB ` +
-        `with ${streams} streams open: ${((live - (idle ?? 0)) / streams / 1e3).toFixed(1)} kB per stream`,
+        `with ${openStreams} streams open: ${((live - (idle ?? 0)) / openStreams / 1e3).toFixed(1)} kB per stream`,
     );
   } finally {
     child.kill('SIGTERM');
