@@ -7,19 +7,22 @@
  * verifier over the same link vs dsd), bytes on the link per generated token, and 16 concurrent
  * streams.
  *
- * The verifier's engine is node-llama-cpp's local build (scripts/build-engine.sh, built once and
- * cached; about 8 minutes the first time), which evaluates batches as fast as llama-server;
- * `--prebuilt` keeps the prebuilt binary instead.
+ * The verifier's engine is the native one over our llama-server build's libllama
+ * (scripts/build-native-engine.sh, cached); `--engine node-llama-cpp` measures node-llama-cpp's
+ * binding instead (its local build, scripts/build-engine.sh, unless `--prebuilt`).
+ * `--pin` runs the target side (llama-server alone, its own speculation, the verifier) on core 0
+ * and the edge (this process: dsd and the clients; the draft server) on core 1, as on two machines.
  *
- *   npm run bench:verifier [-- --prompts 15 --tokens 128 --delays 5,10,25,50 --concurrency 16 --prebuilt]
+ *   npm run bench:verifier [-- --prompts 15 --tokens 128 --delays 5,10,25,50 --concurrency 16 --pin
+ *                            --engine native|node-llama-cpp --prebuilt --draft FILE.gguf --n-max 8]
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { VerifierServer } from '../src/backends/verifier/client.js';
 import { DelayProxy } from '../src/bench/delay-proxy.js';
-import { type LlamaProcess, locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
+import { type LlamaProcess, locateLlamaServer, pinSelf, startLlamaServer } from '../src/bench/llama-process.js';
 import { markdownRow } from '../src/bench/markdown.js';
-import { buildEngine } from '../src/bench/verifier-process.js';
+import { buildEngine, buildNativeEngine } from '../src/bench/verifier-process.js';
 import { STORY_PROMPTS } from '../test/fixtures-prompts.js';
 import { type InProcessDsd, startInProcessDsd } from './in-process-dsd.js';
 import { complete, modelName, type Result, realModelOptions, startVerifierProcess } from './verifier-common.js';
@@ -32,16 +35,32 @@ const { values } = parseArgs({
     depth: { type: 'string', default: 'auto' },
     mode: { type: 'string', default: 'auto' },
     prebuilt: { type: 'boolean', default: false },
+    pin: { type: 'boolean', default: false },
+    engine: { type: 'string', default: 'native' },
+    draft: { type: 'string', default: 'stories260K-q4_0.gguf' },
+    'n-max': { type: 'string', default: '8' },
   },
 });
+const TARGET_CPUS = values.pin ? '0' : undefined;
+const EDGE_CPUS = values.pin ? '1' : undefined;
+if (EDGE_CPUS !== undefined) pinSelf(EDGE_CPUS);
 const TOKENS = Number(values.tokens);
 const PROMPTS = STORY_PROMPTS.slice(0, Number(values.prompts));
 const model = (f: string) => resolve(values.models, f);
 const HEAVY = model('stories260K-ff32k-f32.gguf');
+const DSD = 'dsd → verifier (draft on llama-server)';
+const OWN = `llama-server's own speculation (same draft, n-max ${values['n-max']})`;
 
 const bin = await locateLlamaServer((line) => console.error(line));
 const servers: LlamaProcess[] = [];
-const alone = await startLlamaServer({ bin, modelPath: HEAVY, alias: 'heavy', slots: 1, threads: 1 });
+const alone = await startLlamaServer({
+  bin,
+  modelPath: HEAVY,
+  alias: 'heavy',
+  slots: 1,
+  threads: 1,
+  cpus: TARGET_CPUS,
+});
 servers.push(alone);
 const ownSpec = await startLlamaServer({
   bin,
@@ -49,9 +68,10 @@ const ownSpec = await startLlamaServer({
   alias: 'heavy',
   slots: 1,
   threads: 1,
-  extraArgs: ['--spec-type', 'draft-simple', '--spec-draft-model', model('stories260K-q4_0.gguf')].concat([
+  cpus: TARGET_CPUS,
+  extraArgs: ['--spec-type', 'draft-simple', '--spec-draft-model', model(values.draft)].concat([
     '--spec-draft-n-max',
-    '8',
+    values['n-max'],
     '--threads-draft',
     '1',
   ]),
@@ -59,16 +79,36 @@ const ownSpec = await startLlamaServer({
 servers.push(ownSpec);
 const draft = await startLlamaServer({
   bin,
-  modelPath: model('stories260K-q4_0.gguf'),
+  modelPath: model(values.draft),
   alias: 'draft',
   slots: 4,
   threads: 1,
+  cpus: EDGE_CPUS,
 });
 servers.push(draft);
-if (!values.prebuilt) await buildEngine((line) => console.error(line));
-const verifier = await startVerifierProcess(['--model', HEAVY, '--threads', '1', '--sequences', values.concurrency]);
-const engineBuild = ((await (await fetch(`${verifier.url}/dsd/verifier`)).json()) as { engine_build: string })
-  .engine_build;
+const log = (line: string) => console.error(line);
+if (values.engine === 'native') await buildNativeEngine([values.prebuilt ? 'cpu-prebuilt' : 'cpu'], log);
+else if (!values.prebuilt) await buildEngine(log);
+const verifier = await startVerifierProcess(
+  [
+    '--model',
+    HEAVY,
+    '--threads',
+    '1',
+    '--sequences',
+    String(Math.max(4, Number(values.concurrency))),
+    '--engine',
+    values.engine,
+    '--gpu',
+    'cpu',
+  ],
+  { cpus: TARGET_CPUS },
+);
+const described = (await (await fetch(`${verifier.url}/dsd/verifier`)).json()) as {
+  engine_build: string;
+  engine: string;
+};
+const engineBuild = `${described.engine} (${described.engine_build} build)`;
 
 function edge(targetUrl: string): Promise<InProcessDsd> {
   return startInProcessDsd(
@@ -96,9 +136,9 @@ const names = {
 const dsd = await edge(verifier.url);
 const setups: Record<string, (p: string) => Promise<Result>> = {
   'llama-server alone': (p) => complete(alone.url, p, names.alone, TOKENS),
-  "llama-server's own speculation (q4_0, n-max 8)": (p) => complete(ownSpec.url, p, names.own, TOKENS),
+  [OWN]: (p) => complete(ownSpec.url, p, names.own, TOKENS),
   'verifier alone (same engine, no draft)': (p) => complete(verifier.url, p, names.verifier, TOKENS),
-  'dsd → verifier (q4_0 draft on llama-server)': (p) => complete(dsd.url, p, names.verifier, TOKENS),
+  [DSD]: (p) => complete(dsd.url, p, names.verifier, TOKENS),
 };
 for (const run of Object.values(setups)) await run(PROMPTS[0]!); // warm-up: caches, the planner's first look
 const totals = Object.fromEntries(Object.keys(setups).map((k) => [k, { ms: 0, tokens: 0, texts: [] as string[] }]));
@@ -119,20 +159,21 @@ for (const prompt of PROMPTS) {
   }
 }
 const after = linkOf(dsd)!;
-const dsdTokens = totals['dsd → verifier (q4_0 draft on llama-server)']!.tokens;
+const dsdTokens = totals[DSD]!.tokens;
 const base = totals['llama-server alone']!;
 const baseMs = base.ms / base.tokens;
 print(
   `\nheavy target (1 thread) + q4_0 draft (1 thread), greedy, ${PROMPTS.length} prompts × ${TOKENS} tokens, ` +
-    `streamed, interleaved; verifier engine: node-llama-cpp ${engineBuild} build\n`,
+    `streamed, interleaved; verifier engine: ${engineBuild}; ` +
+    `${values.pin ? 'pinned: target side on core 0, edge on core 1' : 'unpinned'}; draft ${values.draft}\n`,
 );
 print(markdownRow(['setup', 'ms / token', 'vs llama-server alone']));
 print(markdownRow(['---', '---', '---']));
 for (const [name, t] of Object.entries(totals))
   print(markdownRow([name, f2(t.ms / t.tokens), `${f2(baseMs / (t.ms / t.tokens))}×`]));
 const vAlone = totals['verifier alone (same engine, no draft)']!;
-const viaDsd = totals['dsd → verifier (q4_0 draft on llama-server)']!;
-const own = totals["llama-server's own speculation (q4_0, n-max 8)"]!;
+const viaDsd = totals[DSD]!;
+const own = totals[OWN]!;
 const same = (a: string[], b: string[]) => a.filter((t, i) => t === b[i]).length;
 print(
   `\ndsd vs the verifier alone: ${same(viaDsd.texts, vAlone.texts)}/${PROMPTS.length} texts identical; ` +
@@ -178,7 +219,7 @@ print(
     markdownRow(['one-way delay ms', 'client straight from the verifier ms/token', 'dsd ms/token', 'dsd vs direct']),
 );
 print(markdownRow(['---', '---', '---', '---']));
-for (const delay of values.delays.split(',').map(Number)) {
+for (const delay of values.delays.split(',').filter(Boolean).map(Number)) {
   const proxy = new DelayProxy({ targetHost: '127.0.0.1', targetPort: port, oneWayDelayMs: delay });
   const proxyUrl = await proxy.listen();
   const far = await edge(proxyUrl);
@@ -200,26 +241,30 @@ for (const delay of values.delays.split(',').map(Number)) {
   await proxy.close();
 }
 
-// ---- (4) concurrent sessions ----------------------------------------------------------------
+// ---- (4) concurrent sessions (--concurrency 0 skips them) ---------------------------------
 const concurrency = Number(values.concurrency);
-const busy = await edge(verifier.url);
-const wave = async (url: string) => {
-  const started = performance.now();
-  const results = await Promise.all(
-    Array.from({ length: concurrency }, (_, i) =>
-      complete(url, STORY_PROMPTS[i % STORY_PROMPTS.length]!, names.verifier, TOKENS),
-    ),
+if (concurrency > 0) await concurrentStreams();
+
+async function concurrentStreams(): Promise<void> {
+  const busy = await edge(verifier.url);
+  const wave = async (url: string) => {
+    const started = performance.now();
+    const results = await Promise.all(
+      Array.from({ length: concurrency }, (_, i) =>
+        complete(url, STORY_PROMPTS[i % STORY_PROMPTS.length]!, names.verifier, TOKENS),
+      ),
+    );
+    return results.reduce((n, r) => n + r.tokens, 0) / ((performance.now() - started) / 1000);
+  };
+  await wave(busy.url);
+  const aloneRate = await wave(verifier.url);
+  const dsdRate = await wave(busy.url);
+  print(
+    `\n${concurrency} concurrent streams: verifier alone ${aloneRate.toFixed(0)} tokens/s, dsd → verifier ` +
+      `${dsdRate.toFixed(0)} tokens/s (${f2(dsdRate / aloneRate)}×)`,
   );
-  return results.reduce((n, r) => n + r.tokens, 0) / ((performance.now() - started) / 1000);
-};
-await wave(busy.url);
-const aloneRate = await wave(verifier.url);
-const dsdRate = await wave(busy.url);
-print(
-  `\n${concurrency} concurrent streams: verifier alone ${aloneRate.toFixed(0)} tokens/s, dsd → verifier ` +
-    `${dsdRate.toFixed(0)} tokens/s (${f2(dsdRate / aloneRate)}×)`,
-);
-await busy.close();
+  await busy.close();
+}
 
 verifier.child.kill('SIGTERM');
 await Promise.all(servers.map((s) => s.stop()));

@@ -34,9 +34,11 @@ Usage:
   dsd bench --url URL   load-test any OpenAI-compatible endpoint (dsd bench --help)
   dsd sim [--sweep …]   DSD-Si, the edge–cloud speculative decoding simulator (dsd sim --help)
   dsd verifier --model FILE.gguf | --target-url URL  [--host H] [--port P] [--threads N] [--context N]
-               [--sequences N]
+               [--sequences N] [--gpu auto|cuda|vulkan|cpu] [--gpu-layers N|all]
+               [--engine auto|native|node-llama-cpp]
                         the target side: scores rounds in one sequence beside the target
-                        (DSD_VERIFIER_MODEL, _HOST, _PORT (8090), _THREADS, _CONTEXT, _SEQUENCES)
+                        (DSD_VERIFIER_MODEL, _HOST, _PORT (8090), _THREADS, _CONTEXT, _SEQUENCES,
+                        _GPU, _GPU_LAYERS, _ENGINE; npm run build:engine builds the native engine)
   dsd --help | --version
 
 Flags of serve (each overrides the environment variable beside it):
@@ -125,6 +127,9 @@ async function verifier(args: string[]): Promise<void> {
       threads: { type: 'string' },
       context: { type: 'string' },
       sequences: { type: 'string' },
+      gpu: { type: 'string' },
+      'gpu-layers': { type: 'string' },
+      engine: { type: 'string' },
     },
     strict: true,
   });
@@ -139,6 +144,9 @@ async function verifier(args: string[]): Promise<void> {
       DSD_VERIFIER_THREADS: values.threads,
       DSD_VERIFIER_CONTEXT: values.context,
       DSD_VERIFIER_SEQUENCES: values.sequences,
+      DSD_VERIFIER_GPU: values.gpu,
+      DSD_VERIFIER_GPU_LAYERS: values['gpu-layers'],
+      DSD_VERIFIER_ENGINE: values.engine,
     }).filter(([, v]) => v !== undefined),
   );
   const config = loadVerifierConfig({ ...process.env, ...flagEnv });

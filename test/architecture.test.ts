@@ -103,6 +103,13 @@ describe('architecture', () => {
     expect(offenders).toEqual([]);
   });
 
+  it('the edge never imports the target side: what both ends of the link speak lives in backends/', () => {
+    const offenders = sources
+      .filter((f) => /^src\/(backends|server|speculative|sim|cache)\//.test(f))
+      .flatMap((f) => (graph.get(f) ?? []).filter((s) => s.startsWith('src/verifier/')).map((s) => `${f} → ${s}`));
+    expect(offenders).toEqual([]);
+  });
+
   it('no source line is wider than the formatter width (120)', () => {
     const files = ['src', 'test', 'bench', 'examples', 'scripts'].flatMap((d) => filesUnder(d, /\.(ts|sh|py)$/));
     const wide = files.flatMap((f) =>

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LinkFrameError, parseEdgeFrame } from '../src/backends/link/protocol.js';
 import { type DemoBackends, startDemoBackends } from '../src/demo/demo-backends.js';
-import { LinkFrameError, parseEdgeFrame } from '../src/verifier/link/protocol.js';
 import { postJson, startTestDsd, type TestDsd } from './helpers/dsd.js';
 
 const MODEL = 'dsd-demo-target';

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
 import { locateLlamaServer } from '../src/bench/llama-process.js';
+import { buildNativeEngine } from '../src/bench/verifier-process.js';
 import { hfModel, locateVllm } from '../src/bench/vllm-process.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -22,6 +23,7 @@ export default async function setup(project: TestProject): Promise<void> {
     const reason = `no test models at ${models} (set DSD_TEST_MODELS)`;
     project.provide('llamaServer', { bin: null, models, reason });
     project.provide('vllm', { bin: null, model: null, reason });
+    project.provide('nativeEngine', { dir: null, reason });
     return;
   }
   const started = Date.now();
@@ -33,7 +35,20 @@ export default async function setup(project: TestProject): Promise<void> {
   if (result.bin !== null && Date.now() - started > 5_000)
     console.log(`built llama-server in ${Math.round((Date.now() - started) / 1000)} s: ${result.bin}`);
   project.provide('llamaServer', { bin: result.bin, models, reason: result.reason });
+  project.provide('nativeEngine', await provideNativeEngine(result.bin !== null));
   project.provide('vllm', await provideVllm(models));
+}
+
+/**
+ * Compiles the native verifier engine's shim against the llama-server build (seconds, cached), so
+ * every in-process verifier in the tests runs on it; without it they run node-llama-cpp.
+ */
+async function provideNativeEngine(haveLlamaServer: boolean): Promise<{ dir: string | null; reason: string }> {
+  if (!haveLlamaServer) return { dir: null, reason: 'llama-server (whose libllama it links to) was not built' };
+  return buildNativeEngine(['cpu'], (line) => process.stderr.write(`${line}\n`)).then(
+    (dir) => ({ dir, reason: '' }),
+    (err: Error) => ({ dir: null, reason: `the native engine could not be built: ${err.message}` }),
+  );
 }
 
 /**
@@ -64,5 +79,7 @@ declare module 'vitest' {
   export interface ProvidedContext {
     llamaServer: { bin: string | null; models: string; reason: string };
     vllm: VllmInfo;
+    /** The native verifier engine's folder (scripts/build-native-engine.sh cpu), or why not. */
+    nativeEngine: { dir: string | null; reason: string };
   }
 }

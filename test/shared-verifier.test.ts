@@ -27,7 +27,7 @@ class FakeSequence extends PooledState implements EngineSequence {
 function fakeEngine(cost: BatchCost): TargetEngine {
   const info = { modelName: 'fake', contextTokens: 4096, bosId: 1, eosId: 2, vocabSize: 512, sequences: 1 };
   return {
-    info: { ...info, maxPositions: 64, build: 'http' },
+    info: { ...info, maxPositions: 64, build: 'http', engine: 'http', backend: 'http', device: 'fake' },
     tokenize: async () => [],
     detokenize: async () => '',
     tokenBytes: async () => new Uint8Array([120]),

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { LinkFrameError, parseEdgeFrame } from '../src/verifier/link/protocol.js';
+import { LinkFrameError, parseEdgeFrame } from '../src/backends/link/protocol.js';
 import type { RunningVerifier } from '../src/verifier/main.js';
 import { llamaSkipReason } from './helpers/llama-server.js';
 import { startTestVerifier } from './helpers/verifier.js';

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { runSetupScript } from './setup-script.js';
@@ -23,6 +23,18 @@ export interface LlamaProcessOptions {
   /** A fixed port (a restart after a kill comes back where clients expect it); default: a free one. */
   port?: number;
   extraArgs?: string[];
+  /** CPUs the server may run on (`taskset -c` syntax), as on a machine of its own. */
+  cpus?: string | undefined;
+}
+
+/** A command and its arguments run on `cpus` only (taskset), or as they are. */
+export function pinned(cpus: string | undefined, command: string, args: readonly string[]): [string, string[]] {
+  return cpus === undefined ? [command, [...args]] : ['taskset', ['-c', cpus, command, ...args]];
+}
+
+/** Pins this process (every thread) to `cpus`, as the edge of a two-machine setup. */
+export function pinSelf(cpus: string): void {
+  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(process.pid)], { stdio: 'ignore' });
 }
 
 /** A free loopback port (closed again before use; good enough on a test or bench machine). */
@@ -71,7 +83,7 @@ export async function startLlamaServer(o: LlamaProcessOptions): Promise<LlamaPro
     String(o.threads ?? 1),
     ...(o.extraArgs ?? []),
   ];
-  const child: ChildProcess = spawn(o.bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn(...pinned(o.cpus, o.bin, args), { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   child.stderr?.on('data', (d: Buffer) => {
     log = (log + d.toString()).slice(-4000);

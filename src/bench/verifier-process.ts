@@ -1,15 +1,27 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { freePort } from './llama-process.js';
+import { freePort, pinned } from './llama-process.js';
 import { runSetupScript } from './setup-script.js';
 
 /**
  * Builds node-llama-cpp's binding from its bundled source once (scripts/build-engine.sh, cached)
- * and installs it, so verifiers started after it evaluate with it; resolves with where it is.
+ * and installs it, so verifiers started after it with `--engine node-llama-cpp` evaluate with it.
  */
 export function buildEngine(log?: (line: string) => void): Promise<string> {
   const script = fileURLToPath(new URL('../../scripts/build-engine.sh', import.meta.url));
   return runSetupScript(script, [], log === undefined ? {} : { log });
+}
+
+/**
+ * Builds the native engine's shim for `variants` once (scripts/build-native-engine.sh, cached;
+ * `cpu` builds llama-server first when it is not there), so verifiers started after it use it.
+ */
+export function buildNativeEngine(
+  variants: readonly string[] = ['cpu'],
+  log?: (line: string) => void,
+): Promise<string> {
+  const script = fileURLToPath(new URL('../../scripts/build-native-engine.sh', import.meta.url));
+  return runSetupScript(script, [...variants], log === undefined ? {} : { log });
 }
 
 /** A `dsd verifier` in its own process on a loopback port. */
@@ -24,11 +36,12 @@ export interface VerifierProcess {
  */
 export async function startVerifierProcess(
   flags: readonly string[],
-  o: { logLevel?: string; stderr?: 'inherit' | 'ignore' } = {},
+  o: { logLevel?: string; stderr?: 'inherit' | 'ignore'; cpus?: string | undefined } = {},
 ): Promise<VerifierProcess> {
   const port = await freePort();
   const cli = fileURLToPath(new URL('../cli.ts', import.meta.url));
-  const child = spawn(process.execPath, ['--import', 'tsx', cli, 'verifier', '--port', String(port), ...flags], {
+  const argv = ['--import', 'tsx', cli, 'verifier', '--port', String(port), ...flags];
+  const child = spawn(...pinned(o.cpus, process.execPath, argv), {
     stdio: ['ignore', 'ignore', o.stderr ?? 'inherit'],
     env: { ...process.env, DSD_LOG_LEVEL: o.logLevel ?? 'warn' },
   });

@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { ConfigError, type Env, EnvReader, type FileReader, readTls } from './load-config.js';
 import type { LogLevel, TlsFiles } from './types.js';
 
@@ -26,6 +28,33 @@ export interface VerifierConfig {
   logLevel: LogLevel;
   /** The verifier's listener (and so its link, as wss) over HTTPS: DSD_TLS_CERT, DSD_TLS_KEY. */
   tls: TlsFiles | undefined;
+  /** Which in-process engine: dsd's native one when built (`auto`), it alone, or node-llama-cpp. */
+  engine: EngineSetting;
+  /** Where the target runs: `auto` takes a GPU when one is there, else the CPU. */
+  gpu: GpuSetting;
+  /** Layers offloaded to the GPU: `all` or a count (0 keeps the model on the CPU). */
+  gpuLayers: number | 'all';
+  /** Where native builds are cached (DSD_LLAMA_CACHE, default ~/.cache/dsd). */
+  cacheDir: string;
+}
+
+/** DSD_VERIFIER_ENGINE. */
+export type EngineSetting = 'auto' | 'native' | 'node-llama-cpp';
+/** DSD_VERIFIER_GPU (--gpu). */
+export type GpuSetting = 'auto' | 'cuda' | 'vulkan' | 'cpu';
+
+const ENGINES = ['auto', 'native', 'node-llama-cpp'] as const satisfies readonly EngineSetting[];
+const GPUS = ['auto', 'cuda', 'vulkan', 'cpu'] as const satisfies readonly GpuSetting[];
+
+function readGpuLayers(r: EnvReader): number | 'all' {
+  const raw = r.string('DSD_VERIFIER_GPU_LAYERS');
+  if (raw === undefined || raw === 'all') return 'all';
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n > 100_000) {
+    r.problems.push(`DSD_VERIFIER_GPU_LAYERS=${JSON.stringify(raw)}: expected all or an integer from 0 to 100000`);
+    return 'all';
+  }
+  return n;
 }
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const satisfies readonly LogLevel[];
@@ -60,6 +89,10 @@ export function loadVerifierConfig(
     maxDraftTokens: r.int('DSD_VERIFIER_MAX_DRAFT_TOKENS', 64, 1, 1024),
     logLevel: r.oneOf('DSD_LOG_LEVEL', LOG_LEVELS, 'info'),
     tls: readTls(r, readFile),
+    engine: r.oneOf('DSD_VERIFIER_ENGINE', ENGINES, 'auto'),
+    gpu: r.oneOf('DSD_VERIFIER_GPU', GPUS, 'auto'),
+    gpuLayers: readGpuLayers(r),
+    cacheDir: r.string('DSD_LLAMA_CACHE') ?? join(env.HOME ?? homedir(), '.cache', 'dsd'),
   };
   const merged = { ...config, ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) };
   if (merged.modelPath === '' && merged.targetUrl === undefined)

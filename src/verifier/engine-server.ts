@@ -10,7 +10,7 @@ import type {
 } from '../backends/types.js';
 import { DsdError } from '../errors.js';
 import { type Verdict, verifyByMatch } from '../speculative/acceptance.js';
-import { commonPrefix } from './engine/sequence-pool.js';
+import { commonPrefix } from '../speculative/common-prefix.js';
 import type { EngineSequence, PositionSampling, TargetEngine } from './engine/types.js';
 
 /**
@@ -57,10 +57,21 @@ export async function* decodeAlone(
   }
   let [token] = await scoreDrafts(seq, prompt, [], s);
   for (let produced = 0; token !== undefined && produced < maxTokens; produced++) {
-    yield token;
-    if (token.endOfGeneration === true || produced + 1 >= maxTokens) return;
+    if (token.endOfGeneration === true || produced + 1 >= maxTokens) {
+      yield token;
+      return;
+    }
     if (signal.aborted) throw signal.reason;
-    [token] = await seq.evaluate(seq.held.length, [token.id], 1, s);
+    // The next step starts before this token is handed on, so what the caller does with it
+    // (text, SSE, the socket) overlaps the decode, as llama-server's HTTP thread does.
+    const next = seq.evaluate(seq.held.length, [token.id], 1, s);
+    try {
+      yield token;
+    } finally {
+      // The sequence goes back to the pool only once no evaluation of it is in flight.
+      await next.catch(() => undefined);
+    }
+    [token] = await next;
   }
 }
 

@@ -9,8 +9,8 @@ import { requireApiKey } from '../server/http/auth.js';
 import { errorHandler } from '../server/http/error-handler.js';
 import { createDsdMiddleware } from '../server/http/middleware.js';
 import { listen } from '../server/listen.js';
+import { loadTargetEngine } from './engine/engine-choice.js';
 import { connectHttpEngine } from './engine/http-engine.js';
-import { loadLlamaEngine } from './engine/llama-engine.js';
 import type { TargetEngine } from './engine/types.js';
 import { EngineServer } from './engine-server.js';
 import { attachLinkServer, type LinkServer, type LinkStats } from './link/link-server.js';
@@ -57,6 +57,9 @@ function edgeRoutes(
       sequences: i.sequences,
       max_positions: i.maxPositions,
       engine_build: i.build,
+      engine: i.engine,
+      backend: i.backend,
+      device: i.device,
       chat_template: engine.chatTemplate === undefined ? 'ids' : 'text',
       load: engine.load(),
       link: linkStats() ?? null,
@@ -89,14 +92,8 @@ function edgeRoutes(
 }
 
 /** The target: a GGUF file in-process, or a server on loopback through the edge's adapters. */
-function defaultEngine(c: VerifierConfig): Promise<TargetEngine> {
-  if (c.targetUrl === undefined)
-    return loadLlamaEngine({
-      modelPath: c.modelPath,
-      threads: c.threads,
-      contextTokens: c.contextTokens,
-      sequences: c.sequences,
-    });
+function defaultEngine(c: VerifierConfig, logger: Logger): Promise<TargetEngine> {
+  if (c.targetUrl === undefined) return loadTargetEngine(c, logger);
   const timeouts = { connectTimeoutMs: 5_000, headersTimeoutMs: 60_000, bodyTimeoutMs: 60_000 };
   return connectHttpEngine(
     { url: normalizeUrl(c.targetUrl) ?? c.targetUrl, kind: 'auto', timeouts, sequences: c.sequences },
@@ -111,14 +108,14 @@ function defaultEngine(c: VerifierConfig): Promise<TargetEngine> {
 export async function startVerifier(
   config: VerifierConfig,
   logger: Logger = createLogger(config.logLevel),
-  loadEngine: (c: VerifierConfig) => Promise<TargetEngine> = defaultEngine,
+  loadEngine: (c: VerifierConfig, logger: Logger) => Promise<TargetEngine> = defaultEngine,
 ): Promise<RunningVerifier> {
-  const engine = await loadEngine(config);
+  const engine = await loadEngine(config, logger);
   logger.info('target engine loaded', { model: engine.info.modelName, ...engine.info });
-  if (engine.info.build === 'prebuilt')
+  if (engine.info.build === 'prebuilt' && engine.info.backend === 'cpu')
     logger.info(
-      'the engine runs node-llama-cpp’s prebuilt CPU binary; a local build (scripts/build-engine.sh) ' +
-        'evaluates a round’s positions 25–35 % faster (docs/verifier.md)',
+      'the engine runs a prebuilt CPU binary from npm; npm run build:engine builds the native engine over ' +
+        'our llama-server build, which evaluates a round’s positions faster (docs/verifier.md)',
     );
   const local = new EngineServer(engine, IN_PROCESS_URL);
   const dsdConfig = loadConfig(

@@ -47,6 +47,13 @@ export function registerVerifierMetrics(
         this.set(read(engine.load()));
       },
     });
+  const i = engine.info;
+  new Gauge({
+    name: 'dsd_verifier_engine_info',
+    help: 'The target engine: what drives it, its backend and devices (always 1)',
+    labelNames: ['engine', 'backend', 'build', 'device'],
+    registers: [registry],
+  }).set({ engine: i.engine, backend: i.backend, build: i.build, device: i.device }, 1);
   load('dsd_verifier_sequences_busy', 'Sequences in use by a generation', (l) => l.busy);
   load('dsd_verifier_sequences_waiting', 'Generations waiting for a sequence', (l) => l.waiting);
   load(

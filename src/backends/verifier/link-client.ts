@@ -1,8 +1,8 @@
 import WebSocket from 'ws';
 import { UpstreamError } from '../../errors.js';
-import type { EdgeFrame, LinkErrorCode, VerifierFrame } from '../../verifier/link/protocol.js';
-import { LINK_SUBPROTOCOL } from '../../verifier/link/protocol.js';
 import type { LinkCounters } from '../http.js';
+import type { EdgeFrame, LinkErrorCode, VerifierFrame } from '../link/protocol.js';
+import { LINK_SUBPROTOCOL } from '../link/protocol.js';
 
 /** Where and how the edge reaches a verifier's link. */
 export interface LinkClientOptions {

@@ -1,7 +1,7 @@
+import { commonPrefix } from '../../speculative/common-prefix.js';
 import type { AssistedChunk, AssistedStream } from '../../speculative/engine-types.js';
 import type { GeneratedToken, SamplingParams } from '../../speculative/types.js';
-import { commonPrefix } from '../../verifier/engine/sequence-pool.js';
-import type { VerifierFrame, WireTop } from '../../verifier/link/protocol.js';
+import type { VerifierFrame, WireTop } from '../link/protocol.js';
 import type { LinkClient } from './link-client.js';
 
 /** Timeouts of a session's requests. */

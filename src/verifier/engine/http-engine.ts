@@ -19,7 +19,7 @@ export async function connectHttpEngine(
 ): Promise<TargetEngine> {
   const server = await connectServer({ ...o, role: 'target' }, signal);
   const info = await server.describe(signal);
-  return new HttpEngine(server, info, o.sequences);
+  return new HttpEngine(server, info, o.sequences, o.url);
 }
 
 class HttpEngine implements TargetEngine {
@@ -33,6 +33,7 @@ class HttpEngine implements TargetEngine {
     private readonly server: ModelServer,
     info: ServerInfo,
     sequences: number,
+    url: string,
   ) {
     this.info = {
       modelName: info.modelId,
@@ -43,6 +44,9 @@ class HttpEngine implements TargetEngine {
       sequences,
       maxPositions: info.parallelSlots,
       build: 'http',
+      engine: 'http',
+      backend: 'http',
+      device: url,
     };
     this.pool = new SequencePool(
       Array.from({ length: sequences }, () => new HttpSequence(server, this.bytes, this.overlap)),

@@ -28,6 +28,9 @@ export interface LlamaEngineOptions {
   contextTokens?: number | undefined;
   /** Concurrent generations; their rounds are evaluated in one batch. */
   sequences: number;
+  /** node-llama-cpp's GPU choice (false: the CPU). */
+  gpu?: false | 'cuda' | 'vulkan' | 'auto';
+  gpuLayers?: number | 'all';
 }
 
 /**
@@ -36,8 +39,14 @@ export interface LlamaEngineOptions {
  * exists and the prebuilt CPU binary from npm otherwise, so start-up never compiles or downloads.
  */
 export async function loadLlamaEngine(o: LlamaEngineOptions): Promise<TargetEngine> {
-  const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error, maxThreads: o.threads });
-  const model = await llama.loadModel({ modelPath: o.modelPath });
+  const llama = await getLlama({
+    gpu: o.gpu ?? false,
+    build: 'never',
+    logLevel: LlamaLogLevel.error,
+    maxThreads: o.threads,
+  });
+  const gpuLayers = llama.gpu === false ? 0 : (o.gpuLayers ?? 'auto');
+  const model = await llama.loadModel({ modelPath: o.modelPath, gpuLayers: gpuLayers === 'all' ? 'max' : gpuLayers });
   const contextSize = o.contextTokens ?? model.trainContextSize;
   const context = await model.createContext({ sequences: o.sequences, threads: o.threads, contextSize });
   return new LlamaEngine(llama, model, context, o);
@@ -64,6 +73,9 @@ class LlamaEngine implements TargetEngine {
       sequences: o.sequences,
       maxPositions: MAX_SCORED_POSITIONS,
       build: llama.buildType === 'localBuild' ? 'local' : 'prebuilt',
+      engine: 'node-llama-cpp',
+      backend: llama.gpu === false ? 'cpu' : llama.gpu,
+      device: llama.gpu === false ? 'CPU' : llama.gpu,
     };
     const sequences = Array.from(
       { length: o.sequences },

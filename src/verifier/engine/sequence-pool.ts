@@ -1,4 +1,5 @@
 import type { BatchCost } from '../../speculative/batch-window.js';
+import { commonPrefix } from '../../speculative/common-prefix.js';
 import { DecayingLinearFit, DecayingMean } from '../../speculative/decaying-stats.js';
 import type { EngineLoad } from './types.js';
 
@@ -45,6 +46,15 @@ export class EvaluationOverlap {
     }
   }
 
+  /**
+   * One batched step measured whole by an engine that batches itself (the native engine): its
+   * positions, the generations that shared it and its time.
+   */
+  record(positions: number, generations: number, ms: number): void {
+    this.time.add(positions, ms);
+    for (let i = 0; i < generations; i++) this.peers.add(generations - 1);
+  }
+
   /** What a step costs and how many share it, as measured so far. */
   cost(): BatchCost {
     const at = this.time.meanX ?? 1;
@@ -70,14 +80,6 @@ export class PooledState implements PooledSequence {
   release(): void {
     this.onRelease();
   }
-}
-
-/** Length of the common prefix of two token lists. */
-export function commonPrefix(a: readonly number[], b: readonly number[]): number {
-  const n = Math.min(a.length, b.length);
-  let i = 0;
-  while (i < n && a[i] === b[i]) i++;
-  return i;
 }
 
 /**

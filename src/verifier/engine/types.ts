@@ -13,8 +13,14 @@ export interface EngineInfo {
   sequences: number;
   /** Positions one evaluation may score (a llama-server behind the verifier: its slots). */
   maxPositions: number;
-  /** Which binary evaluates: node-llama-cpp's `local` build or its `prebuilt` one, or an `http` server. */
+  /** Which binary evaluates: a `local` build of llama.cpp or a `prebuilt` one from npm, or an `http` server. */
   build: 'local' | 'prebuilt' | 'http';
+  /** What drives it: dsd's own shim over libllama, node-llama-cpp's binding, or a server's HTTP API. */
+  engine: 'native' | 'node-llama-cpp' | 'http';
+  /** Where the target's layers run. */
+  backend: 'cpu' | 'cuda' | 'vulkan' | 'metal' | 'http';
+  /** The devices in use, as llama.cpp names them (or the server's URL). */
+  device: string;
 }
 
 /** How the target picks its token at each scored position. */

@@ -1,11 +1,4 @@
 import type { RawData, WebSocket } from 'ws';
-import { DsdError } from '../../errors.js';
-import { draftsWorthVerifying } from '../../speculative/batch-window.js';
-import { PositionAcceptance } from '../../speculative/estimates.js';
-import type { GeneratedToken } from '../../speculative/types.js';
-import type { EngineSequence, PositionSampling } from '../engine/types.js';
-import { decodeAlone, matchVerdict, scoreDrafts } from '../engine-server.js';
-import { type AssistedStep, EvaluationCost, type Proposal, serveAssisted } from './assisted-loop.js';
 import {
   type EdgeFrame,
   type FrameLimits,
@@ -14,7 +7,14 @@ import {
   type VerifierFrame,
   type WireBytes,
   type WireTop,
-} from './protocol.js';
+} from '../../backends/link/protocol.js';
+import { DsdError } from '../../errors.js';
+import { draftsWorthVerifying } from '../../speculative/batch-window.js';
+import { PositionAcceptance } from '../../speculative/estimates.js';
+import type { GeneratedToken } from '../../speculative/types.js';
+import type { EngineSequence, PositionSampling } from '../engine/types.js';
+import { decodeAlone, matchVerdict, scoreDrafts } from '../engine-server.js';
+import { type AssistedStep, EvaluationCost, type Proposal, serveAssisted } from './assisted-loop.js';
 import type { LinkServerOptions, LinkStats } from './types.js';
 
 /** One generation's state on the verifier. */

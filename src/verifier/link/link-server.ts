@@ -1,9 +1,9 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
+import { LINK_SUBPROTOCOL } from '../../backends/link/protocol.js';
 import { keyMatches } from '../../server/http/auth.js';
 import { LinkConnection } from './link-connection.js';
-import { LINK_SUBPROTOCOL } from './protocol.js';
 import type { LinkServerOptions, LinkStats } from './types.js';
 
 export type { LinkServerOptions, LinkStats } from './types.js';

@@ -9,7 +9,7 @@
  * because these frames are most of the link's traffic.
  */
 
-import { isRecord } from '../../backends/http.js';
+import { isRecord } from '../http.js';
 
 /** The WebSocket subprotocol that names this version. */
 export const LINK_SUBPROTOCOL = 'dsd-link.1';

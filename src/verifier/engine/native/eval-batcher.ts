@@ -1,0 +1,173 @@
+import { DsdError } from '../../../errors.js';
+import type { GeneratedToken } from '../../../speculative/types.js';
+import type { EvaluationOverlap } from '../sequence-pool.js';
+import type { PositionSampling } from '../types.js';
+import type { EngineHandle, EvalArgs, NativeApi } from './native-library.js';
+
+/** One sequence's round: keep `keep` tokens of its KV, append `tokens`, score the last `outputs`. */
+export interface EvalJob {
+  seq: number;
+  keep: number;
+  tokens: readonly number[];
+  outputs: number;
+  s: PositionSampling;
+}
+
+interface Pending extends EvalJob {
+  resolve: (t: GeneratedToken[]) => void;
+  reject: (err: Error) => void;
+}
+
+/** Most scored positions in one native call (the shim's batch holds n_batch rows). */
+const MAX_OUTPUTS_PER_CALL = 512;
+
+/**
+ * Gathers the rounds of every sequence that asks while a decode runs (or in the same turn of the
+ * event loop) and evaluates them in one dsd_eval call on koffi's worker thread: one decode of the
+ * whole batch, each rejected tail trimmed and each scored position's token picked natively.
+ */
+export class EvalBatcher {
+  private readonly queue: Pending[] = [];
+  /** Whether a token ends generation, asked of llama.cpp once per token id. */
+  private readonly endsGeneration = new Map<number, boolean>();
+  private running = false;
+  private scheduled = false;
+
+  constructor(
+    private readonly api: NativeApi,
+    private readonly engine: EngineHandle,
+    private readonly overlap: EvaluationOverlap,
+  ) {}
+
+  submit(job: EvalJob): Promise<GeneratedToken[]> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ ...job, resolve, reject });
+      if (this.running || this.scheduled) return;
+      this.scheduled = true;
+      // One turn of the loop lets rounds that arrived in the same frame batch join this call.
+      setImmediate(() => {
+        this.scheduled = false;
+        void this.drain();
+      });
+    });
+  }
+
+  private async drain(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      while (this.queue.length > 0) await this.run(this.take());
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private take(): Pending[] {
+    let outputs = 0;
+    let n = 0;
+    while (n < this.queue.length && (n === 0 || outputs + (this.queue[n]?.outputs ?? 0) <= MAX_OUTPUTS_PER_CALL)) {
+      outputs += this.queue[n]?.outputs ?? 0;
+      n++;
+    }
+    return this.queue.splice(0, n);
+  }
+
+  private async run(jobs: Pending[]): Promise<void> {
+    const args = flatten(this.engine, jobs);
+    const positions = args.tokens.length;
+    const started = performance.now();
+    let rc: number;
+    try {
+      rc = await this.api.evalAsync(args);
+    } catch (err) {
+      for (const j of jobs) j.reject(engineError((err as Error).message));
+      return;
+    }
+    this.overlap.record(positions, jobs.length, performance.now() - started);
+    if (rc !== 0) {
+      const why = this.api.lastError(this.engine);
+      for (const j of jobs) j.reject(engineError(why));
+      return;
+    }
+    let o = 0;
+    for (const j of jobs) {
+      const scored: GeneratedToken[] = [];
+      for (let i = 0; i < j.outputs; i++, o++) scored.push(this.token(args, o, j.s.topN));
+      j.resolve(scored);
+    }
+  }
+
+  private token(a: EvalArgs, o: number, topN: number): GeneratedToken {
+    const id = a.outIds[o] ?? -1;
+    const t: GeneratedToken = { id };
+    let eog = this.endsGeneration.get(id);
+    if (eog === undefined) {
+      eog = this.api.isEog(this.engine, id) !== 0;
+      this.endsGeneration.set(id, eog);
+    }
+    if (eog) t.endOfGeneration = true;
+    if (topN <= 0) return t;
+    t.logprob = a.outLogprob[o] ?? Number.NEGATIVE_INFINITY;
+    const top: { id: number; logprob: number }[] = [];
+    for (let i = 0; i < topN; i++) {
+      const tid = a.topIds[o * a.topN + i] ?? -1;
+      if (tid >= 0) top.push({ id: tid, logprob: a.topLogprob[o * a.topN + i] ?? Number.NEGATIVE_INFINITY });
+    }
+    t.top = top;
+    return t;
+  }
+}
+
+function engineError(why: string): DsdError {
+  return new DsdError('internal_error', `the target engine failed: ${why}`);
+}
+
+/**
+ * A fresh 32-bit seed per job; the shim adds the position, so positions of one batch never share
+ * a draw. Never the request's own seed: every round would then replay the same draws.
+ */
+function jobSeed(): number {
+  return Math.floor(Math.random() * 2 ** 32);
+}
+
+function flatten(engine: EngineHandle, jobs: readonly EvalJob[]): EvalArgs {
+  const n = jobs.length;
+  const outputs = jobs.reduce((sum, j) => sum + j.outputs, 0);
+  const topN = Math.max(0, ...jobs.map((j) => j.s.topN));
+  const tokens = new Int32Array(jobs.reduce((sum, j) => sum + j.tokens.length, 0));
+  const a: EvalArgs = {
+    engine,
+    jobs: n,
+    seq: new Int32Array(n),
+    keep: new Int32Array(n),
+    tokenCounts: new Int32Array(n),
+    outputCounts: new Int32Array(n),
+    temperature: new Float32Array(n),
+    topK: new Int32Array(n),
+    topP: new Float32Array(n),
+    minP: new Float32Array(n),
+    seed: new Uint32Array(n),
+    tokens,
+    wantLogprobs: topN > 0 ? 1 : 0,
+    topN,
+    outIds: new Int32Array(outputs),
+    outLogprob: new Float32Array(Math.max(1, outputs)),
+    topIds: new Int32Array(Math.max(1, outputs * topN)),
+    topLogprob: new Float32Array(Math.max(1, outputs * topN)),
+  };
+  let offset = 0;
+  jobs.forEach((j, i) => {
+    a.seq[i] = j.seq;
+    a.keep[i] = j.keep;
+    a.tokenCounts[i] = j.tokens.length;
+    a.outputCounts[i] = j.outputs;
+    a.temperature[i] = j.s.sampling.temperature;
+    a.topK[i] = j.s.sampling.topK;
+    a.topP[i] = j.s.sampling.topP;
+    a.minP[i] = j.s.sampling.minP;
+    a.seed[i] = jobSeed();
+    tokens.set(j.tokens, offset);
+    offset += j.tokens.length;
+  });
+  return a;
+}
