@@ -19,23 +19,6 @@ export function alignedTail(p: Proposal, ctx: readonly number[]): number[] | und
   return p.d.slice(passed);
 }
 
-/** What an evaluation costs: a fixed part and a part per token, learned as it runs. */
-export class EvaluationCost {
-  private single: number | undefined;
-  private perToken = 0;
-
-  observe(tokens: number, ms: number): void {
-    if (tokens <= 1) this.single = this.single === undefined ? ms : 0.8 * this.single + 0.2 * ms;
-    else if (this.single !== undefined)
-      this.perToken = 0.8 * this.perToken + 0.2 * Math.max(0, (ms - this.single) / (tokens - 1));
-  }
-
-  /** The part of an evaluation that does not grow with its tokens: what decoding alone first wastes. */
-  get fixedMs(): number {
-    return this.single === undefined ? 0 : Math.max(0, this.single - this.perToken);
-  }
-}
-
 /** One step of the loop: the tokens it committed and the proposal it used. */
 export interface AssistedStep {
   tokens: GeneratedToken[];
@@ -81,7 +64,11 @@ export interface AssistedOptions {
   maxTokens: number;
   inbox: ProposalInbox;
   signal: AbortSignal;
-  cost: EvaluationCost;
+  /**
+   * The part of an evaluation that does not grow with its tokens (what decoding alone first
+   * wastes): the engine's own batch-cost model, the one draftsWorthVerifying prices with.
+   */
+  fixedMs: () => number;
   /** The leading drafts of a proposal worth verifying now (all of them when the target is not shared). */
   worthVerifying?: (drafts: readonly number[]) => readonly number[];
   /** Sends the tokens a step committed. */
@@ -105,7 +92,7 @@ export async function serveAssisted(o: AssistedOptions): Promise<void> {
     let tail = usable();
     if (tail === undefined && turnaroundMs !== undefined) {
       const due = turnaroundMs - (Date.now() - sentAt);
-      if (due > 0 && due < o.cost.fixedMs) {
+      if (due > 0 && due < o.fixedMs()) {
         await proposalOrTimeout(inbox, due + 1);
         tail = usable();
       }
@@ -123,9 +110,7 @@ export async function serveAssisted(o: AssistedOptions): Promise<void> {
       declined = tail.length - worth.length;
       tail = [...worth];
     }
-    const started = performance.now();
     const step = { ...(await assistedStep(o.seq, ctx, tail, o.sampling)), declined };
-    o.cost.observe(1 + (tail?.length ?? 0), performance.now() - started);
     const tokens = step.tokens.slice(0, o.maxTokens - produced);
     const end = tokens.findIndex((t) => t.endOfGeneration === true);
     if (end >= 0) tokens.length = end + 1;

@@ -14,7 +14,7 @@ import { PositionAcceptance } from '../../speculative/estimates.js';
 import type { GeneratedToken } from '../../speculative/types.js';
 import type { EngineSequence, PositionSampling } from '../engine/types.js';
 import { decodeAlone, matchVerdict, scoreDrafts } from '../engine-server.js';
-import { type AssistedStep, EvaluationCost, type Proposal, serveAssisted } from './assisted-loop.js';
+import { type AssistedStep, type Proposal, serveAssisted } from './assisted-loop.js';
 import type { LinkServerOptions, LinkStats } from './types.js';
 
 /** One generation's state on the verifier. */
@@ -68,8 +68,6 @@ export class LinkConnection {
   private readonly sessions = new Map<number, LinkSession>();
   private readonly limits: FrameLimits;
   private readonly idleTimer: NodeJS.Timeout;
-  /** What evaluations cost on this engine (shared by the connection's sessions). */
-  private readonly cost = new EvaluationCost();
   /** This edge's draft acceptance by position, as verified here (one pair per connection, mostly). */
   private readonly acceptance = new PositionAcceptance(0.98);
   /** Tokens whose bytes this edge was already told. */
@@ -229,7 +227,7 @@ export class LinkConnection {
       maxTokens: f.k,
       inbox: gen,
       signal: gen.abort.signal,
-      cost: this.cost,
+      fixedMs: () => this.o.engine.batchCost().fixedMs,
       worthVerifying: (d) => this.worthVerifying(d),
       emit: (tokens, step) => {
         if (step.drafted > 0) {

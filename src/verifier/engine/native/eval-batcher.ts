@@ -24,7 +24,8 @@ const MAX_OUTPUTS_PER_CALL = 512;
 /**
  * Gathers the rounds of every sequence that asks while a decode runs (or in the same turn of the
  * event loop) and evaluates them in one dsd_eval call on koffi's worker thread: one decode of the
- * whole batch, each rejected tail trimmed and each scored position's token picked natively.
+ * whole batch, each rejected tail trimmed and each scored position's token picked natively
+ * (continuous batching: a call never waits for rounds that have not asked yet).
  */
 export class EvalBatcher {
   private readonly queue: Pending[] = [];
@@ -44,8 +45,11 @@ export class EvalBatcher {
       this.queue.push({ ...job, resolve, reject });
       if (this.running || this.scheduled) return;
       this.scheduled = true;
-      // One turn of the loop lets rounds that arrived in the same frame batch join this call.
-      setImmediate(() => {
+      // A microtask, not a later turn of the loop: rounds asked in this same turn join the call,
+      // and the decode starts before the caller goes on (decodeAlone hands its token on after
+      // submitting the next step, so the SSE write overlaps the decode). Rounds that arrive while
+      // it runs wait for the next call, which takes them all.
+      queueMicrotask(() => {
         this.scheduled = false;
         void this.drain();
       });
