@@ -21,7 +21,9 @@ export interface Result {
   ms: number;
   tokens: number;
   text: string;
-  usage?: { dsd?: { acceptance_rate?: number; mean_acceptance_length?: number; rounds?: number } };
+  usage?: {
+    dsd?: { acceptance_rate?: number; mean_acceptance_length?: number; rounds?: number; tree_branch_steps?: number };
+  };
 }
 
 /** A greedy streamed completion, timed from the request to the last byte. */

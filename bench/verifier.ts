@@ -39,6 +39,7 @@ const { values } = parseArgs({
     engine: { type: 'string', default: 'native' },
     draft: { type: 'string', default: 'stories260K-q4_0.gguf' },
     'n-max': { type: 'string', default: '8' },
+    trees: { type: 'string', default: '2' },
   },
 });
 const TARGET_CPUS = values.pin ? '0' : undefined;
@@ -110,10 +111,15 @@ const described = (await (await fetch(`${verifier.url}/dsd/verifier`)).json()) a
 };
 const engineBuild = `${described.engine} (${described.engine_build} build)`;
 
-function edge(targetUrl: string): Promise<InProcessDsd> {
+function edge(targetUrl: string, trees = values.trees): Promise<InProcessDsd> {
   return startInProcessDsd(
     { target: { urls: [targetUrl] }, draft: { urls: [draft.url] } },
-    { DSD_ACCEPT_ANY_MODEL: 'true', DSD_DRAFT_AHEAD_DEPTH: values.depth, DSD_VERIFIER_MODE: values.mode },
+    {
+      DSD_ACCEPT_ANY_MODEL: 'true',
+      DSD_DRAFT_AHEAD_DEPTH: values.depth,
+      DSD_VERIFIER_MODE: values.mode,
+      DSD_TREE_BRANCHES: trees,
+    },
   );
 }
 
@@ -212,32 +218,80 @@ for (const words of [60, 180]) {
 }
 await dsd.close();
 
-// ---- (3) across a delay proxy between edge and verifier ------------------------------------
+// ---- (3) across a delay proxy between edge and verifier: chains against trees ---------------
 const port = Number(new URL(verifier.url).port);
 print(
-  '\n' +
-    markdownRow(['one-way delay ms', 'client straight from the verifier ms/token', 'dsd ms/token', 'dsd vs direct']),
+  `\n${values.mode === 'auto' ? '' : `DSD_VERIFIER_MODE=${values.mode}; `}trees: ${values.trees} branches; ` +
+    "bytes: link payload both ways per generated token (the far edge's WebSocket counters)\n",
 );
-print(markdownRow(['---', '---', '---', '---']));
-for (const delay of values.delays.split(',').filter(Boolean).map(Number)) {
+print(
+  markdownRow([
+    'one-way delay ms',
+    'client straight from the verifier ms/token',
+    'dsd, chains',
+    'dsd, trees',
+    'trees vs chains',
+    'branch steps',
+    'bytes/token chains, trees',
+    'texts identical',
+  ]),
+);
+print(markdownRow(['---', '---', '---', '---', '---', '---', '---', '---']));
+for (const delay of values.delays.split(',').filter(Boolean).map(Number)) await acrossDelay(delay);
+
+async function acrossDelay(delay: number): Promise<void> {
   const proxy = new DelayProxy({ targetHost: '127.0.0.1', targetPort: port, oneWayDelayMs: delay });
   const proxyUrl = await proxy.listen();
-  const far = await edge(proxyUrl);
+  const chains = await edge(proxyUrl, '0');
+  const trees = await edge(proxyUrl);
   const prompts = PROMPTS.slice(0, Number(values['delay-prompts']));
-  await complete(far.url, prompts[0]!, names.verifier, TOKENS);
-  const sum = { direct: { ms: 0, tokens: 0 }, dsd: { ms: 0, tokens: 0 } };
+  for (const e of [chains, trees]) await complete(e.url, prompts[0]!, names.verifier, TOKENS);
+  const sum = (): { ms: number; tokens: number; bytes: number; branches: number; texts: string[] } => ({
+    ms: 0,
+    tokens: 0,
+    bytes: 0,
+    branches: 0,
+    texts: [],
+  });
+  const totals = { direct: sum(), chains: sum(), trees: sum() };
+  const bytes = (e: InProcessDsd) => {
+    const c = linkOf(e);
+    return c === undefined ? 0 : c.bytesSent + c.bytesReceived;
+  };
   for (const p of prompts) {
-    const d = await complete(proxyUrl, p, names.verifier, TOKENS);
-    const v = await complete(far.url, p, names.verifier, TOKENS);
-    sum.direct.ms += d.ms;
-    sum.direct.tokens += d.tokens;
-    sum.dsd.ms += v.ms;
-    sum.dsd.tokens += v.tokens;
+    const runs: [keyof typeof totals, string, InProcessDsd | undefined][] = [
+      ['direct', proxyUrl, undefined],
+      ['chains', chains.url, chains],
+      ['trees', trees.url, trees],
+    ];
+    for (const [name, url, e] of runs) {
+      const before = e === undefined ? 0 : bytes(e);
+      const r = await complete(url, p, names.verifier, TOKENS);
+      const t = totals[name];
+      t.ms += r.ms;
+      t.tokens += r.tokens;
+      t.texts.push(r.text);
+      t.branches += r.usage?.dsd?.tree_branch_steps ?? 0;
+      if (e !== undefined) t.bytes += bytes(e) - before;
+    }
   }
-  const direct = sum.direct.ms / sum.direct.tokens;
-  const via = sum.dsd.ms / sum.dsd.tokens;
-  print(markdownRow([delay, f2(direct), f2(via), `${f2(direct / via)}×`]));
-  await far.close();
+  const per = (t: { ms: number; tokens: number }) => t.ms / t.tokens;
+  const [direct, viaChains, viaTrees] = [per(totals.direct), per(totals.chains), per(totals.trees)];
+  const same = totals.trees.texts.filter((t, i) => t === totals.direct.texts[i]).length;
+  print(
+    markdownRow([
+      delay,
+      f2(direct),
+      `${f2(viaChains)} (${f2(direct / viaChains)}×)`,
+      `${f2(viaTrees)} (${f2(direct / viaTrees)}×)`,
+      `${f2(viaChains / viaTrees)}×`,
+      totals.trees.branches,
+      `${f2(totals.chains.bytes / totals.chains.tokens)}, ${f2(totals.trees.bytes / totals.trees.tokens)}`,
+      `${same}/${prompts.length}`,
+    ]),
+  );
+  await chains.close();
+  await trees.close();
   await proxy.close();
 }
 

@@ -251,6 +251,7 @@ export function loadConfig(
     aheadDepth: readAheadDepth(r),
     draftCooldownMs: r.int('DSD_DRAFT_COOLDOWN_MS', 5_000, 1, DAY_MS),
     verifierMode: r.oneOf('DSD_VERIFIER_MODE', ['auto', 'stream', 'rounds'] as const, 'auto'),
+    treeBranches: r.int('DSD_TREE_BRANCHES', 2, 0, 8),
   };
   const window = speculation.window === -1 ? ('auto' as const) : speculation.window;
   const config: DsdConfig = {

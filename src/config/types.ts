@@ -47,6 +47,11 @@ export interface SpeculationConfig {
    * cores (measured slower: README, bench:real-network).
    */
   aheadDepth: number | 'auto';
+  /**
+   * Branches a proposal tree carries besides its main chain (the verifier's stream): the draft's
+   * runner-up at its least sure positions, each continued. 0: chains only.
+   */
+  treeBranches: number;
   /** How long a failing draft is left alone before it is probed again. */
   draftCooldownMs: number;
   /**

@@ -92,6 +92,12 @@ export class DsdMetrics {
     labelNames: ['outcome'],
     registers: [this.registry],
   });
+  readonly treeBranches = new Counter({
+    name: 'dsd_tree_branches_total',
+    help: 'Proposal tree branches, by outcome (sent; taken: a step verified the branch after a rejection)',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
   readonly upstreamSeconds = new Histogram({
     name: 'dsd_upstream_request_duration_seconds',
     help: 'Requests to drafts and targets by upstream, operation and outcome',
@@ -150,6 +156,8 @@ export class DsdMetrics {
     this.earlyVerifications.inc({ outcome: 'wasted' }, s.earlyVerificationsWasted);
     this.verifyPromptTokens.inc({ source: 'computed' }, s.verifyPromptComputed);
     this.verifyPromptTokens.inc({ source: 'cached' }, s.verifyPromptCached);
+    this.treeBranches.inc({ outcome: 'sent' }, s.treeBranches);
+    this.treeBranches.inc({ outcome: 'taken' }, s.treeBranchSteps);
   }
 
   /** Exposes byte and request counts per upstream link, read when /metrics is scraped. */

@@ -2,6 +2,7 @@ import type { AssistedTarget, CommittedTokens, DraftSlot, EngineOptions, EngineR
 
 export type { AssistedChunk, AssistedStream, AssistedTarget } from './engine-types.js';
 
+import { alignedPath, draftTree } from './draft-tree.js';
 import { GenerationState } from './generation-state.js';
 import { recordRound } from './stats.js';
 
@@ -36,29 +37,44 @@ export async function* runAssisted(
   let drafting = false;
   let drafterAlive = true;
   let tokensPerTurnaround = 0;
+  let draftMsPerProposal = 0;
   const draftFrom = () => {
     if (drafting || !drafterAlive || state.remaining <= 1) return;
     drafting = true;
     const at = state.ctx.length;
     const started = o.now();
-    const lead = stream.lead?.() ?? tokensPerTurnaround;
+    // The target also moves while the draft works: a proposal is that much further behind on arrival.
+    const pace = stream.paceMs?.();
+    const link = stream.lead?.();
+    const lead =
+      link === undefined
+        ? tokensPerTurnaround
+        : link + (pace === undefined || pace <= 0 ? 0 : draftMsPerProposal / pace);
     const n = proposalLength(k, lead, Math.min(o.maxPositions() - 1, state.remaining));
-    draft.port.propose(state.ctx.slice(), n, controller.signal).then(
-      (tokens) => {
+    const chain = (ctx: readonly number[], m: number, alternatives: boolean) =>
+      draft.port.propose(ctx, m, controller.signal, alternatives ? 2 : 0);
+    // Branches pay where the target moves while a proposal travels (a rejection would cost a round
+    // trip); next to the target they only delay the chain by a second draft request.
+    const branches = (link ?? 0) >= 1 ? (o.treeBranches ?? 0) : 0;
+    draftTree(chain, state.ctx.slice(), n, branches).then(
+      ({ tree }) => {
         drafting = false;
-        o.stats.draftMs += o.now() - started;
-        if (tokens.some((t) => !o.isValidDraftToken(t.id))) {
+        const ms = o.now() - started;
+        o.stats.draftMs += ms;
+        draftMsPerProposal = draftMsPerProposal === 0 ? ms : 0.7 * draftMsPerProposal + 0.3 * ms;
+        const ids = [tree.main, ...tree.branches.map((b) => b.tokens)].flat();
+        if (ids.some((id) => !o.isValidDraftToken(id))) {
           drafterAlive = false;
           o.stats.fallbackReason = `draft ${draft.name} returned a token id outside the vocabulary`;
           return;
         }
         // How far the target moved while this proposal was made: the next one drafts that much further.
         tokensPerTurnaround = 0.7 * tokensPerTurnaround + 0.3 * (state.ctx.length - at);
-        if (tokens.length > 0 && state.ctx.length - at < tokens.length)
-          stream.propose(
-            at,
-            tokens.map((t) => t.id),
-          );
+        // Sent only while some path of it still lines up with what the target committed meanwhile.
+        if (tree.main.length > 0 && alignedPath(tree, state.ctx) !== undefined) {
+          o.stats.treeBranches += tree.branches.length;
+          stream.propose(at, tree.main, tree.branches);
+        }
       },
       (err: unknown) => {
         drafting = false;
@@ -81,6 +97,7 @@ export async function* runAssisted(
         backoff = Math.min(32, Math.max(1, 2 * backoff));
         skip = backoff;
       }
+      if (chunk.branch === true) o.stats.treeBranchSteps += 1;
       if (chunk.drafted > 0) {
         const committed = Math.min(chunk.tokens.length, chunk.accepted + 1);
         recordRound(o.stats, { drafted: chunk.drafted, accepted: chunk.accepted, committed, draftMs: 0, verifyMs: 0 });

@@ -7,8 +7,11 @@ import type { GeneratedToken } from './types.js';
 
 /** The draft model, as the engine needs it. */
 export interface DraftPort {
-  /** Up to k tokens continuing ctx (fewer when the draft ends its text). */
-  propose(ctx: readonly number[], k: number, signal: AbortSignal): Promise<GeneratedToken[]>;
+  /**
+   * Up to k tokens continuing ctx (fewer when the draft ends its text); with `alternatives`, each
+   * token's top alternatives (at least that many) as the draft ranked them.
+   */
+  propose(ctx: readonly number[], k: number, signal: AbortSignal, alternatives?: number): Promise<GeneratedToken[]>;
 }
 
 /** A chunk of tokens the target committed, and what it verified to get them. */
@@ -19,15 +22,22 @@ export interface AssistedChunk {
   accepted: number;
   /** Draft tokens that lined up but that a shared target declined to verify (its time was worth more). */
   declined?: number;
+  /** The drafts verified were a tree's branch (the target's own correction, continued), not its chain. */
+  branch?: boolean;
 }
 
 /** A stream from a target that decodes by itself and takes proposals where they line up. */
 export interface AssistedStream {
   chunks: AsyncIterable<AssistedChunk>;
-  /** Draft tokens for the context positions from `at` on (stale ones are dropped by the target). */
-  propose(at: number, drafts: readonly number[]): void;
+  /**
+   * Draft tokens for the context positions from `at` on (stale ones are dropped by the target),
+   * with the tree's branches off that chain when there are any.
+   */
+  propose(at: number, drafts: readonly number[], branches?: readonly { from: number; tokens: number[] }[]): void;
   /** Tokens the target makes before a proposal sent now reaches it (link round trip ÷ its pace). */
   lead?(): number | undefined;
+  /** The target's pace decoding alone, ms per token, as seen here. */
+  paceMs?(): number | undefined;
 }
 
 /** A target that can run the assisted stream (the dsd verifier). */
@@ -69,6 +79,8 @@ export interface EngineOptions {
   maxPositions: () => number;
   /** Keep the draft busy during verification on the optimistic continuation. */
   draftAhead: boolean;
+  /** Branches of a proposal tree in the verifier's stream (default 0: chains). */
+  treeBranches?: number;
   /**
    * Rounds draft-ahead may send for verification before the previous verdict, unless the planner
    * says otherwise (0: draft ahead only).

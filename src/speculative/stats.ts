@@ -29,6 +29,10 @@ export interface SpeculationStats {
   verifyPromptComputed: number;
   /** Prompt tokens the target reused from its KV cache for verification. */
   verifyPromptCached: number;
+  /** Branches sent in proposal trees (the verifier's stream). */
+  treeBranches: number;
+  /** Steps whose drafts were a tree's branch: a rejection that cost no round trip. */
+  treeBranchSteps: number;
 }
 
 /** Fresh, zeroed statistics. */
@@ -50,6 +54,8 @@ export function emptyStats(): SpeculationStats {
     earlyVerificationsWasted: 0,
     verifyPromptComputed: 0,
     verifyPromptCached: 0,
+    treeBranches: 0,
+    treeBranchSteps: 0,
   };
 }
 

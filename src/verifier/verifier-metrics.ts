@@ -35,6 +35,11 @@ export function registerVerifierMetrics(
     'Draft tokens not verified because generations shared the target (they cost its time more than they saved)',
     (s) => s.unverifiedDraftTokens,
   );
+  fromLink(
+    'dsd_verifier_tree_branch_steps_total',
+    'Stream steps that verified a proposal tree branch (the target correction, continued): no round trip lost',
+    (s) => s.branchSteps,
+  );
   fromLink('dsd_verifier_bad_frames_total', 'Link frames answered with an error', (s) => s.badFrames);
   fromLink('dsd_verifier_link_received_bytes_total', 'Link payload bytes from edges', (s) => s.bytesIn);
   fromLink('dsd_verifier_link_sent_bytes_total', 'Link payload bytes to edges', (s) => s.bytesOut);

@@ -29,7 +29,8 @@ export type EdgeFrame =
   | { t: 'score'; s: number; r: number; n: number; a: number[]; d: number[] }
   /** `p: 1`: the assisted stream (the target never waits; proposals arrive as `prop` frames). */
   | { t: 'gen'; s: number; r: number; n: number; a: number[]; k: number; p?: 1 }
-  | { t: 'prop'; s: number; r: number; at: number; d: number[] }
+  /** `b`: a tree's branches off the chain `d`, each [index in d where it leaves, its tokens]. */
+  | { t: 'prop'; s: number; r: number; at: number; d: number[]; b?: [number, number[]][] }
   | { t: 'stop'; s: number; r: number }
   | { t: 'close'; s: number };
 
@@ -47,7 +48,8 @@ export type VerifierFrame =
   | { t: 'scored'; s: number; r: number; x: number[]; l?: (number | null)[]; o?: WireTop[]; z?: 1; b?: WireBytes }
   /**
    * `q`: [draft tokens verified, accepted] when the step used a proposal, plus the draft tokens it
-   * declined when a target shared between generations found them not worth its time.
+   * declined when a target shared between generations found them not worth its time, and 1 when
+   * the drafts it verified were a tree's branch rather than its chain.
    */
   | {
       t: 'tok';
@@ -57,7 +59,7 @@ export type VerifierFrame =
       l?: (number | null)[];
       o?: WireTop[];
       b?: WireBytes;
-      q?: [number, number] | [number, number, number];
+      q?: [number, number] | [number, number, number] | [number, number, number, number];
     }
   | { t: 'end'; s: number; r: number }
   | { t: 'err'; s?: number; r?: number; code: LinkErrorCode; msg: string };
@@ -108,6 +110,22 @@ function ids(v: unknown, name: string, limits: FrameLimits): number[] {
         `'${name}' holds an id outside the vocabulary (0..${limits.vocabSize - 1})`,
       );
   return v as number[];
+}
+
+/** Most branches one proposal tree may carry. */
+export const MAX_TREE_BRANCHES = 16;
+
+/** A tree's branches: each leaves the chain of `chain` tokens at an index inside it. */
+function branches(v: unknown, chain: number, limits: FrameLimits): [number, number[]][] {
+  if (!Array.isArray(v) || v.length > MAX_TREE_BRANCHES)
+    throw new LinkFrameError('bad_frame', `'b' must be a list of at most ${MAX_TREE_BRANCHES} branches`);
+  return v.map((b, i): [number, number[]] => {
+    if (!Array.isArray(b) || b.length !== 2) throw new LinkFrameError('bad_frame', `'b[${i}]' must be [index, tokens]`);
+    const from = int(b[0], `b[${i}][0]`, 0, Math.max(0, chain - 1));
+    const tokens = ids(b[1], `b[${i}][1]`, { ...limits, maxTokens: limits.maxDraft });
+    if (tokens.length === 0) throw new LinkFrameError('bad_frame', `'b[${i}][1]' must hold at least one token`);
+    return [from, tokens];
+  });
 }
 
 /** What a frame may hold. */
@@ -171,14 +189,17 @@ export function parseEdgeFrame(text: string, limits: FrameLimits): EdgeFrame {
           k: int(v.k, 'k', 1, limits.maxTokens),
           ...(v.p === 1 ? { p: 1 as const } : {}),
         };
-      case 'prop':
-        return {
-          t: 'prop',
+      case 'prop': {
+        const d = ids(v.d, 'd', { ...limits, maxTokens: limits.maxDraft });
+        const frame = {
+          t: 'prop' as const,
           s,
           r: int(v.r, 'r', 0, MAX_ID),
           at: int(v.at, 'at', 0, limits.maxTokens),
-          d: ids(v.d, 'd', { ...limits, maxTokens: limits.maxDraft }),
+          d,
         };
+        return v.b === undefined ? frame : { ...frame, b: branches(v.b, d.length, limits) };
+      }
       case 'stop':
         return { t: 'stop', s, r: int(v.r, 'r', 0, MAX_ID) };
       case 'close':

@@ -160,8 +160,11 @@ export class LinkSession {
         const rtt = this.link.rttMs;
         return rtt === undefined || this.tokenGapMs === undefined ? undefined : rtt / this.tokenGapMs;
       },
-      propose: (at, d) => {
-        this.link.send({ t: 'prop', s: this.s, r, at, d: [...d] }).catch(() => {});
+      paceMs: () => this.tokenGapMs,
+      propose: (at, d, branches) => {
+        const b = branches?.map((x): [number, number[]] => [x.from, x.tokens]) ?? [];
+        const frame = { t: 'prop' as const, s: this.s, r, at, d: [...d] };
+        this.link.send(b.length > 0 ? { ...frame, b } : frame).catch(() => {});
       },
     };
   }
@@ -198,6 +201,7 @@ export class LinkSession {
             drafted: f.q?.[0] ?? 0,
             accepted: f.q?.[1] ?? 0,
             declined: f.q?.[2] ?? 0,
+            branch: f.q?.[3] === 1,
           });
         } else ended = true;
         notify();

@@ -35,6 +35,10 @@ export interface SpeculationSummary {
   draft_ahead_wasted_verifications: number;
   /** Share of the target's verification prompt tokens it had to compute (not from its KV cache). */
   verify_prompt_recomputed_fraction: number | null;
+  /** Branches sent in proposal trees (the verifier's stream). */
+  tree_branches: number;
+  /** Steps that verified a branch: rejections that cost no round trip. */
+  tree_branch_steps: number;
 }
 
 const round3 = (v: number) => Math.round(v * 1000) / 1000;
@@ -61,6 +65,8 @@ export function summarize(stats: SpeculationStats, rule: string): SpeculationSum
       stats.verifyPromptComputed + stats.verifyPromptCached === 0
         ? null
         : round3(stats.verifyPromptComputed / (stats.verifyPromptComputed + stats.verifyPromptCached)),
+    tree_branches: stats.treeBranches,
+    tree_branch_steps: stats.treeBranchSteps,
   };
 }
 

@@ -168,8 +168,10 @@ function targetPortFor(
         : {
             assist: (c: readonly number[], maxTokens: number, s: AbortSignal) => {
               const stream = session.assist!(c, maxTokens, s);
+              // Everything the stream tells (its lead and pace above all: without them every
+              // proposal is drafted too short to outlast the link) plus the observed chunks.
               return {
-                propose: stream.propose,
+                ...stream,
                 chunks: (async function* () {
                   for await (const chunk of stream.chunks) {
                     observe(chunk.tokens);
@@ -240,13 +242,13 @@ class DraftSlots {
       name: a.member.url,
       planner: chosen,
       port: {
-        propose: async (c, k, s) =>
+        propose: async (c, k, s, alternatives = 0) =>
           this.observe(
             await a.draft.server.propose({
               promptIds: c,
               maxTokens: k,
               sampling: setup.draftSampling,
-              topN: setup.topN,
+              topN: Math.max(setup.topN, alternatives),
               postSamplingProbs: setup.rejection,
               signal: s,
               ...pinned,
@@ -393,6 +395,7 @@ function engineFactory(
           )
         : target.info.parallelSlots,
     draftAhead: ctx.config.speculation.draftAhead,
+    treeBranches: ctx.config.speculation.treeBranches,
     aheadDepth: aheadDepthFor(ctx.config.speculation.aheadDepth, target.server.kind),
     isEnd: (t) => t.endOfGeneration === true || t.id === target.info.eosId || stopIds.has(t.id),
     isValidDraftToken: (id) => Number.isInteger(id) && id >= 0 && (vocab === undefined || id < vocab),

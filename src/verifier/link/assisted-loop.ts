@@ -1,22 +1,27 @@
+import { alignedPath } from '../../speculative/draft-tree.js';
 import type { GeneratedToken } from '../../speculative/types.js';
 import type { EngineSequence, PositionSampling } from '../engine/types.js';
 import { matchVerdict, scoreDrafts } from '../engine-server.js';
 
-/** A proposal from the edge: draft tokens for the context positions from `at` on. */
+/** A proposal from the edge: draft tokens for the context positions from `at` on, and a tree's branches. */
 export interface Proposal {
   at: number;
   d: number[];
+  /** Branches off `d`: [index where it leaves the chain, its tokens]. */
+  b?: [number, number[]][] | undefined;
 }
 
 /**
- * The draft tokens of a proposal still ahead of a context of `ctx.length` tokens, when the ones it
- * already passed equal what the target committed there; undefined when it is stale or refuted.
+ * The draft tokens of a proposal still ahead of a context of `ctx.length` tokens, on the path
+ * (the chain, or a branch) whose tokens it already passed equal what the target committed there,
+ * and whether that path is a branch; undefined when it is stale or refuted.
  */
-export function alignedTail(p: Proposal, ctx: readonly number[]): number[] | undefined {
-  const passed = ctx.length - p.at;
-  if (passed < 0 || passed >= p.d.length) return undefined;
-  for (let i = 0; i < passed; i++) if (p.d[i] !== ctx[p.at + i]) return undefined;
-  return p.d.slice(passed);
+export function alignedTail(p: Proposal, ctx: readonly number[]): { tail: number[]; branch: boolean } | undefined {
+  const branches = (p.b ?? []).map(([from, tokens]) => ({ from, tokens }));
+  const tail = alignedPath({ at: p.at, main: p.d, branches }, ctx);
+  if (tail === undefined) return undefined;
+  const onChain = alignedPath({ at: p.at, main: p.d, branches: [] }, ctx);
+  return { tail, branch: onChain === undefined || onChain.length < tail.length };
 }
 
 /** One step of the loop: the tokens it committed and the proposal it used. */
@@ -26,6 +31,8 @@ export interface AssistedStep {
   accepted: number;
   /** Draft tokens of a proposal that lined up but were not worth the shared target's time. */
   declined: number;
+  /** The drafts were a tree's branch (the target's correction, continued). */
+  branch?: boolean;
 }
 
 /**
@@ -49,9 +56,36 @@ export async function assistedStep(
   };
 }
 
+/**
+ * Proposals a stream keeps: across a link a newer one was drafted from an older context than the
+ * target has now, and an earlier tree's branch may be what lines up after a rejection.
+ */
+export const PROPOSALS_KEPT = 4;
+
+/** Adds a proposal to an inbox, dropping the oldest beyond PROPOSALS_KEPT, and wakes a waiting step. */
+export function deliver(inbox: ProposalInbox, p: Proposal): void {
+  inbox.proposals.push(p);
+  if (inbox.proposals.length > PROPOSALS_KEPT) inbox.proposals.shift();
+  inbox.arrived?.();
+}
+
+/** The proposal in the inbox with the most drafts ahead of `ctx` on a path that lines up, and that path. */
+function bestAligned(
+  inbox: ProposalInbox,
+  ctx: readonly number[],
+): { proposal: Proposal; tail: number[]; branch: boolean } | undefined {
+  let best: { proposal: Proposal; tail: number[]; branch: boolean } | undefined;
+  for (const proposal of inbox.proposals) {
+    const a = alignedTail(proposal, ctx);
+    if (a !== undefined && (best === undefined || a.tail.length >= best.tail.length)) best = { proposal, ...a };
+  }
+  return best;
+}
+
 /** Where the loop's proposals arrive: the newest one, and a hook that wakes a waiting step. */
 export interface ProposalInbox {
-  proposal?: Proposal | undefined;
+  /** The newest proposals, oldest first (at most PROPOSALS_KEPT). */
+  proposals: Proposal[];
   arrived?: (() => void) | undefined;
 }
 
@@ -87,30 +121,35 @@ export async function serveAssisted(o: AssistedOptions): Promise<void> {
   let produced = 0;
   let sentAt = Date.now();
   let turnaroundMs: number | undefined;
-  const usable = () => (inbox.proposal === undefined ? undefined : alignedTail(inbox.proposal, ctx));
+  const usable = () => bestAligned(inbox, ctx);
+  // A proposal stays in the inbox after a step used it: a tree's branch that starts with this
+  // step's correction, or drafts a shared target declined for now, line up with the next step.
+  let timed: Proposal | undefined;
   while (produced < o.maxTokens && !o.signal.aborted) {
-    let tail = usable();
-    if (tail === undefined && turnaroundMs !== undefined) {
+    let aligned = usable();
+    if (aligned === undefined && turnaroundMs !== undefined) {
       const due = turnaroundMs - (Date.now() - sentAt);
       if (due > 0 && due < o.fixedMs()) {
         await proposalOrTimeout(inbox, due + 1);
-        tail = usable();
+        aligned = usable();
       }
     }
-    if (tail !== undefined) {
-      if (inbox.proposal?.at === ctx.length) {
+    if (aligned !== undefined && aligned.proposal !== timed) {
+      timed = aligned.proposal;
+      if (aligned.proposal.at === ctx.length) {
         const t = Date.now() - sentAt;
         turnaroundMs = turnaroundMs === undefined ? t : 0.7 * turnaroundMs + 0.3 * t;
       }
-      inbox.proposal = undefined;
     }
+    let tail = aligned?.tail;
     let declined = 0;
     if (tail !== undefined && o.worthVerifying !== undefined) {
       const worth = o.worthVerifying(tail);
       declined = tail.length - worth.length;
       tail = [...worth];
     }
-    const step = { ...(await assistedStep(o.seq, ctx, tail, o.sampling)), declined };
+    const branch = aligned?.branch === true && (tail?.length ?? 0) > 0;
+    const step = { ...(await assistedStep(o.seq, ctx, tail, o.sampling)), declined, branch };
     const tokens = step.tokens.slice(0, o.maxTokens - produced);
     const end = tokens.findIndex((t) => t.endOfGeneration === true);
     if (end >= 0) tokens.length = end + 1;

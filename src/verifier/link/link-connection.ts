@@ -14,7 +14,7 @@ import { PositionAcceptance } from '../../speculative/estimates.js';
 import type { GeneratedToken } from '../../speculative/types.js';
 import type { EngineSequence, PositionSampling } from '../engine/types.js';
 import { decodeAlone, matchVerdict, scoreDrafts } from '../engine-server.js';
-import { type AssistedStep, type Proposal, serveAssisted } from './assisted-loop.js';
+import { type AssistedStep, deliver, type Proposal, serveAssisted } from './assisted-loop.js';
 import type { LinkServerOptions, LinkStats } from './types.js';
 
 /** One generation's state on the verifier. */
@@ -25,10 +25,8 @@ interface LinkSession {
   sequence: Promise<EngineSequence>;
   /** Frames of a session run one after another. */
   chain: Promise<void>;
-  /** The target-only stream running now, if any, with the newest proposal sent into it. */
-  gen:
-    | { r: number; abort: AbortController; proposal?: Proposal | undefined; arrived?: (() => void) | undefined }
-    | undefined;
+  /** The target-only stream running now, if any, with the newest proposals sent into it. */
+  gen: { r: number; abort: AbortController; proposals: Proposal[]; arrived?: (() => void) | undefined } | undefined;
   lastActiveMs: number;
   abort: AbortController;
   /** What the last round committed: the context it scored, then its accepted drafts and bonus. */
@@ -109,10 +107,7 @@ export class LinkConnection {
         return;
       case 'prop':
         // Into the running stream at once: the loop must see it between two of its steps.
-        if (session.gen?.r === f.r) {
-          session.gen.proposal = { at: f.at, d: f.d };
-          session.gen.arrived?.();
-        }
+        if (session.gen?.r === f.r) deliver(session.gen, { at: f.at, d: f.d, b: f.b });
         return;
       case 'close':
         return this.closeSession(f.s);
@@ -194,7 +189,7 @@ export class LinkConnection {
     const abort = new AbortController();
     const onClose = () => abort.abort();
     session.abort.signal.addEventListener('abort', onClose, { once: true });
-    const gen: NonNullable<LinkSession['gen']> = { r: f.r, abort };
+    const gen: NonNullable<LinkSession['gen']> = { r: f.r, abort, proposals: [] };
     session.gen = gen;
     try {
       if (f.p === 1) await this.assisted(s, session, seq, f, gen);
@@ -230,6 +225,7 @@ export class LinkConnection {
       fixedMs: () => this.o.engine.batchCost().fixedMs,
       worthVerifying: (d) => this.worthVerifying(d),
       emit: (tokens, step) => {
+        if (step.branch === true) this.stats.branchSteps += 1;
         if (step.drafted > 0) {
           this.stats.rounds += 1;
           this.stats.draftTokens += step.drafted;
@@ -312,7 +308,8 @@ export class LinkConnection {
 }
 
 /** `q` of a tok frame: what the step did with a proposal (absent when it had none). */
-function proposalUse(step: AssistedStep): { q?: [number, number] | [number, number, number] } {
+function proposalUse(step: AssistedStep): { q?: NonNullable<(VerifierFrame & { t: 'tok' })['q']> } {
+  if (step.branch === true) return { q: [step.drafted, step.accepted, step.declined, 1] };
   if (step.declined > 0) return { q: [step.drafted, step.accepted, step.declined] };
   return step.drafted > 0 ? { q: [step.drafted, step.accepted] } : {};
 }

@@ -38,6 +38,7 @@ export function emptyLinkStats(): LinkStats {
     rounds: 0,
     staleRounds: 0,
     unverifiedDraftTokens: 0,
+    branchSteps: 0,
     draftTokens: 0,
     badFrames: 0,
     bytesIn: 0,

@@ -23,6 +23,8 @@ export interface LinkStats {
   draftTokens: number;
   /** Draft tokens left unverified because the target was shared (draftsWorthVerifying). */
   unverifiedDraftTokens: number;
+  /** Stream steps that verified a tree's branch: a rejection that cost no round trip. */
+  branchSteps: number;
   badFrames: number;
   bytesIn: number;
   bytesOut: number;

@@ -1,0 +1,81 @@
+import type { GeneratedToken } from './types.js';
+
+/**
+ * A proposal tree rooted at context position `at`: the draft's main chain, and branches where the
+ * draft was least sure. A branch leaves the chain at `from` (the chain's tokens before it are its
+ * own) with the draft's next choice there, continued. On the wire: `b: [[from, tokens], …]`.
+ */
+export interface ProposalTree {
+  at: number;
+  main: number[];
+  branches: { from: number; tokens: number[] }[];
+}
+
+/**
+ * The path of a tree that equals what the target committed up to `committed` (the context's
+ * length), and the drafts on it beyond that: the main chain, or the branch that starts with the
+ * target's own correction. Undefined when no path lines up (the tree is stale or refuted). Of
+ * several that line up, the one with the most drafts left.
+ */
+export function alignedPath(tree: ProposalTree, ctx: readonly number[]): number[] | undefined {
+  const passed = ctx.length - tree.at;
+  if (passed < 0) return undefined;
+  let best: number[] | undefined;
+  const consider = (path: readonly number[]) => {
+    if (passed >= path.length) return;
+    for (let i = 0; i < passed; i++) if (path[i] !== ctx[tree.at + i]) return;
+    if (best === undefined || path.length - passed > best.length) best = path.slice(passed);
+  };
+  consider(tree.main);
+  for (const b of tree.branches) consider([...tree.main.slice(0, b.from), ...b.tokens]);
+  return best;
+}
+
+/** Where to branch: the chain positions whose top-1 the draft was least sure of, with their runner-up. */
+export function branchPoints(
+  chain: readonly GeneratedToken[],
+  budget: number,
+): { from: number; alternative: number }[] {
+  const candidates: { from: number; alternative: number; sureness: number }[] = [];
+  chain.forEach((t, from) => {
+    const runnerUp = t.top?.find((alt) => alt.id !== t.id);
+    if (runnerUp === undefined) return;
+    const own = t.logprob ?? t.top?.find((alt) => alt.id === t.id)?.logprob ?? 0;
+    // The gap between the chosen token and its runner-up: small where the draft hesitated.
+    candidates.push({ from, alternative: runnerUp.id, sureness: own - runnerUp.logprob });
+  });
+  return candidates
+    .sort((a, b) => a.sureness - b.sureness)
+    .slice(0, Math.max(0, budget))
+    .sort((a, b) => a.from - b.from)
+    .map(({ from, alternative }) => ({ from, alternative }));
+}
+
+/** What the tree drafter asks of a draft: a chain continuing `ctx`, with runner-ups when asked. */
+export type ChainDrafter = (ctx: readonly number[], n: number, alternatives: boolean) => Promise<GeneratedToken[]>;
+
+/**
+ * Drafts a tree from `ctx`: the main chain of `n` tokens with the draft's runner-up at each
+ * position, then, concurrently (a draft server batches them as sequences of one step), each of
+ * the `budget` least sure positions continued from its runner-up to the chain's length. A branch
+ * that fails is left out: the chain alone is still a proposal.
+ */
+export async function draftTree(
+  draft: ChainDrafter,
+  ctx: readonly number[],
+  n: number,
+  budget: number,
+): Promise<{ chain: GeneratedToken[]; tree: ProposalTree }> {
+  const chain = await draft(ctx, n, budget > 0);
+  const main = chain.map((t) => t.id);
+  const points = branchPoints(chain, budget);
+  const branches = await Promise.all(
+    points.map(async ({ from, alternative }) => {
+      const rest = n - from - 1;
+      const base = [...ctx, ...main.slice(0, from), alternative];
+      const tail = rest > 0 ? await draft(base, rest, false).catch(() => [] as GeneratedToken[]) : [];
+      return { from, tokens: [alternative, ...tail.map((t) => t.id)] };
+    }),
+  );
+  return { chain, tree: { at: ctx.length, main, branches } };
+}
