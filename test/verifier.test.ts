@@ -1,5 +1,6 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DelayProxy } from '../src/bench/delay-proxy.js';
 import type { RunningVerifier } from '../src/verifier/main.js';
 import { STORY_PROMPTS } from './fixtures-prompts.js';
 import { postJson, readSse, startTestDsd, type TestDsd } from './helpers/dsd.js';
@@ -92,6 +93,43 @@ describe.skipIf(skip !== undefined)('the verifier: rounds in one sequence beside
       expect(accepted).toBeGreaterThan(0);
     } finally {
       await streamed.close();
+      await heavy.stop();
+    }
+  }, 120_000);
+
+  it('across a delayed link the stream takes proposal trees, and the text stays the target’s', async () => {
+    const heavy = await startTestVerifier('stories260K-ff32k-f32.gguf', { sequences: 1 });
+    const link = new DelayProxy({
+      targetHost: '127.0.0.1',
+      targetPort: Number(new URL(heavy.url).port),
+      oneWayDelayMs: 10,
+    });
+    const far = await startTestDsd(
+      { target: { urls: [await link.listen()] }, draft: { urls: [draft.url] } },
+      { DSD_VERIFIER_MODE: 'stream', DSD_TREE_BRANCHES: '2' },
+    );
+    try {
+      let branches = 0;
+      let taken = 0;
+      let accepted = 0;
+      for (const prompt of prompts.slice(0, 3)) {
+        const named = { model: heavy.engine.info.modelName };
+        const direct = await complete(heavy.url, prompt, named);
+        const body = await complete(far.baseUrl, prompt, named);
+        expect(body.choices[0].text).toBe(direct.choices[0].text);
+        branches += body.usage.dsd.tree_branches;
+        taken += body.usage.dsd.tree_branch_steps;
+        accepted += body.usage.dsd.accepted_tokens;
+      }
+      console.log(
+        `trees across 10 ms: ${branches} branches sent, ${taken} steps took one, ${accepted} drafts accepted`,
+      );
+      expect(branches).toBeGreaterThan(0);
+      expect(accepted).toBeGreaterThan(0);
+      expect(heavy.link.stats.branchSteps).toBe(taken);
+    } finally {
+      await far.close();
+      await link.close();
       await heavy.stop();
     }
   }, 120_000);
