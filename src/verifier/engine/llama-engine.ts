@@ -158,13 +158,7 @@ class LlamaSequence extends PooledState implements EngineSequence {
     positions: number,
     s: PositionSampling,
   ): Promise<GeneratedToken[]> {
-    if (from > this.held.length || positions < 1 || positions > tokens.length)
-      throw new DsdError(
-        'internal_error',
-        `bad evaluation: from ${from} of ${this.held.length}, ${positions} positions`,
-      );
-    if (from + tokens.length > this.contextTokens)
-      throw new DsdError('invalid_request', `the context would exceed ${this.contextTokens} tokens`);
+    this.checkEvaluation(from, tokens.length, positions, this.contextTokens);
     // `held` is cut back to `from` whenever it is longer; the KV is erased from `from` whenever it
     // holds more, which after forget() (another tenant's tokens) it does while `held` is empty.
     if (from < this.seq.nextTokenIndex)

@@ -1,3 +1,4 @@
+import { DsdError } from '../../errors.js';
 import type { BatchCost } from '../../speculative/batch-window.js';
 import { commonPrefix } from '../../speculative/common-prefix.js';
 import { DecayingLinearFit, DecayingMean } from '../../speculative/decaying-stats.js';
@@ -75,6 +76,17 @@ export class PooledState implements PooledSequence {
 
   forget(): void {
     this.held.length = 0;
+  }
+
+  /** Throws unless an evaluation of `tokens` after `held[0..from)` scoring `positions` fits. */
+  protected checkEvaluation(from: number, tokens: number, positions: number, contextTokens: number): void {
+    if (from > this.held.length || positions < 1 || positions > tokens)
+      throw new DsdError(
+        'internal_error',
+        `bad evaluation: from ${from} of ${this.held.length}, ${positions} positions`,
+      );
+    if (from + tokens > contextTokens)
+      throw new DsdError('invalid_request', `the context would exceed ${contextTokens} tokens`);
   }
 
   release(): void {

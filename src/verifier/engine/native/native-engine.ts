@@ -1,6 +1,5 @@
 import { chatMlPrompt } from '../../../backends/chatml.js';
 import type { ChatMessage } from '../../../backends/types.js';
-import { DsdError } from '../../../errors.js';
 import type { GeneratedToken } from '../../../speculative/types.js';
 import { EvaluationOverlap, PooledState, SequencePool } from '../sequence-pool.js';
 import { TokenBytes } from '../token-bytes.js';
@@ -136,13 +135,7 @@ class NativeSequence extends PooledState implements EngineSequence {
     positions: number,
     s: PositionSampling,
   ): Promise<GeneratedToken[]> {
-    if (from > this.held.length || positions < 1 || positions > tokens.length)
-      throw new DsdError(
-        'internal_error',
-        `bad evaluation: from ${from} of ${this.held.length}, ${positions} positions`,
-      );
-    if (from + tokens.length > this.contextTokens)
-      throw new DsdError('invalid_request', `the context would exceed ${this.contextTokens} tokens`);
+    this.checkEvaluation(from, tokens.length, positions, this.contextTokens);
     // The shim erases the KV from `from` on, which after forget() (another tenant's tokens) is 0.
     if (from < this.held.length) this.held.length = from;
     try {
