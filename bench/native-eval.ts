@@ -12,9 +12,9 @@ import { parseArgs } from 'node:util';
 import { locateLlamaServer, pinSelf, startLlamaServer } from '../src/bench/llama-process.js';
 import { markdownRow } from '../src/bench/markdown.js';
 import { buildNativeEngine } from '../src/bench/verifier-process.js';
-import { openNativeEngine } from '../src/verifier/engine/native/native-engine.js';
-import { loadNativeApi } from '../src/verifier/engine/native/native-library.js';
-import type { PositionSampling } from '../src/verifier/engine/types.js';
+import { openNativeEngine } from '../src/engine/native/native-engine.js';
+import { loadNativeApi } from '../src/engine/native/native-library.js';
+import type { PositionSampling } from '../src/engine/types.js';
 import { STORY_PROMPTS } from '../test/fixtures-prompts.js';
 
 const { values } = parseArgs({

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { EvaluationOverlap } from '../src/engine/sequence-pool.js';
 import { draftsWorthVerifying } from '../src/speculative/batch-window.js';
 import { PositionAcceptance } from '../src/speculative/estimates.js';
 import { seededRng } from '../src/speculative/sampling.js';
-import { EvaluationOverlap } from '../src/verifier/engine/sequence-pool.js';
 
 /** Acceptance learned from 400 seeded rounds of window 8 at per-position acceptance α. */
 function learned(alpha: number): PositionAcceptance {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { type PooledSequence, SequencePool } from '../src/engine/sequence-pool.js';
 import { commonPrefix } from '../src/speculative/common-prefix.js';
-import { type PooledSequence, SequencePool } from '../src/verifier/engine/sequence-pool.js';
 import { refuted } from '../src/verifier/link/link-connection.js';
 
 function seq(held: number[]): PooledSequence & { release(): void } {

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { WebSocket } from 'ws';
+import { PooledState } from '../src/engine/sequence-pool.js';
+import type { EngineSequence, TargetEngine } from '../src/engine/types.js';
 import { createLogger } from '../src/logger.js';
 import type { BatchCost } from '../src/speculative/batch-window.js';
 import type { GeneratedToken } from '../src/speculative/types.js';
-import { PooledState } from '../src/verifier/engine/sequence-pool.js';
-import type { EngineSequence, TargetEngine } from '../src/verifier/engine/types.js';
 import { LinkConnection } from '../src/verifier/link/link-connection.js';
 import { emptyLinkStats } from '../src/verifier/link/link-server.js';
 import type { LinkStats } from '../src/verifier/link/types.js';

@@ -1,5 +1,5 @@
 import { Gauge, type Registry } from 'prom-client';
-import type { TargetEngine } from './engine/types.js';
+import type { TargetEngine } from '../engine/types.js';
 import type { LinkStats } from './link/types.js';
 
 /**

@@ -1,7 +1,7 @@
+import { matchVerdict, scoreDrafts } from '../../engine/engine-server.js';
+import type { EngineSequence, PositionSampling } from '../../engine/types.js';
 import { alignedPath } from '../../speculative/draft-tree.js';
 import type { GeneratedToken } from '../../speculative/types.js';
-import type { EngineSequence, PositionSampling } from '../engine/types.js';
-import { matchVerdict, scoreDrafts } from '../engine-server.js';
 
 /** A proposal from the edge: draft tokens for the context positions from `at` on, and a tree's branches. */
 export interface Proposal {

@@ -8,12 +8,12 @@ import {
   type WireBytes,
   type WireTop,
 } from '../../backends/link/protocol.js';
+import { decodeAlone, matchVerdict, scoreDrafts } from '../../engine/engine-server.js';
+import type { EngineSequence, PositionSampling } from '../../engine/types.js';
 import { DsdError } from '../../errors.js';
 import { draftsWorthVerifying } from '../../speculative/batch-window.js';
 import { PositionAcceptance } from '../../speculative/estimates.js';
 import type { GeneratedToken } from '../../speculative/types.js';
-import type { EngineSequence, PositionSampling } from '../engine/types.js';
-import { decodeAlone, matchVerdict, scoreDrafts } from '../engine-server.js';
 import { type AssistedStep, deliver, type Proposal, serveAssisted } from './assisted-loop.js';
 import type { LinkServerOptions, LinkStats } from './types.js';
 

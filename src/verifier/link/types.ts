@@ -1,5 +1,5 @@
+import type { TargetEngine } from '../../engine/types.js';
 import type { Logger } from '../../logger.js';
-import type { TargetEngine } from '../engine/types.js';
 
 /** Bounds and keys of the link. */
 export interface LinkServerOptions {

@@ -11,7 +11,7 @@ import type {
 import { DsdError } from '../errors.js';
 import { type Verdict, verifyByMatch } from '../speculative/acceptance.js';
 import { commonPrefix } from '../speculative/common-prefix.js';
-import type { EngineSequence, PositionSampling, TargetEngine } from './engine/types.js';
+import type { EngineSequence, PositionSampling, TargetEngine } from './types.js';
 
 /**
  * Where an evaluation of `ctx` starts on a sequence: after the prefix it already holds, but never

@@ -7,10 +7,10 @@ import {
   LlamaLogLevel,
   type LlamaModel,
 } from 'node-llama-cpp';
-import { chatMlPrompt } from '../../backends/chatml.js';
-import type { ChatMessage } from '../../backends/types.js';
-import { DsdError } from '../../errors.js';
-import type { GeneratedToken } from '../../speculative/types.js';
+import { chatMlPrompt } from '../backends/chatml.js';
+import type { ChatMessage } from '../backends/types.js';
+import { DsdError } from '../errors.js';
+import type { GeneratedToken } from '../speculative/types.js';
 import { EvaluationOverlap, PooledState, SequencePool } from './sequence-pool.js';
 import { TokenBytes } from './token-bytes.js';
 

@@ -1,6 +1,6 @@
-import type { ChatMessage } from '../../backends/types.js';
-import type { BatchCost } from '../../speculative/batch-window.js';
-import type { GeneratedToken, SamplingParams } from '../../speculative/types.js';
+import type { ChatMessage } from '../backends/types.js';
+import type { BatchCost } from '../speculative/batch-window.js';
+import type { GeneratedToken, SamplingParams } from '../speculative/types.js';
 
 /** What a target engine says about its model. */
 export interface EngineInfo {

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs';
-import type { EngineSetting, GpuSetting, VerifierConfig } from '../../config/verifier-config.js';
-import { DsdError } from '../../errors.js';
-import type { Logger } from '../../logger.js';
+import type { EngineSetting, GpuSetting, VerifierConfig } from '../config/verifier-config.js';
+import { DsdError } from '../errors.js';
+import type { Logger } from '../logger.js';
 import { loadLlamaEngine } from './llama-engine.js';
 import { openNativeEngine } from './native/native-engine.js';
 import { checkManifest, loadNativeApi, type NativeVariant, nativeEngineDir } from './native/native-library.js';

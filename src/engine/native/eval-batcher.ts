@@ -1,5 +1,5 @@
-import { DsdError } from '../../../errors.js';
-import type { GeneratedToken } from '../../../speculative/types.js';
+import { DsdError } from '../../errors.js';
+import type { GeneratedToken } from '../../speculative/types.js';
 import type { EvaluationOverlap } from '../sequence-pool.js';
 import type { PositionSampling } from '../types.js';
 import type { EngineHandle, EvalArgs, NativeApi } from './native-library.js';

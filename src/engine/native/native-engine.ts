@@ -1,6 +1,6 @@
-import { chatMlPrompt } from '../../../backends/chatml.js';
-import type { ChatMessage } from '../../../backends/types.js';
-import type { GeneratedToken } from '../../../speculative/types.js';
+import { chatMlPrompt } from '../../backends/chatml.js';
+import type { ChatMessage } from '../../backends/types.js';
+import type { GeneratedToken } from '../../speculative/types.js';
 import { EvaluationOverlap, PooledState, SequencePool } from '../sequence-pool.js';
 import { TokenBytes } from '../token-bytes.js';
 import type { EngineInfo, EngineSequence, PositionSampling, TargetEngine } from '../types.js';

@@ -1,7 +1,7 @@
-import { type ConnectOptions, connectServer } from '../../backends/detect.js';
-import type { ChatMessage, ModelServer, ServerInfo } from '../../backends/types.js';
-import type { BatchCost } from '../../speculative/batch-window.js';
-import type { GeneratedToken } from '../../speculative/types.js';
+import { type ConnectOptions, connectServer } from '../backends/detect.js';
+import type { ChatMessage, ModelServer, ServerInfo } from '../backends/types.js';
+import type { BatchCost } from '../speculative/batch-window.js';
+import type { GeneratedToken } from '../speculative/types.js';
 import { EvaluationOverlap, PooledState, SequencePool } from './sequence-pool.js';
 import { TokenBytes } from './token-bytes.js';
 import type { EngineInfo, EngineLoad, EngineSequence, PositionSampling, TargetEngine } from './types.js';

@@ -1,7 +1,7 @@
-import { DsdError } from '../../errors.js';
-import type { BatchCost } from '../../speculative/batch-window.js';
-import { commonPrefix } from '../../speculative/common-prefix.js';
-import { DecayingLinearFit, DecayingMean } from '../../speculative/decaying-stats.js';
+import { DsdError } from '../errors.js';
+import type { BatchCost } from '../speculative/batch-window.js';
+import { commonPrefix } from '../speculative/common-prefix.js';
+import { DecayingLinearFit, DecayingMean } from '../speculative/decaying-stats.js';
 import type { EngineLoad } from './types.js';
 
 /** What the pool needs of a sequence: the tokens it holds, and a hook for its release. */

@@ -1,4 +1,4 @@
-import { TokenBytesCache } from '../../cache/token-bytes-cache.js';
+import { TokenBytesCache } from '../cache/token-bytes-cache.js';
 
 /** How an engine turns tokens into text. */
 export interface Detokenizer {
