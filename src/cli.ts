@@ -15,6 +15,7 @@ const FLAGS: Record<string, string> = {
   'target-model': 'DSD_TARGET_MODEL',
   'draft-url': 'DSD_DRAFT_URL',
   'draft-kind': 'DSD_DRAFT_KIND',
+  'draft-model': 'DSD_DRAFT_MODEL',
   'served-model-name': 'DSD_SERVED_MODEL_NAME',
   'model-aliases': 'DSD_MODEL_ALIASES',
   host: 'DSD_HOST',

@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, homedir } from 'node:os';
+import { join } from 'node:path';
 import type {
   AcceptanceSetting,
   BackendKindSetting,
   DsdConfig,
   DsdOptions,
+  EmbeddedDraftConfig,
   KeyLimitsConfig,
   LogLevel,
   TimeoutConfig,
@@ -128,6 +130,18 @@ function readUpstream(r: EnvReader, role: 'TARGET' | 'DRAFT', defaults: TimeoutC
     apiKey: r.string(`${prefix}_API_KEY`),
     timeouts: readTimeouts(r, prefix, defaults),
   };
+}
+
+function isGgufFile(name: string | undefined): name is string {
+  return name !== undefined && /\.gguf$/i.test(name);
+}
+
+/** DSD_DRAFT_MODEL=FILE.gguf: a draft in the edge's own process (DSD_DRAFT_THREADS, DSD_DRAFT_SEQUENCES). */
+function readEmbeddedDraft(r: EnvReader, model: string | undefined): EmbeddedDraftConfig | undefined {
+  const threads = r.int('DSD_DRAFT_THREADS', 1, 1, 1024);
+  const sequences = r.int('DSD_DRAFT_SEQUENCES', 8, 1, 1024);
+  const cacheDir = r.string('DSD_LLAMA_CACHE') ?? join(r.string('HOME') ?? homedir(), '.cache', 'dsd');
+  return isGgufFile(model) ? { modelPath: model, threads, sequences, cacheDir } : undefined;
 }
 
 /** Whether the standard OpenTelemetry variables ask for traces (the SDK itself reads the rest). */
@@ -254,9 +268,17 @@ export function loadConfig(
     treeBranches: r.int('DSD_TREE_BRANCHES', 2, 0, 8),
   };
   const window = speculation.window === -1 ? ('auto' as const) : speculation.window;
+  const readDraft = readUpstream(r, 'DRAFT', {
+    connectTimeoutMs: 2_000,
+    headersTimeoutMs: 5_000,
+    bodyTimeoutMs: 5_000,
+  });
+  // DSD_DRAFT_MODEL naming a .gguf file is the embedded draft, not a model name for a draft server.
+  const draftUpstream = isGgufFile(readDraft.model) ? { ...readDraft, model: undefined } : readDraft;
   const config: DsdConfig = {
     target: readUpstream(r, 'TARGET', { connectTimeoutMs: 5_000, headersTimeoutMs: 60_000, bodyTimeoutMs: 60_000 }),
-    draft: readUpstream(r, 'DRAFT', { connectTimeoutMs: 2_000, headersTimeoutMs: 5_000, bodyTimeoutMs: 5_000 }),
+    draft: draftUpstream,
+    embeddedDraft: readEmbeddedDraft(r, readDraft.model),
     models: {
       servedName: r.string('DSD_SERVED_MODEL_NAME'),
       aliases: readAliases(r),

@@ -103,10 +103,23 @@ export interface ModelNamesConfig {
 }
 
 /** The full, validated configuration of a dsd instance. */
+/** A draft model loaded in the edge's own process (`DSD_DRAFT_MODEL=small.gguf`). */
+export interface EmbeddedDraftConfig {
+  modelPath: string;
+  /** CPU threads of its evaluations (DSD_DRAFT_THREADS). */
+  threads: number;
+  /** Proposals it drafts at once, each in a KV sequence of its own (DSD_DRAFT_SEQUENCES). */
+  sequences: number;
+  /** Where native builds are cached (DSD_LLAMA_CACHE, default ~/.cache/dsd). */
+  cacheDir: string;
+}
+
 export interface DsdConfig {
   /** No URLs: `dsd serve` starts the embedded demo backends. */
   target: UpstreamConfig;
   draft: UpstreamConfig;
+  /** A GGUF draft in-process, first in the draft pool; undefined: none. */
+  embeddedDraft: EmbeddedDraftConfig | undefined;
   models: ModelNamesConfig;
   host: string;
   port: number;

@@ -93,8 +93,14 @@ export function machineProbe(cacheDir: string): EngineProbe {
   };
 }
 
-/** Loads the verifier's in-process target as planned, and says which engine runs on what. */
-export async function loadTargetEngine(c: VerifierConfig, logger: Logger): Promise<TargetEngine> {
+/** What loading an in-process model needs: the verifier's settings, or the edge's embedded draft's. */
+export type InProcessModel = Pick<
+  VerifierConfig,
+  'modelPath' | 'threads' | 'contextTokens' | 'sequences' | 'engine' | 'gpu' | 'gpuLayers' | 'cacheDir' | 'logLevel'
+>;
+
+/** Loads an in-process model (the verifier's target, the edge's draft) as planned, and says which engine runs on what. */
+export async function loadTargetEngine(c: InProcessModel, logger: Logger): Promise<TargetEngine> {
   const plan = planEngine(c, machineProbe(c.cacheDir));
   if (plan.kind === 'node-llama-cpp') {
     logger.info('the verifier runs node-llama-cpp (the native engine is not in use)', { why: plan.why });
@@ -116,6 +122,6 @@ export async function loadTargetEngine(c: VerifierConfig, logger: Logger): Promi
   return openNativeEngine(api, { ...engineModel(c), gpuLayers, backend });
 }
 
-function engineModel(c: VerifierConfig) {
+function engineModel(c: InProcessModel) {
   return { modelPath: c.modelPath, threads: c.threads, contextTokens: c.contextTokens, sequences: c.sequences };
 }

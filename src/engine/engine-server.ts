@@ -8,7 +8,7 @@ import type {
   ScoreRequest,
   ServerInfo,
 } from '../backends/types.js';
-import { DsdError } from '../errors.js';
+import { DsdError, type UpstreamRole } from '../errors.js';
 import { type Verdict, verifyByMatch } from '../speculative/acceptance.js';
 import { commonPrefix } from '../speculative/common-prefix.js';
 import type { EngineSequence, PositionSampling, TargetEngine } from './types.js';
@@ -82,7 +82,6 @@ export async function* decodeAlone(
  */
 export class EngineServer implements ModelServer {
   readonly kind = 'verifier' as const;
-  readonly role = 'target' as const;
   readonly passthrough = false as const;
   readonly counters: LinkCounters = { requests: 0, bytesSent: 0, bytesReceived: 0 };
 
@@ -92,6 +91,8 @@ export class EngineServer implements ModelServer {
   constructor(
     private readonly engine: TargetEngine,
     readonly baseUrl: string,
+    /** `draft`: the edge's embedded draft, which proposes; `target`: the verifier's own target. */
+    readonly role: UpstreamRole = 'target',
   ) {
     const template = engine.chatTemplate?.bind(engine);
     if (template !== undefined) this.chatTemplate = template;
@@ -126,8 +127,25 @@ export class EngineServer implements ModelServer {
     return this.engine.chatPromptIds(messages);
   }
 
-  async propose(): Promise<GeneratedToken[]> {
-    throw new DsdError('internal_error', 'a verifier is a target, not a draft');
+  /** The embedded draft's proposal: decoding alone from the prompt, in the sequence holding most of it. */
+  async propose(r: ProposeRequest): Promise<GeneratedToken[]> {
+    if (this.role !== 'draft') throw new DsdError('internal_error', 'a verifier is a target, not a draft');
+    // Its probabilities are raw; the rejection rule needs the ones it sampled from. Refusing makes
+    // the request go on without this draft (target-only), never inexact.
+    if (r.postSamplingProbs)
+      throw new DsdError(
+        'unsupported_parameter',
+        'the embedded draft reports raw probabilities, not post-sampling ones',
+      );
+    const seq = await this.engine.acquire(r.promptIds, r.signal, r.cacheSalt ?? '');
+    const tokens: GeneratedToken[] = [];
+    try {
+      const s = { sampling: r.sampling, topN: r.topN };
+      for await (const t of decodeAlone(seq, r.promptIds, r.maxTokens, s, r.signal)) tokens.push(t);
+    } finally {
+      seq.release();
+    }
+    return tokens;
   }
 
   async score(r: ScoreRequest): Promise<PositionScore[]> {

@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import type { DsdConfig } from '../config/types.js';
 import { type DemoBackends, startDemoBackends } from '../demo/demo-backends.js';
 import { createLogger, type Logger } from '../logger.js';
+import { loadEmbeddedDraft } from './embedded-draft.js';
 import { createApp } from './http/app.js';
 import type { DsdMiddlewareOptions, DsdRouter } from './http/middleware.js';
 import { listen } from './listen.js';
@@ -41,7 +42,14 @@ export async function startDsd(
       },
     );
   }
-  const { app, router } = createApp({ config: effective, logger, ...extra });
+  const embedded = await loadEmbeddedDraft(effective, logger);
+  if (embedded !== undefined) effective = embedded.config;
+  const { app, router } = createApp({
+    config: effective,
+    logger,
+    ...extra,
+    ...(embedded === undefined ? {} : { connect: embedded.connect }),
+  });
   try {
     const target = await router.dsd.upstreams.target(
       AbortSignal.timeout(effective.target.timeouts.connectTimeoutMs + effective.target.timeouts.headersTimeoutMs),
@@ -55,6 +63,7 @@ export async function startDsd(
   } catch (err) {
     await router.close();
     await demo?.close();
+    await embedded?.close();
     throw err;
   }
   const { server, origin } = await listen(app, { host: effective.host, port: effective.port, tls: effective.tls });
@@ -74,6 +83,7 @@ export async function startDsd(
     await closed;
     await router.close();
     await demo?.close();
+    await embedded?.close();
   };
   return { baseUrl, server, router, demo, stop };
 }
