@@ -50,6 +50,7 @@ const PROMPTS = STORY_PROMPTS.slice(0, Number(values.prompts));
 const model = (f: string) => resolve(values.models, f);
 const HEAVY = model('stories260K-ff32k-f32.gguf');
 const DSD = 'dsd → verifier (draft on llama-server)';
+const EMBEDDED = 'dsd → verifier (the same draft embedded in the edge: DSD_DRAFT_MODEL)';
 const OWN = `llama-server's own speculation (same draft, n-max ${values['n-max']})`;
 
 const bin = await locateLlamaServer((line) => console.error(line));
@@ -140,11 +141,23 @@ const names = {
   verifier: await modelName(verifier.url),
 };
 const dsd = await edge(verifier.url);
+// The same draft model in the edge's own process (DSD_DRAFT_MODEL), no draft server.
+const embedded = await startInProcessDsd(
+  { target: { urls: [verifier.url] }, draft: { urls: [] } },
+  {
+    DSD_ACCEPT_ANY_MODEL: 'true',
+    DSD_DRAFT_AHEAD_DEPTH: values.depth,
+    DSD_VERIFIER_MODE: values.mode,
+    DSD_TREE_BRANCHES: values.trees,
+    DSD_DRAFT_MODEL: model(values.draft),
+  },
+);
 const setups: Record<string, (p: string) => Promise<Result>> = {
   'llama-server alone': (p) => complete(alone.url, p, names.alone, TOKENS),
   [OWN]: (p) => complete(ownSpec.url, p, names.own, TOKENS),
   'verifier alone (same engine, no draft)': (p) => complete(verifier.url, p, names.verifier, TOKENS),
   [DSD]: (p) => complete(dsd.url, p, names.verifier, TOKENS),
+  [EMBEDDED]: (p) => complete(embedded.url, p, names.verifier, TOKENS),
 };
 for (const run of Object.values(setups)) await run(PROMPTS[0]!); // warm-up: caches, the planner's first look
 const totals = Object.fromEntries(Object.keys(setups).map((k) => [k, { ms: 0, tokens: 0, texts: [] as string[] }]));
@@ -158,7 +171,7 @@ for (const prompt of PROMPTS) {
     t.ms += r.ms;
     t.tokens += r.tokens;
     t.texts.push(r.text);
-    if (name.startsWith('dsd')) {
+    if (name === DSD) {
       acceptance += r.usage?.dsd?.acceptance_rate ?? 0;
       mal += r.usage?.dsd?.mean_acceptance_length ?? 0;
     }
@@ -186,6 +199,12 @@ print(
     `vs llama-server alone: ${same(viaDsd.texts, base.texts)}/${PROMPTS.length}; ` +
     `dsd vs llama-server's own speculation: ${f2(own.ms / own.tokens / (viaDsd.ms / viaDsd.tokens))}×; ` +
     `acceptance ${f2(acceptance / PROMPTS.length)}, mean acceptance length ${f2(mal / PROMPTS.length)}`,
+);
+const inEdge = totals[EMBEDDED]!;
+print(
+  `embedded draft: ${same(inEdge.texts, vAlone.texts)}/${PROMPTS.length} texts identical to the verifier alone; ` +
+    `${f2(viaDsd.ms / viaDsd.tokens / (inEdge.ms / inEdge.tokens))}× the llama-server draft, ` +
+    `${f2(own.ms / own.tokens / (inEdge.ms / inEdge.tokens))}× llama-server's own speculation`,
 );
 const sent = after.bytesSent - before.bytesSent;
 const received = after.bytesReceived - before.bytesReceived;
@@ -217,6 +236,7 @@ for (const words of [60, 180]) {
   );
 }
 await dsd.close();
+await embedded.close();
 
 // ---- (3) across a delay proxy between edge and verifier: chains against trees ---------------
 const port = Number(new URL(verifier.url).port);
