@@ -99,7 +99,10 @@ export type InProcessModel = Pick<
   'modelPath' | 'threads' | 'contextTokens' | 'sequences' | 'engine' | 'gpu' | 'gpuLayers' | 'cacheDir' | 'logLevel'
 >;
 
-/** Loads an in-process model (the verifier's target, the edge's draft) as planned, and says which engine runs on what. */
+/**
+ * Loads an in-process model (the verifier's target, the edge's draft) as planned, and says which
+ * engine runs on what.
+ */
 export async function loadTargetEngine(c: InProcessModel, logger: Logger): Promise<TargetEngine> {
   const plan = planEngine(c, machineProbe(c.cacheDir));
   if (plan.kind === 'node-llama-cpp') {
