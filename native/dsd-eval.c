@@ -20,6 +20,7 @@
 #include "llama.h"
 
 #define DSD_EVAL_ABI 1
+#define DSD_DEFAULT_CTX_SEQ 8192
 
 #ifndef DSD_LLAMA_COMMIT
 #define DSD_LLAMA_COMMIT "unknown"
@@ -128,7 +129,12 @@ dsd_engine *dsd_open(const char *path, int32_t n_ctx_seq, int32_t n_seq, int32_t
   }
   e->vocab = llama_model_get_vocab(e->model);
   e->n_vocab = llama_vocab_n_tokens(e->vocab);
-  if (n_ctx_seq <= 0) n_ctx_seq = llama_model_n_ctx_train(e->model);
+  // Unset: the trained context, at most DSD_DEFAULT_CTX_SEQ per sequence. A 128k-context model times
+  // 8 sequences would otherwise ask for a million KV cells before the first request.
+  if (n_ctx_seq <= 0) {
+    n_ctx_seq = llama_model_n_ctx_train(e->model);
+    if (n_ctx_seq > DSD_DEFAULT_CTX_SEQ) n_ctx_seq = DSD_DEFAULT_CTX_SEQ;
+  }
   struct llama_context_params cp = llama_context_default_params();
   cp.n_ctx = (uint32_t)n_ctx_seq * (uint32_t)n_seq;
   cp.n_seq_max = (uint32_t)n_seq;
