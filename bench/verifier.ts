@@ -200,6 +200,9 @@ print(
     `dsd vs llama-server's own speculation: ${f2(own.ms / own.tokens / (viaDsd.ms / viaDsd.tokens))}×; ` +
     `acceptance ${f2(acceptance / PROMPTS.length)}, mean acceptance length ${f2(mal / PROMPTS.length)}`,
 );
+for (const [i, text] of viaDsd.texts.entries())
+  if (text !== vAlone.texts[i])
+    print(`  prompt ${i + 1} differs: ${await nearTie(PROMPTS[i]!, text, vAlone.texts[i]!)}`);
 const inEdge = totals[EMBEDDED]!;
 print(
   `embedded draft: ${same(inEdge.texts, vAlone.texts)}/${PROMPTS.length} texts identical to the verifier alone; ` +
@@ -212,6 +215,38 @@ print(
   `link bytes per generated token (WebSocket frames, both directions, session opens included): ` +
     `${f2((sent + received) / dsdTokens)} (${f2(sent / dsdTokens)} up, ${f2(received / dsdTokens)} down)`,
 );
+
+/** Where two continuations of `prompt` part, and the verifier's own top-2 margin there (nats). */
+async function nearTie(prompt: string, a: string, b: string): Promise<string> {
+  const tokenize = async (content: string, special: boolean) =>
+    (
+      (await (
+        await fetch(`${verifier.url}/tokenize`, {
+          method: 'POST',
+          body: JSON.stringify({ content, add_special: special }),
+        })
+      ).json()) as { tokens: number[] }
+    ).tokens;
+  const [ctx, x, y] = [await tokenize(prompt, true), await tokenize(a, false), await tokenize(b, false)];
+  let at = 0;
+  while (at < x.length && x[at] === y[at]) at++;
+  const r = await fetch(`${verifier.url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: names.verifier,
+      prompt: [...ctx, ...x.slice(0, at)],
+      max_tokens: 1,
+      temperature: 0,
+      logprobs: 2,
+    }),
+  });
+  const top = ((await r.json()) as { choices: { logprobs?: { top_logprobs?: Record<string, number>[] } }[] }).choices[0]
+    ?.logprobs?.top_logprobs?.[0];
+  const lps = Object.values(top ?? {}).sort((p, q) => q - p);
+  const margin = lps.length >= 2 ? (lps[0]! - lps[1]!).toFixed(5) : 'unknown';
+  return `first different token at output position ${at}; the verifier's top-2 margin there alone: ${margin} nats`;
+}
 
 // ---- (2) bytes per token by context length ------------------------------------------------
 const story = vAlone.texts.join(' ');
