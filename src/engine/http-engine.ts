@@ -1,10 +1,9 @@
 import { type ConnectOptions, connectServer } from '../backends/detect.js';
 import type { ChatMessage, ModelServer, ServerInfo } from '../backends/types.js';
-import type { BatchCost } from '../speculative/batch-window.js';
 import type { GeneratedToken } from '../speculative/types.js';
-import { EvaluationOverlap, PooledState, SequencePool } from './sequence-pool.js';
+import { type EvaluationOverlap, PooledEngine, PooledState, SequencePool } from './sequence-pool.js';
 import { TokenBytes } from './token-bytes.js';
-import type { EngineInfo, EngineLoad, EngineSequence, PositionSampling, TargetEngine } from './types.js';
+import type { EngineInfo, EngineSequence, PositionSampling, TargetEngine } from './types.js';
 
 /**
  * A target behind its own HTTP API on loopback (llama-server or vLLM, through the edge's own
@@ -22,11 +21,10 @@ export async function connectHttpEngine(
   return new HttpEngine(server, info, o.sequences, o.url);
 }
 
-class HttpEngine implements TargetEngine {
+class HttpEngine extends PooledEngine<HttpSequence> implements TargetEngine {
   readonly info: EngineInfo;
-  private readonly pool: SequencePool<HttpSequence>;
+  protected readonly pool: SequencePool<HttpSequence>;
   private readonly bytes = new TokenBytes(this);
-  private readonly overlap = new EvaluationOverlap();
   readonly chatTemplate?: (messages: readonly ChatMessage[]) => Promise<{ text: string; addSpecial: boolean }>;
 
   constructor(
@@ -35,6 +33,7 @@ class HttpEngine implements TargetEngine {
     sequences: number,
     url: string,
   ) {
+    super();
     this.info = {
       modelName: info.modelId,
       contextTokens: info.contextTokens,
@@ -69,18 +68,6 @@ class HttpEngine implements TargetEngine {
 
   tokenBytes(id: number): Promise<Uint8Array> {
     return this.bytes.of(id);
-  }
-
-  acquire(prompt: readonly number[], signal: AbortSignal, scope = ''): Promise<EngineSequence> {
-    return this.pool.acquire(prompt, signal, scope);
-  }
-
-  load(): EngineLoad {
-    return this.pool.load();
-  }
-
-  batchCost(): BatchCost {
-    return this.overlap.cost();
   }
 
   close(): Promise<void> {

@@ -11,7 +11,7 @@ import { chatMlPrompt } from '../backends/chatml.js';
 import type { ChatMessage } from '../backends/types.js';
 import { DsdError } from '../errors.js';
 import type { GeneratedToken } from '../speculative/types.js';
-import { EvaluationOverlap, PooledState, SequencePool } from './sequence-pool.js';
+import { type EvaluationOverlap, PooledEngine, PooledState, SequencePool, withBos } from './sequence-pool.js';
 import { TokenBytes } from './token-bytes.js';
 
 /** Positions one in-process evaluation may score (the window cap the edge sees). */
@@ -52,10 +52,9 @@ export async function loadLlamaEngine(o: LlamaEngineOptions): Promise<TargetEngi
   return new LlamaEngine(llama, model, context, o);
 }
 
-class LlamaEngine implements TargetEngine {
+class LlamaEngine extends PooledEngine<LlamaSequence> implements TargetEngine {
   readonly info: EngineInfo;
-  private readonly pool: SequencePool<LlamaSequence>;
-  private readonly overlap = new EvaluationOverlap();
+  protected readonly pool: SequencePool<LlamaSequence>;
 
   constructor(
     private readonly llama: Llama,
@@ -63,6 +62,7 @@ class LlamaEngine implements TargetEngine {
     private readonly context: LlamaContext,
     o: LlamaEngineOptions,
   ) {
+    super();
     const name = o.modelPath.split(/[\\/]/).pop() ?? o.modelPath;
     this.info = {
       modelName: name,
@@ -86,8 +86,7 @@ class LlamaEngine implements TargetEngine {
 
   async tokenize(text: string, addSpecial: boolean): Promise<number[]> {
     const ids = this.model.tokenize(text, true) as number[];
-    const bos = this.info.bosId;
-    return addSpecial && bos !== undefined && ids[0] !== bos ? [bos, ...ids] : ids;
+    return withBos(ids, this.info.bosId, addSpecial);
   }
 
   async detokenize(ids: readonly number[]): Promise<string> {
@@ -110,18 +109,6 @@ class LlamaEngine implements TargetEngine {
 
   tokenBytes(id: number): Promise<Uint8Array> {
     return this.bytes.of(id);
-  }
-
-  async acquire(prompt: readonly number[], signal: AbortSignal, scope = ''): Promise<EngineSequence> {
-    return this.pool.acquire(prompt, signal, scope);
-  }
-
-  load() {
-    return this.pool.load();
-  }
-
-  batchCost() {
-    return this.overlap.cost();
   }
 
   async close(): Promise<void> {

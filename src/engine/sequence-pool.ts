@@ -2,7 +2,7 @@ import { DsdError } from '../errors.js';
 import type { BatchCost } from '../speculative/batch-window.js';
 import { commonPrefix } from '../speculative/common-prefix.js';
 import { DecayingLinearFit, DecayingMean } from '../speculative/decaying-stats.js';
-import type { EngineLoad } from './types.js';
+import type { EngineLoad, EngineSequence } from './types.js';
 
 /** What the pool needs of a sequence: the tokens it holds, and a hook for its release. */
 export interface PooledSequence {
@@ -92,6 +92,32 @@ export class PooledState implements PooledSequence {
   release(): void {
     this.onRelease();
   }
+}
+
+/**
+ * What every engine that holds its generations in a SequencePool shares: handing sequences out,
+ * their load, and the batch-cost model its evaluations feed.
+ */
+export abstract class PooledEngine<S extends PooledSequence & EngineSequence> {
+  protected abstract readonly pool: SequencePool<S>;
+  protected readonly overlap = new EvaluationOverlap();
+
+  acquire(prompt: readonly number[], signal: AbortSignal, scope = ''): Promise<EngineSequence> {
+    return this.pool.acquire(prompt, signal, scope);
+  }
+
+  load(): EngineLoad {
+    return this.pool.load();
+  }
+
+  batchCost(): BatchCost {
+    return this.overlap.cost();
+  }
+}
+
+/** `ids` with the model's BOS in front when special tokens are asked for and it is not there yet. */
+export function withBos(ids: number[], bos: number | undefined, addSpecial: boolean): number[] {
+  return addSpecial && bos !== undefined && ids[0] !== bos ? [bos, ...ids] : ids;
 }
 
 /**

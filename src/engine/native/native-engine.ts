@@ -1,7 +1,7 @@
 import { chatMlPrompt } from '../../backends/chatml.js';
 import type { ChatMessage } from '../../backends/types.js';
 import type { GeneratedToken } from '../../speculative/types.js';
-import { EvaluationOverlap, PooledState, SequencePool } from '../sequence-pool.js';
+import { PooledEngine, PooledState, SequencePool, withBos } from '../sequence-pool.js';
 import { TokenBytes } from '../token-bytes.js';
 import type { EngineInfo, EngineSequence, PositionSampling, TargetEngine } from '../types.js';
 import { EvalBatcher } from './eval-batcher.js';
@@ -38,10 +38,9 @@ export function openNativeEngine(api: NativeApi, o: NativeEngineOptions): Target
   return new NativeEngine(api, handle, o);
 }
 
-class NativeEngine implements TargetEngine {
+class NativeEngine extends PooledEngine<NativeSequence> implements TargetEngine {
   readonly info: EngineInfo;
-  private readonly pool: SequencePool<NativeSequence>;
-  private readonly overlap = new EvaluationOverlap();
+  protected readonly pool: SequencePool<NativeSequence>;
   private readonly bytes = new TokenBytes(this);
   private closed = false;
 
@@ -50,6 +49,7 @@ class NativeEngine implements TargetEngine {
     private readonly handle: EngineHandle,
     o: NativeEngineOptions,
   ) {
+    super();
     const bos = api.bos(handle);
     const eos = api.eos(handle);
     const contextTokens = api.nCtxSeq(handle);
@@ -74,8 +74,7 @@ class NativeEngine implements TargetEngine {
 
   async tokenize(text: string, addSpecial: boolean): Promise<number[]> {
     const ids = this.api.tokenize(this.handle, text, false);
-    const bos = this.info.bosId;
-    return addSpecial && bos !== undefined && ids[0] !== bos ? [bos, ...ids] : ids;
+    return withBos(ids, this.info.bosId, addSpecial);
   }
 
   async detokenize(ids: readonly number[]): Promise<string> {
@@ -92,18 +91,6 @@ class NativeEngine implements TargetEngine {
 
   async chatPromptIds(messages: readonly ChatMessage[]): Promise<number[]> {
     return this.tokenize(chatMlPrompt(messages), true);
-  }
-
-  acquire(prompt: readonly number[], signal: AbortSignal, scope = ''): Promise<EngineSequence> {
-    return this.pool.acquire(prompt, signal, scope);
-  }
-
-  load() {
-    return this.pool.load();
-  }
-
-  batchCost() {
-    return this.overlap.cost();
   }
 
   async close(): Promise<void> {
