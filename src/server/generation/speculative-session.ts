@@ -335,7 +335,10 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
   const refreshEvery = estimates.recheckDue ? 1 : estimates.acceptance.weight < 20 || closeCall ? 2 : REFRESH_EVERY;
   // A due probe waits for the next refresh request too: it is a round trip spent to measure.
   const settled = opening.kind === 'target-only' ? opening.settled : opening.probe === true;
-  if (settled && !estimates.shouldRefresh(refreshEvery)) {
+  // The planner prices rounds, each a round trip; the verifier's stream pays none and verifies a
+  // proposal only where it lines up, so a verdict of "target alone" does not apply to it.
+  const streams = target.server instanceof VerifierServer && streamThroughVerifier(o, target.server);
+  if (settled && !streams && !estimates.shouldRefresh(refreshEvery)) {
     ctx.upstreams.drafts.release(first.member, true);
     return alone();
   }
