@@ -337,7 +337,11 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
   const settled = opening.kind === 'target-only' ? opening.settled : opening.probe === true;
   // The planner prices rounds, each a round trip; the verifier's stream pays none and verifies a
   // proposal only where it lines up, so a verdict of "target alone" does not apply to it.
-  const streams = target.server instanceof VerifierServer && streamThroughVerifier(o, target.server);
+  // Only across a link: a stream chosen because many generations share the verifier stays gated.
+  const streams =
+    target.server instanceof VerifierServer &&
+    streamThroughVerifier(o, target.server) &&
+    (ctx.config.speculation.verifierMode === 'stream' || (target.server.linkRttMs ?? 0) >= STREAM_RTT_MS);
   if (settled && !streams && !estimates.shouldRefresh(refreshEvery)) {
     ctx.upstreams.drafts.release(first.member, true);
     return alone();
