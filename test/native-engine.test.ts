@@ -173,7 +173,13 @@ describe.skipIf(native.dir === null)('T > 0 through a native verifier keeps the 
   beforeAll(async () => {
     verifier = await startTestVerifier('stories260K-f32.gguf', { sequences: 2, engine: 'native' });
     draft = await startLlamaServer({ model: 'stories260K-q4_0.gguf', alias: 'draft', slots: 2 });
-    dsd = await startTestDsd({ target: { urls: [verifier.url] }, draft: { urls: [draft.url] } });
+    // A fixed window: the small target decodes so fast that an adaptive planner rightly stops
+    // speculating, and this test is about the rule, not the planner.
+    dsd = await startTestDsd({
+      target: { urls: [verifier.url] },
+      draft: { urls: [draft.url] },
+      speculation: { window: 2, draftAhead: false },
+    });
   });
   afterAll(async () => {
     await dsd?.close();
