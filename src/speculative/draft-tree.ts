@@ -18,16 +18,24 @@ export interface ProposalTree {
  * several that line up, the one with the most drafts left.
  */
 export function alignedPath(tree: ProposalTree, ctx: readonly number[]): number[] | undefined {
+  return bestAlignedPath(tree, ctx)?.tail;
+}
+
+/** alignedPath, and whether the path it found is a branch (the chain lost or did not line up). */
+export function bestAlignedPath(
+  tree: ProposalTree,
+  ctx: readonly number[],
+): { tail: number[]; branch: boolean } | undefined {
   const passed = ctx.length - tree.at;
   if (passed < 0) return undefined;
-  let best: number[] | undefined;
-  const consider = (path: readonly number[]) => {
+  let best: { tail: number[]; branch: boolean } | undefined;
+  const consider = (path: readonly number[], branch: boolean) => {
     if (passed >= path.length) return;
     for (let i = 0; i < passed; i++) if (path[i] !== ctx[tree.at + i]) return;
-    if (best === undefined || path.length - passed > best.length) best = path.slice(passed);
+    if (best === undefined || path.length - passed > best.tail.length) best = { tail: path.slice(passed), branch };
   };
-  consider(tree.main);
-  for (const b of tree.branches) consider([...tree.main.slice(0, b.from), ...b.tokens]);
+  consider(tree.main, false);
+  for (const b of tree.branches) consider([...tree.main.slice(0, b.from), ...b.tokens], true);
   return best;
 }
 

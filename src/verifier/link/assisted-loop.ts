@@ -1,6 +1,6 @@
 import { matchVerdict, scoreDrafts } from '../../engine/engine-server.js';
 import type { EngineSequence, PositionSampling } from '../../engine/types.js';
-import { alignedPath } from '../../speculative/draft-tree.js';
+import { bestAlignedPath } from '../../speculative/draft-tree.js';
 import type { GeneratedToken } from '../../speculative/types.js';
 
 /** A proposal from the edge: draft tokens for the context positions from `at` on, and a tree's branches. */
@@ -18,10 +18,7 @@ export interface Proposal {
  */
 export function alignedTail(p: Proposal, ctx: readonly number[]): { tail: number[]; branch: boolean } | undefined {
   const branches = (p.b ?? []).map(([from, tokens]) => ({ from, tokens }));
-  const tail = alignedPath({ at: p.at, main: p.d, branches }, ctx);
-  if (tail === undefined) return undefined;
-  const onChain = alignedPath({ at: p.at, main: p.d, branches: [] }, ctx);
-  return { tail, branch: onChain === undefined || onChain.length < tail.length };
+  return bestAlignedPath({ at: p.at, main: p.d, branches }, ctx);
 }
 
 /** One step of the loop: the tokens it committed and the proposal it used. */
