@@ -35,7 +35,7 @@ Usage:
   dsd bench --url URL   load-test any OpenAI-compatible endpoint (dsd bench --help)
   dsd sim [--sweep …]   DSD-Si, the edge–cloud speculative decoding simulator (dsd sim --help)
   dsd verifier --model FILE.gguf | --target-url URL  [--host H] [--port P] [--threads N] [--context N]
-               [--sequences N] [--gpu auto|cuda|vulkan|cpu] [--gpu-layers N|all]
+               [--sequences N] [--gpu auto|cuda|vulkan|cpu] [--gpu-layers N|all] [--drain-ms N]
                [--engine auto|native|node-llama-cpp]
                         the target side: scores rounds in one sequence beside the target
                         (DSD_VERIFIER_MODEL, _HOST, _PORT (8090), _THREADS, _CONTEXT, _SEQUENCES,
@@ -130,6 +130,7 @@ async function verifier(args: string[]): Promise<void> {
       sequences: { type: 'string' },
       gpu: { type: 'string' },
       'gpu-layers': { type: 'string' },
+      'drain-ms': { type: 'string' },
       engine: { type: 'string' },
     },
     strict: true,
@@ -147,6 +148,7 @@ async function verifier(args: string[]): Promise<void> {
       DSD_VERIFIER_SEQUENCES: values.sequences,
       DSD_VERIFIER_GPU: values.gpu,
       DSD_VERIFIER_GPU_LAYERS: values['gpu-layers'],
+      DSD_VERIFIER_DRAIN_MS: values['drain-ms'],
       DSD_VERIFIER_ENGINE: values.engine,
     }).filter(([, v]) => v !== undefined),
   );
@@ -157,14 +159,18 @@ async function verifier(args: string[]): Promise<void> {
     `dsd verifier: ${running.engine.info.modelName} at ${running.url} (OpenAI API at ${running.url}/v1); ` +
       `point an edge at it with DSD_TARGET_URL=${running.url}\n`,
   );
-  const shutdown = () => {
-    running.stop().then(
+  // SIGTERM drains (edges move their generations elsewhere); a second signal stops at once.
+  const shutdown = (graceful: boolean) => {
+    (graceful ? running.drain(config.drainMs) : running.stop()).then(
       () => process.exit(0),
       () => process.exit(1),
     );
   };
-  process.once('SIGTERM', shutdown);
-  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', () => {
+    process.once('SIGTERM', () => shutdown(false));
+    shutdown(true);
+  });
+  process.once('SIGINT', () => shutdown(false));
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -77,6 +77,10 @@ export interface ModelServer {
   readonly role: UpstreamRole;
   readonly baseUrl: string;
   readonly counters: LinkCounters;
+  /** True while the server said it is shutting down (a draining verifier): start nothing new on it. */
+  readonly draining?: boolean;
+  /** Generations this edge has open on it now, where it counts them (a verifier's sessions). */
+  readonly openSessions?: number;
   /** False for a server that takes no OpenAI request as is: everything runs through the engine. */
   readonly passthrough?: false;
   describe(signal: AbortSignal): Promise<ServerInfo>;

@@ -36,9 +36,10 @@ export interface VerifierProcess {
  */
 export async function startVerifierProcess(
   flags: readonly string[],
-  o: { logLevel?: string; stderr?: 'inherit' | 'ignore'; cpus?: string | undefined } = {},
+  o: { logLevel?: string; stderr?: 'inherit' | 'ignore'; cpus?: string | undefined; port?: number } = {},
 ): Promise<VerifierProcess> {
-  const port = await freePort();
+  // A given port: a restart where the edges expect the replica to come back.
+  const port = o.port ?? (await freePort());
   const cli = fileURLToPath(new URL('../cli.ts', import.meta.url));
   const argv = ['--import', 'tsx', cli, 'verifier', '--port', String(port), ...flags];
   const child = spawn(...pinned(o.cpus, process.execPath, argv), {

@@ -21,6 +21,8 @@ export interface VerifierConfig {
   /** Keys accepted from edges and clients (Bearer); empty: none required. */
   keys: string[];
   maxSessionsPerConnection: number;
+  /** How long SIGTERM lets open generations finish before the verifier stops (edges fail them over). */
+  drainMs: number;
   idleTimeoutMs: number;
   maxFrameBytes: number;
   /** Most draft tokens one round may carry. */
@@ -85,6 +87,7 @@ export function loadVerifierConfig(
       .filter(Boolean),
     maxSessionsPerConnection: r.int('DSD_VERIFIER_MAX_SESSIONS', 256, 1, 100_000),
     idleTimeoutMs: r.int('DSD_VERIFIER_IDLE_TIMEOUT_MS', 60_000, 10, 86_400_000),
+    drainMs: r.int('DSD_VERIFIER_DRAIN_MS', 20_000, 0, 3_600_000),
     maxFrameBytes: r.int('DSD_VERIFIER_MAX_FRAME_BYTES', 1_048_576, 1024, 1 << 30),
     maxDraftTokens: r.int('DSD_VERIFIER_MAX_DRAFT_TOKENS', 64, 1, 1024),
     logLevel: r.oneOf('DSD_LOG_LEVEL', LOG_LEVELS, 'info'),

@@ -111,6 +111,12 @@ export class DsdMetrics {
     labelNames: ['reason'],
     registers: [this.registry],
   });
+  readonly failovers = new Counter({
+    name: 'dsd_target_failovers_total',
+    help: 'Generations moved to another target replica mid-way (its replica died or its link broke)',
+    labelNames: ['from'],
+    registers: [this.registry],
+  });
   readonly retries = new Counter({
     name: 'dsd_upstream_retries_total',
     help: 'Upstream requests retried before any byte reached the client',

@@ -23,6 +23,12 @@ export interface RunningVerifier {
   server: Server;
   engine: TargetEngine;
   link: LinkServer;
+  /**
+   * Graceful shutdown (SIGTERM): refuses new sessions and OpenAI requests, tells the edges, lets
+   * the generations open now finish for up to `ms`, then stops; edges carry any generation still
+   * open on another replica from its committed context.
+   */
+  drain(ms: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -150,18 +156,25 @@ export async function startVerifier(
     logger,
   });
   logger.info('dsd verifier listening', { url, link: `${url.replace(/^http/, 'ws')}/v1/link` });
+  const stop = async () => {
+    await link.close();
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeAllConnections();
+    await closed;
+    await router.close();
+    await engine.close();
+  };
   return {
     url,
     server,
     engine,
     link,
-    stop: async () => {
-      await link.close();
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeAllConnections();
-      await closed;
-      await router.close();
-      await engine.close();
+    drain: async (ms) => {
+      router.dsd.draining = true;
+      logger.info('verifier draining', { ms, sessions: link.stats.sessions });
+      await link.drain(ms);
+      await stop();
     },
+    stop,
   };
 }

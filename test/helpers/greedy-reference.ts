@@ -53,7 +53,11 @@ export async function tokenizeOn(targetUrl: string, text: string): Promise<numbe
  * difference starts at a token whose top-2 margin is below NEAR_TIE_NATS (the target itself
  * breaks such ties differently in different batch shapes), or a description of a real mismatch.
  */
-export function compareWithReference(got: string, ref: GreedyReference): 'identical' | 'near-tie' | string {
+export function compareWithReference(
+  got: string,
+  ref: GreedyReference,
+  nearTieNats = NEAR_TIE_NATS,
+): 'identical' | 'near-tie' | string {
   if (got === ref.text) return 'identical';
   const a = Buffer.from(got);
   const b = Buffer.from(ref.text);
@@ -63,7 +67,7 @@ export function compareWithReference(got: string, ref: GreedyReference): 'identi
   for (let acc = 0; index < ref.pieceBytes.length && acc + (ref.pieceBytes[index] as number) <= byte; index++)
     acc += ref.pieceBytes[index] as number;
   const margin = ref.margins[index];
-  if (margin !== undefined && margin < NEAR_TIE_NATS) return 'near-tie';
+  if (margin !== undefined && margin < nearTieNats) return 'near-tie';
   return (
     `diverged at token ${index} (margin ${margin?.toFixed(4)} nats): ` +
     `…${got.slice(Math.max(0, byte - 20), byte + 20)}… vs …${ref.text.slice(Math.max(0, byte - 20), byte + 20)}…`
@@ -104,4 +108,30 @@ export async function greedyReferenceVllm(
 /** Text prompt → ids exactly as vLLM's /tokenize does it. */
 export async function tokenizeOnVllm(url: string, model: string, text: string): Promise<number[]> {
   return (await post(`${url}/tokenize`, { model, prompt: text })).tokens;
+}
+
+/**
+ * Greedy decoding by an OpenAI-compatible target alone (a `dsd verifier`), with top-2 margins
+ * from its logprobs, through /v1/completions.
+ */
+export async function greedyReferenceOpenAi(
+  url: string,
+  model: string,
+  prompt: string,
+  maxTokens: number,
+): Promise<GreedyReference> {
+  const r = await post(`${url}/v1/completions`, { model, prompt, max_tokens: maxTokens, temperature: 0, logprobs: 2 });
+  const choice = r.choices[0] as {
+    text: string;
+    logprobs: { tokens: string[]; top_logprobs: Record<string, number>[] };
+  };
+  return {
+    text: choice.text,
+    tokens: [],
+    pieceBytes: choice.logprobs.tokens.map((t) => Buffer.byteLength(t)),
+    margins: choice.logprobs.top_logprobs.map((top) => {
+      const [a = 0, b = -Infinity] = Object.values(top).sort((x, y) => y - x);
+      return a - b;
+    }),
+  };
 }

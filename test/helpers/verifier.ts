@@ -10,10 +10,13 @@ export function startTestVerifier(model: string, overrides: Partial<VerifierConf
   return startVerifier(config, createLogger(process.env.DSD_TEST_LOG === '1' ? 'debug' : 'silent'));
 }
 
-/** A verifier in a child process (the CLI, as deployed), so a test can SIGKILL it. */
-export function spawnVerifier(model: string): Promise<VerifierProcess> {
-  return startVerifierProcess(['--model', modelPath(model), '--sequences', '2'], {
-    logLevel: 'silent',
-    stderr: 'ignore',
-  });
+/** A verifier in a child process (the CLI, as deployed), so a test can SIGKILL or SIGTERM it. */
+export function spawnVerifier(
+  model: string,
+  o: { port?: number; flags?: readonly string[]; sequences?: number } = {},
+): Promise<VerifierProcess> {
+  return startVerifierProcess(
+    ['--model', modelPath(model), '--sequences', String(o.sequences ?? 2), ...(o.flags ?? [])],
+    { logLevel: 'silent', stderr: 'ignore', ...(o.port === undefined ? {} : { port: o.port }) },
+  );
 }

@@ -62,7 +62,12 @@ export type VerifierFrame =
       q?: [number, number] | [number, number, number] | [number, number, number, number];
     }
   | { t: 'end'; s: number; r: number }
-  | { t: 'err'; s?: number; r?: number; code: LinkErrorCode; msg: string };
+  | { t: 'err'; s?: number; r?: number; code: LinkErrorCode; msg: string }
+  /**
+   * The verifier is shutting down: it opens no new session and ends the link within `ms`; the
+   * edge moves new generations elsewhere (and those still open fail over when the link ends).
+   */
+  | { t: 'drain'; ms: number };
 
 /** Stable codes of link errors. */
 export type LinkErrorCode =
@@ -73,7 +78,9 @@ export type LinkErrorCode =
   | 'desync'
   | 'context_overflow'
   | 'engine_error'
-  | 'idle_timeout';
+  | 'idle_timeout'
+  /** An `open` reached a verifier that is shutting down: the edge tries another replica. */
+  | 'draining';
 
 /** A frame that failed validation, with the code and message to answer it with. */
 export class LinkFrameError extends Error {

@@ -72,6 +72,11 @@ export class VerifierServer implements ModelServer {
     };
   }
 
+  /** The verifier said it is shutting down: no new generation should start on it. */
+  get draining(): boolean {
+    return this.link.draining;
+  }
+
   /** The link's round trip (WebSocket pings), once connected. */
   get linkRttMs(): number | undefined {
     return this.link.rttMs;

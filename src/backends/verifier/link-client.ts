@@ -41,6 +41,8 @@ export class LinkClient {
   epoch = 0;
   /** Round trip of the link, from WebSocket pings (undefined until the first pong). */
   rttMs: number | undefined;
+  /** The verifier said it is shutting down (until this connection ends). */
+  draining = false;
   /** Token bytes the verifier told this connection (it tells each token once per connection). */
   readonly tokenBytes = new Map<number, Uint8Array>();
 
@@ -95,6 +97,7 @@ export class LinkClient {
       ws.once('error', (err) => reject(this.error('upstream_unavailable', `verifier link: ${err.message}`)));
       ws.once('close', () => {
         this.socket = undefined;
+        this.draining = false;
         this.epoch += 1;
         this.tokenBytes.clear();
         this.failAll(this.error('upstream_unavailable', 'the verifier link closed'));
@@ -107,14 +110,31 @@ export class LinkClient {
     return current;
   }
 
-  /** Measures the round trip now and every few seconds while the link is open. */
+  /**
+   * Measures the round trip now and every few seconds while the link is open. The estimate is the
+   * median of the last samples, so one ping caught behind a retransmission stall (hundreds of ms on
+   * a lossy link) does not move it. A link whose pongs stop for two intervals is dead (a verifier
+   * host gone without a FIN): it is ended, so its generations fail over instead of waiting out
+   * their own timeouts.
+   */
   private ping(ws: WebSocket): void {
     let sentAt = performance.now();
+    let answered = true;
+    const samples: number[] = [];
     ws.on('pong', () => {
-      const rtt = performance.now() - sentAt;
-      this.rttMs = this.rttMs === undefined ? rtt : 0.7 * this.rttMs + 0.3 * rtt;
+      answered = true;
+      samples.push(performance.now() - sentAt);
+      if (samples.length > RTT_SAMPLES) samples.shift();
+      this.rttMs = median(samples);
     });
+    let missed = 0;
     const send = () => {
+      missed = answered ? 0 : missed + 1;
+      if (missed >= 2) {
+        ws.terminate();
+        return;
+      }
+      answered = false;
       sentAt = performance.now();
       ws.ping();
     };
@@ -134,6 +154,10 @@ export class LinkClient {
     }
     if ((f.t === 'scored' || f.t === 'tok') && f.b !== undefined)
       for (const [id, b64] of f.b) this.tokenBytes.set(id, Buffer.from(b64, 'base64'));
+    if (f.t === 'drain') {
+      this.draining = true;
+      return;
+    }
     if (f.t === 'err') {
       const err = this.error(linkErrorCode(f.code), `verifier: ${f.msg} (${f.code})`);
       if (f.s === undefined) return;
@@ -162,6 +186,18 @@ export class LinkClient {
   }
 }
 
-function linkErrorCode(code: LinkErrorCode): 'upstream_error' | 'upstream_bad_response' {
+function linkErrorCode(code: LinkErrorCode): 'upstream_error' | 'upstream_bad_response' | 'upstream_unavailable' {
+  if (code === 'draining') return 'upstream_unavailable';
   return code === 'bad_frame' || code === 'desync' ? 'upstream_bad_response' : 'upstream_error';
+}
+
+/** Pings the round-trip estimate is the median of. */
+const RTT_SAMPLES = 7;
+
+function median(xs: readonly number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }

@@ -192,7 +192,11 @@ export class LinkSession {
         if (f.t === 'tok') {
           const now = performance.now();
           if (lastAt !== undefined && f.q === undefined) {
-            const gap = (now - lastAt) / Math.max(1, f.x.length);
+            // A stall on the link (a lost segment's retransmission) shows as one long gap and then
+            // a burst; the long gap counts at most 3× the pace so far, so one stall does not
+            // halve the proposals' length for the next dozen tokens.
+            const raw = (now - lastAt) / Math.max(1, f.x.length);
+            const gap = this.tokenGapMs === undefined ? raw : Math.min(raw, 3 * this.tokenGapMs);
             this.tokenGapMs = this.tokenGapMs === undefined ? gap : 0.8 * this.tokenGapMs + 0.2 * gap;
           }
           lastAt = now;

@@ -12,7 +12,8 @@ import { SseWriter } from './sse-writer.js';
 export interface CompletionOutputOptions {
   request: GenerationRequest;
   res: Response;
-  target: ModelServer;
+  /** The target replica now (it can change mid-generation on failover). */
+  target: () => ModelServer;
   bytesCache: TokenBytesCache;
   /** The last prompt token: the anchor for looking up the first token's text. */
   lastPromptId: number | undefined;
@@ -99,7 +100,7 @@ export class CompletionOutput {
     await this.writer.fail(err);
   }
 
-  private readonly lookup = (ids: readonly number[], s: AbortSignal) => this.o.target.detokenize(ids, s);
+  private readonly lookup = (ids: readonly number[], s: AbortSignal) => this.o.target().detokenize(ids, s);
 
   private async send(chunk: unknown): Promise<void> {
     this.firstTokenMs ??= performance.now();

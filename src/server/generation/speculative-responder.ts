@@ -150,7 +150,7 @@ export async function serveSpeculative(r: SpeculativeRequest): Promise<boolean> 
     out = new CompletionOutput({
       request,
       res,
-      target: target.server,
+      target: () => session.target(),
       bytesCache: ctx.bytesCache,
       lastPromptId: promptIds[promptIds.length - 1],
       isEnd: started.engine.isEnd,

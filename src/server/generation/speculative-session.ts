@@ -1,4 +1,4 @@
-import type { SamplingParams } from '../../backends/types.js';
+import type { ModelServer, SamplingParams } from '../../backends/types.js';
 import { VerifierServer } from '../../backends/verifier/client.js';
 import type { BackendKind } from '../../config/types.js';
 import type { Logger } from '../../logger.js';
@@ -20,6 +20,7 @@ import type { GenerationRequest } from '../request-types.js';
 import { affinityKey } from '../upstreams/affinity.js';
 import type { ConnectedServer } from '../upstreams/connected-server.js';
 import type { AssignedDraft, PoolMember } from '../upstreams/draft-pool.js';
+import { FailoverTarget, type ReplicaPort } from './failover-target.js';
 import { upstreamIsolation } from './passthrough.js';
 import type { Tokenize } from './racing-tokenizer.js';
 
@@ -32,6 +33,8 @@ export interface SpeculativeSession {
   draftTokenize: Tokenize;
   /** Releases every draft this request used back to the pool. */
   release(): void;
+  /** The target replica serving the generation now (it moves on failover). */
+  target(): ModelServer;
 }
 
 /** The rule used for a request, and how it is described to the client. */
@@ -138,26 +141,27 @@ const STREAM_SESSIONS = 3;
  * (where a generation waiting on a verdict and a draft misses steps the others take), the target
  * that never waits is faster.
  */
-function streamThroughVerifier(o: SessionOptions, verifier: VerifierServer): boolean {
-  const mode = o.ctx.config.speculation.verifierMode;
+function streamThroughVerifier(ctx: DsdContext, verifier: VerifierServer): boolean {
+  const mode = ctx.config.speculation.verifierMode;
   if (mode !== 'auto') return mode === 'stream';
   const rtt = verifier.linkRttMs;
   return (rtt !== undefined && rtt >= STREAM_RTT_MS) || verifier.openSessions >= STREAM_SESSIONS;
 }
 
-/** The target as the engine sees it; counts what verification recomputed. */
-function targetPortFor(
+/** The target on one replica as the engine sees it; counts what verification recomputed. */
+function replicaPort(
   o: SessionOptions,
   setup: SamplingSetup,
   observe: (t: GeneratedToken[]) => GeneratedToken[],
+  target: ConnectedServer,
 ): TargetPort & { close?: () => void } {
-  const { target, request } = o;
+  const { request } = o;
   if (target.server instanceof VerifierServer) {
     // One session on the verifier for the whole generation: it keeps the context, deltas cross.
     const session = target.server.openSession({
       sampling: setup.sampling,
       topN: setup.targetTopN,
-      assisted: streamThroughVerifier(o, target.server),
+      assisted: streamThroughVerifier(o.ctx, target.server),
       scope: request.cacheScope,
     });
     return {
@@ -212,6 +216,42 @@ function targetPortFor(
         ...salt,
       }),
   };
+}
+
+/**
+ * The target as the engine sees it: the request's replica, and when it dies or its link breaks
+ * mid-generation, the next replica in the conversation's ranking, carried on from the committed
+ * context (FailoverTarget). The replica that failed is marked down in the pool.
+ */
+function targetPortFor(
+  o: SessionOptions,
+  setup: SamplingSetup,
+  observe: (t: GeneratedToken[]) => GeneratedToken[],
+): FailoverTarget {
+  const { ctx, request, target } = o;
+  const keyOf = () => affinityKey(request.input, request.cacheScope);
+  const on = (c: ConnectedServer): ReplicaPort => ({
+    url: c.server.baseUrl,
+    server: c.server,
+    port: replicaPort(o, setup, observe, c),
+  });
+  return new FailoverTarget({
+    first: on(target),
+    next: async (exclude, signal) => {
+      if (exclude.size >= ctx.upstreams.targets.size) return undefined;
+      const c = await ctx.upstreams.target(signal, keyOf, exclude).catch(() => undefined);
+      return c === undefined ? undefined : on(c);
+    },
+    onFailover: (from, to, err) => {
+      ctx.upstreams.targets.failed(from);
+      ctx.metrics.failovers.inc({ from });
+      o.logger.warn('target replica lost mid-generation; carrying on from the committed context', {
+        from,
+        to,
+        err: (err as Error).message,
+      });
+    },
+  });
 }
 
 /** The request's cache isolation on the target and drafts (see upstreamIsolation). */
@@ -340,7 +380,7 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
   // Only across a link: a stream chosen because many generations share the verifier stays gated.
   const streams =
     target.server instanceof VerifierServer &&
-    streamThroughVerifier(o, target.server) &&
+    streamThroughVerifier(ctx, target.server) &&
     (ctx.config.speculation.verifierMode === 'stream' || (target.server.linkRttMs ?? 0) >= STREAM_RTT_MS);
   if (settled && !streams && !estimates.shouldRefresh(refreshEvery)) {
     ctx.upstreams.drafts.release(first.member, true);
@@ -356,10 +396,11 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
     engine,
     ruleLabel: setup.label,
     draftTokenize: (text, addSpecial, s) => first.draft.server.tokenize(text, addSpecial, s),
+    target: () => targetPort.server,
     release: () => {
       leaveTarget();
       slots.release();
-      targetPort.close?.();
+      targetPort.close();
     },
   };
 }
@@ -430,6 +471,7 @@ function targetOnlySession(o: SessionOptions): SpeculativeSession {
     engine: engineFactory(o, setup, targetPort, undefined, undefined, undefined),
     ruleLabel: setup.label,
     draftTokenize: (text, addSpecial, s) => o.target.server.tokenize(text, addSpecial, s),
-    release: () => targetPort.close?.(),
+    target: () => targetPort.server,
+    release: () => targetPort.close(),
   };
 }

@@ -117,7 +117,24 @@ export class LinkConnection {
     }
   }
 
+  /** Set by drain: new sessions are refused, so the edge opens them on another replica. */
+  private draining = false;
+
+  /** Sessions open on this connection. */
+  get openSessions(): number {
+    return this.sessions.size;
+  }
+
+  /** Tells the edge the verifier is going away within `ms`; from now on `open` is refused. */
+  drain(ms: number): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.send({ t: 'drain', ms });
+  }
+
   private open(f: EdgeFrame & { t: 'open' }): void {
+    if (this.draining)
+      return this.badFrame(new LinkFrameError('draining', 'this verifier is shutting down; open it elsewhere', f.s));
     if (this.sessions.has(f.s))
       return this.badFrame(new LinkFrameError('session_exists', `session ${f.s} is already open`, f.s));
     if (this.sessions.size >= this.o.maxSessionsPerConnection)

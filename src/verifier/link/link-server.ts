@@ -11,6 +11,11 @@ export type { LinkServerOptions, LinkStats } from './types.js';
 /** The link endpoint attached to the verifier's HTTP server. */
 export interface LinkServer {
   readonly stats: LinkStats;
+  /**
+   * Stops taking sessions and tells every edge (a `drain` frame); resolves when the sessions
+   * open now have ended or after `ms`, whichever is first. Edges open new generations elsewhere.
+   */
+  drain(ms: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -59,6 +64,7 @@ export function attachLinkServer(http: Server, o: LinkServerOptions): LinkServer
     handleProtocols: (protocols) => (protocols.has(LINK_SUBPROTOCOL) ? LINK_SUBPROTOCOL : false),
   });
   const open = new Set<LinkConnection>();
+  let drainMs: number | undefined;
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (new URL(req.url ?? '/', 'http://verifier').pathname !== LINK_PATH) return refuse(socket, 400, 'no such link');
     if (o.keys.length > 0 && !keyMatches(o.keys, bearer(req) ?? ''))
@@ -68,6 +74,7 @@ export function attachLinkServer(http: Server, o: LinkServerOptions): LinkServer
       return refuse(socket, 400, `the link speaks ${LINK_SUBPROTOCOL}; upgrade the edge and the verifier together`);
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       const connection = new LinkConnection(ws, o, stats);
+      if (drainMs !== undefined) connection.drain(drainMs);
       open.add(connection);
       stats.connections += 1;
       ws.on('message', (data: RawData, isBinary: boolean) => connection.receive(data, isBinary));
@@ -81,6 +88,13 @@ export function attachLinkServer(http: Server, o: LinkServerOptions): LinkServer
   });
   return {
     stats,
+    drain: async (ms) => {
+      drainMs = ms;
+      for (const c of open) c.drain(ms);
+      const deadline = Date.now() + ms;
+      const busy = () => [...open].some((c) => c.openSessions > 0);
+      while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    },
     close: async () => {
       for (const c of open) c.terminate();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
