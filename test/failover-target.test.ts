@@ -98,11 +98,15 @@ describe('FailoverTarget: a generation carried on another replica from its commi
       throw new UpstreamError('upstream_bad_response', 'nonsense', { role: 'target' });
     };
     let asked = 0;
-    const t = new FailoverTarget({ first: bad, next: async () => (asked++, replica('b')) });
+    const nextReplica = async () => {
+      asked += 1;
+      return replica('b');
+    };
+    const t = new FailoverTarget({ first: bad, next: nextReplica });
     await expect(t.score([[1]], signal())).rejects.toThrow('nonsense');
     const gone = new AbortController();
     gone.abort();
-    const dying = new FailoverTarget({ first: replica('a', 0), next: async () => (asked++, replica('b')) });
+    const dying = new FailoverTarget({ first: replica('a', 0), next: nextReplica });
     await expect(dying.score([[1]], gone.signal)).rejects.toThrow();
     expect(asked).toBe(0);
   });

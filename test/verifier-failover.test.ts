@@ -129,7 +129,7 @@ describe.skipIf(skip !== undefined)('verifier replicas: mid-stream failover and 
     expect(back).toBe(true);
   }, 60_000);
 
-  it('SIGTERM on a replica during 4 streams: it drains, hands over, and all 4 complete with the target’s text', async () => {
+  it('SIGTERM on a replica during 4 streams: it drains and hands over; all 4 get the target’s text', async () => {
     const streams = prompts.map((p) => stream(dsd.baseUrl, model, p));
     await Promise.all(streams.map((s) => s.started));
     const victim = serving()[0];
