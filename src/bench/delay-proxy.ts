@@ -10,7 +10,19 @@ export interface DelayProxyOptions {
   oneWayDelayMs: number;
   /** Extra uniform random delay in [0, jitterMs) per chunk; order is preserved. */
   jitterMs?: number;
+  /**
+   * A lost segment's retransmission, as the application sees it: with this probability a chunk
+   * (and everything behind it in that direction, as TCP delivers in order) is held a further
+   * uniform [minMs, maxMs).
+   */
+  stalls?: { probability: number; minMs: number; maxMs: number };
   rng?: () => number;
+}
+
+/** What a proxy did to the traffic, for the figures. */
+export interface DelayProxyStats {
+  chunks: number;
+  stalls: number;
 }
 
 /**
@@ -22,6 +34,7 @@ export class DelayProxy {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   oneWayDelayMs: number;
+  readonly stats: DelayProxyStats = { chunks: 0, stalls: 0 };
 
   constructor(private readonly o: DelayProxyOptions) {
     this.oneWayDelayMs = o.oneWayDelayMs;
@@ -55,15 +68,34 @@ export class DelayProxy {
     this.forward(upstream, client);
   }
 
-  /** Copies `from` to `to`, releasing each chunk after the delay, in order. */
+  /**
+   * Copies `from` to `to`, releasing each chunk after the delay, in order: one FIFO and one timer
+   * per direction, since timers of different durations that fall due in the same millisecond may
+   * fire in either order (a jittered relay that used a timer per chunk reordered bytes).
+   */
   private forward(from: Socket, to: Socket): void {
     let releaseAt = 0;
+    const queue: { at: number; action: () => void }[] = [];
+    let timer: NodeJS.Timeout | undefined;
+    const pump = () => {
+      timer = undefined;
+      const now = performance.now();
+      while (queue.length > 0 && (queue[0] as { at: number }).at <= now) queue.shift()?.action();
+      const head = queue[0];
+      if (head !== undefined) timer = setTimeout(pump, Math.max(1, Math.ceil(head.at - now)));
+    };
+    const rng = this.o.rng ?? Math.random;
     const schedule = (action: () => void) => {
-      const jitter = (this.o.jitterMs ?? 0) * (this.o.rng ?? Math.random)();
+      const jitter = (this.o.jitterMs ?? 0) * rng();
       releaseAt = Math.max(releaseAt, performance.now() + this.oneWayDelayMs + jitter);
-      const wait = releaseAt - performance.now();
-      if (wait <= 0) action();
-      else setTimeout(action, wait);
+      const stall = this.o.stalls;
+      this.stats.chunks += 1;
+      if (stall !== undefined && rng() < stall.probability) {
+        this.stats.stalls += 1;
+        releaseAt += stall.minMs + (stall.maxMs - stall.minMs) * rng();
+      }
+      queue.push({ at: releaseAt, action });
+      if (timer === undefined) pump();
     };
     from.on('data', (chunk) => schedule(() => !to.destroyed && to.write(chunk)));
     from.on('end', () => schedule(() => to.end()));
