@@ -83,7 +83,11 @@ describe.skipIf(skip !== undefined)('verifier replicas: mid-stream failover and 
   beforeAll(async () => {
     for (let i = 0; i < 2; i++) replicas.push(await spawnVerifier(TARGET, REPLICA));
     draft = await startLlamaServer({ model: 'stories260K-q4_0.gguf', alias: 'draft', slots: 4 });
-    dsd = await startTestDsd({ target: { urls: replicas.map((r) => r.url) }, draft: { urls: [draft.url] } });
+    dsd = await startTestDsd({
+      target: { urls: replicas.map((r) => r.url) },
+      draft: { urls: [draft.url] },
+      targetFailover: true,
+    });
     model = ((await (await fetch(`${replicas[0]!.url}/v1/models`)).json()) as { data: { id: string }[] }).data[0]!.id;
     for (const prompt of prompts) alone.push(await greedyReferenceOpenAi(replicas[0]!.url, model, prompt, MAX_TOKENS));
   });

@@ -150,6 +150,11 @@ export interface DsdConfig {
   shutdownGraceMs: number;
   /** Attempts per target request for failures before any byte (1 = no retry). */
   targetRetryAttempts: number;
+  /**
+   * A generation whose target replica dies mid-way goes on on another replica (off: it ends with
+   * an in-band error, as before). Off by default while a soak shows rare wrong texts (docs/verifier.md).
+   */
+  targetFailover: boolean;
   /** Prompt cache entries (exact inputs and conversations, each); 0 turns it off. */
   promptCacheEntries: number;
   /** Pin each conversation to one draft slot (llama.cpp `id_slot`) so its KV cache is hit. */
@@ -183,6 +188,7 @@ export interface DsdOptions {
   logPrompts?: boolean;
   shutdownGraceMs?: number;
   targetRetryAttempts?: number;
+  targetFailover?: boolean;
   promptCacheEntries?: number;
   draftSlotPinning?: boolean;
   targetSlotSharing?: boolean;

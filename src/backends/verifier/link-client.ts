@@ -43,8 +43,14 @@ export class LinkClient {
   rttMs: number | undefined;
   /** The verifier said it is shutting down (until this connection ends). */
   draining = false;
-  /** Token bytes the verifier told this connection (it tells each token once per connection). */
-  readonly tokenBytes = new Map<number, Uint8Array>();
+  /** Token bytes told on the open connection, and on the one whose frame is being handled. */
+  private live: Map<number, Uint8Array> | undefined;
+  private handling: Map<number, Uint8Array> | undefined;
+
+  /** Token bytes the verifier told the connection whose frame is being handled (or the open one). */
+  get tokenBytes(): ReadonlyMap<number, Uint8Array> {
+    return this.handling ?? this.live ?? NO_BYTES;
+  }
 
   constructor(private readonly o: LinkClientOptions) {}
 
@@ -74,7 +80,12 @@ export class LinkClient {
   }
 
   private connect(): Promise<WebSocket> {
-    this.socket ??= new Promise<WebSocket>((resolve, reject) => {
+    if (this.socket !== undefined) return this.socket;
+    // Each connection has its own token bytes (the verifier tells each token once per connection)
+    // and acts on its own close only: a failed attempt that closes late must not end, or wipe
+    // what was learned on, the connection that replaced it.
+    const bytes = new Map<number, Uint8Array>();
+    const current = new Promise<WebSocket>((resolve, reject) => {
       const headers: Record<string, string> = {};
       if (this.o.apiKey !== undefined) headers.authorization = `Bearer ${this.o.apiKey}`;
       const ws = new WebSocket(this.o.url, LINK_SUBPROTOCOL, {
@@ -85,6 +96,7 @@ export class LinkClient {
         ...this.o.clientCert,
       });
       ws.once('open', () => {
+        this.live = bytes;
         this.ping(ws);
         resolve(ws);
       });
@@ -93,17 +105,19 @@ export class LinkClient {
         res.resume();
         ws.terminate();
       });
-      ws.on('message', (data: Buffer) => this.receive(data));
+      ws.on('message', (data: Buffer) => this.receive(data, bytes));
       ws.once('error', (err) => reject(this.error('upstream_unavailable', `verifier link: ${err.message}`)));
       ws.once('close', () => {
+        reject(this.error('upstream_unavailable', 'the verifier link closed'));
+        if (this.socket !== current) return;
         this.socket = undefined;
+        this.live = undefined;
         this.draining = false;
         this.epoch += 1;
-        this.tokenBytes.clear();
         this.failAll(this.error('upstream_unavailable', 'the verifier link closed'));
       });
     });
-    const current = this.socket;
+    this.socket = current;
     current.catch(() => {
       if (this.socket === current) this.socket = undefined;
     });
@@ -144,7 +158,16 @@ export class LinkClient {
     ws.once('close', () => clearInterval(timer));
   }
 
-  private receive(data: Buffer): void {
+  private receive(data: Buffer, bytes: Map<number, Uint8Array>): void {
+    this.handling = bytes;
+    try {
+      this.dispatch(data, bytes);
+    } finally {
+      this.handling = undefined;
+    }
+  }
+
+  private dispatch(data: Buffer, bytes: Map<number, Uint8Array>): void {
     this.counters.bytesReceived += data.length + frameOverhead(data.length, false);
     let f: VerifierFrame;
     try {
@@ -153,7 +176,7 @@ export class LinkClient {
       return;
     }
     if ((f.t === 'scored' || f.t === 'tok') && f.b !== undefined)
-      for (const [id, b64] of f.b) this.tokenBytes.set(id, Buffer.from(b64, 'base64'));
+      for (const [id, b64] of f.b) bytes.set(id, Buffer.from(b64, 'base64'));
     if (f.t === 'drain') {
       this.draining = true;
       return;
@@ -179,9 +202,8 @@ export class LinkClient {
   }
 
   async close(): Promise<void> {
-    const socket = this.socket;
-    this.socket = undefined;
-    const ws = await socket?.catch(() => undefined);
+    // Its own close handler ends the connection's state and fails what is pending on it.
+    const ws = await this.socket?.catch(() => undefined);
     ws?.close();
   }
 }
@@ -190,6 +212,8 @@ function linkErrorCode(code: LinkErrorCode): 'upstream_error' | 'upstream_bad_re
   if (code === 'draining') return 'upstream_unavailable';
   return code === 'bad_frame' || code === 'desync' ? 'upstream_bad_response' : 'upstream_error';
 }
+
+const NO_BYTES: ReadonlyMap<number, Uint8Array> = new Map();
 
 /** Pings the round-trip estimate is the median of. */
 const RTT_SAMPLES = 7;

@@ -238,7 +238,7 @@ function targetPortFor(
   return new FailoverTarget({
     first: on(target),
     next: async (exclude, signal) => {
-      if (exclude.size >= ctx.upstreams.targets.size) return undefined;
+      if (!ctx.config.targetFailover || exclude.size >= ctx.upstreams.targets.size) return undefined;
       const c = await ctx.upstreams.target(signal, keyOf, exclude).catch(() => undefined);
       return c === undefined ? undefined : on(c);
     },
