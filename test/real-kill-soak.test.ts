@@ -1,5 +1,4 @@
 import { readdirSync } from 'node:fs';
-import { request } from 'node:http';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +7,7 @@ import { STORY_PROMPTS } from './fixtures-prompts.js';
 import { startTestDsd, type TestDsd } from './helpers/dsd.js';
 import { compareWithReference, type GreedyReference, greedyReference, tokenizeOn } from './helpers/greedy-reference.js';
 import { freePort, type LlamaProcess, llamaSkipReason, startLlamaServer } from './helpers/llama-server.js';
+import { soakStream } from './helpers/soak-stream.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -44,44 +44,9 @@ class Killable {
   }
 }
 
-/** One streamed completion read to its end (slowly, when `slow`): its text and whether it errored. */
-function stream(baseUrl: string, prompt: string, slow: boolean): Promise<{ text: string; error: boolean }> {
-  return new Promise((resolve, reject) => {
-    const body = JSON.stringify({ model: 'm', prompt, max_tokens: MAX_TOKENS, temperature: 0, stream: true });
-    const req = request(
-      `${baseUrl}/v1/completions`,
-      { method: 'POST', headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(HUNG_MS) },
-      (res) => {
-        let raw = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => {
-          raw += d;
-          if (slow) {
-            // A slow reader: take a chunk, then stop reading for a while (TCP back-pressure to dsd).
-            res.pause();
-            setTimeout(() => res.resume(), 40);
-          }
-        });
-        res.on('end', () => {
-          if (res.statusCode !== 200) return resolve({ text: '', error: /"error"/.test(raw) });
-          let text = '';
-          let error = false;
-          for (const event of raw.split('\n\n')) {
-            const data = event.replace(/^data: /, '');
-            if (data === '' || data === '[DONE]') continue;
-            const chunk = JSON.parse(data);
-            if (chunk.error !== undefined) error = true;
-            else text += chunk.choices?.[0]?.text ?? '';
-          }
-          resolve({ text, error });
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+/** One streamed completion of the soak read to its end (slowly, when `slow`). */
+const stream = (baseUrl: string, prompt: string, slow: boolean) =>
+  soakStream(baseUrl, prompt, { slow, maxTokens: MAX_TOKENS, hungMs: HUNG_MS });
 
 const openFds = () => readdirSync('/proc/self/fd').length;
 

@@ -1,4 +1,3 @@
-import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VerifierProcess } from '../src/bench/verifier-process.js';
 import { seededRng } from '../src/speculative/sampling.js';
@@ -6,6 +5,7 @@ import { STORY_PROMPTS } from './fixtures-prompts.js';
 import { startTestDsd, type TestDsd } from './helpers/dsd.js';
 import { compareWithReference, type GreedyReference, greedyReferenceOpenAi } from './helpers/greedy-reference.js';
 import { freePort, type LlamaProcess, llamaSkipReason, startLlamaServer } from './helpers/llama-server.js';
+import { soakStream } from './helpers/soak-stream.js';
 import { spawnVerifier } from './helpers/verifier.js';
 
 /**
@@ -66,43 +66,9 @@ function killableDraft(model: string, port: number): Killable {
   };
 }
 
-/** One streamed completion read to its end (slowly, when `slow`): its text and whether it errored. */
-function stream(baseUrl: string, prompt: string, slow: boolean): Promise<{ text: string; error: boolean }> {
-  return new Promise((resolve, reject) => {
-    const body = JSON.stringify({ model: 'm', prompt, max_tokens: MAX_TOKENS, temperature: 0, stream: true });
-    const req = request(
-      `${baseUrl}/v1/completions`,
-      { method: 'POST', headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(HUNG_MS) },
-      (res) => {
-        let raw = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => {
-          raw += d;
-          if (slow) {
-            res.pause();
-            setTimeout(() => res.resume(), 40);
-          }
-        });
-        res.on('end', () => {
-          if (res.statusCode !== 200) return resolve({ text: '', error: true });
-          let text = '';
-          let error = false;
-          for (const event of raw.split('\n\n')) {
-            const data = event.replace(/^data: /, '');
-            if (data === '' || data === '[DONE]') continue;
-            const chunk = JSON.parse(data);
-            if (chunk.error !== undefined) error = true;
-            else text += chunk.choices?.[0]?.text ?? '';
-          }
-          resolve({ text, error });
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+/** One streamed completion of the soak read to its end (slowly, when `slow`). */
+const stream = (baseUrl: string, prompt: string, slow: boolean) =>
+  soakStream(baseUrl, prompt, { slow, maxTokens: MAX_TOKENS, hungMs: HUNG_MS });
 
 /**
  * Two verifier replicas and two llama-server drafts, SIGKILLed and restarted at random while six
