@@ -77,6 +77,23 @@ describe('FailoverTarget: a generation carried on another replica from its commi
     expect((await u.score([[7], [7, 7]], signal())).map((x) => x.id)).toEqual([7, 14]);
   });
 
+  it('replays from the context as asked, though the caller grows its own array as it commits', async () => {
+    // The engine passes its live context and pushes each token it takes: a replay built from that
+    // array (plus what was yielded) would send the yielded tokens twice.
+    const live = [1, 2, 3];
+    const b = replica('b');
+    const t = new FailoverTarget({ first: replica('a', 4), next: async () => b });
+    for await (const c of t.assist!(live, 10, signal()).chunks) live.push(...c.tokens.map((x) => x.id));
+    expect(live.slice(3)).toEqual(alone([1, 2, 3], 10));
+    expect(b.calls[0]).toEqual([1, 2, 3, ...live.slice(3, 7)]);
+    const ctx = [9, 9];
+    const c = replica('c');
+    const u = new FailoverTarget({ first: replica('a', 2), next: async () => c });
+    for await (const tok of u.generate(ctx, 6, signal())) ctx.push(tok.id);
+    expect(ctx.slice(2)).toEqual(alone([9, 9], 6));
+    expect(c.calls[0]).toEqual([9, 9, ...ctx.slice(2, 4)]);
+  });
+
   it('moves once however many requests saw the replica fail; with no replica left the error stands', async () => {
     let asked = 0;
     const t = new FailoverTarget({

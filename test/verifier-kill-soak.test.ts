@@ -8,15 +8,9 @@ import { freePort, type LlamaProcess, llamaSkipReason, startLlamaServer } from '
 import { soakStream } from './helpers/soak-stream.js';
 import { spawnVerifier } from './helpers/verifier.js';
 
-/**
- * A known defect, open: in this soak 1–5 of about 300 generations (a few of some 30 failed over
- * mid-way) come out with a stretch of the target's text missing, the rest continuing as if it had
- * been sent; the focused failover tests (one SIGKILL, a drain) are identical. Mid-generation
- * failover is therefore off by default (DSD_TARGET_FAILOVER), and this soak runs only on request.
- */
-const KNOWN_DEFECT = 'verifier-replica soak: a known defect is open (DSD_SOAK_VERIFIERS=1 runs it)';
-const skip = llamaSkipReason() ?? (process.env.DSD_SOAK_VERIFIERS === '1' ? undefined : KNOWN_DEFECT);
-if (skip === KNOWN_DEFECT) console.log(`skipped: ${KNOWN_DEFECT}`);
+// Debug knobs (all optional): SOAK_SEED (the kill schedule), SOAK_ONLY=draft|replica, SOAK_ONE=1
+// (always the first replica), SOAK_MODE=rounds|stream (DSD_VERIFIER_MODE).
+const skip = llamaSkipReason();
 const PROMPTS = STORY_PROMPTS.slice(0, 6);
 const MAX_TOKENS = 64;
 const CLIENTS = 6;
@@ -111,10 +105,11 @@ describe.skipIf(skip !== undefined)('verifier replicas and drafts killed at rand
   });
 
   it('0 wrong, 0 hung, 0 client-visible errors with a replica always up', async () => {
-    const rng = seededRng(23);
+    const rng = seededRng(Number(process.env.SOAK_SEED ?? 23));
     await Promise.all(PROMPTS.map((p) => stream(dsd.baseUrl, p, false)));
     const outcomes = { complete: 0, error: 0, wrong: 0, hung: 0 };
     const wrong: string[] = [];
+    const errors: string[] = [];
     const kills = { replica: 0, draft: 0 };
     const end = Date.now() + SOAK_MS;
     const chaos = (async () => {
@@ -137,15 +132,20 @@ describe.skipIf(skip !== undefined)('verifier replicas and drafts killed at rand
         try {
           const r = await stream(dsd.baseUrl, prompt, c === 0);
           const verdict = compareWithReference(r.text, expected.get(prompt) as GreedyReference);
-          if (r.error) outcomes.error += 1;
-          else if (verdict === 'identical' || verdict === 'near-tie') outcomes.complete += 1;
+          if (r.error) {
+            outcomes.error += 1;
+            errors.push(r.errorText ?? 'an error without a body');
+          } else if (verdict === 'identical' || verdict === 'near-tie') outcomes.complete += 1;
           else {
             outcomes.wrong += 1;
             wrong.push(`${JSON.stringify(r.text)} vs ${JSON.stringify(expected.get(prompt)?.text)}: ${verdict}`);
           }
         } catch (err) {
           if ((err as Error).name === 'TimeoutError' || (err as Error).name === 'AbortError') outcomes.hung += 1;
-          else outcomes.error += 1;
+          else {
+            outcomes.error += 1;
+            errors.push(`the client's request failed: ${(err as Error).message}`);
+          }
         }
       }
     };
@@ -163,7 +163,7 @@ describe.skipIf(skip !== undefined)('verifier replicas and drafts killed at rand
     if (process.env.SOAK_ONLY === undefined) expect(kills.replica).toBeGreaterThanOrEqual(3);
     expect(outcomes.hung).toBe(0);
     expect(wrong).toEqual([]);
-    expect(outcomes.error).toBe(0);
+    expect(errors).toEqual([]);
     expect(outcomes.complete).toBeGreaterThan(20);
   }, 90_000);
 });

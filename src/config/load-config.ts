@@ -312,7 +312,7 @@ export function loadConfig(
     logPrompts: r.oneOf('DSD_LOG_PROMPTS', ['true', 'false'] as const, 'false') === 'true',
     shutdownGraceMs: r.int('DSD_SHUTDOWN_GRACE_MS', 30_000, 0, DAY_MS),
     targetRetryAttempts: r.int('DSD_TARGET_RETRY_ATTEMPTS', 3, 1, 10),
-    targetFailover: r.oneOf('DSD_TARGET_FAILOVER', ['on', 'off'] as const, 'off') === 'on',
+    targetFailover: r.oneOf('DSD_TARGET_FAILOVER', ['on', 'off'] as const, 'on') === 'on',
     promptCacheEntries: r.int('DSD_PROMPT_CACHE_ENTRIES', 4_096, 0, 10_000_000),
     draftSlotPinning: r.oneOf('DSD_DRAFT_SLOT_PINNING', ['on', 'off'] as const, 'on') === 'on',
     targetSlotSharing: r.oneOf('DSD_TARGET_SLOT_SHARING', ['on', 'off'] as const, 'on') === 'on',

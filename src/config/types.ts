@@ -152,7 +152,7 @@ export interface DsdConfig {
   targetRetryAttempts: number;
   /**
    * A generation whose target replica dies mid-way goes on on another replica (off: it ends with
-   * an in-band error, as before). Off by default while a soak shows rare wrong texts (docs/verifier.md).
+   * an in-band error). With it and several replicas, target-only requests also run through the engine.
    */
   targetFailover: boolean;
   /** Prompt cache entries (exact inputs and conversations, each); 0 turns it off. */

@@ -5,7 +5,7 @@ export function soakStream(
   baseUrl: string,
   prompt: string,
   o: { slow: boolean; maxTokens: number; hungMs: number },
-): Promise<{ text: string; error: boolean }> {
+): Promise<{ text: string; error: boolean; errorText?: string }> {
   return new Promise((resolve, reject) => {
     const body = JSON.stringify({ model: 'm', prompt, max_tokens: o.maxTokens, temperature: 0, stream: true });
     const req = request(
@@ -23,17 +23,25 @@ export function soakStream(
           }
         });
         res.on('end', () => {
-          if (res.statusCode !== 200) return resolve({ text: '', error: /"error"/.test(raw) });
+          if (res.statusCode !== 200)
+            return resolve({
+              text: '',
+              error: /"error"/.test(raw),
+              errorText: `${res.statusCode}: ${raw.slice(0, 300)}`,
+            });
           let text = '';
           let error = false;
+          let errorText: string | undefined;
           for (const event of raw.split('\n\n')) {
             const data = event.replace(/^data: /, '');
             if (data === '' || data === '[DONE]') continue;
             const chunk = JSON.parse(data);
-            if (chunk.error !== undefined) error = true;
-            else text += chunk.choices?.[0]?.text ?? '';
+            if (chunk.error !== undefined) {
+              error = true;
+              errorText ??= JSON.stringify(chunk.error).slice(0, 300);
+            } else text += chunk.choices?.[0]?.text ?? '';
           }
-          resolve({ text, error });
+          resolve(errorText === undefined ? { text, error } : { text, error, errorText });
         });
         res.on('error', reject);
       },

@@ -73,12 +73,14 @@ export class FailoverTarget implements TargetPort {
   }
 
   async *generate(ctx: readonly number[], maxTokens: number, signal: AbortSignal): AsyncGenerator<GeneratedToken> {
+    // The context as it was asked for: the caller's own array grows with what it commits.
+    const base = [...ctx];
     const got: number[] = [];
     for (;;) {
       const r = this.current;
       try {
         for await (const t of r.port.generate(
-          got.length === 0 ? ctx : [...ctx, ...got],
+          got.length === 0 ? base : [...base, ...got],
           maxTokens - got.length,
           signal,
         )) {
@@ -95,9 +97,12 @@ export class FailoverTarget implements TargetPort {
 
   /** The assisted stream, re-opened on the next replica from what it already committed. */
   private assisted(ctx: readonly number[], maxTokens: number, signal: AbortSignal): AssistedStream {
+    // A snapshot: the engine's context array grows with every chunk it takes, and a replay from
+    // it plus `got` would repeat those tokens (the replica then continues a context nobody sent).
+    const base = [...ctx];
     const got: number[] = [];
     const open = (r: ReplicaPort): AssistedStream => {
-      const from = got.length === 0 ? ctx : [...ctx, ...got];
+      const from = got.length === 0 ? base : [...base, ...got];
       return (
         r.port.assist?.(from, maxTokens - got.length, signal) ??
         aloneAsAssisted(r.port, from, maxTokens - got.length, signal)

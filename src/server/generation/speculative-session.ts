@@ -362,7 +362,10 @@ export async function openSession(o: SessionOptions): Promise<SpeculativeSession
   const { ctx, request, target, signal } = o;
   const key = affinityKey(request.input, request.cacheScope);
   const first = await ctx.upstreams.drafts.acquire(key, new Set(), signal);
-  const alone = () => (target.server.passthrough === false ? targetOnlySession(o) : undefined);
+  // With replicas to fail over to, the target alone also runs through the engine: a passthrough
+  // stream cut by a dying replica could only end in an error, a token stream goes on elsewhere.
+  const failover = ctx.config.targetFailover && ctx.upstreams.targets.size > 1;
+  const alone = () => (target.server.passthrough === false || failover ? targetOnlySession(o) : undefined);
   if (first === undefined) return alone();
   const firstPlanner = planner(ctx, request, first.member, target.server.kind);
   const opening = firstPlanner.decide();
