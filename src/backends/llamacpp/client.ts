@@ -1,3 +1,4 @@
+import { TenantPrefixIndex } from '../../cache/tenant-prefix-index.js';
 import { UpstreamError } from '../../errors.js';
 import { HttpUpstream, type HttpUpstreamOptions, isRecord } from '../http.js';
 import { openAiJson, openAiStream } from '../openai-passthrough.js';
@@ -14,6 +15,12 @@ import type {
 import { completionBody, tokenFromProb, tokensOfResult } from './mapping.js';
 import type { LlamaCompletionResult, LlamaModels, LlamaProps } from './wire-types.js';
 
+/** A passthrough request's prompt as the client sent it. */
+export type PassthroughInput =
+  | { kind: 'messages'; messages: ChatMessage[] }
+  | { kind: 'text'; text: string }
+  | { kind: 'ids'; ids: number[] };
+
 /** A llama.cpp `llama-server` spoken to through its native API (token ids in and out). */
 export class LlamaCppServer implements ModelServer {
   readonly kind = 'llamacpp' as const;
@@ -21,6 +28,13 @@ export class LlamaCppServer implements ModelServer {
   readonly baseUrl;
   private readonly http: HttpUpstream;
   private bosText: string | undefined;
+  /**
+   * llama-server has no cache salt: its slots and RAM prompt cache give any request the longest
+   * prefix they hold. Which tenant had it compute what decides when a request may reuse them.
+   */
+  private readonly tenants = new TenantPrefixIndex();
+  /** Requests sent with `cache_prompt: false` because another tenant computed more of their context. */
+  cacheWithheld = 0;
 
   constructor(options: HttpUpstreamOptions) {
     this.http = new HttpUpstream(options);
@@ -107,10 +121,70 @@ export class LlamaCppServer implements ModelServer {
   }
 
   async propose(r: ProposeRequest): Promise<GeneratedToken[]> {
-    const body = completionBody({ prompt: [...r.promptIds], ...r, stream: false });
+    const noPromptCache = this.withholdCache(r, r.promptIds);
+    const body = completionBody({ prompt: [...r.promptIds], ...r, noPromptCache, stream: false });
     const res = await this.http.json('POST', '/completion', body, r.signal);
     if (!isRecord(res)) throw this.badResponse('/completion');
-    return tokensOfResult(res as LlamaCompletionResult).slice(0, r.maxTokens);
+    const tokens = tokensOfResult(res as LlamaCompletionResult).slice(0, r.maxTokens);
+    this.recordContent(r.cacheSalt ?? '', [...r.promptIds, ...tokens.map((t) => t.id)]);
+    return tokens;
+  }
+
+  /**
+   * Whether a request must not reuse the server's cache: strict isolation, or another tenant had
+   * it compute a longer prefix of `ctx` than this one did. Records `ctx` for the request's tenant
+   * (the server computes it now, whatever happens to the request).
+   */
+  private withholdCache(r: { cacheSalt?: string; noPromptCache?: boolean }, ctx: readonly number[]): boolean {
+    const tenant = r.cacheSalt ?? '';
+    const withhold = r.noPromptCache === true || !this.tenants.mayReuse(tenant, ctx);
+    if (withhold && r.noPromptCache !== true) this.cacheWithheld += 1;
+    this.tenants.record(tenant, ctx);
+    return withhold;
+  }
+
+  /** Records that the server now holds `ids` computed for `tenant`. */
+  private recordContent(tenant: string, ids: readonly number[]): void {
+    this.tenants.record(tenant, ids);
+  }
+
+  /**
+   * Tenant isolation for a request passed through as text: whether it must go with
+   * `cache_prompt: false`, and a hook that records what it made the server compute. While only
+   * this tenant has used the server the request goes at once and its ids are recorded in the
+   * background; once another has, they are found first (one /tokenize, or a template and one)
+   * so the index can decide.
+   */
+  async passthroughIsolation(
+    tenant: string,
+    input: PassthroughInput,
+    signal: AbortSignal,
+  ): Promise<{ noPromptCache: boolean; done: (outputText: string) => void }> {
+    const ids = this.inputIds(input, signal);
+    let noPromptCache = false;
+    if (this.tenants.seenOtherThan(tenant)) noPromptCache = this.withholdCache({ cacheSalt: tenant }, await ids);
+    else ids.then((p) => this.recordContent(tenant, p)).catch(() => {});
+    return {
+      noPromptCache,
+      done: (outputText) => {
+        if (outputText === '') return;
+        const after = AbortSignal.timeout(10_000);
+        Promise.all([ids, this.tokenizeRaw(outputText, false, false, after)])
+          .then(([p, out]) => this.recordContent(tenant, [...p, ...out]))
+          .catch(() => {});
+      },
+    };
+  }
+
+  private inputIds(input: PassthroughInput, signal: AbortSignal): Promise<number[]> {
+    switch (input.kind) {
+      case 'ids':
+        return Promise.resolve(input.ids);
+      case 'text':
+        return this.tokenize(input.text, true, signal);
+      case 'messages':
+        return this.chatPromptIds(input.messages, signal);
+    }
   }
 
   async score(r: ScoreRequest): Promise<PositionScore[]> {
@@ -118,6 +192,8 @@ export class LlamaCppServer implements ModelServer {
     // so the longest prompt gets the slot holding last round's longest prompt, and so on down.
     // Measured on the heavy test target: 22 ms per k=1 round instead of 29 ms in ascending order.
     const prompts = r.prompts.map((p) => [...p]).reverse();
+    // Every prompt of the batch is a prefix of the longest (the context and its drafts).
+    const noPromptCache = this.withholdCache(r, prompts[0] ?? []);
     const body = completionBody({
       prompt: prompts,
       maxTokens: 1,
@@ -125,7 +201,7 @@ export class LlamaCppServer implements ModelServer {
       topN: r.topN,
       postSamplingProbs: r.postSamplingProbs,
       stream: false,
-      noPromptCache: r.noPromptCache,
+      noPromptCache,
     });
     const res = await this.http.json('POST', '/completion', body, r.signal);
     // A batch of one comes back as a bare object, not a one-element array.
@@ -147,7 +223,21 @@ export class LlamaCppServer implements ModelServer {
   }
 
   async *generate(r: ProposeRequest): AsyncGenerator<GeneratedToken> {
-    const body = completionBody({ prompt: [...r.promptIds], ...r, stream: true });
+    const noPromptCache = this.withholdCache(r, r.promptIds);
+    const body = completionBody({ prompt: [...r.promptIds], ...r, noPromptCache, stream: true });
+    const made: number[] = [];
+    try {
+      yield* this.streamTokens(body, r, made);
+    } finally {
+      this.recordContent(r.cacheSalt ?? '', [...r.promptIds, ...made]);
+    }
+  }
+
+  private async *streamTokens(
+    body: ReturnType<typeof completionBody>,
+    r: ProposeRequest,
+    made: number[],
+  ): AsyncGenerator<GeneratedToken> {
     let produced = 0;
     for await (const data of this.http.events('/completion', body, r.signal)) {
       let event: LlamaCompletionResult;
@@ -165,6 +255,7 @@ export class LlamaCppServer implements ModelServer {
         produced += 1;
         const token = tokenFromProb(id, probs[i]);
         if (event.stop === true && event.stop_type === 'eos') token.endOfGeneration = true;
+        made.push(id);
         yield token;
       }
       if (event.stop === true) return;

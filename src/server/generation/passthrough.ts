@@ -1,4 +1,5 @@
 import type { Response } from 'express';
+import { LlamaCppServer } from '../../backends/llamacpp/client.js';
 import type { ModelServer } from '../../backends/types.js';
 import type { DsdConfig } from '../../config/types.js';
 import type { DsdMetrics } from '../metrics.js';
@@ -52,10 +53,25 @@ function completionTokensOf(obj: unknown): number {
   return typeof n === 'number' ? n : 0;
 }
 
-function hasContent(chunk: unknown): boolean {
-  const choice = (chunk as { choices?: { delta?: { content?: unknown }; text?: unknown }[] } | null)?.choices?.[0];
-  const text = choice?.delta?.content ?? choice?.text;
-  return typeof text === 'string' && text !== '';
+function textOf(obj: unknown): string {
+  const choice = (
+    obj as { choices?: { delta?: { content?: unknown }; text?: unknown; message?: { content?: unknown } }[] } | null
+  )?.choices?.[0];
+  const text = choice?.delta?.content ?? choice?.text ?? choice?.message?.content;
+  return typeof text === 'string' ? text : '';
+}
+
+/**
+ * llama-server has no cache salt: a tenant's request passed through may reuse its cache only where
+ * the server's tenant index says so (LlamaCppServer.passthroughIsolation), and what it computes is
+ * recorded for the next decision. Other servers need nothing here (vLLM gets `cache_salt`).
+ */
+async function llamaIsolation(
+  job: PassthroughJob,
+): Promise<{ noPromptCache: boolean; done: (outputText: string) => void } | undefined> {
+  const { request, target, signal } = job;
+  if (!(target instanceof LlamaCppServer) || request.cacheScope === '' || job.noPromptCache === true) return undefined;
+  return target.passthroughIsolation(request.cacheScope, request.input, signal);
 }
 
 /** Sends a request the engine does not accelerate straight to the target, in OpenAI shape. */
@@ -82,10 +98,14 @@ export async function passthrough(job: PassthroughJob): Promise<void> {
   // The client's own cache_salt was dropped at validation: the tenant's is the only one sent.
   if (target.kind === 'vllm' && request.cacheScope !== '') body.cache_salt = request.cacheScope;
   if (target.kind === 'llamacpp' && job.noPromptCache === true) body.cache_prompt = false;
+  const isolation = await llamaIsolation(job);
+  if (isolation?.noPromptCache === true) body.cache_prompt = false;
+  let text = '';
   if (!request.stream) {
     const json = await target.openAiJson(request.route, body, signal);
     firstTokenMs = performance.now();
     tokens = completionTokensOf(json);
+    isolation?.done(textOf(json));
     finish();
     res.json(normalizeOpenAiObject(json, request.model));
     return;
@@ -96,7 +116,9 @@ export async function passthrough(job: PassthroughJob): Promise<void> {
   try {
     for await (const chunk of target.openAiStream(request.route, body, signal)) {
       if (writer.closed) return;
-      if (firstTokenMs === undefined && hasContent(chunk)) firstTokenMs = performance.now();
+      const piece = textOf(chunk);
+      text += piece;
+      if (firstTokenMs === undefined && piece !== '') firstTokenMs = performance.now();
       tokens = completionTokensOf(chunk) || tokens;
       if (isUsageOnlyChunk(chunk) && !request.includeUsage) continue;
       await writer.send(normalizeOpenAiObject(chunk, request.model));
@@ -107,6 +129,7 @@ export async function passthrough(job: PassthroughJob): Promise<void> {
     await writer.fail(err);
     return;
   } finally {
+    isolation?.done(text);
     finish();
   }
   await writer.done();
