@@ -6,7 +6,8 @@ import { STORY_PROMPTS } from './fixtures-prompts.js';
 import { startTestDsd, type TestDsd } from './helpers/dsd.js';
 import { compareWithReference, type GreedyReference, greedyReferenceOpenAi } from './helpers/greedy-reference.js';
 import { type LlamaProcess, llamaSkipReason, startLlamaServer } from './helpers/llama-server.js';
-import { startTestVerifier } from './helpers/verifier.js';
+import { type LinkNamespace, makeLinkNamespace } from './helpers/netns.js';
+import { spawnVerifier, startTestVerifier } from './helpers/verifier.js';
 
 const skip = llamaSkipReason();
 const MAX_TOKENS = 96;
@@ -14,9 +15,9 @@ const MAX_TOKENS = 96;
 const HEAVY_NEAR_TIE_NATS = 0.005;
 
 /** A relay like a real WAN path: 25 ± 5 ms one way, and about 1 % of chunks held 200–300 ms. */
-function lossyRelay(port: number, seed: number): DelayProxy {
+function lossyRelay(port: number, seed: number, host = '127.0.0.1'): DelayProxy {
   return new DelayProxy({
-    targetHost: '127.0.0.1',
+    targetHost: host,
     targetPort: port,
     oneWayDelayMs: 20,
     jitterMs: 10,
@@ -34,7 +35,7 @@ async function streamed(base: string, model: string, prompt: string): Promise<{ 
     body: JSON.stringify({ model, prompt, max_tokens: MAX_TOKENS, temperature: 0, stream: true }),
     signal: AbortSignal.timeout(60_000),
   });
-  expect(res.status).toBe(200);
+  if (res.status !== 200) throw new Error(`${res.status} from ${base}: ${await res.text()}`);
   let text = '';
   for (const block of (await res.text()).split('\n\n')) {
     const data = block.replace(/^data: /, '');
@@ -106,5 +107,85 @@ describe.skipIf(skip !== undefined)('an imperfect link between edge and verifier
     // The median of the pings: near the 40–60 ms the path has, whatever a stall did to one ping.
     expect(rtt).toBeGreaterThan(35);
     expect(rtt).toBeLessThan(100);
+  }, 180_000);
+});
+
+/** The cap on the veth pair: 2 Mbit/s each way, a 16 kB bucket, at most 100 ms queued. */
+const CAP = { rateKbit: 2_000, burstBytes: 16_000, latencyMs: 100 };
+/** Whether a namespace can be made here: one is made and removed at once (the test makes its own). */
+function netnsSkipReason(): string | undefined {
+  const probe = makeLinkNamespace(CAP);
+  if ('skip' in probe) return probe.skip;
+  probe.remove();
+  return undefined;
+}
+const netnsSkip = skip ?? netnsSkipReason();
+if (netnsSkip !== undefined && skip === undefined) console.log(`skipped: ${netnsSkip}`);
+
+/**
+ * The same across a real network path: the verifier runs in its own network namespace, reached
+ * over a veth pair whose both ends are capped by `tc tbf` (2 Mbit/s), behind the jittering,
+ * stalling relay (these kernels have no netem for delay and loss). The test makes and removes
+ * the namespace itself and skips with the reason where it cannot (not root, no netns).
+ */
+describe.skipIf(netnsSkip !== undefined)('edge and verifier across a capped veth pair into a namespace', () => {
+  let ns: LinkNamespace;
+  let verifier: Awaited<ReturnType<typeof spawnVerifier>>;
+  let draft: LlamaProcess;
+  let dsd: TestDsd;
+  let edgeLink: DelayProxy;
+  let clientLink: DelayProxy;
+  let model: string;
+  const prompts = STORY_PROMPTS.slice(6, 10);
+  const alone: GreedyReference[] = [];
+
+  beforeAll(async () => {
+    const made = makeLinkNamespace(CAP);
+    if ('skip' in made) throw new Error(made.skip);
+    ns = made;
+    verifier = await spawnVerifier('stories260K-ff32k-f32.gguf', { netns: { name: ns.name, host: ns.nsIp } });
+    draft = await startLlamaServer({ model: 'stories260K-q4_0.gguf', alias: 'draft', slots: 2 });
+    const port = Number(new URL(verifier.url).port);
+    edgeLink = lossyRelay(port, 3, ns.nsIp);
+    clientLink = lossyRelay(port, 4, ns.nsIp);
+    const [edgeUrl] = await Promise.all([edgeLink.listen(), clientLink.listen()]);
+    dsd = await startTestDsd({ target: { urls: [edgeUrl] }, draft: { urls: [draft.url] } });
+    model = ((await (await fetch(`${verifier.url}/v1/models`)).json()) as { data: { id: string }[] }).data[0]!.id;
+    for (const p of prompts) alone.push(await greedyReferenceOpenAi(verifier.url, model, p, MAX_TOKENS));
+  }, 120_000);
+  afterAll(async () => {
+    await dsd?.close();
+    await Promise.all([edgeLink?.close(), clientLink?.close()]);
+    await draft?.stop();
+    verifier?.child.kill('SIGKILL');
+    ns?.remove();
+  });
+
+  it('same text, no hang, a sane RTT estimate; the speed-up and what crossed the cap are reported', async () => {
+    await streamed(dsd.baseUrl, model, 'Once upon a time there was a');
+    let dsdMs = 0;
+    let directMs = 0;
+    const verdicts: string[] = [];
+    for (const [i, p] of prompts.entries()) {
+      const direct = await streamed(clientLink.url, model, p);
+      const through = await streamed(dsd.baseUrl, model, p);
+      directMs += direct.ms;
+      dsdMs += through.ms;
+      verdicts.push(compareWithReference(through.text, alone[i]!, HEAVY_NEAR_TIE_NATS));
+      expect(direct.text).toBe(alone[i]!.text);
+    }
+    const target = await dsd.router.dsd.upstreams.target(AbortSignal.timeout(5_000));
+    const rtt = (target.server as { linkRttMs?: number }).linkRttMs;
+    const sent = [...ns.stats().matchAll(/Sent (\d+) bytes \d+ pkt \(dropped (\d+)/g)];
+    console.log(
+      `veth + tbf ${CAP.rateKbit} kbit/s into a namespace, relay 25 ± 5 ms one way with 1 % stalls ` +
+        `(${edgeLink.stats.stalls} on the edge's link): dsd ${(directMs / dsdMs).toFixed(2)}× a direct client ` +
+        `(${Math.round(dsdMs)} vs ${Math.round(directMs)} ms for ${prompts.length} × ${MAX_TOKENS} tokens), ` +
+        `RTT estimate ${rtt?.toFixed(1)} ms; tc: ${sent.map((m) => `${m[1]} B sent, ${m[2]} dropped`).join(' / ')}; ` +
+        verdicts.join(', '),
+    );
+    for (const v of verdicts) expect(['identical', 'near-tie']).toContain(v);
+    expect(rtt).toBeGreaterThan(35);
+    expect(rtt).toBeLessThan(150);
   }, 180_000);
 });

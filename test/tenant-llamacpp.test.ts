@@ -65,7 +65,7 @@ describe.skipIf(skip !== undefined)('tenants on a llama.cpp target: isolated by 
     }
   }
 
-  it('passthrough and speculative: B computes A’s prompt in full, A’s repeat reuses it; strict reuses nothing', async () => {
+  it('passthrough and speculative: B computes A’s prompt in full, A’s repeat reuses it; strict: none', async () => {
     const rows: string[] = [];
     for (const speculative of [false, true]) {
       const tenant = await computed('tenant', speculative);

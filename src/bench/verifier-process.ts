@@ -36,17 +36,28 @@ export interface VerifierProcess {
  */
 export async function startVerifierProcess(
   flags: readonly string[],
-  o: { logLevel?: string; stderr?: 'inherit' | 'ignore'; cpus?: string | undefined; port?: number } = {},
+  o: {
+    logLevel?: string;
+    stderr?: 'inherit' | 'ignore';
+    cpus?: string | undefined;
+    port?: number;
+    /** A network namespace to run it in (`ip netns exec`), listening on `host` there. */
+    netns?: { name: string; host: string };
+  } = {},
 ): Promise<VerifierProcess> {
   // A given port: a restart where the edges expect the replica to come back.
   const port = o.port ?? (await freePort());
   const cli = fileURLToPath(new URL('../cli.ts', import.meta.url));
-  const argv = ['--import', 'tsx', cli, 'verifier', '--port', String(port), ...flags];
-  const child = spawn(...pinned(o.cpus, process.execPath, argv), {
+  const host = o.netns?.host ?? '127.0.0.1';
+  const argv = ['--import', 'tsx', cli, 'verifier', '--host', host, '--port', String(port), ...flags];
+  const [command, args] = pinned(o.cpus, process.execPath, argv);
+  const inNs = (name: string): [string, string[]] => ['ip', ['netns', 'exec', name, command, ...args]];
+  const [cmd, cmdArgs] = o.netns === undefined ? [command, args] : inNs(o.netns.name);
+  const child = spawn(cmd, cmdArgs, {
     stdio: ['ignore', 'ignore', o.stderr ?? 'inherit'],
     env: { ...process.env, DSD_LOG_LEVEL: o.logLevel ?? 'warn' },
   });
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${host}:${port}`;
   for (let i = 0; i < 600 && child.exitCode === null; i++) {
     const up = await fetch(`${url}/health`).then(
       (r) => r.ok,

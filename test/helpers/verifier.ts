@@ -13,10 +13,15 @@ export function startTestVerifier(model: string, overrides: Partial<VerifierConf
 /** A verifier in a child process (the CLI, as deployed), so a test can SIGKILL or SIGTERM it. */
 export function spawnVerifier(
   model: string,
-  o: { port?: number; flags?: readonly string[]; sequences?: number } = {},
+  o: { port?: number; flags?: readonly string[]; sequences?: number; netns?: { name: string; host: string } } = {},
 ): Promise<VerifierProcess> {
   return startVerifierProcess(
     ['--model', modelPath(model), '--sequences', String(o.sequences ?? 2), ...(o.flags ?? [])],
-    { logLevel: 'silent', stderr: 'ignore', ...(o.port === undefined ? {} : { port: o.port }) },
+    {
+      logLevel: 'silent',
+      stderr: 'ignore',
+      ...(o.port === undefined ? {} : { port: o.port }),
+      ...(o.netns === undefined ? {} : { netns: o.netns }),
+    },
   );
 }
