@@ -48,6 +48,34 @@ async function streamed(base: string, model: string, prompt: string): Promise<{ 
 }
 
 /**
+ * Each prompt streamed by a client straight from the verifier across its relay, then through dsd:
+ * the times, each dsd text against the target alone, and the edge's RTT estimate after them.
+ */
+async function sideBySide(
+  dsd: TestDsd,
+  clientUrl: string,
+  model: string,
+  prompts: readonly string[],
+  alone: readonly GreedyReference[],
+): Promise<{ dsdMs: number; directMs: number; verdicts: string[]; rtt: number | undefined }> {
+  // Warm the link (connection, RTT estimate, the pair's first estimates).
+  await streamed(dsd.baseUrl, model, 'Once upon a time there was a');
+  let dsdMs = 0;
+  let directMs = 0;
+  const verdicts: string[] = [];
+  for (const [i, p] of prompts.entries()) {
+    const direct = await streamed(clientUrl, model, p);
+    const through = await streamed(dsd.baseUrl, model, p);
+    directMs += direct.ms;
+    dsdMs += through.ms;
+    verdicts.push(compareWithReference(through.text, alone[i]!, HEAVY_NEAR_TIE_NATS));
+    expect(direct.text).toBe(alone[i]!.text);
+  }
+  const target = await dsd.router.dsd.upstreams.target(AbortSignal.timeout(5_000));
+  return { dsdMs, directMs, verdicts, rtt: (target.server as { linkRttMs?: number }).linkRttMs };
+}
+
+/**
  * The edge and the verifier across an imperfect link (jitter and retransmission stalls, from a
  * relay: these machines' kernel has no netem): the text is the target's, nothing hangs or
  * desyncs, the RTT estimate stays near the path's typical round trip, and the speed-up against a
@@ -82,21 +110,7 @@ describe.skipIf(skip !== undefined)('an imperfect link between edge and verifier
   });
 
   it('same text, no hang, a sane RTT estimate; the speed-up against a direct client is reported', async () => {
-    // Warm the link (connection, RTT estimate, the pair's first estimates).
-    await streamed(dsd.baseUrl, model, 'Once upon a time there was a');
-    let dsdMs = 0;
-    let directMs = 0;
-    const verdicts: string[] = [];
-    for (const [i, p] of prompts.entries()) {
-      const direct = await streamed(clientLink.url, model, p);
-      const through = await streamed(dsd.baseUrl, model, p);
-      directMs += direct.ms;
-      dsdMs += through.ms;
-      verdicts.push(compareWithReference(through.text, alone[i]!, HEAVY_NEAR_TIE_NATS));
-      expect(direct.text).toBe(alone[i]!.text);
-    }
-    const target = await dsd.router.dsd.upstreams.target(AbortSignal.timeout(5_000));
-    const rtt = (target.server as { linkRttMs?: number }).linkRttMs;
+    const { dsdMs, directMs, verdicts, rtt } = await sideBySide(dsd, clientLink.url, model, prompts, alone);
     console.log(
       `lossy link (25 ± 5 ms one way, 1 % of chunks stalled 200–300 ms; ${edgeLink.stats.stalls} stalls on the ` +
         `edge's link, ${clientLink.stats.stalls} on the client's): dsd ${(directMs / dsdMs).toFixed(2)}× a direct ` +
@@ -162,20 +176,7 @@ describe.skipIf(netnsSkip !== undefined)('edge and verifier across a capped veth
   });
 
   it('same text, no hang, a sane RTT estimate; the speed-up and what crossed the cap are reported', async () => {
-    await streamed(dsd.baseUrl, model, 'Once upon a time there was a');
-    let dsdMs = 0;
-    let directMs = 0;
-    const verdicts: string[] = [];
-    for (const [i, p] of prompts.entries()) {
-      const direct = await streamed(clientLink.url, model, p);
-      const through = await streamed(dsd.baseUrl, model, p);
-      directMs += direct.ms;
-      dsdMs += through.ms;
-      verdicts.push(compareWithReference(through.text, alone[i]!, HEAVY_NEAR_TIE_NATS));
-      expect(direct.text).toBe(alone[i]!.text);
-    }
-    const target = await dsd.router.dsd.upstreams.target(AbortSignal.timeout(5_000));
-    const rtt = (target.server as { linkRttMs?: number }).linkRttMs;
+    const { dsdMs, directMs, verdicts, rtt } = await sideBySide(dsd, clientLink.url, model, prompts, alone);
     const sent = [...ns.stats().matchAll(/Sent (\d+) bytes \d+ pkt \(dropped (\d+)/g)];
     console.log(
       `veth + tbf ${CAP.rateKbit} kbit/s into a namespace, relay 25 ± 5 ms one way with 1 % stalls ` +
