@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { EdgeDevice } from '../src/sim/devices.js';
 import { Simulation } from '../src/sim/event-queue.js';
-import { simulate, simulateStrategy } from '../src/sim/run.js';
+import { type StrategyResult, simulate, simulateStrategy } from '../src/sim/run.js';
 import { DEFAULT_SCENARIO, type Scenario } from '../src/sim/scenario.js';
 
 /** One request at a time, no network, batches of one, constant step cost: the textbook setting. */
@@ -151,6 +151,36 @@ describe('DSD-Si', () => {
     expect(ms(far[0]) - ms(near[0])).toBeLessThan(40 / 3.3 + 1);
     // Single-node: one round trip per request, nothing per round.
     expect(Math.abs(ms(far[1]) - ms(near[1]))).toBeLessThan(0.1);
+  });
+});
+
+describe('DSD-Si: a partitioned target (pipeline stages with links between them)', () => {
+  const strategies: Scenario['strategies'] = [
+    { kind: 'target-only' },
+    { kind: 'single-node', k: 4, draftMsPerToken: 1 },
+    { kind: 'dsd-fixed', k: 4 },
+  ];
+  const staged = (count: number, linkOneWayMs: number): Scenario => {
+    const base = textbook(0.8, 4, 0.1);
+    return { ...base, targets: { ...base.targets, stages: { count, linkOneWayMs } }, strategies };
+  };
+
+  it('S stages joined by zero-delay links are one device', () => {
+    expect(simulate(staged(4, 0))).toEqual(simulate({ ...textbook(0.8, 4, 0.1), strategies }));
+  });
+
+  it('each link adds its delay to every step: a token of the target alone, a round of speculation', () => {
+    const [alone0, single0, dsd0] = simulate(staged(4, 0)) as [StrategyResult, StrategyResult, StrategyResult];
+    const [alone, single, dsd] = simulate(staged(4, 5)) as [StrategyResult, StrategyResult, StrategyResult];
+    // Three links of 5 ms: 15 ms more per step. The target alone takes one step per token (and one
+    // prefill step per 6000 tokens); a round at α = 0.8, k = 4 commits about 3.36 tokens.
+    expect(alone.msPerToken - alone0.msPerToken).toBeCloseTo(15 * (1 + 1 / 6000), 2);
+    expect(dsd.msPerToken - dsd0.msPerToken).toBeGreaterThan(15 / 3.4 - 0.2);
+    expect(dsd.msPerToken - dsd0.msPerToken).toBeLessThan(15 / 3.3 + 0.2);
+    // Single-node rounds cross the stages once too; its draft beside stage 1 crosses none.
+    expect(single.msPerToken - single0.msPerToken).toBeGreaterThan(15 / 3.4 - 0.2);
+    // So speculation buys more on a partitioned target.
+    expect(alone.msPerToken / dsd.msPerToken).toBeGreaterThan(alone0.msPerToken / dsd0.msPerToken);
   });
 });
 

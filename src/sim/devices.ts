@@ -4,7 +4,7 @@ import { PositionAcceptance } from '../speculative/estimates.js';
 import type { Rng } from '../speculative/sampling.js';
 import type { Simulation } from './event-queue.js';
 import { draw } from './random.js';
-import type { EdgeSpec, LinkSpec, TargetSpec } from './scenario.js';
+import { type EdgeSpec, type LinkSpec, stageLinksMs, type TargetSpec } from './scenario.js';
 
 /** A piece of work for a target: `tokens` computed in one step. */
 interface TargetWork {
@@ -50,7 +50,9 @@ export class TargetDevice {
 
   /** How many of k proposed drafts a verifier beside this target verifies (the verifier's rule). */
   worthVerifying(k: number): number {
-    const cost = { fixedMs: this.spec.stepFixedMs, positionMs: this.spec.stepPerTokenMs, peers: this.peers.value ?? 0 };
+    // A verifier measures whole steps: the links between a partitioned target's stages are fixed cost.
+    const fixedMs = this.spec.stepFixedMs + stageLinksMs(this.spec.stages);
+    const cost = { fixedMs, positionMs: this.spec.stepPerTokenMs, peers: this.peers.value ?? 0 };
     return draftsWorthVerifying(k, this.verified, cost);
   }
 
@@ -74,7 +76,8 @@ export class TargetDevice {
     this.busy = true;
     const batch: TargetWork[] = [];
     while (batch.length < this.spec.maxBatch && this.queue.length > 0) batch.push(this.queue.shift() as TargetWork);
-    const ms = this.spec.stepFixedMs + this.spec.stepPerTokenMs * batch.reduce((s, w) => s + w.tokens, 0);
+    const compute = this.spec.stepFixedMs + this.spec.stepPerTokenMs * batch.reduce((s, w) => s + w.tokens, 0);
+    const ms = compute + stageLinksMs(this.spec.stages);
     for (let i = 0; i < batch.length; i++) this.peers.add(batch.length - 1);
     this.busyMs += ms;
     this.sim.schedule(ms, () => {

@@ -37,6 +37,25 @@ export interface TargetSpec {
    * prompt in its own slot, (k+1)(k+2)/2 tokens).
    */
   verifyTokens: 'shared-prefix' | 'separate-slots';
+  /**
+   * A target split into pipeline stages on as many devices (model partitioning), a link between
+   * each: every step crosses them all in turn, so it costs its compute (the same total, split
+   * among the stages) plus `count − 1` link crossings of `linkOneWayMs` each. Stages are not
+   * pipelined across batches: a step holds the whole pipeline until it ends.
+   */
+  stages?: StageSpec;
+}
+
+/** Pipeline stages of a partitioned target. */
+export interface StageSpec {
+  count: number;
+  /** One way between two neighbouring stages, activations' transfer included. */
+  linkOneWayMs: number;
+}
+
+/** What the links between a partitioned target's stages add to each of its steps. */
+export function stageLinksMs(stages: StageSpec | undefined): number {
+  return stages === undefined ? 0 : Math.max(0, stages.count - 1) * stages.linkOneWayMs;
 }
 
 /** Where acceptance comes from. */

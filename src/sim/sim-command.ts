@@ -16,7 +16,8 @@ Usage:
 
   --scenario FILE   a scenario (see examples/sim/*.json); default: 8 edges, 2 targets, 10 ms one-way
   --sweep SPEC      vary one parameter: rtt (ms), acceptance, edges, targets, rate (requests/s),
-                    draft-ms (edge draft per token), node-draft-ms (single-node draft step)
+                    draft-ms (edge draft per token), node-draft-ms (single-node draft step),
+                    stages (a partitioned target's), stage-link-ms (one way between stages)
   --out DIR         write report.md, results.json and SVG charts there (default sim-results/<time>)
 `;
 
@@ -36,6 +37,9 @@ export function loadScenario(path: string): Scenario {
       .map((l) => JSON.parse(l) as { k: number; accepted: number });
     if (s.acceptance.rounds.length === 0) throw new Error(`${tracePath}: no rounds`);
   }
+  const stages = s.targets.stages;
+  if (stages !== undefined && (!Number.isInteger(stages.count) || stages.count < 1 || !(stages.linkOneWayMs >= 0)))
+    throw new Error(`${path}: targets.stages needs a whole count ≥ 1 and linkOneWayMs ≥ 0`);
   s.link.bandwidthBytesPerS = unlimited(s.link.bandwidthBytesPerS);
   for (const e of s.edges) if (e.link) e.link.bandwidthBytesPerS = unlimited(e.link.bandwidthBytesPerS);
   return s;

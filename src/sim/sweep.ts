@@ -7,9 +7,28 @@ export interface Sweep {
 }
 
 /** Parameters `--sweep` understands. */
-export type SweepParam = 'rtt' | 'acceptance' | 'edges' | 'targets' | 'rate' | 'draft-ms' | 'node-draft-ms';
+export type SweepParam =
+  | 'rtt'
+  | 'acceptance'
+  | 'edges'
+  | 'targets'
+  | 'rate'
+  | 'draft-ms'
+  | 'node-draft-ms'
+  | 'stages'
+  | 'stage-link-ms';
 
-const PARAMS: readonly SweepParam[] = ['rtt', 'acceptance', 'edges', 'targets', 'rate', 'draft-ms', 'node-draft-ms'];
+const PARAMS: readonly SweepParam[] = [
+  'rtt',
+  'acceptance',
+  'edges',
+  'targets',
+  'rate',
+  'draft-ms',
+  'node-draft-ms',
+  'stages',
+  'stage-link-ms',
+];
 
 /** Parses `name=from:to:step` (or `name=v1,v2,…`). */
 export function parseSweep(spec: string): Sweep {
@@ -58,6 +77,12 @@ export function applySweep(base: Scenario, param: SweepParam, value: number): Sc
       break;
     case 'node-draft-ms':
       s.strategies = s.strategies.map((st) => (st.kind === 'single-node' ? { ...st, draftMsPerToken: value } : st));
+      break;
+    case 'stages':
+      s.targets = { ...s.targets, stages: { linkOneWayMs: s.targets.stages?.linkOneWayMs ?? 0, count: value } };
+      break;
+    case 'stage-link-ms':
+      s.targets = { ...s.targets, stages: { count: s.targets.stages?.count ?? 1, linkOneWayMs: value } };
       break;
   }
   s.name = `${base.name} [${param}=${value}]`;
