@@ -1,8 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import { capacityUnderBound } from '../src/sim/capacity.js';
 import { EdgeDevice } from '../src/sim/devices.js';
 import { Simulation } from '../src/sim/event-queue.js';
 import { type StrategyResult, simulate, simulateStrategy } from '../src/sim/run.js';
 import { DEFAULT_SCENARIO, type Scenario } from '../src/sim/scenario.js';
+import { loadScenario } from '../src/sim/sim-command.js';
+import { applySweep } from '../src/sim/sweep.js';
 
 /** One request at a time, no network, batches of one, constant step cost: the textbook setting. */
 function textbook(alpha: number, k: number, c: number): Scenario {
@@ -184,6 +187,39 @@ describe('DSD-Si: a partitioned target (pipeline stages with links between them)
   });
 });
 
+describe('DSD-Si: capacity under an inter-token latency bound', () => {
+  const result = (strategy: string, tpotP95: number, tokensPerS: number) =>
+    ({ strategy, tpotMs: { p50: 0, p95: tpotP95, p99: 0 }, throughputTokensPerS: tokensPerS }) as StrategyResult;
+
+  it('the largest load met without a break from the smallest up, and what each target delivers there', () => {
+    const runs = [
+      { value: 4, results: [result('a', 20, 400), result('b', 40, 300)] },
+      { value: 1, results: [result('a', 10, 100), result('b', 12, 120)] },
+      { value: 2, results: [result('a', 15, 200), result('b', 29, 250)] },
+      // A point back under the bound past the knee does not count.
+      { value: 8, results: [result('a', 31, 500), result('b', 25, 900)] },
+      { value: 16, results: [result('a', 29, 600), result('b', 25, 900)] },
+    ];
+    expect(capacityUnderBound(runs, 30, 2)).toEqual([
+      { strategy: 'a', largest: 4, tokensPerSPerTarget: 200, tpotP95Ms: 20 },
+      { strategy: 'b', largest: 2, tokensPerSPerTarget: 125, tpotP95Ms: 29 },
+    ]);
+    expect(capacityUnderBound(runs, 5, 1)[0]).toEqual({
+      strategy: 'a',
+      largest: undefined,
+      tokensPerSPerTarget: undefined,
+      tpotP95Ms: undefined,
+    });
+  });
+
+  it('the users sweep of the shipped capacity scenario: more users, longer TPOT for the target alone', () => {
+    const base = loadScenario(new URL('../examples/sim/capacity.json', import.meta.url).pathname);
+    const alone = (users: number) =>
+      simulateStrategy(applySweep(base, 'users', users), { kind: 'target-only' }).tpotMs.p50;
+    expect(alone(16)).toBeGreaterThan(alone(2));
+  });
+});
+
 describe('dsd sim command', () => {
   it('sweeps a parameter and writes report.md, results.json and SVG charts with one series per strategy', async () => {
     const { mkdtempSync, readFileSync, readdirSync, rmSync } = await import('node:fs');
@@ -214,7 +250,7 @@ describe('dsd sim command', () => {
   });
 
   it('loads every shipped scenario and rejects a bad sweep', async () => {
-    const { loadScenario, simCommand } = await import('../src/sim/sim-command.js');
+    const { simCommand } = await import('../src/sim/sim-command.js');
     for (const name of [
       'heterogeneous-edge-cloud',
       'wan-single-user',

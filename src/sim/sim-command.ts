@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { markdownRow } from '../bench/markdown.js';
 import { ProgressBar } from '../bench/progress.js';
 import { renderLineChart } from '../bench/svg-chart.js';
+import { capacityUnderBound } from './capacity.js';
 import { type StrategyResult, simulate } from './run.js';
 import { DEFAULT_SCENARIO, type Scenario } from './scenario.js';
 import { applySweep, parseSweep } from './sweep.js';
@@ -12,12 +13,15 @@ import { applySweep, parseSweep } from './sweep.js';
 export const SIM_HELP = `dsd sim — DSD-Si, a discrete-event simulator of edge–cloud speculative decoding
 
 Usage:
-  dsd sim [--scenario FILE.json] [--sweep PARAM=FROM:TO:STEP | PARAM=V1,V2,…] [--out DIR]
+  dsd sim [--scenario FILE.json] [--sweep PARAM=FROM:TO:STEP | PARAM=V1,V2,…] [--tpot-bound MS] [--out DIR]
 
   --scenario FILE   a scenario (see examples/sim/*.json); default: 8 edges, 2 targets, 10 ms one-way
   --sweep SPEC      vary one parameter: rtt (ms), acceptance, edges, targets, rate (requests/s),
                     draft-ms (edge draft per token), node-draft-ms (single-node draft step),
-                    stages (a partitioned target's), stage-link-ms (one way between stages)
+                    stages (a partitioned target's), stage-link-ms (one way between stages),
+                    users (closed-loop users)
+  --tpot-bound MS   with a sweep of load (edges, users): the largest load each strategy serves with
+                    TPOT p95 within MS, and tokens/s per target there (capacity planning)
   --out DIR         write report.md, results.json and SVG charts there (default sim-results/<time>)
 `;
 
@@ -93,6 +97,7 @@ export async function simCommand(
       scenario: { type: 'string' },
       sweep: { type: 'string' },
       out: { type: 'string' },
+      'tpot-bound': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -119,15 +124,48 @@ export async function simCommand(
   const tables = runs.map((r) =>
     simTable(r.results, sweep && r.value !== undefined ? { name: sweep.param, value: String(r.value) } : undefined),
   );
+  const bound = values['tpot-bound'] === undefined ? undefined : Number(values['tpot-bound']);
+  if (bound !== undefined && !(bound > 0)) throw new Error('--tpot-bound takes a time per output token in ms, > 0');
+  const capacity =
+    bound === undefined || sweep === undefined
+      ? ''
+      : `\n\n${capacityTable(sweep.param, runs as { value: number; results: StrategyResult[] }[], bound, scenario)}`;
   const report =
     `# DSD-Si: ${scenario.name}\n\nSeed ${scenario.seed}; simulated in ${seconds.toFixed(2)} ` +
-    `s.\n\n${tables.join('\n\n')}\n`;
+    `s.\n\n${tables.join('\n\n')}${capacity}\n`;
   writeFileSync(join(out, 'report.md'), report);
   writeFileSync(join(out, 'results.json'), JSON.stringify({ scenario, sweep, runs }, null, 2));
   if (sweep !== undefined) writeCharts(out, sweep.param, runs as { value: number; results: StrategyResult[] }[]);
   log(report);
   log(`written to ${out}`);
   return runs;
+}
+
+/** The capacity table: how far each strategy's load goes under a TPOT bound. */
+function capacityTable(
+  param: string,
+  runs: { value: number; results: StrategyResult[] }[],
+  boundMs: number,
+  scenario: Scenario,
+): string {
+  const rows = capacityUnderBound(runs, boundMs, scenario.targets.count);
+  const head = markdownRow([
+    'strategy',
+    `largest ${param} with TPOT p95 ≤ ${boundMs} ms`,
+    'tokens/s per target',
+    'TPOT p95 ms',
+  ]);
+  const body = rows.map((r) =>
+    markdownRow([
+      r.strategy,
+      r.largest === undefined ? 'none swept' : String(r.largest),
+      r.tokensPerSPerTarget === undefined ? '—' : f(r.tokensPerSPerTarget, 0),
+      r.tpotP95Ms === undefined ? '—' : f(r.tpotP95Ms),
+    ]),
+  );
+  return [`## Capacity under a TPOT bound of ${boundMs} ms`, '', head, head.replace(/[^|]+/g, '---'), ...body].join(
+    '\n',
+  );
 }
 
 function writeCharts(out: string, param: string, runs: { value: number; results: StrategyResult[] }[]): void {

@@ -16,7 +16,8 @@ export type SweepParam =
   | 'draft-ms'
   | 'node-draft-ms'
   | 'stages'
-  | 'stage-link-ms';
+  | 'stage-link-ms'
+  | 'users';
 
 const PARAMS: readonly SweepParam[] = [
   'rtt',
@@ -28,6 +29,7 @@ const PARAMS: readonly SweepParam[] = [
   'node-draft-ms',
   'stages',
   'stage-link-ms',
+  'users',
 ];
 
 /** Parses `name=from:to:step` (or `name=v1,v2,…`). */
@@ -80,6 +82,9 @@ export function applySweep(base: Scenario, param: SweepParam, value: number): Sc
       break;
     case 'stages':
       s.targets = { ...s.targets, stages: { linkOneWayMs: s.targets.stages?.linkOneWayMs ?? 0, count: value } };
+      break;
+    case 'users':
+      if (s.workload.arrivals.kind === 'closed-loop') s.workload.arrivals = { ...s.workload.arrivals, users: value };
       break;
     case 'stage-link-ms':
       s.targets = { ...s.targets, stages: { count: s.targets.stages?.count ?? 1, linkOneWayMs: value } };
