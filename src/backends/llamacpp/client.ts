@@ -33,8 +33,6 @@ export class LlamaCppServer implements ModelServer {
    * prefix they hold. Which tenant had it compute what decides when a request may reuse them.
    */
   private readonly tenants = new TenantPrefixIndex();
-  /** Requests sent with `cache_prompt: false` because another tenant computed more of their context. */
-  cacheWithheld = 0;
 
   constructor(options: HttpUpstreamOptions) {
     this.http = new HttpUpstream(options);
@@ -138,7 +136,6 @@ export class LlamaCppServer implements ModelServer {
   private withholdCache(r: { cacheSalt?: string; noPromptCache?: boolean }, ctx: readonly number[]): boolean {
     const tenant = r.cacheSalt ?? '';
     const withhold = r.noPromptCache === true || !this.tenants.mayReuse(tenant, ctx);
-    if (withhold && r.noPromptCache !== true) this.cacheWithheld += 1;
     this.tenants.record(tenant, ctx);
     return withhold;
   }
