@@ -33,8 +33,7 @@ export async function* runAssisted(
   const controller = new AbortController();
   const onAbort = () => controller.abort(o.signal.reason);
   o.signal.addEventListener('abort', onAbort, { once: true });
-  // A copy: the port may replay from it later (failover), and state.ctx grows with every chunk.
-  const stream = target.assist(state.ctx.slice(), state.remaining, controller.signal);
+  const stream = target.assist(state.ctx, state.remaining, controller.signal);
   let drafting = false;
   let drafterAlive = true;
   let tokensPerTurnaround = 0;

@@ -49,7 +49,10 @@ export interface AssistedTarget {
 export interface TargetPort {
   /** The target's own sample (and distribution) after each prompt, all in one batch. */
   score(prompts: readonly (readonly number[])[], signal: AbortSignal): Promise<GeneratedToken[]>;
-  /** The target alone, streaming. */
+  /**
+   * The target alone, streaming. `ctx` (here and in `assist`) is the engine's own context, which
+   * grows as it commits the stream's tokens: a port that keeps it past the call copies it.
+   */
   generate(ctx: readonly number[], maxTokens: number, signal: AbortSignal): AsyncIterable<GeneratedToken>;
   /** A target that decodes by itself and takes proposals as they come (the verifier's stream). */
   assist?: AssistedTarget['assist'];

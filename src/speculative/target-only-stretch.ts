@@ -42,7 +42,7 @@ export async function* targetOnlyStretch(o: StretchOptions): AsyncGenerator<Gene
   let last: number | undefined;
   let streamed = 0;
   try {
-    for await (const token of o.target.generate(state.ctx.slice(), state.remaining, controller.signal)) {
+    for await (const token of o.target.generate(state.ctx, state.remaining, controller.signal)) {
       const t = o.now();
       if (last !== undefined) o.draft?.planner.observeTargetOnlyGap(t - last);
       last = t;
