@@ -124,25 +124,21 @@ export class LlamaCppServer implements ModelServer {
     const res = await this.http.json('POST', '/completion', body, r.signal);
     if (!isRecord(res)) throw this.badResponse('/completion');
     const tokens = tokensOfResult(res as LlamaCompletionResult).slice(0, r.maxTokens);
-    this.recordContent(r.cacheSalt ?? '', [...r.promptIds, ...tokens.map((t) => t.id)]);
+    this.tenants.record(r.cacheSalt ?? '', [...r.promptIds, ...tokens.map((t) => t.id)]);
     return tokens;
   }
 
   /**
    * Whether a request must not reuse the server's cache: strict isolation, or another tenant had
    * it compute a longer prefix of `ctx` than this one did. Records `ctx` for the request's tenant
-   * (the server computes it now, whatever happens to the request).
+   * at once (the server computes it now, whatever happens to the request, and a concurrent
+   * request of another tenant must see it); what the server made is recorded when it is known.
    */
   private withholdCache(r: { cacheSalt?: string; noPromptCache?: boolean }, ctx: readonly number[]): boolean {
     const tenant = r.cacheSalt ?? '';
     const withhold = r.noPromptCache === true || !this.tenants.mayReuse(tenant, ctx);
     this.tenants.record(tenant, ctx);
     return withhold;
-  }
-
-  /** Records that the server now holds `ids` computed for `tenant`. */
-  private recordContent(tenant: string, ids: readonly number[]): void {
-    this.tenants.record(tenant, ids);
   }
 
   /**
@@ -160,14 +156,14 @@ export class LlamaCppServer implements ModelServer {
     const ids = this.inputIds(input, signal);
     let noPromptCache = false;
     if (this.tenants.seenOtherThan(tenant)) noPromptCache = this.withholdCache({ cacheSalt: tenant }, await ids);
-    else ids.then((p) => this.recordContent(tenant, p)).catch(() => {});
+    else ids.then((p) => this.tenants.record(tenant, p)).catch(() => {});
     return {
       noPromptCache,
       done: (outputText) => {
         if (outputText === '') return;
         const after = AbortSignal.timeout(10_000);
         Promise.all([ids, this.tokenizeRaw(outputText, false, false, after)])
-          .then(([p, out]) => this.recordContent(tenant, [...p, ...out]))
+          .then(([p, out]) => this.tenants.record(tenant, [...p, ...out]))
           .catch(() => {});
       },
     };
@@ -226,7 +222,7 @@ export class LlamaCppServer implements ModelServer {
     try {
       yield* this.streamTokens(body, r, made);
     } finally {
-      this.recordContent(r.cacheSalt ?? '', [...r.promptIds, ...made]);
+      this.tenants.record(r.cacheSalt ?? '', [...r.promptIds, ...made]);
     }
   }
 
