@@ -15,7 +15,7 @@ const MAX_TOKENS = 96;
 const HEAVY_NEAR_TIE_NATS = 0.005;
 
 /** A relay like a real WAN path: 25 ± 5 ms one way, and about 1 % of chunks held 200–300 ms. */
-function lossyRelay(port: number, seed: number, host = '127.0.0.1'): DelayProxy {
+function lossyRelay(host: string, port: number, seed: number): DelayProxy {
   return new DelayProxy({
     targetHost: host,
     targetPort: port,
@@ -47,24 +47,62 @@ async function streamed(base: string, model: string, prompt: string): Promise<{ 
   return { text, ms: performance.now() - start };
 }
 
+/** An edge (dsd with a q4_0 draft) and a direct client, each behind its own lossy relay to a verifier. */
+interface EdgeAcross {
+  dsd: TestDsd;
+  edgeLink: DelayProxy;
+  clientLink: DelayProxy;
+  model: string;
+  prompts: readonly string[];
+  /** The verifier's own greedy text for each prompt. */
+  alone: GreedyReference[];
+  close(): Promise<void>;
+}
+
+/** Sets up an EdgeAcross to the verifier at `verifierUrl`, its relays seeded with `seeds`. */
+async function edgeAcross(
+  verifierUrl: string,
+  o: { seeds: [number, number]; prompts: readonly string[] },
+): Promise<EdgeAcross> {
+  const { hostname, port } = new URL(verifierUrl);
+  const draft: LlamaProcess = await startLlamaServer({ model: 'stories260K-q4_0.gguf', alias: 'draft', slots: 2 });
+  const edgeLink = lossyRelay(hostname, Number(port), o.seeds[0]);
+  const clientLink = lossyRelay(hostname, Number(port), o.seeds[1]);
+  const [edgeUrl] = await Promise.all([edgeLink.listen(), clientLink.listen()]);
+  const dsd = await startTestDsd({ target: { urls: [edgeUrl] }, draft: { urls: [draft.url] } });
+  const model = ((await (await fetch(`${verifierUrl}/v1/models`)).json()) as { data: { id: string }[] }).data[0]!.id;
+  const alone: GreedyReference[] = [];
+  for (const p of o.prompts) alone.push(await greedyReferenceOpenAi(verifierUrl, model, p, MAX_TOKENS));
+  return {
+    dsd,
+    edgeLink,
+    clientLink,
+    model,
+    prompts: o.prompts,
+    alone,
+    close: async () => {
+      await dsd.close();
+      await Promise.all([edgeLink.close(), clientLink.close()]);
+      await draft.stop();
+    },
+  };
+}
+
 /**
  * Each prompt streamed by a client straight from the verifier across its relay, then through dsd:
  * the times, each dsd text against the target alone, and the edge's RTT estimate after them.
  */
 async function sideBySide(
-  dsd: TestDsd,
-  clientUrl: string,
-  model: string,
-  prompts: readonly string[],
-  alone: readonly GreedyReference[],
+  e: EdgeAcross,
 ): Promise<{ dsdMs: number; directMs: number; verdicts: string[]; rtt: number | undefined }> {
+  const { dsd, model, alone } = e;
   // Warm the link (connection, RTT estimate, the pair's first estimates).
   await streamed(dsd.baseUrl, model, 'Once upon a time there was a');
   let dsdMs = 0;
   let directMs = 0;
   const verdicts: string[] = [];
-  for (const [i, p] of prompts.entries()) {
-    const direct = await streamed(clientUrl, model, p);
+  for (const [i, p] of e.prompts.entries()) {
+    const direct = await streamed(e.clientLink.url, model, p);
     const through = await streamed(dsd.baseUrl, model, p);
     directMs += direct.ms;
     dsdMs += through.ms;
@@ -83,38 +121,24 @@ async function sideBySide(
  */
 describe.skipIf(skip !== undefined)('an imperfect link between edge and verifier', () => {
   let verifier: RunningVerifier;
-  let draft: LlamaProcess;
-  let dsd: TestDsd;
-  let edgeLink: DelayProxy;
-  let clientLink: DelayProxy;
-  let model: string;
-  const prompts = STORY_PROMPTS.slice(0, 6);
-  const alone: GreedyReference[] = [];
+  let edge: EdgeAcross;
 
   beforeAll(async () => {
     verifier = await startTestVerifier('stories260K-ff32k-f32.gguf', { sequences: 2 });
-    draft = await startLlamaServer({ model: 'stories260K-q4_0.gguf', alias: 'draft', slots: 2 });
-    const port = Number(new URL(verifier.url).port);
-    edgeLink = lossyRelay(port, 1);
-    clientLink = lossyRelay(port, 2);
-    const [edgeUrl] = await Promise.all([edgeLink.listen(), clientLink.listen()]);
-    dsd = await startTestDsd({ target: { urls: [edgeUrl] }, draft: { urls: [draft.url] } });
-    model = ((await (await fetch(`${verifier.url}/v1/models`)).json()) as { data: { id: string }[] }).data[0]!.id;
-    for (const p of prompts) alone.push(await greedyReferenceOpenAi(verifier.url, model, p, MAX_TOKENS));
+    edge = await edgeAcross(verifier.url, { seeds: [1, 2], prompts: STORY_PROMPTS.slice(0, 6) });
   });
   afterAll(async () => {
-    await dsd?.close();
-    await Promise.all([edgeLink?.close(), clientLink?.close()]);
-    await draft?.stop();
+    await edge?.close();
     await verifier?.stop();
   });
 
   it('same text, no hang, a sane RTT estimate; the speed-up against a direct client is reported', async () => {
-    const { dsdMs, directMs, verdicts, rtt } = await sideBySide(dsd, clientLink.url, model, prompts, alone);
+    const { dsdMs, directMs, verdicts, rtt } = await sideBySide(edge);
     console.log(
-      `lossy link (25 ± 5 ms one way, 1 % of chunks stalled 200–300 ms; ${edgeLink.stats.stalls} stalls on the ` +
-        `edge's link, ${clientLink.stats.stalls} on the client's): dsd ${(directMs / dsdMs).toFixed(2)}× a direct ` +
-        `client (${Math.round(dsdMs)} vs ${Math.round(directMs)} ms for ${prompts.length} × ${MAX_TOKENS} tokens), ` +
+      `lossy link (25 ± 5 ms one way, 1 % of chunks stalled 200–300 ms; ${edge.edgeLink.stats.stalls} stalls on the ` +
+        `edge's link, ${edge.clientLink.stats.stalls} on the client's): dsd ${(directMs / dsdMs).toFixed(2)}× a ` +
+        `direct client (${Math.round(dsdMs)} vs ${Math.round(directMs)} ms for ${edge.prompts.length} × ` +
+        `${MAX_TOKENS} tokens), ` +
         `RTT estimate ${rtt?.toFixed(1)} ms; ${verdicts.join(', ')}`,
     );
     for (const v of verdicts) expect(['identical', 'near-tie']).toContain(v);
@@ -145,43 +169,28 @@ if (netnsSkip !== undefined && skip === undefined) console.log(`skipped: ${netns
 describe.skipIf(netnsSkip !== undefined)('edge and verifier across a capped veth pair into a namespace', () => {
   let ns: LinkNamespace;
   let verifier: Awaited<ReturnType<typeof spawnVerifier>>;
-  let draft: LlamaProcess;
-  let dsd: TestDsd;
-  let edgeLink: DelayProxy;
-  let clientLink: DelayProxy;
-  let model: string;
-  const prompts = STORY_PROMPTS.slice(6, 10);
-  const alone: GreedyReference[] = [];
+  let edge: EdgeAcross;
 
   beforeAll(async () => {
     const made = makeLinkNamespace(CAP);
     if ('skip' in made) throw new Error(made.skip);
     ns = made;
     verifier = await spawnVerifier('stories260K-ff32k-f32.gguf', { netns: { name: ns.name, host: ns.nsIp } });
-    draft = await startLlamaServer({ model: 'stories260K-q4_0.gguf', alias: 'draft', slots: 2 });
-    const port = Number(new URL(verifier.url).port);
-    edgeLink = lossyRelay(port, 3, ns.nsIp);
-    clientLink = lossyRelay(port, 4, ns.nsIp);
-    const [edgeUrl] = await Promise.all([edgeLink.listen(), clientLink.listen()]);
-    dsd = await startTestDsd({ target: { urls: [edgeUrl] }, draft: { urls: [draft.url] } });
-    model = ((await (await fetch(`${verifier.url}/v1/models`)).json()) as { data: { id: string }[] }).data[0]!.id;
-    for (const p of prompts) alone.push(await greedyReferenceOpenAi(verifier.url, model, p, MAX_TOKENS));
+    edge = await edgeAcross(verifier.url, { seeds: [3, 4], prompts: STORY_PROMPTS.slice(6, 10) });
   }, 120_000);
   afterAll(async () => {
-    await dsd?.close();
-    await Promise.all([edgeLink?.close(), clientLink?.close()]);
-    await draft?.stop();
+    await edge?.close();
     verifier?.child.kill('SIGKILL');
     ns?.remove();
   });
 
   it('same text, no hang, a sane RTT estimate; the speed-up and what crossed the cap are reported', async () => {
-    const { dsdMs, directMs, verdicts, rtt } = await sideBySide(dsd, clientLink.url, model, prompts, alone);
+    const { dsdMs, directMs, verdicts, rtt } = await sideBySide(edge);
     const sent = [...ns.stats().matchAll(/Sent (\d+) bytes \d+ pkt \(dropped (\d+)/g)];
     console.log(
       `veth + tbf ${CAP.rateKbit} kbit/s into a namespace, relay 25 ± 5 ms one way with 1 % stalls ` +
-        `(${edgeLink.stats.stalls} on the edge's link): dsd ${(directMs / dsdMs).toFixed(2)}× a direct client ` +
-        `(${Math.round(dsdMs)} vs ${Math.round(directMs)} ms for ${prompts.length} × ${MAX_TOKENS} tokens), ` +
+        `(${edge.edgeLink.stats.stalls} on the edge's link): dsd ${(directMs / dsdMs).toFixed(2)}× a direct client ` +
+        `(${Math.round(dsdMs)} vs ${Math.round(directMs)} ms for ${edge.prompts.length} × ${MAX_TOKENS} tokens), ` +
         `RTT estimate ${rtt?.toFixed(1)} ms; tc: ${sent.map((m) => `${m[1]} B sent, ${m[2]} dropped`).join(' / ')}; ` +
         verdicts.join(', '),
     );

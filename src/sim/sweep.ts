@@ -83,11 +83,11 @@ export function applySweep(base: Scenario, param: SweepParam, value: number): Sc
     case 'stages':
       s.targets = { ...s.targets, stages: { linkOneWayMs: s.targets.stages?.linkOneWayMs ?? 0, count: value } };
       break;
-    case 'users':
-      if (s.workload.arrivals.kind === 'closed-loop') s.workload.arrivals = { ...s.workload.arrivals, users: value };
-      break;
     case 'stage-link-ms':
       s.targets = { ...s.targets, stages: { count: s.targets.stages?.count ?? 1, linkOneWayMs: value } };
+      break;
+    case 'users':
+      if (s.workload.arrivals.kind === 'closed-loop') s.workload.arrivals = { ...s.workload.arrivals, users: value };
       break;
   }
   s.name = `${base.name} [${param}=${value}]`;
