@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { LinkFrameError, parseEdgeFrame } from '../src/backends/link/protocol.js';
 import { alignedPath, branchPoints, draftTree, type ProposalTree } from '../src/speculative/draft-tree.js';
+import type { DraftSlot, EngineOptions } from '../src/speculative/engine-types.js';
+import { GenerationState } from '../src/speculative/generation-state.js';
+import { emptyStats } from '../src/speculative/stats.js';
+import { createStreamDrafter } from '../src/speculative/stream-drafter.js';
 import type { GeneratedToken } from '../src/speculative/types.js';
 import { alignedTail } from '../src/verifier/link/assisted-loop.js';
 
@@ -80,5 +84,68 @@ describe('proposal trees', () => {
     expect(bad([[0, [600]]])).toThrow(/outside the vocabulary/);
     expect(bad(Array.from({ length: 17 }, () => [0, [1]]))).toThrow(/at most 16 branches/);
     expect(bad('x')).toThrow(LinkFrameError);
+  });
+});
+
+describe('the stream drafter', () => {
+  /** Drafts (ids 100+position) with runner-ups 200+position; branch continuations ids 300+. */
+  function setup(lead: number) {
+    const asked: { from: number; n: number; alternatives: number }[] = [];
+    const sent: { at: number; d: readonly number[]; b: readonly { from: number; tokens: number[] }[]; w?: number }[] =
+      [];
+    const port = {
+      async propose(ctx: readonly number[], n: number, _s: AbortSignal, alternatives = 0) {
+        asked.push({ from: ctx.length, n, alternatives });
+        const base = ctx.length === 3 ? 100 : 300;
+        // Less sure the further on: the least sure positions are the last ones.
+        return Array.from({ length: n }, (_, i) => tok(base + i, 200 + i, 2 - 0.1 * i));
+      },
+    };
+    const stats = emptyStats();
+    const state = new GenerationState([0, 1, 2], { maxTokens: 100, contextTokens: 1000, isEnd: () => false }, stats);
+    const stream = {
+      chunks: (async function* () {})(),
+      propose: (at: number, d: readonly number[], b: readonly { from: number; tokens: number[] }[] = [], w?: number) =>
+        sent.push({ at, d, b, ...(w === undefined ? {} : { w }) }),
+      lead: () => lead,
+      paceMs: () => 10,
+    };
+    const o = {
+      stats,
+      now: () => 0,
+      maxPositions: () => 64,
+      treeBranches: 2,
+      isValidDraftToken: () => true,
+    } as unknown as EngineOptions;
+    const drafter = createStreamDrafter({
+      o,
+      draft: { name: 'd', port } as unknown as DraftSlot,
+      stream,
+      state,
+      k: 4,
+      signal: new AbortController().signal,
+    });
+    return { drafter, asked, sent };
+  }
+
+  it('sends the chain at once and its tree after, branching only where the target will be', async () => {
+    const { drafter, asked, sent } = setup(2);
+    drafter.draftFrom();
+    await new Promise((r) => setTimeout(r, 0));
+    // Two windows plus the lead: the next step goes on along it; the window travels with it.
+    expect(asked[0]).toEqual({ from: 3, n: 10, alternatives: 2 });
+    expect(sent[0]).toEqual({ at: 3, d: Array.from({ length: 10 }, (_, i) => 100 + i), b: [], w: 4 });
+    // Branches among the first lead + 1 positions (0, 1, 2), the least sure two: 1 and 2.
+    expect(sent[1]?.b.map((b) => b.from)).toEqual([1, 2]);
+    expect(sent[1]?.b[0]?.tokens.slice(0, 2)).toEqual([201, 300]);
+    expect(sent[1]?.d).toEqual(sent[0]?.d);
+  });
+
+  it('next to the target (a lead under one token) it sends chains', async () => {
+    const { drafter, sent } = setup(0.5);
+    drafter.draftFrom();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(sent).toHaveLength(1);
+    expect(sent[0]?.b).toEqual([]);
   });
 });

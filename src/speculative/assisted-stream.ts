@@ -2,14 +2,9 @@ import type { AssistedTarget, CommittedTokens, DraftSlot, EngineOptions, EngineR
 
 export type { AssistedChunk, AssistedStream, AssistedTarget } from './engine-types.js';
 
-import { alignedPath, draftTree } from './draft-tree.js';
 import { GenerationState } from './generation-state.js';
 import { recordRound } from './stats.js';
-
-/** Tokens to draft beyond k: what the target makes while a proposal is on its way (FACTS, lesson 2). */
-export function proposalLength(k: number, tokensPerTurnaround: number, cap: number): number {
-  return Math.max(1, Math.min(cap, k + Math.ceil(tokensPerTurnaround)));
-}
+import { createStreamDrafter } from './stream-drafter.js';
 
 /**
  * Generation with a target that never waits for the network: it streams its own tokens, and the
@@ -34,57 +29,7 @@ export async function* runAssisted(
   const onAbort = () => controller.abort(o.signal.reason);
   o.signal.addEventListener('abort', onAbort, { once: true });
   const stream = target.assist(state.ctx, state.remaining, controller.signal);
-  let drafting = false;
-  let drafterAlive = true;
-  let tokensPerTurnaround = 0;
-  let draftMsPerProposal = 0;
-  const draftFrom = () => {
-    if (drafting || !drafterAlive || state.remaining <= 1) return;
-    drafting = true;
-    const at = state.ctx.length;
-    const started = o.now();
-    // The target also moves while the draft works: a proposal is that much further behind on arrival.
-    const pace = stream.paceMs?.();
-    const link = stream.lead?.();
-    const lead =
-      link === undefined
-        ? tokensPerTurnaround
-        : link + (pace === undefined || pace <= 0 ? 0 : draftMsPerProposal / pace);
-    const n = proposalLength(k, lead, Math.min(o.maxPositions() - 1, state.remaining));
-    const chain = (ctx: readonly number[], m: number, alternatives: boolean) =>
-      draft.port.propose(ctx, m, controller.signal, alternatives ? 2 : 0);
-    // Branches pay where the target moves while a proposal travels (a rejection would cost a round
-    // trip); next to the target they only delay the chain by a second draft request.
-    const branches = (link ?? 0) >= 1 ? (o.treeBranches ?? 0) : 0;
-    draftTree(chain, state.ctx.slice(), n, branches).then(
-      ({ tree }) => {
-        drafting = false;
-        const ms = o.now() - started;
-        o.stats.draftMs += ms;
-        draftMsPerProposal = draftMsPerProposal === 0 ? ms : 0.7 * draftMsPerProposal + 0.3 * ms;
-        const ids = [tree.main, ...tree.branches.map((b) => b.tokens)].flat();
-        if (ids.some((id) => !o.isValidDraftToken(id))) {
-          drafterAlive = false;
-          o.stats.fallbackReason = `draft ${draft.name} returned a token id outside the vocabulary`;
-          return;
-        }
-        // How far the target moved while this proposal was made: the next one drafts that much further.
-        tokensPerTurnaround = 0.7 * tokensPerTurnaround + 0.3 * (state.ctx.length - at);
-        // Sent only while some path of it still lines up with what the target committed meanwhile.
-        if (tree.main.length > 0 && alignedPath(tree, state.ctx) !== undefined) {
-          o.stats.treeBranches += tree.branches.length;
-          stream.propose(at, tree.main, tree.branches);
-        }
-      },
-      (err: unknown) => {
-        drafting = false;
-        if (controller.signal.aborted) return;
-        drafterAlive = false;
-        o.stats.fallbackReason = `draft ${draft.name} failed: ${(err as Error)?.message ?? String(err)}`;
-        o.onDraftFailure?.(draft, o.stats.fallbackReason, err);
-      },
-    );
-  };
+  const { draftFrom } = createStreamDrafter({ o, draft, stream, state, k, signal: controller.signal });
   // A shared target that declines whole proposals has better use for its time: draft less often
   // (every 2nd, 4th, … 32nd chunk) until one is used again, so drafts and frames are not wasted.
   let backoff = 0;

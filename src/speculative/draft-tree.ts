@@ -39,13 +39,17 @@ export function bestAlignedPath(
   return best;
 }
 
-/** Where to branch: the chain positions whose top-1 the draft was least sure of, with their runner-up. */
+/**
+ * Where to branch: of the chain's first `within` positions, those whose top-1 the draft was least
+ * sure of, with their runner-up.
+ */
 export function branchPoints(
   chain: readonly GeneratedToken[],
   budget: number,
+  within = chain.length,
 ): { from: number; alternative: number }[] {
   const candidates: { from: number; alternative: number; sureness: number }[] = [];
-  chain.forEach((t, from) => {
+  chain.slice(0, within).forEach((t, from) => {
     const runnerUp = t.top?.find((alt) => alt.id !== t.id);
     if (runnerUp === undefined) return;
     const own = t.logprob ?? t.top?.find((alt) => alt.id === t.id)?.logprob ?? 0;
@@ -63,11 +67,30 @@ export function branchPoints(
 export type ChainDrafter = (ctx: readonly number[], n: number, alternatives: boolean) => Promise<GeneratedToken[]>;
 
 /**
- * Drafts a tree from `ctx`: the main chain of `n` tokens with the draft's runner-up at each
- * position, then, concurrently (a draft server batches them as sequences of one step), each of
- * the `budget` least sure positions continued from its runner-up to the chain's length. A branch
+ * The branches of a tree whose chain is `chain` (drafted from `ctx`, with runner-ups): each of the
+ * `budget` least sure of its first `within` positions continued from its runner-up to the chain's
+ * length, drafted concurrently (a draft server batches them as sequences of one step). A branch
  * that fails is left out: the chain alone is still a proposal.
  */
+export function draftBranches(
+  draft: ChainDrafter,
+  ctx: readonly number[],
+  chain: readonly GeneratedToken[],
+  budget: number,
+  within = chain.length,
+): Promise<ProposalTree['branches']> {
+  const main = chain.map((t) => t.id);
+  return Promise.all(
+    branchPoints(chain, budget, within).map(async ({ from, alternative }) => {
+      const rest = main.length - from - 1;
+      const base = [...ctx, ...main.slice(0, from), alternative];
+      const tail = rest > 0 ? await draft(base, rest, false).catch(() => [] as GeneratedToken[]) : [];
+      return { from, tokens: [alternative, ...tail.map((t) => t.id)] };
+    }),
+  );
+}
+
+/** Drafts a tree from `ctx`: the main chain of `n` tokens with the draft's runner-ups, then its branches. */
 export async function draftTree(
   draft: ChainDrafter,
   ctx: readonly number[],
@@ -75,15 +98,6 @@ export async function draftTree(
   budget: number,
 ): Promise<{ chain: GeneratedToken[]; tree: ProposalTree }> {
   const chain = await draft(ctx, n, budget > 0);
-  const main = chain.map((t) => t.id);
-  const points = branchPoints(chain, budget);
-  const branches = await Promise.all(
-    points.map(async ({ from, alternative }) => {
-      const rest = n - from - 1;
-      const base = [...ctx, ...main.slice(0, from), alternative];
-      const tail = rest > 0 ? await draft(base, rest, false).catch(() => [] as GeneratedToken[]) : [];
-      return { from, tokens: [alternative, ...tail.map((t) => t.id)] };
-    }),
-  );
-  return { chain, tree: { at: ctx.length, main, branches } };
+  const branches = await draftBranches(draft, ctx, chain, budget);
+  return { chain, tree: { at: ctx.length, main: chain.map((t) => t.id), branches } };
 }

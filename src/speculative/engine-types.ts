@@ -33,7 +33,12 @@ export interface AssistedStream {
    * Draft tokens for the context positions from `at` on (stale ones are dropped by the target),
    * with the tree's branches off that chain when there are any.
    */
-  propose(at: number, drafts: readonly number[], branches?: readonly { from: number; tokens: number[] }[]): void;
+  propose(
+    at: number,
+    drafts: readonly number[],
+    branches?: readonly { from: number; tokens: number[] }[],
+    window?: number,
+  ): void;
   /** Tokens the target makes before a proposal sent now reaches it (link round trip ÷ its pace). */
   lead?(): number | undefined;
   /** The target's pace decoding alone, ms per token, as seen here. */

@@ -30,7 +30,7 @@ export type EdgeFrame =
   /** `p: 1`: the assisted stream (the target never waits; proposals arrive as `prop` frames). */
   | { t: 'gen'; s: number; r: number; n: number; a: number[]; k: number; p?: 1 }
   /** `b`: a tree's branches off the chain `d`, each [index in d where it leaves, its tokens]. */
-  | { t: 'prop'; s: number; r: number; at: number; d: number[]; b?: [number, number[]][] }
+  | { t: 'prop'; s: number; r: number; at: number; d: number[]; b?: [number, number[]][]; w?: number }
   | { t: 'stop'; s: number; r: number }
   | { t: 'close'; s: number };
 
@@ -204,6 +204,7 @@ export function parseEdgeFrame(text: string, limits: FrameLimits): EdgeFrame {
           r: int(v.r, 'r', 0, MAX_ID),
           at: int(v.at, 'at', 0, limits.maxTokens),
           d,
+          ...(v.w === undefined ? {} : { w: int(v.w, 'w', 1, limits.maxDraft) }),
         };
         return v.b === undefined ? frame : { ...frame, b: branches(v.b, d.length, limits) };
       }

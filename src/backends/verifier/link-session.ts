@@ -161,9 +161,16 @@ export class LinkSession {
         return rtt === undefined || this.tokenGapMs === undefined ? undefined : rtt / this.tokenGapMs;
       },
       paceMs: () => this.tokenGapMs,
-      propose: (at, d, branches) => {
+      propose: (at, d, branches, window) => {
         const b = branches?.map((x): [number, number[]] => [x.from, x.tokens]) ?? [];
-        const frame = { t: 'prop' as const, s: this.s, r, at, d: [...d] };
+        const frame = {
+          t: 'prop' as const,
+          s: this.s,
+          r,
+          at,
+          d: [...d],
+          ...(window === undefined ? {} : { w: window }),
+        };
         this.link.send(b.length > 0 ? { ...frame, b } : frame).catch(() => {});
       },
     };

@@ -128,7 +128,7 @@ export class FailoverTarget implements TargetPort {
         }
       })(),
       // Proposals in flight to a lost replica are lost with it; the next ones go to the new stream.
-      propose: (at, drafts, branches) => inner.propose(at, drafts, branches),
+      propose: (at, drafts, branches, window) => inner.propose(at, drafts, branches, window),
       lead: () => inner.lead?.(),
       paceMs: () => inner.paceMs?.(),
     };

@@ -2,6 +2,7 @@ import { matchVerdict, scoreDrafts } from '../../engine/engine-server.js';
 import type { EngineSequence, PositionSampling } from '../../engine/types.js';
 import { bestAlignedPath } from '../../speculative/draft-tree.js';
 import type { GeneratedToken } from '../../speculative/types.js';
+import { ProposalTiming } from './proposal-timing.js';
 
 /** A proposal from the edge: draft tokens for the context positions from `at` on, and a tree's branches. */
 export interface Proposal {
@@ -9,6 +10,8 @@ export interface Proposal {
   d: number[];
   /** Branches off `d`: [index where it leaves the chain, its tokens]. */
   b?: [number, number[]][] | undefined;
+  /** The most of its drafts one step verifies (the edge's window); the rest wait for the next step. */
+  w?: number | undefined;
 }
 
 /**
@@ -59,11 +62,26 @@ export async function assistedStep(
  */
 export const PROPOSALS_KEPT = 4;
 
-/** Adds a proposal to an inbox, dropping the oldest beyond PROPOSALS_KEPT, and wakes a waiting step. */
+/**
+ * Adds a proposal to an inbox, dropping the oldest beyond PROPOSALS_KEPT, and wakes a waiting step.
+ * A tree whose chain came first (the edge sends the chain as soon as it is drafted, its branches
+ * when they are) takes that chain's place.
+ */
 export function deliver(inbox: ProposalInbox, p: Proposal): void {
+  const same = inbox.proposals.findIndex((q) => q.at === p.at && sameTokens(q.d, p.d));
+  inbox.observe?.(p);
+  if (same >= 0) {
+    inbox.proposals[same] = p;
+    inbox.arrived?.();
+    return;
+  }
   inbox.proposals.push(p);
   if (inbox.proposals.length > PROPOSALS_KEPT) inbox.proposals.shift();
   inbox.arrived?.();
+}
+
+function sameTokens(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((t, i) => t === b[i]);
 }
 
 /** The proposal in the inbox with the most drafts ahead of `ctx` on a path that lines up, and that path. */
@@ -84,6 +102,8 @@ export interface ProposalInbox {
   /** The newest proposals, oldest first (at most PROPOSALS_KEPT). */
   proposals: Proposal[];
   arrived?: (() => void) | undefined;
+  /** Sees every proposal as it arrives (the stream times them). */
+  observe?: ((p: Proposal) => void) | undefined;
 }
 
 /** What one assisted stream works with. */
@@ -109,42 +129,30 @@ export interface AssistedOptions {
 /**
  * The target that never waits for the network. Each step verifies the newest proposal that lines
  * up with the context, or decodes alone. With no proposal in hand it waits only while one is due
- * sooner than an evaluation's fixed cost, the part of a step that decoding alone first wastes:
- * waiting w then verifying k tokens costs w + V(k+1), decoding alone first costs t1 + V(k), and
- * V(k+1) − V(k) is the per-token part of t1 (so: wait when w < t1 − per-token cost).
+ * sooner than an evaluation's fixed cost, the part of a step that decoding alone first wastes,
+ * times the chance that it lines up: waiting w then verifying k tokens costs w + V(k+1), decoding
+ * alone first costs t1 + V(k), and V(k+1) − V(k) is the per-token part of t1 (so: wait when
+ * w < t1 − per-token cost); a proposal that does not line up wastes the wait.
  */
 export async function serveAssisted(o: AssistedOptions): Promise<void> {
   const { ctx, inbox } = o;
   let produced = 0;
-  let sentAt = Date.now();
-  let turnaroundMs: number | undefined;
-  const usable = () => bestAligned(inbox, ctx);
+  const timing = new ProposalTiming();
+  timing.sent(ctx.length, performance.now());
+  inbox.observe = (p) => timing.arrived(p.at, performance.now(), alignedTail(p, ctx) !== undefined);
   // A proposal stays in the inbox after a step used it: a tree's branch that starts with this
   // step's correction, or drafts a shared target declined for now, line up with the next step.
-  let timed: Proposal | undefined;
+  const usable = () => bestAligned(inbox, ctx);
   while (produced < o.maxTokens && !o.signal.aborted) {
     let aligned = usable();
-    if (aligned === undefined && turnaroundMs !== undefined) {
-      const due = turnaroundMs - (Date.now() - sentAt);
-      if (due > 0 && due < o.fixedMs()) {
+    if (aligned === undefined) {
+      const due = timing.dueMs(ctx.length, performance.now());
+      if (due !== undefined && due < timing.alignedShare() * o.fixedMs()) {
         await proposalOrTimeout(inbox, due + 1);
         aligned = usable();
       }
     }
-    if (aligned !== undefined && aligned.proposal !== timed) {
-      timed = aligned.proposal;
-      if (aligned.proposal.at === ctx.length) {
-        const t = Date.now() - sentAt;
-        turnaroundMs = turnaroundMs === undefined ? t : 0.7 * turnaroundMs + 0.3 * t;
-      }
-    }
-    let tail = aligned?.tail;
-    let declined = 0;
-    if (tail !== undefined && o.worthVerifying !== undefined) {
-      const worth = o.worthVerifying(tail);
-      declined = tail.length - worth.length;
-      tail = [...worth];
-    }
+    const { tail, declined } = stepDrafts(aligned, o.worthVerifying);
     const branch = aligned?.branch === true && (tail?.length ?? 0) > 0;
     const step = { ...(await assistedStep(o.seq, ctx, tail, o.sampling)), declined, branch };
     const tokens = step.tokens.slice(0, o.maxTokens - produced);
@@ -154,9 +162,23 @@ export async function serveAssisted(o: AssistedOptions): Promise<void> {
     for (const t of tokens) ctx.push(t.id);
     produced += tokens.length;
     o.emit(tokens, step);
-    sentAt = Date.now();
+    timing.sent(ctx.length, performance.now());
     if (end >= 0) break;
   }
+  inbox.observe = undefined;
+}
+
+/** The drafts of the aligned path one step verifies: the proposal's window, then what a shared target finds worth it. */
+function stepDrafts(
+  aligned: { proposal: Proposal; tail: number[] } | undefined,
+  worthVerifying: AssistedOptions['worthVerifying'],
+): { tail: readonly number[] | undefined; declined: number } {
+  if (aligned === undefined) return { tail: undefined, declined: 0 };
+  const w = aligned.proposal.w;
+  const window = w !== undefined && aligned.tail.length > w ? aligned.tail.slice(0, w) : aligned.tail;
+  if (worthVerifying === undefined) return { tail: window, declined: 0 };
+  const worth = worthVerifying(window);
+  return { tail: worth, declined: window.length - worth.length };
 }
 
 function proposalOrTimeout(inbox: ProposalInbox, ms: number): Promise<void> {

@@ -107,7 +107,7 @@ export class LinkConnection {
         return;
       case 'prop':
         // Into the running stream at once: the loop must see it between two of its steps.
-        if (session.gen?.r === f.r) deliver(session.gen, { at: f.at, d: f.d, b: f.b });
+        if (session.gen?.r === f.r) deliver(session.gen, { at: f.at, d: f.d, b: f.b, w: f.w });
         return;
       case 'close':
         return this.closeSession(f.s);
