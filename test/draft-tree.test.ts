@@ -132,9 +132,9 @@ describe('the stream drafter', () => {
     const { drafter, asked, sent } = setup(2);
     drafter.draftFrom();
     await new Promise((r) => setTimeout(r, 0));
-    // Two windows plus the lead: the next step goes on along it; the window travels with it.
-    expect(asked[0]).toEqual({ from: 3, n: 10, alternatives: 2 });
-    expect(sent[0]).toEqual({ at: 3, d: Array.from({ length: 10 }, (_, i) => 100 + i), b: [], w: 4 });
+    // The window plus the lead, and the window travels with it.
+    expect(asked[0]).toEqual({ from: 3, n: 6, alternatives: 2 });
+    expect(sent[0]).toEqual({ at: 3, d: Array.from({ length: 6 }, (_, i) => 100 + i), b: [], w: 4 });
     // Branches among the first lead + 1 positions (0, 1, 2), the least sure two: 1 and 2.
     expect(sent[1]?.b.map((b) => b.from)).toEqual([1, 2]);
     expect(sent[1]?.b[0]?.tokens.slice(0, 2)).toEqual([201, 300]);

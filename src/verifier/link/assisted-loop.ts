@@ -69,12 +69,12 @@ export const PROPOSALS_KEPT = 4;
  */
 export function deliver(inbox: ProposalInbox, p: Proposal): void {
   const same = inbox.proposals.findIndex((q) => q.at === p.at && sameTokens(q.d, p.d));
-  inbox.observe?.(p);
   if (same >= 0) {
     inbox.proposals[same] = p;
     inbox.arrived?.();
     return;
   }
+  inbox.observe?.(p);
   inbox.proposals.push(p);
   if (inbox.proposals.length > PROPOSALS_KEPT) inbox.proposals.shift();
   inbox.arrived?.();
@@ -102,7 +102,7 @@ export interface ProposalInbox {
   /** The newest proposals, oldest first (at most PROPOSALS_KEPT). */
   proposals: Proposal[];
   arrived?: (() => void) | undefined;
-  /** Sees every proposal as it arrives (the stream times them). */
+  /** Sees each new proposal as it arrives (the stream times them; a tree following its chain is not new). */
   observe?: ((p: Proposal) => void) | undefined;
 }
 
