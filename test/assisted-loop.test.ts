@@ -52,10 +52,18 @@ describe('the assisted loop', () => {
     expect(seq.scored).toEqual([3, 3]);
   });
 
-  it('a tree that follows its chain takes the chain’s place in the inbox', () => {
+  it('branches that follow their chain join it; ones past its end, or with no chain kept, are dropped', () => {
     const inbox: ProposalInbox = { proposals: [] };
     deliver(inbox, { at: 4, d: [1, 2, 3] });
-    deliver(inbox, { at: 4, d: [1, 2, 3], b: [[1, [7, 8]]] });
+    deliver(inbox, {
+      at: 4,
+      d: [],
+      b: [
+        [1, [7, 8]],
+        [3, [9]],
+      ],
+    });
+    deliver(inbox, { at: 9, d: [], b: [[0, [7]]] });
     expect(inbox.proposals).toEqual([{ at: 4, d: [1, 2, 3], b: [[1, [7, 8]]] }]);
     for (let at = 5; at < 5 + PROPOSALS_KEPT; at++) deliver(inbox, { at, d: [1] });
     expect(inbox.proposals.map((p) => p.at)).toEqual([5, 6, 7, 8]);
@@ -73,6 +81,11 @@ describe('the assisted loop', () => {
     });
     expect(() => parseEdgeFrame('{"t":"prop","s":1,"r":2,"at":3,"d":[4],"w":17}', limits)).toThrow(/w/);
     expect(() => parseEdgeFrame('{"t":"prop","s":1,"r":2,"at":3,"d":[4],"w":0}', limits)).toThrow(/w/);
+    // Branches alone (their chain went first): indices are checked against the chain on arrival.
+    expect(parseEdgeFrame('{"t":"prop","s":1,"r":2,"at":3,"d":[],"b":[[5,[6]]]}', limits)).toMatchObject({
+      d: [],
+      b: [[5, [6]]],
+    });
   });
 });
 

@@ -31,7 +31,8 @@ export interface AssistedStream {
   chunks: AsyncIterable<AssistedChunk>;
   /**
    * Draft tokens for the context positions from `at` on (stale ones are dropped by the target),
-   * with the tree's branches off that chain when there are any.
+   * with the tree's branches off that chain when there are any; no drafts with branches: the
+   * branches of the chain already proposed from `at`.
    */
   propose(
     at: number,

@@ -46,11 +46,12 @@ export function createStreamDrafter(x: StreamDrafterOptions): StreamDrafter {
     o.stats.fallbackReason = `draft ${draft.name} returned a token id outside the vocabulary`;
     return true;
   };
-  // Sent only while some path of it still lines up with what the target committed meanwhile.
+  // Sent only while some path of it still lines up with what the target committed meanwhile; a
+  // tree's branches without its chain, which went first (the verifier joins them to it).
   const send = (tree: ProposalTree) => {
     if (tree.main.length === 0 || alignedPath(tree, state.ctx) === undefined) return;
     o.stats.treeBranches += tree.branches.length;
-    stream.propose(tree.at, tree.main, tree.branches, k);
+    stream.propose(tree.at, tree.branches.length > 0 ? [] : tree.main, tree.branches, k);
   };
   const branchOff = (ctx: readonly number[], chain: GeneratedToken[], budget: number, within: number) => {
     branching = true;

@@ -206,7 +206,10 @@ export function parseEdgeFrame(text: string, limits: FrameLimits): EdgeFrame {
           d,
           ...(v.w === undefined ? {} : { w: int(v.w, 'w', 1, limits.maxDraft) }),
         };
-        return v.b === undefined ? frame : { ...frame, b: branches(v.b, d.length, limits) };
+        // An empty chain with branches: the branches of the chain already sent from `at` (checked there).
+        return v.b === undefined
+          ? frame
+          : { ...frame, b: branches(v.b, d.length === 0 ? limits.maxDraft : d.length, limits) };
       }
       case 'stop':
         return { t: 'stop', s, r: int(v.r, 'r', 0, MAX_ID) };

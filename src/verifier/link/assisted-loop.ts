@@ -64,13 +64,16 @@ export const PROPOSALS_KEPT = 4;
 
 /**
  * Adds a proposal to an inbox, dropping the oldest beyond PROPOSALS_KEPT, and wakes a waiting step.
- * A tree whose chain came first (the edge sends the chain as soon as it is drafted, its branches
- * when they are) takes that chain's place.
+ * The edge sends a chain as soon as it is drafted and its tree's branches when they are, as a
+ * proposal with no chain of its own from the same position: those join the chain (if it is still
+ * kept; branches that leave past its end are dropped).
  */
 export function deliver(inbox: ProposalInbox, p: Proposal): void {
-  const same = inbox.proposals.findIndex((q) => q.at === p.at && sameTokens(q.d, p.d));
-  if (same >= 0) {
-    inbox.proposals[same] = p;
+  if (p.d.length === 0) {
+    const i = inbox.proposals.findLastIndex((q) => q.at === p.at && q.d.length > 0);
+    const chain = inbox.proposals[i];
+    if (chain === undefined || p.b === undefined) return;
+    inbox.proposals[i] = { ...chain, b: p.b.filter(([from]) => from < chain.d.length) };
     inbox.arrived?.();
     return;
   }
@@ -78,10 +81,6 @@ export function deliver(inbox: ProposalInbox, p: Proposal): void {
   inbox.proposals.push(p);
   if (inbox.proposals.length > PROPOSALS_KEPT) inbox.proposals.shift();
   inbox.arrived?.();
-}
-
-function sameTokens(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((t, i) => t === b[i]);
 }
 
 /** The proposal in the inbox with the most drafts ahead of `ctx` on a path that lines up, and that path. */
