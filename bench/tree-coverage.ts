@@ -12,6 +12,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
+import { markdownRow } from '../src/bench/markdown.js';
 import { branchPoints } from '../src/speculative/draft-tree.js';
 import type { GeneratedToken } from '../src/speculative/types.js';
 import { STORY_PROMPTS } from '../test/fixtures-prompts.js';
@@ -79,10 +80,11 @@ const positions = texts.flat();
 const misses = positions.filter((p) => p.draft.id !== p.truth);
 const rank = (p: (typeof positions)[number]) => p.draft.top?.findIndex((t) => t.id === p.truth) ?? -1;
 const pct = (x: number) => `${(100 * x).toFixed(0)} %`;
+const share = (f: (p: (typeof positions)[number]) => boolean) => pct(misses.filter(f).length / misses.length);
 console.log(
-  `${positions.length} positions: the draft's top-1 is the target's token ${pct(1 - misses.length / positions.length)} ` +
-    `of the time; of the misses the target's token is its 2nd choice ${pct(misses.filter((p) => rank(p) === 1).length / misses.length)}, ` +
-    `2nd or 3rd ${pct(misses.filter((p) => rank(p) === 1 || rank(p) === 2).length / misses.length)}\n`,
+  `${positions.length} positions: the draft's top-1 is the target's token ` +
+    `${pct(1 - misses.length / positions.length)} of the time; of the misses the target's token is ` +
+    `its 2nd choice ${share((p) => rank(p) === 1)}, 2nd or 3rd ${share((p) => rank(p) === 1 || rank(p) === 2)}\n`,
 );
 
 /**
@@ -115,11 +117,16 @@ function lineUp(s: number, n: number, budget: number, within: number): number {
 }
 
 const n = Number(values.length);
-console.log(
-  `| tokens the target makes before it arrives | chain | 2 branches anywhere | 2 branches in the lead | 4 in the lead |`,
-);
-console.log('| --- | --- | --- | --- | --- |');
-for (const s of [2, 3, 4, 5, 6])
-  console.log(
-    `| ${s} | ${pct(lineUp(s, n, 0, n))} | ${pct(lineUp(s, n, 2, n))} | ${pct(lineUp(s, n, 2, s + 1))} | ${pct(lineUp(s, n, 4, s + 1))} |`,
-  );
+const head = [
+  'tokens the target makes before it arrives',
+  'chain',
+  '2 branches anywhere',
+  '2 in the lead',
+  '4 in the lead',
+];
+console.log(markdownRow(head));
+console.log(markdownRow(head.map(() => '---')));
+for (const s of [2, 3, 4, 5, 6]) {
+  const cells = [lineUp(s, n, 0, n), lineUp(s, n, 2, n), lineUp(s, n, 2, s + 1), lineUp(s, n, 4, s + 1)];
+  console.log(markdownRow([String(s), ...cells.map(pct)]));
+}

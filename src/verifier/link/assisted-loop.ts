@@ -167,7 +167,7 @@ export async function serveAssisted(o: AssistedOptions): Promise<void> {
   inbox.observe = undefined;
 }
 
-/** The drafts of the aligned path one step verifies: the proposal's window, then what a shared target finds worth it. */
+/** The drafts one step verifies: the aligned path's first `w`, then what a shared target finds worth it. */
 function stepDrafts(
   aligned: { proposal: Proposal; tail: number[] } | undefined,
   worthVerifying: AssistedOptions['worthVerifying'],
