@@ -26,8 +26,8 @@ export interface StreamDrafter {
 
 /**
  * Drafts the stream's proposals. The chain goes out as soon as it is drafted; its tree's branches
- * follow in a second frame (the verifier replaces the chain with the tree), drafted while the next
- * chain is. A proposal must also have guessed every token the target made before it arrived, so
+ * follow in a frame of their own (no chain: the verifier joins them to it), drafted while the
+ * next chain is. A proposal must also have guessed every token the target made before it arrived, so
  * a tree that waited for its branches (a second draft request) would arrive staler, and lose more
  * alignment than its branches buy (measured: trees no faster than chains across 10 ms).
  */
