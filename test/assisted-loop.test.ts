@@ -104,6 +104,15 @@ describe('ProposalTiming', () => {
     expect(t.dueMs(14, 47)).toBeUndefined();
   });
 
+  it('forgets send times more than 64 tokens back, however many tokens each step added', () => {
+    const t = new ProposalTiming();
+    for (let length = 10; length <= 200; length += 5) t.sent(length, length);
+    t.arrived(10, 300, true); // too old to time: its send time is forgotten
+    expect(t.dueMs(200, 300)).toBeUndefined();
+    t.arrived(150, 300, true); // sent at 150: a 150 ms turnaround
+    expect(t.dueMs(200, 300)).toBeCloseTo(5); // the one from length 155, sent at 155
+  });
+
   it('the share that lined up is a decaying mean of arrivals', () => {
     const t = new ProposalTiming();
     expect(t.alignedShare()).toBe(0.5);

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { LinkFrameError, parseEdgeFrame } from '../src/backends/link/protocol.js';
-import { alignedPath, branchPoints, draftTree, type ProposalTree } from '../src/speculative/draft-tree.js';
+import {
+  alignedPath,
+  branchPoints,
+  type ChainDrafter,
+  draftBranches,
+  type ProposalTree,
+} from '../src/speculative/draft-tree.js';
 import type { DraftSlot, EngineOptions } from '../src/speculative/engine-types.js';
 import { GenerationState } from '../src/speculative/generation-state.js';
 import { emptyStats } from '../src/speculative/stats.js';
@@ -56,6 +62,13 @@ describe('proposal trees', () => {
   });
 
   it('drafts the chain with runner-ups, then each branch continued to the chain’s length', async () => {
+    // The chain, then its branches: what the stream drafter does between its two frames.
+    const draftTree = async (d: ChainDrafter, ctx: number[], n: number, budget: number) => {
+      const chain = await d(ctx, n, budget > 0);
+      return {
+        tree: { at: ctx.length, main: chain.map((t) => t.id), branches: await draftBranches(d, ctx, chain, budget) },
+      };
+    };
     const asked: { ctx: number[]; n: number; alternatives: boolean }[] = [];
     const draft = async (ctx: readonly number[], n: number, alternatives: boolean) => {
       asked.push({ ctx: [...ctx], n, alternatives });

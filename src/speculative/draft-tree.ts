@@ -89,15 +89,3 @@ export function draftBranches(
     }),
   );
 }
-
-/** Drafts a tree from `ctx`: the main chain of `n` tokens with the draft's runner-ups, then its branches. */
-export async function draftTree(
-  draft: ChainDrafter,
-  ctx: readonly number[],
-  n: number,
-  budget: number,
-): Promise<{ chain: GeneratedToken[]; tree: ProposalTree }> {
-  const chain = await draft(ctx, n, budget > 0);
-  const branches = await draftBranches(draft, ctx, chain, budget);
-  return { chain, tree: { at: ctx.length, main: chain.map((t) => t.id), branches } };
-}

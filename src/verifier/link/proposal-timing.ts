@@ -17,7 +17,11 @@ export class ProposalTiming {
   /** The stream sent the tokens that made its context `length` long at `nowMs`. */
   sent(length: number, nowMs: number): void {
     this.sentAt.set(length, nowMs);
-    this.sentAt.delete(length - REMEMBERED);
+    // Lengths grow by a step's tokens, not one by one: forget every one too far back (oldest first).
+    for (const old of this.sentAt.keys()) {
+      if (old > length - REMEMBERED) break;
+      this.sentAt.delete(old);
+    }
   }
 
   /** A proposal from context length `at` arrived at `nowMs`; `usable`: it lined up with the context then. */
