@@ -1,12 +1,18 @@
-import { markdownRow } from '../src/bench/markdown.js';
 /**
  * DSD-Si's own speed: simulating 1 million generated tokens (1000 requests × 1000 tokens over 100
- * edges and 4 targets) and twice that, on one core, to show the cost grows linearly.
+ * edges and 4 targets) and twice that, on one core, to show the cost grows linearly. It times the
+ * built simulator (dist/, what `dsd sim` runs): tsx's transpiled source wraps every closure the
+ * simulator makes per event, which costs it a third more.
  *
  *   npm run bench:sim
  */
-import { simulateStrategy } from '../src/sim/run.js';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { markdownRow } from '../src/bench/markdown.js';
 import type { Scenario } from '../src/sim/scenario.js';
+
+const built = pathToFileURL(resolve(import.meta.dirname, '../dist/sim/run.js')).href;
+const { simulateStrategy } = (await import(built)) as typeof import('../src/sim/run.js');
 
 function scenario(requests: number): Scenario {
   return {

@@ -59,6 +59,16 @@ export interface WindowPrediction {
   aheadDepth: number;
 }
 
+/** What a round of window k is predicted to cost and commit, before its depth is chosen. */
+interface RoundInputs {
+  k: number;
+  verifyMs: number;
+  draftMs: number;
+  nextDraftMs: number;
+  hit: number;
+  expectedTokens: number;
+}
+
 /**
  * Chooses k each round to maximise expected generated tokens per second:
  *
@@ -90,24 +100,39 @@ export class AdaptiveWindow {
 
   /** Predicted time per token with window k and `depth` rounds sent ahead, or undefined before any measurement. */
   predict(k: number, depth = 0): WindowPrediction | undefined {
-    const verify = this.estimates.verifyMsAt(k);
-    const draft = k === 0 ? 0 : this.estimates.draftMs.predict(k);
-    if (verify === undefined || draft === undefined) return undefined;
-    const hit = this.estimates.hitProbability(k);
+    const inputs = this.inputs(k);
+    return inputs === undefined ? undefined : this.predictFrom(inputs, depth);
+  }
+
+  /** What a prediction for k needs whatever its depth (computed once per k: best() asks for each depth). */
+  private inputs(k: number): RoundInputs | undefined {
+    const verifyMs = this.estimates.verifyMsAt(k);
+    const draftMs = k === 0 ? 0 : this.estimates.draftMs.predict(k);
+    if (verifyMs === undefined || draftMs === undefined) return undefined;
+    return {
+      k,
+      verifyMs,
+      draftMs,
+      nextDraftMs: this.estimates.draftMs.predict(k + 1) ?? draftMs,
+      hit: this.estimates.hitProbability(k),
+      expectedTokens: this.expectedTokens(k),
+    };
+  }
+
+  private predictFrom(r: RoundInputs, depth: number): WindowPrediction {
+    const { k, hit, draftMs: draft, verifyMs: verify, expectedTokens } = r;
     let roundMs = draft + verify;
     if (this.o.draftAhead && k > 0) {
       // Never below 1: chainHitMs already prices each round of a chain at its wait after the
       // previous verdict; s only prices chains up where early rounds share the target's cores.
       const slowdown = depth === 0 ? 1 : Math.max(1, this.estimates.aheadSlowdown.value ?? 1);
-      const nextDraft = this.estimates.draftMs.predict(k + 1) ?? draft;
       roundMs =
         (1 - hit) * (draft + verify) +
         Math.min(
           hit * (draft + verify),
-          slowdown * chainHitMs({ hit, nextDraftMs: nextDraft, verifyMs: verify, depth }),
+          slowdown * chainHitMs({ hit, nextDraftMs: r.nextDraftMs, verifyMs: verify, depth }),
         );
     }
-    const expectedTokens = this.expectedTokens(k);
     return { k, expectedTokens, roundMs, msPerToken: roundMs / expectedTokens, aheadDepth: depth };
   }
 
@@ -128,12 +153,12 @@ export class AdaptiveWindow {
    * a dropped early round is target work spent for nothing.
    */
   private bestDepth(k: number): WindowPrediction | undefined {
+    const inputs = this.inputs(k);
+    if (inputs === undefined) return undefined;
     const maxDepth = this.o.draftAhead ? this.o.aheadDepth : 0;
+    if (maxDepth === 0) return this.predictFrom(inputs, 0);
     const byDepth: WindowPrediction[] = [];
-    for (let d = 0; d <= maxDepth; d++) {
-      const p = this.predict(k, d);
-      if (p !== undefined) byDepth.push(p);
-    }
+    for (let d = 0; d <= maxDepth; d++) byDepth.push(this.predictFrom(inputs, d));
     const fastest = Math.min(...byDepth.map((p) => p.msPerToken));
     const overlaps = (this.estimates.aheadSlowdown.value ?? 1) < 1.5;
     return (overlaps ? byDepth.reverse() : byDepth).find((p) => p.msPerToken <= fastest * 1.005);
@@ -174,9 +199,13 @@ export class AdaptiveWindow {
       k,
       aheadDepth: best.aheadDepth,
       switchEconomics,
-      reason:
-        `k=${best.k}, ${best.aheadDepth} ahead, predicted at ${best.msPerToken.toFixed(2)} ms/token vs ` +
-        `${targetOnly.toFixed(2)} alone`,
+      // Written only when read (a trace, the dashboard): formatting it every round was a tenth of DSD-Si's time.
+      get reason() {
+        return (
+          `k=${best.k}, ${best.aheadDepth} ahead, predicted at ${best.msPerToken.toFixed(2)} ms/token vs ` +
+          `${targetOnly.toFixed(2)} alone`
+        );
+      },
     };
   }
 }

@@ -10,6 +10,8 @@ export class DecayingLinearFit {
   private sy = 0;
   private sxx = 0;
   private sxy = 0;
+  /** The fitted line, kept until the sums change: the planner predicts every k of a round from it. */
+  private line: { mx: number; my: number; slope: number } | undefined;
 
   constructor(
     private readonly decay: number,
@@ -19,6 +21,7 @@ export class DecayingLinearFit {
 
   /** Adds one observation, counted `weight` times. */
   add(x: number, y: number, weight = 1): void {
+    this.line = undefined;
     this.w = this.w * this.decay + weight;
     this.sx = this.sx * this.decay + weight * x;
     this.sy = this.sy * this.decay + weight * y;
@@ -38,6 +41,7 @@ export class DecayingLinearFit {
 
   /** Keeps `fraction` of the weight of everything seen so far (same fit, less say against new data). */
   forget(fraction: number): void {
+    this.line = undefined;
     this.w *= fraction;
     this.sx *= fraction;
     this.sy *= fraction;
@@ -52,12 +56,19 @@ export class DecayingLinearFit {
 
   /** Takes over sums from snapshot(). */
   restore(s: readonly number[]): void {
+    this.line = undefined;
     [this.w = 0, this.sx = 0, this.sy = 0, this.sxx = 0, this.sxy = 0] = s;
   }
 
   /** Prediction at x, or undefined with no data. */
   predict(x: number): number | undefined {
     if (this.w < 1e-9) return undefined;
+    this.line ??= this.fit();
+    const { mx, my, slope } = this.line;
+    return Math.max(0, my + slope * (x - mx));
+  }
+
+  private fit(): { mx: number; my: number; slope: number } {
     const mx = this.sx / this.w;
     const my = this.sy / this.w;
     const varX = this.sxx / this.w - mx * mx;
@@ -66,7 +77,7 @@ export class DecayingLinearFit {
     // steep when a round trip dominates the request time, and exploring k±3 gives the data spread
     // enough to overrule it (bench:adaptive, README). With no spread at all the prior still decides.
     const slope = (this.sxy / this.w - mx * my + 0.05 * prior) / (varX + 0.05);
-    return Math.max(0, my + slope * (x - mx));
+    return { mx, my, slope };
   }
 }
 

@@ -28,10 +28,17 @@ export interface RoundObservation {
 export class PositionAcceptance {
   private readonly tried: number[] = [];
   private readonly accepted: number[] = [];
+  /**
+   * Derived from the counters, built on first use after a change: the planner asks for every k
+   * and depth each round, and recomputing the pooled rate and the products each time was most
+   * of DSD-Si's time with the adaptive window. Same arithmetic in the same order, so the same bits.
+   */
+  private derived: { pooled: number; chain: number[]; expected: number[] } | undefined;
   constructor(private readonly decay: number) {}
 
   /** A proposal of `drafted` tokens of which the first `accepted` were accepted. */
   add(drafted: number, accepted: number): void {
+    this.derived = undefined;
     for (let i = 0; i < this.tried.length; i++) {
       this.tried[i] = (this.tried[i] as number) * this.decay;
       this.accepted[i] = (this.accepted[i] as number) * this.decay;
@@ -45,6 +52,16 @@ export class PositionAcceptance {
 
   /** Conditional acceptance at position i (0-based), shrunk toward the pooled rate when data is thin. */
   rate(i: number): number | undefined {
+    const pooled = this.pooled();
+    if (pooled === undefined) return undefined;
+    const t = this.tried[i] ?? 0;
+    const a = this.accepted[i] ?? 0;
+    const priorWeight = 4;
+    return (a + priorWeight * pooled) / (t + priorWeight);
+  }
+
+  private pooled(): number | undefined {
+    if (this.derived !== undefined) return this.derived.pooled;
     let tried = 0;
     let acc = 0;
     for (let j = 0; j < this.tried.length; j++) {
@@ -52,11 +69,25 @@ export class PositionAcceptance {
       acc += this.accepted[j] as number;
     }
     if (tried < 1e-9) return undefined;
-    const pooled = acc / tried;
-    const t = this.tried[i] ?? 0;
-    const a = this.accepted[i] ?? 0;
-    const priorWeight = 4;
-    return (a + priorWeight * pooled) / (t + priorWeight);
+    this.derived = { pooled: acc / tried, chain: [1], expected: [1] };
+    return this.derived.pooled;
+  }
+
+  /** Derived products up to n positions (undefined while nothing has been seen). */
+  private upTo(n: number): { chain: number[]; expected: number[] } | undefined {
+    if (this.pooled() === undefined) return undefined;
+    const d = this.derived as { chain: number[]; expected: number[] };
+    for (let i = d.chain.length - 1; i < n; i++) {
+      const chain = (d.chain[i] as number) * (this.rate(i) as number);
+      d.chain.push(chain);
+      d.expected.push((d.expected[i] as number) + chain);
+    }
+    return d;
+  }
+
+  /** Probability that the first n drafts are all accepted: Π_{i<n} α_i (0 while nothing is known). */
+  allAccepted(n: number): number {
+    return this.upTo(n)?.chain[n] ?? 0;
   }
 
   /** Effective number of proposals seen at the first position. */
@@ -66,13 +97,7 @@ export class PositionAcceptance {
 
   /** Expected tokens a round of window k commits: 1 + Σ_{i=1..k} Π_{j≤i} α_j (the bonus included). */
   expectedTokens(k: number): number {
-    let total = 1;
-    let chain = 1;
-    for (let i = 0; i < k; i++) {
-      chain *= this.rate(i) ?? 0;
-      total += chain;
-    }
-    return total;
+    return k <= 0 ? 1 : (this.upTo(k)?.expected[k] ?? 1);
   }
 
   snapshot(): { tried: number[]; accepted: number[] } {
@@ -80,6 +105,7 @@ export class PositionAcceptance {
   }
 
   restore(s: { tried: readonly number[]; accepted: readonly number[] }): void {
+    this.derived = undefined;
     this.tried.splice(0, this.tried.length, ...s.tried);
     this.accepted.splice(0, this.accepted.length, ...s.accepted);
   }
@@ -189,9 +215,7 @@ export class PairEstimates {
 
   /** Probability that a round of window k hits: all k accepted and the bonus token guessed. */
   hitProbability(k: number): number {
-    let hit = 1;
-    for (let i = 0; i <= k; i++) hit *= this.acceptance.rate(i) ?? 0;
-    return hit;
+    return this.acceptance.allAccepted(k + 1);
   }
 
   /**
