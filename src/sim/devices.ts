@@ -3,8 +3,9 @@ import { DecayingMean } from '../speculative/decaying-stats.js';
 import { PositionAcceptance } from '../speculative/estimates.js';
 import type { Rng } from '../speculative/sampling.js';
 import type { Simulation } from './event-queue.js';
+import { linearStepCost, stepMs } from './profiles.js';
 import { draw } from './random.js';
-import { type EdgeSpec, type LinkSpec, stageLinksMs, type TargetSpec } from './scenario.js';
+import { type EdgeSpec, type LinkSpec, stageLinksMs, type TargetSpec, targetStepCost } from './scenario.js';
 
 /** A piece of work for a target: `tokens` computed in one step. */
 interface TargetWork {
@@ -51,8 +52,9 @@ export class TargetDevice {
   /** How many of k proposed drafts a verifier beside this target verifies (the verifier's rule). */
   worthVerifying(k: number): number {
     // A verifier measures whole steps: the links between a partitioned target's stages are fixed cost.
-    const fixedMs = this.spec.stepFixedMs + stageLinksMs(this.spec.stages);
-    const cost = { fixedMs, positionMs: this.spec.stepPerTokenMs, peers: this.peers.value ?? 0 };
+    const linear = linearStepCost(targetStepCost(this.spec));
+    const fixedMs = linear.fixedMs + stageLinksMs(this.spec.stages);
+    const cost = { fixedMs, positionMs: linear.positionMs, peers: this.peers.value ?? 0 };
     return draftsWorthVerifying(k, this.verified, cost);
   }
 
@@ -76,7 +78,8 @@ export class TargetDevice {
     this.busy = true;
     const batch: TargetWork[] = [];
     while (batch.length < this.spec.maxBatch && this.queue.length > 0) batch.push(this.queue.shift() as TargetWork);
-    const compute = this.spec.stepFixedMs + this.spec.stepPerTokenMs * batch.reduce((s, w) => s + w.tokens, 0);
+    const positions = batch.reduce((s, w) => s + w.tokens, 0);
+    const compute = stepMs(targetStepCost(this.spec), positions, batch.length);
     const ms = compute + stageLinksMs(this.spec.stages);
     for (let i = 0; i < batch.length; i++) this.peers.add(batch.length - 1);
     this.busyMs += ms;
@@ -121,9 +124,11 @@ export class EdgeDevice {
     readonly link: LinkSpec,
   ) {}
 
-  /** Draft time for k tokens at a context length. */
+  /** Draft time for k tokens at a context length (one request). */
   draftMs(k: number, contextTokens: number): number {
-    return k * (this.spec.draftMsPerToken + (this.spec.draftMsPerContextToken ?? 0) * contextTokens);
+    if (k <= 0) return 0;
+    const perToken = this.spec.draftMsPerToken + (this.spec.draftMsPerContextToken ?? 0) * contextTokens;
+    return (this.spec.draftMsPerRequest ?? 0) + k * perToken;
   }
 
   /**

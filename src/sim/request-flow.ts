@@ -4,6 +4,7 @@ import { roundWindow } from '../speculative/window.js';
 import { transmit } from './devices.js';
 import { dsdWithEarlyVerification } from './early-verification-flow.js';
 import { deliver, type FlowContext, LINK_FRAME, verifyTokens, WIRE } from './flow-common.js';
+import { dsdStream } from './stream-flow.js';
 
 export type { FlowContext, RequestRecord } from './flow-common.js';
 
@@ -16,6 +17,8 @@ export function startRequest(c: FlowContext): void {
       return singleNode(c, c.strategy.k, c.strategy.draftMsPerToken);
     case 'dsd-fixed':
       return dsdFlow(c, fixedPlanner(c.strategy.k, c.estimates), c.strategy);
+    case 'dsd-stream':
+      return dsdStream(c, c.strategy);
     case 'dsd-adaptive': {
       const w = c.scenario.window ?? { min: 1, max: 16 };
       const s = c.strategy;

@@ -1,3 +1,4 @@
+import type { DraftProfile, StepCost, TargetProfile } from './profiles.js';
 import type { Distribution } from './random.js';
 
 /** Edge devices running drafts. */
@@ -9,6 +10,13 @@ export interface EdgeSpec {
   draftMsPerContextToken?: number;
   /** Draft time per prompt token when a request starts (prefill). */
   draftPrefillMsPerToken?: number;
+  /** Draft time once per draft request, whatever its length. */
+  draftMsPerRequest?: number;
+  /**
+   * The device profile these figures came from. In a scenario file, a path (relative to it) whose
+   * figures fill the fields the edge leaves out.
+   */
+  profile?: DraftProfile;
   /** Draft requests an edge runs at once. */
   concurrency: number;
   /** This edge group's link to the cloud (overrides the scenario's). */
@@ -28,9 +36,14 @@ export interface TargetSpec {
   count: number;
   /** Sequences per batched step. */
   maxBatch: number;
-  /** A batched step costs stepFixedMs + stepPerTokenMs × tokens in the batch. */
+  /** A batched step costs stepFixedMs + stepPerTokenMs × tokens in the batch (unless `profile`). */
   stepFixedMs: number;
   stepPerTokenMs: number;
+  /**
+   * A device profile's step cost, in place of the two figures above (which a scenario file may then
+   * leave out). In a scenario file, a path relative to it (`"profiles/h100-llama-3-8b.json"`).
+   */
+  profile?: TargetProfile;
   /**
    * Tokens computed to score k+1 positions: `shared-prefix` (vLLM prefix caching: the k+1
    * prompts share their prefix, k+1 tokens) or `separate-slots` (llama.cpp slots: each position's
@@ -44,6 +57,11 @@ export interface TargetSpec {
    * pipelined across batches: a step holds the whole pipeline until it ends.
    */
   stages?: StageSpec;
+}
+
+/** A target's step cost: its profile's, or the scenario's two figures. */
+export function targetStepCost(t: TargetSpec): StepCost {
+  return t.profile?.step ?? { fixedMs: t.stepFixedMs, perPositionMs: t.stepPerTokenMs };
 }
 
 /** Pipeline stages of a partitioned target. */
@@ -88,7 +106,21 @@ export type StrategySpec =
    * verifier: rounds go to a `dsd verifier` beside the target: k+1 tokens of one sequence per
    * round (its KV kept), frames that carry only deltas; without it, per-round HTTP to the target.
    */
-  | { kind: 'dsd-adaptive'; draftAhead?: boolean; aheadDepth?: number; verifier?: boolean };
+  | { kind: 'dsd-adaptive'; draftAhead?: boolean; aheadDepth?: number; verifier?: boolean }
+  /**
+   * The stream through a `dsd verifier` (what the edge runs across a link): the target never waits
+   * for a verdict; proposals of k + lead drafts (the lead measured as the edge does, or `leadTokens`); `branches` per proposal, each
+   * covering a miss with probability `runnerUpCoverage` (the draft's 2nd choice is the target's) and
+   * costing `branchCost` of the chain's draft time (default 1: this project's CPU draft).
+   */
+  | {
+      kind: 'dsd-stream';
+      k: number;
+      leadTokens?: number;
+      branches?: number;
+      runnerUpCoverage?: number;
+      branchCost?: number;
+    };
 
 /** A full DSD-Si scenario (JSON). */
 export interface Scenario {
@@ -123,6 +155,8 @@ export function strategyName(s: StrategySpec): string {
       return `DSD k=${s.k}${aheadLabel(s)}`;
     case 'dsd-adaptive':
       return `DSD adaptive${aheadLabel(s)}`;
+    case 'dsd-stream':
+      return `DSD stream k=${s.k}${(s.branches ?? 0) > 0 ? `, ${s.branches} branches` : ''}`;
   }
 }
 

@@ -5,6 +5,7 @@ import { markdownRow } from '../bench/markdown.js';
 import { ProgressBar } from '../bench/progress.js';
 import { renderLineChart } from '../bench/svg-chart.js';
 import { capacityUnderBound } from './capacity.js';
+import { type DraftProfile, parseProfile, type TargetProfile } from './profiles.js';
 import { type StrategyResult, simulate } from './run.js';
 import { DEFAULT_SCENARIO, type Scenario } from './scenario.js';
 import { applySweep, parseSweep } from './sweep.js';
@@ -31,6 +32,7 @@ export function loadScenario(path: string): Scenario {
   for (const key of ['name', 'edges', 'targets', 'link', 'workload', 'acceptance', 'strategies'] as const) {
     if (s[key] === undefined) throw new Error(`${path}: '${key}' is required`);
   }
+  resolveProfiles(s, path);
   const unlimited = (b: number | null | undefined) => (b === undefined || b === null || b === 0 ? Infinity : b);
   s.seed ??= 1;
   if (s.acceptance.kind === 'trace' && s.acceptance.file !== undefined) {
@@ -47,6 +49,49 @@ export function loadScenario(path: string): Scenario {
   s.link.bandwidthBytesPerS = unlimited(s.link.bandwidthBytesPerS);
   for (const e of s.edges) if (e.link) e.link.bandwidthBytesPerS = unlimited(e.link.bandwidthBytesPerS);
   return s;
+}
+
+/** Reads a profile a scenario names by path (relative to the scenario file). */
+function readProfile(ref: unknown, scenarioPath: string, kind: 'target' | 'draft'): TargetProfile | DraftProfile {
+  const where = typeof ref === 'string' ? resolve(dirname(scenarioPath), ref) : `${scenarioPath} (inline profile)`;
+  let raw: unknown = ref;
+  if (typeof ref === 'string') {
+    try {
+      raw = JSON.parse(readFileSync(where, 'utf8'));
+    } catch (err) {
+      throw new Error(`${scenarioPath}: profile ${ref}: ${(err as Error).message}`);
+    }
+  }
+  const profile = parseProfile(raw, where);
+  if (profile.kind !== kind) throw new Error(`${where}: a ${profile.kind} profile where a ${kind} profile belongs`);
+  return profile;
+}
+
+/**
+ * Replaces profile paths by their contents: a target's profile prices its steps; a draft's fills
+ * the edge's figures it leaves out, so one edge group may still override a profile's figure.
+ */
+function resolveProfiles(s: Scenario, path: string): void {
+  if (s.targets.profile !== undefined) {
+    const profile = readProfile(s.targets.profile, path, 'target') as TargetProfile;
+    s.targets.profile = profile;
+    s.targets.stepFixedMs ??= profile.step.fixedMs;
+    s.targets.stepPerTokenMs ??= profile.step.perPositionMs;
+  }
+  for (const e of s.edges) {
+    if (e.profile === undefined) continue;
+    const profile = readProfile(e.profile, path, 'draft') as DraftProfile;
+    e.profile = profile;
+    e.draftMsPerToken ??= profile.draftMsPerToken;
+    for (const key of ['draftMsPerRequest', 'draftMsPerContextToken', 'draftPrefillMsPerToken'] as const) {
+      const v = profile[key];
+      if (e[key] === undefined && v !== undefined) e[key] = v;
+    }
+  }
+  if (!Number.isFinite(s.targets.stepFixedMs) || !Number.isFinite(s.targets.stepPerTokenMs))
+    throw new Error(`${path}: targets need stepFixedMs and stepPerTokenMs, or a profile`);
+  for (const e of s.edges)
+    if (!Number.isFinite(e.draftMsPerToken)) throw new Error(`${path}: each edge needs draftMsPerToken, or a profile`);
 }
 
 const f = (v: number, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : '—');
