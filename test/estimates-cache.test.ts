@@ -65,3 +65,14 @@ describe('derived estimates kept between observations', () => {
     expect(fit.predict(2)).toBe(fresh.predict(2));
   });
 });
+
+describe('probe spacing', () => {
+  it('probes every 128 target-only tokens unless a probe would cost more than 5 % of the pace', async () => {
+    const { probeSpacingTokens, PROBE_BUDGET } = await import('../src/speculative/planner.js');
+    expect(probeSpacingTokens(128, undefined, 5)).toBe(128);
+    expect(probeSpacingTokens(128, { roundMs: 20, expectedTokens: 4 }, 5)).toBe(128);
+    // A 100 ms round for 4 tokens the target makes alone in 20: 80 ms lost, spread over 320 tokens.
+    expect(PROBE_BUDGET).toBe(0.05);
+    expect(probeSpacingTokens(128, { roundMs: 100, expectedTokens: 4 }, 5)).toBe(320);
+  });
+});

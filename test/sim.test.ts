@@ -236,6 +236,7 @@ describe('dsd sim command', () => {
         'rtt-e2e-latency.svg',
         'rtt-speedup.svg',
         'rtt-throughput.svg',
+        'rtt-tpot-p95.svg',
       ]);
       const svg = readFileSync(join(out, 'rtt-e2e-latency.svg'), 'utf8');
       const series = [...svg.matchAll(/<g class="series" data-name="([^"]+)">/g)].map((m) => m[1]);
@@ -257,6 +258,13 @@ describe('dsd sim command', () => {
       'loaded-cloud',
       'verifier-vs-http',
       'busy-verifier',
+      'partitioned-target',
+      'capacity',
+      'cpu-verifier-stream',
+      'gpu-8b-single-user',
+      'gpu-70b-single-user',
+      'gpu-8b-capacity',
+      'gpu-70b-capacity',
     ]) {
       const s = loadScenario(new URL(`../examples/sim/${name}.json`, import.meta.url).pathname);
       expect(s.strategies.length).toBeGreaterThan(2);

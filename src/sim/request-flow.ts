@@ -1,5 +1,6 @@
 import { adaptivePlanner, fixedPlanner, PROBE_EVERY_TOKENS, type SpeculationPlanner } from '../speculative/planner.js';
 import { recordRound } from '../speculative/stats.js';
+import { paysToResume } from '../speculative/target-only-stretch.js';
 import { roundWindow } from '../speculative/window.js';
 import { transmit } from './devices.js';
 import { dsdWithEarlyVerification } from './early-verification-flow.js';
@@ -82,7 +83,9 @@ function targetOnly(c: FlowContext, withPrompt: boolean, planner?: SpeculationPl
           if (planner !== undefined && ++sinceShadow >= 8) {
             sinceShadow = 0;
             shadow(c, planner, () => {
-              if (!stop && planner.decide().kind === 'speculate') {
+              // The proxy's rule: a probe, or a resume the rest of the generation would not repay,
+              // never drops the running stream (each drop costs a round trip).
+              if (!stop && paysToResume(planner.decide(), c.outputTokens - c.record.tokens)) {
                 stop = true;
                 resume?.();
               }

@@ -23,7 +23,8 @@ Usage:
                     users (closed-loop users)
   --tpot-bound MS   with a sweep of load (edges, users): the largest load each strategy serves with
                     TPOT p95 within MS, and tokens/s per target there (capacity planning)
-  --out DIR         write report.md, results.json and SVG charts there (default sim-results/<time>)
+  --out DIR         write report.md, results.json and SVG charts there (default sim-results/<time>);
+                    with a sweep: e2e latency, throughput, speed-up and TPOT p95 (with the bound)
 `;
 
 /** Reads a scenario file, with JSON-friendly defaults (no bandwidth = unlimited). */
@@ -180,7 +181,7 @@ export async function simCommand(
     `s.\n\n${tables.join('\n\n')}${capacity}\n`;
   writeFileSync(join(out, 'report.md'), report);
   writeFileSync(join(out, 'results.json'), JSON.stringify({ scenario, sweep, runs }, null, 2));
-  if (sweep !== undefined) writeCharts(out, sweep.param, runs as { value: number; results: StrategyResult[] }[]);
+  if (sweep !== undefined) writeCharts(out, sweep.param, runs as { value: number; results: StrategyResult[] }[], bound);
   log(report);
   log(`written to ${out}`);
   return runs;
@@ -213,7 +214,12 @@ function capacityTable(
   );
 }
 
-function writeCharts(out: string, param: string, runs: { value: number; results: StrategyResult[] }[]): void {
+function writeCharts(
+  out: string,
+  param: string,
+  runs: { value: number; results: StrategyResult[] }[],
+  tpotBoundMs: number | undefined,
+): void {
   const names = runs[0]?.results.map((r) => r.strategy) ?? [];
   const series = (y: (r: StrategyResult, all: StrategyResult[]) => number) =>
     names.map((name) => ({
@@ -239,6 +245,20 @@ function writeCharts(out: string, param: string, runs: { value: number; results:
       xLabel: label,
       yLabel: 'tokens/s',
       series: series((r) => r.throughputTokensPerS),
+    }),
+  );
+  // The capacity chart: where each strategy's inter-token latency crosses the bound.
+  const bound =
+    tpotBoundMs === undefined
+      ? []
+      : [{ name: `bound (${tpotBoundMs} ms)`, points: runs.map((run) => [run.value, tpotBoundMs] as const) }];
+  writeFileSync(
+    join(out, `${param}-tpot-p95.svg`),
+    renderLineChart({
+      title: `Time per output token (p95) vs ${label}`,
+      xLabel: label,
+      yLabel: 'ms',
+      series: [...series((r) => r.tpotMs.p95), ...bound],
     }),
   );
   writeFileSync(

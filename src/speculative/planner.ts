@@ -25,10 +25,31 @@ export function fixedPlanner(k: number, estimates?: PairEstimates): SpeculationP
 export const PROBE_EVERY_TOKENS = 128;
 
 /**
+ * Most of the target-only pace that probes may cost. A probe's loss is its round against the
+ * target-only tokens it displaces; where a round trip dwarfs the target's step (a fast GPU target
+ * 50 ms away: a 100 ms round for 4 tokens that take 20 ms alone), one every 128 tokens cost DSD-Si's
+ * 8 B scenario 6 %, so probes are spaced until their predicted loss fits this share (5 %: a pair
+ * priced out during a slow spell must still come back within a few requests; test/engine-adaptive).
+ */
+export const PROBE_BUDGET = 0.05;
+
+/** Target-only tokens before the next probe: PROBE_EVERY_TOKENS, or more where a probe costs more. */
+export function probeSpacingTokens(
+  everyTokens: number,
+  predicted: { roundMs: number; expectedTokens: number } | undefined,
+  targetOnlyMsPerToken: number | undefined,
+): number {
+  if (predicted === undefined || targetOnlyMsPerToken === undefined || targetOnlyMsPerToken <= 0) return everyTokens;
+  const lossMs = Math.max(0, predicted.roundMs - predicted.expectedTokens * targetOnlyMsPerToken);
+  return Math.max(everyTokens, Math.ceil(lossMs / (PROBE_BUDGET * targetOnlyMsPerToken)));
+}
+
+/**
  * The adaptive planner: AdaptiveWindow's decision, plus a periodic probe. While the target runs
  * alone, shadow drafts keep the acceptance estimates fresh, but the cost of a round is only known
  * from rounds; once the pair has streamed `probeEveryTokens` target-only tokens since its last
- * round (counted across requests: most requests are shorter than that), one round is tried so a
+ * round (counted across requests: most requests are shorter than that; more where a probe costs
+ * more than PROBE_BUDGET of the pace, see probeSpacingTokens), one round is tried so a
  * pair whose verification got cheaper (less load, shorter RTT) is noticed. A probe never drops a
  * running stream (see `paysToResume`): it waits for the next decision outside one. A probe much
  * cheaper than predicted (`recheckDue`) asks for another at the next request, so a pair that
@@ -44,7 +65,11 @@ export function adaptivePlanner(
   return {
     decide: () => {
       const d = window.decide();
-      const due = estimates.recheckDue ? !probed : estimates.targetOnlySinceRound >= options.probeEveryTokens;
+      const spacing = () =>
+        probeSpacingTokens(options.probeEveryTokens, window.best(), estimates.targetOnlyMsPerToken.value);
+      const due = estimates.recheckDue
+        ? !probed
+        : estimates.targetOnlySinceRound >= options.probeEveryTokens && estimates.targetOnlySinceRound >= spacing();
       probing = d.kind === 'target-only' && d.settled && due;
       probed ||= probing;
       // No rounds sent early: the stretch after the probe would drop them, target work for nothing.
