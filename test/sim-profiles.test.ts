@@ -137,7 +137,7 @@ describe('DSD-Si: the stream through a verifier', () => {
     }
   });
 
-  it('a link costs the stream lone steps, never a wait for a verdict: slower with distance, never below the target', () => {
+  it('a link costs the stream lone steps, not waits for verdicts: slower with distance, never below the target', () => {
     const results = [0, 10, 25, 50].map((oneWayMs) => {
       const [alone, stream] = simulate(
         oneUser(0.85, [{ kind: 'target-only' }, { kind: 'dsd-stream', k: 4 }], oneWayMs),

@@ -109,9 +109,10 @@ export type StrategySpec =
   | { kind: 'dsd-adaptive'; draftAhead?: boolean; aheadDepth?: number; verifier?: boolean }
   /**
    * The stream through a `dsd verifier` (what the edge runs across a link): the target never waits
-   * for a verdict; proposals of k + lead drafts (the lead measured as the edge does, or `leadTokens`); `branches` per proposal, each
-   * covering a miss with probability `runnerUpCoverage` (the draft's 2nd choice is the target's) and
-   * costing `branchCost` of the chain's draft time (default 1: this project's CPU draft).
+   * for a verdict; proposals of k + lead drafts (the lead measured as the edge does, or
+   * `leadTokens`); `branches` per proposal, each covering a miss with probability
+   * `runnerUpCoverage` (the draft's 2nd choice is the target's) and costing `branchCost` of the
+   * chain's draft time (default 1: this project's CPU draft).
    */
   | {
       kind: 'dsd-stream';
