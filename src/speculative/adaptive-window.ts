@@ -93,6 +93,13 @@ export class AdaptiveWindow {
     private readonly o: AdaptiveWindowOptions,
   ) {}
 
+  private latest: WindowPrediction | undefined;
+
+  /** The best prediction the last decide() compared (undefined while it was still learning). */
+  get lastBest(): WindowPrediction | undefined {
+    return this.latest;
+  }
+
   /** Expected tokens committed by a round of window k. */
   expectedTokens(k: number): number {
     return this.estimates.acceptance.expectedTokens(k);
@@ -167,6 +174,7 @@ export class AdaptiveWindow {
   /** The decision for the next stretch of generation. */
   decide(): WindowDecision {
     const e = this.estimates;
+    this.latest = undefined;
     // A few unlucky first rounds must not settle a pair: learn from at least 8 proposals.
     if (e.acceptance.weight < 8 || e.verifyMs.weight < 4)
       return { kind: 'speculate', k: this.o.initialK, reason: 'learning the pair' };
@@ -174,6 +182,7 @@ export class AdaptiveWindow {
     if (targetOnly === undefined || e.targetOnlyMsPerToken.weight < 4)
       return { kind: 'target-only', reason: 'measuring the target alone', settled: false };
     const best = this.best();
+    this.latest = best;
     if (best === undefined || best.msPerToken >= (1 - this.o.margin) * targetOnly) {
       const closeCall = best !== undefined && best.msPerToken < CLOSE_CALL * targetOnly;
       return {

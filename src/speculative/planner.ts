@@ -66,7 +66,7 @@ export function adaptivePlanner(
     decide: () => {
       const d = window.decide();
       const spacing = () =>
-        probeSpacingTokens(options.probeEveryTokens, window.best(), estimates.targetOnlyMsPerToken.value);
+        probeSpacingTokens(options.probeEveryTokens, window.lastBest, estimates.targetOnlyMsPerToken.value);
       const due = estimates.recheckDue
         ? !probed
         : estimates.targetOnlySinceRound >= options.probeEveryTokens && estimates.targetOnlySinceRound >= spacing();
