@@ -8,27 +8,24 @@ import { type StrategyResult, simulate, simulateStrategy } from '../src/sim/run.
 import type { Scenario, StrategySpec } from '../src/sim/scenario.js';
 import { loadScenario } from '../src/sim/sim-command.js';
 import { applySweep } from '../src/sim/sweep.js';
+import { oneUserScenario } from './sim-scenarios.js';
 
 const examples = join(import.meta.dirname, '../examples/sim');
 
 /** One user, no network: the setting where a stream's cost has a closed form. */
 function oneUser(alpha: number, strategies: StrategySpec[], oneWayMs = 0): Scenario {
-  return {
+  return oneUserScenario({
     name: 'one user',
     seed: 5,
-    edges: [{ count: 1, draftMsPerToken: 0, concurrency: 1 }],
-    targets: { count: 1, maxBatch: 1, stepFixedMs: 5, stepPerTokenMs: 2, verifyTokens: 'shared-prefix' },
-    link: { oneWayMs, bandwidthBytesPerS: Infinity },
-    workload: {
-      arrivals: { kind: 'closed-loop', users: 1, requestsPerUser: 3, thinkMs: { kind: 'constant', value: 0 } },
-      promptTokens: { kind: 'constant', value: 8 },
-      outputTokens: { kind: 'constant', value: 3000 },
-      edgeRouting: 'round-robin',
-      targetRouting: 'round-robin',
-    },
-    acceptance: { kind: 'iid', rate: alpha },
+    alpha,
+    stepFixedMs: 5,
+    stepPerTokenMs: 2,
+    draftMsPerToken: 0,
+    outputTokens: 3000,
+    requests: 3,
+    oneWayMs,
     strategies,
-  };
+  });
 }
 
 const tpot = (r: StrategyResult | undefined) => (r as StrategyResult).tpotMs.p50;

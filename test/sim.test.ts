@@ -6,26 +6,22 @@ import { type StrategyResult, simulate, simulateStrategy } from '../src/sim/run.
 import { DEFAULT_SCENARIO, type Scenario } from '../src/sim/scenario.js';
 import { loadScenario } from '../src/sim/sim-command.js';
 import { applySweep } from '../src/sim/sweep.js';
+import { oneUserScenario } from './sim-scenarios.js';
 
 /** One request at a time, no network, batches of one, constant step cost: the textbook setting. */
 function textbook(alpha: number, k: number, c: number): Scenario {
   const step = 10;
-  return {
+  return oneUserScenario({
     name: 'textbook',
     seed: 3,
-    edges: [{ count: 1, draftMsPerToken: c * step, concurrency: 1 }],
-    targets: { count: 1, maxBatch: 1, stepFixedMs: step, stepPerTokenMs: 0, verifyTokens: 'shared-prefix' },
-    link: { oneWayMs: 0, bandwidthBytesPerS: Infinity },
-    workload: {
-      arrivals: { kind: 'closed-loop', users: 1, requestsPerUser: 4, thinkMs: { kind: 'constant', value: 0 } },
-      promptTokens: { kind: 'constant', value: 8 },
-      outputTokens: { kind: 'constant', value: 6000 },
-      edgeRouting: 'round-robin',
-      targetRouting: 'round-robin',
-    },
-    acceptance: { kind: 'iid', rate: alpha },
+    alpha,
+    stepFixedMs: step,
+    stepPerTokenMs: 0,
+    draftMsPerToken: c * step,
+    outputTokens: 6000,
+    requests: 4,
     strategies: [{ kind: 'target-only' }, { kind: 'dsd-fixed', k }],
-  };
+  });
 }
 
 describe('DSD-Si', () => {

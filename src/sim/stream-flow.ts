@@ -95,7 +95,6 @@ export function dsdStream(c: FlowContext, s: StreamSpec): void {
     const accepted = use === undefined ? 0 : Math.max(0, Math.min(j, use.at + use.matched - committed));
     const started = c.sim.now;
     c.target.submit(j + 1, () => {
-      committed += accepted + 1;
       if (use === undefined) c.record.stats.targetOnlyTokens += 1;
       else
         recordRound(c.record.stats, {
@@ -105,37 +104,31 @@ export function dsdStream(c: FlowContext, s: StreamSpec): void {
           draftMs: 0,
           verifyMs: c.sim.now - started,
         });
-      const at = committed;
-      const bytes = LINK_FRAME.bytesPerFrame + (accepted + 1) * LINK_FRAME.bytesPerToken;
-      transmit(c.sim, c.edge.link, bytes, c.bytes, 'down', c.rng, () => {
-        if (finished) return;
-        heard = Math.max(heard, at);
-        if (deliver(c, accepted + 1)) {
-          finished = true;
-          return;
-        }
-        draft();
-      });
-      if (committed < c.outputTokens) step();
+      commit(accepted + 1);
     });
+  };
+
+  // Committed tokens stream down: the client has them, and the edge drafts from them.
+  const commit = (tokens: number) => {
+    committed += tokens;
+    const at = committed;
+    const bytes = LINK_FRAME.bytesPerFrame + tokens * LINK_FRAME.bytesPerToken;
+    transmit(c.sim, c.edge.link, bytes, c.bytes, 'down', c.rng, () => {
+      if (finished) return;
+      heard = Math.max(heard, at);
+      if (deliver(c, tokens)) {
+        finished = true;
+        return;
+      }
+      draft();
+    });
+    if (committed < c.outputTokens) step();
   };
 
   // The prompt crosses once; the edge drafts from it while the verifier prefills.
   const upBytes = LINK_FRAME.bytesPerFrame + c.promptTokens * LINK_FRAME.bytesPerToken;
-  heard = 0;
   draft();
-  transmit(c.sim, c.edge.link, upBytes, c.bytes, 'up', c.rng, () => {
-    c.target.submit(c.promptTokens + 1, () => {
-      committed = 1;
-      transmit(c.sim, c.edge.link, LINK_FRAME.bytesPerFrame + LINK_FRAME.bytesPerToken, c.bytes, 'down', c.rng, () => {
-        heard = Math.max(heard, 1);
-        if (deliver(c, 1)) {
-          finished = true;
-          return;
-        }
-        draft();
-      });
-      if (committed < c.outputTokens) step();
-    });
-  });
+  transmit(c.sim, c.edge.link, upBytes, c.bytes, 'up', c.rng, () =>
+    c.target.submit(c.promptTokens + 1, () => commit(1)),
+  );
 }

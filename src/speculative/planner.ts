@@ -65,18 +65,19 @@ export function adaptivePlanner(
   return {
     decide: () => {
       const d = window.decide();
-      const spacing = () =>
-        probeSpacingTokens(options.probeEveryTokens, window.lastBest, estimates.targetOnlyMsPerToken.value);
-      const due = estimates.recheckDue
-        ? !probed
-        : estimates.targetOnlySinceRound >= options.probeEveryTokens && estimates.targetOnlySinceRound >= spacing();
+      const spacing = probeSpacingTokens(
+        options.probeEveryTokens,
+        window.lastBest,
+        estimates.targetOnlyMsPerToken.value,
+      );
+      const due = estimates.recheckDue ? !probed : estimates.targetOnlySinceRound >= spacing;
       probing = d.kind === 'target-only' && d.settled && due;
       probed ||= probing;
       // No rounds sent early: the stretch after the probe would drop them, target work for nothing.
       if (probing)
         return {
           kind: 'speculate',
-          k: window.best()?.k ?? options.initialK,
+          k: window.lastBest?.k ?? options.initialK,
           aheadDepth: 0,
           reason: 'probing the round cost',
           probe: true,
