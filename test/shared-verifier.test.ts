@@ -33,7 +33,7 @@ function fakeEngine(cost: BatchCost): TargetEngine {
     tokenBytes: async () => new Uint8Array([120]),
     chatPromptIds: async () => [],
     acquire: async () => new FakeSequence(),
-    load: () => ({ busy: 1, idle: 0, waiting: 0, reusedPrefixTokens: 0 }),
+    load: () => ({ busy: 1, idle: 0, waiting: 0, reusedPrefixTokens: 0, evaluations: 0, evaluatedSteps: 0 }),
     batchCost: () => cost,
     close: async () => {},
   };

@@ -26,6 +26,10 @@ export class EvaluationOverlap {
   /** Evaluation time by positions in flight; no slope is assumed before the positions spread. */
   private readonly time = new DecayingLinearFit(0.98, () => 0);
   private readonly peers = new DecayingMean(0.9);
+  /** Evaluations measured so far. */
+  evaluations = 0;
+  /** Generation steps they served. */
+  evaluatedSteps = 0;
 
   /** Runs one evaluation of `positions` tokens, learning what it shared and what it cost. */
   async track<T>(positions: number, evaluation: () => Promise<T>): Promise<T> {
@@ -39,6 +43,8 @@ export class EvaluationOverlap {
     this.active.add(mine);
     try {
       const result = await evaluation();
+      this.evaluations += 1;
+      this.evaluatedSteps += 1;
       this.time.add(mine.positions, performance.now() - started);
       this.peers.add(mine.peers);
       return result;
@@ -52,6 +58,8 @@ export class EvaluationOverlap {
    * positions, the generations that shared it and its time.
    */
   record(positions: number, generations: number, ms: number): void {
+    this.evaluations += 1;
+    this.evaluatedSteps += generations;
     this.time.add(positions, ms);
     for (let i = 0; i < generations; i++) this.peers.add(generations - 1);
   }
@@ -107,7 +115,7 @@ export abstract class PooledEngine<S extends PooledSequence & EngineSequence> {
   }
 
   load(): EngineLoad {
-    return this.pool.load();
+    return { ...this.pool.load(), evaluations: this.overlap.evaluations, evaluatedSteps: this.overlap.evaluatedSteps };
   }
 
   batchCost(): BatchCost {
@@ -160,7 +168,8 @@ export class SequencePool<S extends PooledSequence> {
     });
   }
 
-  load(): EngineLoad {
+  /** Its sequences' load (the engine adds its evaluation counts). */
+  load(): Omit<EngineLoad, 'evaluations' | 'evaluatedSteps'> {
     return {
       busy: this.busy,
       idle: this.idle.length,

@@ -60,6 +60,10 @@ export interface EngineLoad {
   idle: number;
   waiting: number;
   reusedPrefixTokens: number;
+  /** Evaluations run so far (engine calls; node-llama-cpp batches inside one, unseen here). */
+  evaluations: number;
+  /** Generation steps those evaluations served: over `evaluations`, the mean batch occupancy. */
+  evaluatedSteps: number;
 }
 
 /** A target model loaded beside the verifier. */

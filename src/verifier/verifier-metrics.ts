@@ -66,4 +66,10 @@ export function registerVerifierMetrics(
     'Prompt tokens found in a sequence KV (multi-turn reuse)',
     (l) => l.reusedPrefixTokens,
   );
+  load('dsd_verifier_evaluations_total', 'Target evaluations (engine calls)', (l) => l.evaluations);
+  load(
+    'dsd_verifier_evaluated_steps_total',
+    'Generation steps the evaluations served (over evaluations: the mean batch occupancy)',
+    (l) => l.evaluatedSteps,
+  );
 }

@@ -60,7 +60,14 @@ export class EvalBatcher {
     if (this.running) return;
     this.running = true;
     try {
-      while (this.queue.length > 0) await this.run(this.take());
+      while (this.queue.length > 0) {
+        // One turn of the event loop first: the sequences the last call answered resubmit through
+        // a few microtask hops each (their generators, the SSE write), and a call taken before
+        // they all have splits the batch in two that then alternate (measured: 4 streams straight
+        // from the verifier at 130 tokens/s in some runs, 270 in others; one call per step is 270).
+        await new Promise<void>((r) => setImmediate(r));
+        await this.run(this.take());
+      }
     } finally {
       this.running = false;
     }
