@@ -135,7 +135,6 @@ describe('the stream drafter', () => {
       draft: { name: 'd', port } as unknown as DraftSlot,
       stream,
       state,
-      k: 4,
       signal: new AbortController().signal,
     });
     return { drafter, asked, sent };
@@ -143,7 +142,7 @@ describe('the stream drafter', () => {
 
   it('sends the chain at once and its tree after, branching only where the target will be', async () => {
     const { drafter, asked, sent } = setup(2);
-    drafter.draftFrom();
+    drafter.draftFrom(4);
     await new Promise((r) => setTimeout(r, 0));
     // The window plus the lead, and the window travels with it.
     expect(asked[0]).toEqual({ from: 3, n: 6, alternatives: 2 });
@@ -157,7 +156,7 @@ describe('the stream drafter', () => {
 
   it('next to the target (a lead under one token) it sends chains', async () => {
     const { drafter, sent } = setup(0.5);
-    drafter.draftFrom();
+    drafter.draftFrom(4);
     await new Promise((r) => setTimeout(r, 0));
     expect(sent).toHaveLength(1);
     expect(sent[0]?.b).toEqual([]);

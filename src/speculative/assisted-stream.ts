@@ -3,6 +3,7 @@ import type { AssistedTarget, CommittedTokens, DraftSlot, EngineOptions, EngineR
 export type { AssistedChunk, AssistedStream, AssistedTarget } from './engine-types.js';
 
 import { GenerationState } from './generation-state.js';
+import { SharedTargetWindow } from './shared-window.js';
 import { recordRound } from './stats.js';
 import { createStreamDrafter } from './stream-drafter.js';
 
@@ -29,19 +30,12 @@ export async function* runAssisted(
   const onAbort = () => controller.abort(o.signal.reason);
   o.signal.addEventListener('abort', onAbort, { once: true });
   const stream = target.assist(state.ctx, state.remaining, controller.signal);
-  const { draftFrom } = createStreamDrafter({ o, draft, stream, state, k, signal: controller.signal });
-  // A shared target that declines whole proposals has better use for its time: draft less often
-  // (every 2nd, 4th, … 32nd chunk) until one is used again, so drafts and frames are not wasted.
-  let backoff = 0;
-  let skip = 0;
+  const { draftFrom } = createStreamDrafter({ o, draft, stream, state, signal: controller.signal });
+  const window = new SharedTargetWindow(k);
   try {
-    draftFrom();
+    draftFrom(window.next());
     for await (const chunk of stream.chunks) {
-      if (chunk.drafted > 0) backoff = 0;
-      else if ((chunk.declined ?? 0) > 0) {
-        backoff = Math.min(32, Math.max(1, 2 * backoff));
-        skip = backoff;
-      }
+      window.observe({ drafted: chunk.drafted, declined: chunk.declined ?? 0 });
       if (chunk.branch === true) o.stats.treeBranchSteps += 1;
       if (chunk.drafted > 0) {
         const committed = Math.min(chunk.tokens.length, chunk.accepted + 1);
@@ -50,8 +44,8 @@ export async function* runAssisted(
       const { kept, finish } = state.take(chunk.tokens);
       yield { tokens: kept, source: chunk.drafted > 0 ? 'round' : 'target-only' };
       if (finish) return { finish, stats: o.stats };
-      if (skip > 0) skip -= 1;
-      else draftFrom();
+      const next = window.next();
+      if (next > 0) draftFrom(next);
     }
     return { finish: state.remaining <= 0 ? 'length' : 'stop', stats: o.stats };
   } finally {

@@ -14,14 +14,13 @@ export interface StreamDrafterOptions {
   draft: DraftSlot;
   stream: AssistedStream;
   state: GenerationState;
-  k: number;
   signal: AbortSignal;
 }
 
 /** The edge's half of the never-waiting stream: one proposal in the making at a time. */
 export interface StreamDrafter {
-  /** Drafts a proposal from the newest context, unless one is being drafted already. */
-  draftFrom(): void;
+  /** Drafts a proposal of `k` verifiable drafts from the newest context, unless one is in the making. */
+  draftFrom(k: number): void;
 }
 
 /**
@@ -32,7 +31,7 @@ export interface StreamDrafter {
  * alignment than its branches buy (measured: trees no faster than chains across 10 ms).
  */
 export function createStreamDrafter(x: StreamDrafterOptions): StreamDrafter {
-  const { o, draft, stream, state, k, signal } = x;
+  const { o, draft, stream, state, signal } = x;
   let drafting = false;
   let branching = false;
   let alive = true;
@@ -48,22 +47,22 @@ export function createStreamDrafter(x: StreamDrafterOptions): StreamDrafter {
   };
   // Sent only while some path of it still lines up with what the target committed meanwhile; a
   // tree's branches without its chain, which went first (the verifier joins them to it).
-  const send = (tree: ProposalTree) => {
+  const send = (tree: ProposalTree, k: number) => {
     if (tree.main.length === 0 || alignedPath(tree, state.ctx) === undefined) return;
     o.stats.treeBranches += tree.branches.length;
     stream.propose(tree.at, tree.branches.length > 0 ? [] : tree.main, tree.branches, k);
   };
-  const branchOff = (ctx: readonly number[], chain: GeneratedToken[], budget: number, within: number) => {
+  const branchOff = (ctx: readonly number[], chain: GeneratedToken[], k: number, budget: number, within: number) => {
     branching = true;
     const started = o.now();
     void draftBranches(chainOf, ctx, chain, budget, within).then((branches) => {
       branching = false;
       o.stats.draftMs += o.now() - started;
       if (!alive || signal.aborted || branches.length === 0 || invalid(branches.flatMap((b) => b.tokens))) return;
-      send({ at: ctx.length, main: chain.map((t) => t.id), branches });
+      send({ at: ctx.length, main: chain.map((t) => t.id), branches }, k);
     });
   };
-  const draftFrom = () => {
+  const draftFrom = (k: number) => {
     if (drafting || !alive || state.remaining <= 1) return;
     drafting = true;
     const ctx = state.ctx.slice();
@@ -92,11 +91,11 @@ export function createStreamDrafter(x: StreamDrafterOptions): StreamDrafter {
         if (invalid(main)) return;
         // How far the target moved while this proposal was made: the next one drafts that much further.
         tokensPerTurnaround = 0.7 * tokensPerTurnaround + 0.3 * (state.ctx.length - ctx.length);
-        send({ at: ctx.length, main, branches: [] });
+        send({ at: ctx.length, main, branches: [] }, k);
         // A miss among the tokens the target makes before the proposal arrives refutes all of it; one
         // further on only ends a verification early. So the branches go where the target will be
         // when it arrives: the lead, and the first position it verifies.
-        if (budget > 0 && main.length > 1) branchOff(ctx, chain, budget, Math.ceil(lead) + 1);
+        if (budget > 0 && main.length > 1) branchOff(ctx, chain, k, budget, Math.ceil(lead) + 1);
       },
       (err: unknown) => {
         drafting = false;
