@@ -62,6 +62,11 @@ export interface TargetPort {
   generate(ctx: readonly number[], maxTokens: number, signal: AbortSignal): AsyncIterable<GeneratedToken>;
   /** A target that decodes by itself and takes proposals as they come (the verifier's stream). */
   assist?: AssistedTarget['assist'];
+  /**
+   * Whether the stream is the better way now (absent: always, when `assist` is there). Asked
+   * before each round: rounds taken alone on the target go over to the stream when others join.
+   */
+  streamNow?: () => boolean;
 }
 
 /** A draft and the planner that knows its pairing with the target. */

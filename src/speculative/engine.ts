@@ -29,11 +29,8 @@ export type { EngineFinish } from './generation-state.js';
  * Returning early (stop string, client gone) aborts whatever request is in flight.
  */
 export async function* runSpeculation(o: EngineOptions): AsyncGenerator<CommittedTokens, EngineResult> {
-  if (o.draft !== undefined && o.target.assist !== undefined) {
-    const decision = o.draft.planner.decide();
-    const k = decision.kind === 'speculate' ? decision.k : 4;
-    return yield* runAssisted(o, o.draft, { assist: o.target.assist }, k);
-  }
+  const streamNow = () => o.target.assist !== undefined && (o.target.streamNow?.() ?? true);
+  if (o.draft !== undefined && streamNow()) return yield* assisted(o, o.draft);
   const state = new GenerationState(
     o.prompt,
     { maxTokens: o.maxTokens, contextTokens: o.contextTokens, isEnd: o.isEnd },
@@ -54,6 +51,11 @@ export async function* runSpeculation(o: EngineOptions): AsyncGenerator<Committe
     for (;;) {
       if (o.signal.aborted) throw o.signal.reason;
       if (state.remaining <= 0) return { finish: 'length', stats: o.stats };
+      if (draft !== undefined && streamNow()) {
+        ahead.drop();
+        // The rest of the generation in the stream, from what the rounds committed.
+        return yield* assisted({ ...o, prompt: state.ctx.slice(), maxTokens: state.remaining }, draft);
+      }
       const decision = draft === undefined ? undefined : draft.planner.decide();
       if (draft === undefined || decision?.kind === 'target-only') {
         ahead.drop();
@@ -89,6 +91,13 @@ export async function* runSpeculation(o: EngineOptions): AsyncGenerator<Committe
     ahead.cancel();
     inner.abort();
   }
+}
+
+/** The verifier's stream with the planner's window. */
+function assisted(o: EngineOptions, draft: DraftSlot): AsyncGenerator<CommittedTokens, EngineResult> {
+  const decision = draft.planner.decide();
+  const k = decision.kind === 'speculate' ? decision.k : 4;
+  return runAssisted(o, draft, { assist: o.target.assist! }, k);
 }
 
 /** What one speculative round did. */

@@ -145,7 +145,11 @@ function streamThroughVerifier(ctx: DsdContext, verifier: VerifierServer): boole
   const mode = ctx.config.speculation.verifierMode;
   if (mode !== 'auto') return mode === 'stream';
   const rtt = verifier.linkRttMs;
-  return (rtt !== undefined && rtt >= STREAM_RTT_MS) || verifier.openSessions >= STREAM_SESSIONS;
+  // The generations admitted on this edge count too: a burst decides before any has opened its
+  // session, and a generation that took rounds keeps them (16 at once: 3 took rounds and split
+  // the verifier's batch, 9.9 steps an evaluation against 12.6 all streaming; bench:under-load).
+  const others = Math.max(verifier.openSessions, ctx.admission.inFlight - 1);
+  return (rtt !== undefined && rtt >= STREAM_RTT_MS) || others >= STREAM_SESSIONS;
 }
 
 /** The target on one replica as the engine sees it; counts what verification recomputed. */
@@ -161,12 +165,16 @@ function replicaPort(
     const session = target.server.openSession({
       sampling: setup.sampling,
       topN: setup.targetTopN,
-      assisted: streamThroughVerifier(o.ctx, target.server),
+      // In auto mode every session can stream: one that starts with rounds goes over when
+      // generations join it on the verifier (streamNow below).
+      assisted: o.ctx.config.speculation.verifierMode !== 'rounds',
       scope: request.cacheScope,
     });
+    const verifier = target.server;
     return {
       score: async (prompts, s) => observe(await session.score(prompts, s)),
       generate: (c, maxTokens, s) => session.generate(c, maxTokens, s),
+      streamNow: () => streamThroughVerifier(o.ctx, verifier),
       ...(session.assist === undefined
         ? {}
         : {
