@@ -67,6 +67,7 @@ const dsd = await startInProcessDsd(
   { DSD_ACCEPT_ANY_MODEL: 'true', ...extraEnv },
 );
 const name = await modelName(verifier.url);
+const verifierPid = verifier.child.pid!;
 
 /** CPU seconds a process has used (utime + stime from /proc). */
 function cpuSeconds(pid: number): number {
@@ -102,6 +103,7 @@ interface Wave {
   steps: number;
   edgeCpuS: number;
   draftCpuS: number;
+  verifierCpuS: number;
   wallS: number;
 }
 
@@ -111,6 +113,7 @@ async function wave(url: string, n: number, offset: number): Promise<Wave> {
   const before = await counters();
   const edge0 = process.cpuUsage();
   const draft0 = cpuSeconds(draft.pid);
+  const verifier0 = cpuSeconds(verifierPid);
   const started = performance.now();
   const results: Result[] = await Promise.all(
     Array.from({ length: n }, (_, i) =>
@@ -134,6 +137,7 @@ async function wave(url: string, n: number, offset: number): Promise<Wave> {
     steps: after.steps - before.steps,
     edgeCpuS: (edge.user + edge.system) / 1e6,
     draftCpuS: cpuSeconds(draft.pid) - draft0,
+    verifierCpuS: cpuSeconds(verifierPid) - verifier0,
     wallS,
   };
 }
@@ -154,9 +158,12 @@ print(
     'edge CPU ms / token (alone → dsd)',
     'draft CPU share of wall',
     'batch occupancy (alone, dsd)',
+    'verifier CPU ms / token (alone, dsd)',
   ]),
 );
-print(markdownRow(Array.from({ length: 10 }, () => '---')));
+print(markdownRow(Array.from({ length: 11 }, () => '---')));
+const perToken = (ws: Wave[]) =>
+  (1000 * ws.reduce((a, w) => a + w.verifierCpuS, 0)) / ws.reduce((a, w) => a + w.tokens, 0);
 const occupancy = (ws: Wave[]) => ws.reduce((a, w) => a + w.steps, 0) / ws.reduce((a, w) => a + w.evaluations, 0);
 await wave(dsd.url, maxLevel, 0); // warm-up: KV, connections, the planner's first estimates
 for (const n of levels) {
@@ -193,6 +200,7 @@ for (const n of levels) {
       `${f2((1000 * aloneCpu) / aloneTokens)} → ${f2((1000 * last.edgeCpuS) / last.tokens)}`,
       `${((100 * last.draftCpuS) / last.wallS).toFixed(0)} %`,
       `${occupancy(alone).toFixed(1)}, ${occupancy(via).toFixed(1)}`,
+      `${f2(perToken(alone))}, ${f2(perToken(via))}`,
     ]),
   );
 }

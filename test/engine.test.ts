@@ -174,6 +174,77 @@ describe('runSpeculation', () => {
     expect(declined.calls).toBeLessThan(10);
   });
 
+  it('rounds go over to the stream when streamNow turns true, from what they committed', async () => {
+    const calls = { score: 0, generate: 0, prompts: [] as number[][][] };
+    let rounds = 0;
+    let streamedFrom: number | undefined;
+    const base = targetPort(calls);
+    const target: TargetPort = {
+      ...base,
+      score: async (prompts, signal) => {
+        rounds += 1;
+        return base.score(prompts, signal);
+      },
+      streamNow: () => rounds >= 3,
+      assist: (ctx, maxTokens) => {
+        streamedFrom = ctx.length;
+        return {
+          propose: () => {},
+          chunks: (async function* () {
+            const c = [...ctx];
+            for (let i = 0; i < maxTokens; i++) {
+              const id = next(c);
+              c.push(id);
+              yield { tokens: [{ id }], drafted: 0, accepted: 0 };
+            }
+          })(),
+        };
+      },
+    };
+    const { tokens } = await collect({ draft: draftPort({}), target, k: 4, isEnd: () => false });
+    expect(tokens).toEqual(reference([1, 2, 3], 40, false));
+    expect(rounds).toBe(3);
+    // Three rounds of k = 4, all accepted: 15 tokens after the 3-token prompt.
+    expect(streamedFrom).toBe(3 + 15);
+  });
+
+  it('a streaming target that verifies only some drafts: the edge proposes what it verifies', async () => {
+    const windows: number[] = [];
+    const target: TargetPort = {
+      ...targetPort({ score: 0, generate: 0, prompts: [] }),
+      assist: (ctx, maxTokens) => {
+        let pending = 0;
+        return {
+          propose: (_at, drafts, _branches, window) => {
+            pending = Math.min(drafts.length, window ?? drafts.length);
+            windows.push(pending);
+          },
+          chunks: (async function* () {
+            const c = [...ctx];
+            for (let i = 0; i < maxTokens; i++) {
+              await new Promise((r) => setImmediate(r));
+              const id = next(c);
+              c.push(id);
+              // Like a shared verifier: of the drafts in hand it verifies one (not counted as
+              // accepted here: the test is about what the edge proposes) and declines the rest.
+              const offered = pending;
+              pending = 0;
+              yield offered === 0
+                ? { tokens: [{ id }], drafted: 0, accepted: 0 }
+                : { tokens: [{ id }], drafted: 1, accepted: 0, declined: offered - 1 };
+            }
+          })(),
+        };
+      },
+    };
+    const { tokens } = await collect({ draft: draftPort({}), target, k: 4, isEnd: () => false });
+    expect(tokens).toEqual(reference([1, 2, 3], 40, false));
+    expect(windows[0]).toBe(4);
+    // After the first decline the window is what was verified, growing by one a full step, then
+    // cut again: it never goes back to 4 while the target keeps declining.
+    expect(Math.max(...windows.slice(2))).toBeLessThanOrEqual(2);
+  });
+
   it('caps k by the target batch size', async () => {
     const calls = { score: 0, generate: 0, prompts: [] as number[][][] };
     await collect({
