@@ -49,6 +49,11 @@ export class TargetDevice {
     if (!this.busy) this.step();
   }
 
+  /** Other work items in each step so far (a decaying mean), as the verifier measures them. */
+  get meanPeers(): number {
+    return this.peers.value ?? 0;
+  }
+
   /** How many of k proposed drafts a verifier beside this target verifies (the verifier's rule). */
   worthVerifying(k: number): number {
     // A verifier measures whole steps: the links between a partitioned target's stages are fixed cost.

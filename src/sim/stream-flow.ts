@@ -1,3 +1,4 @@
+import { SharedTargetWindow } from '../speculative/shared-window.js';
 import { recordRound } from '../speculative/stats.js';
 import { GreedyDraftSequence } from './acceptance-model.js';
 import { transmit } from './devices.js';
@@ -12,6 +13,8 @@ export type StreamSpec = Extract<StrategySpec, { kind: 'dsd-stream' }>;
 interface Proposal {
   at: number;
   length: number;
+  /** The most of its drafts one step verifies (the edge's window when it was drafted). */
+  window: number;
   matched: number;
   /** When it is due at the verifier (sent + one way), as the verifier's timing estimates it. */
   dueMs: number;
@@ -27,6 +30,8 @@ interface Proposal {
  * the next proposal from the newest context it has heard of (one draft at a time, k + lead tokens,
  * the lead what the target made while earlier proposals were drafted and on their way;
  * a tree's branches, each the draft's runner-up at a miss, cost `branchCost` of a chain each).
+ * A target shared between generations verifies only the drafts worth its batch's time and says
+ * how many it declined; the edge's window follows (SharedTargetWindow, the edge's own rule).
  */
 export function dsdStream(c: FlowContext, s: StreamSpec): void {
   // The lead: tokens the target makes while a proposal is drafted and on its way, which the edge
@@ -44,20 +49,23 @@ export function dsdStream(c: FlowContext, s: StreamSpec): void {
   let finished = false;
   let arrivals = 0;
   let alignedArrivals = 0;
+  const window = new SharedTargetWindow(s.k);
+  let windowK = window.next();
   const lines = (p: Proposal, n: number) => p.at <= n && n < p.at + p.length && p.at + p.matched >= n;
 
   const draft = () => {
-    if (drafting || finished || heard <= draftedFrom) return;
+    if (drafting || finished || heard <= draftedFrom || windowK === 0) return;
     drafting = true;
     const at = heard;
-    const length = s.k + Math.ceil(leadTokens);
+    const k = windowK;
+    const length = k + Math.ceil(leadTokens);
     const prefillMs = draftedFrom < 0 ? c.promptTokens * (c.edge.spec.draftPrefillMsPerToken ?? 0) : 0;
     draftedFrom = at;
     const ms = c.edge.draftMs(length, c.promptTokens + at) * (1 + (s.branchCost ?? 1) * branches) + prefillMs;
     c.edge.run(ms, () => {
       drafting = false;
       const matched = sequence.matched(at, length, branches);
-      const p: Proposal = { at, length, matched, dueMs: c.sim.now + c.edge.link.oneWayMs, arrived: false };
+      const p: Proposal = { at, length, window: k, matched, dueMs: c.sim.now + c.edge.link.oneWayMs, arrived: false };
       proposals.push(p);
       const bytes = LINK_FRAME.bytesPerFrame + length * (1 + branches) * LINK_FRAME.bytesPerToken;
       transmit(c.sim, c.edge.link, bytes, c.bytes, 'up', c.rng, () => {
@@ -86,12 +94,15 @@ export function dsdStream(c: FlowContext, s: StreamSpec): void {
     if (use === undefined) {
       const share = (alignedArrivals + 1) / (arrivals + 1);
       const due = Math.min(...proposals.filter((p) => !p.arrived).map((p) => p.dueMs));
-      if (due - c.sim.now < share * fixedMs) {
+      // Shared, the step's fixed part is split among its generations (the verifier's rule).
+      if (due - c.sim.now < (share * fixedMs) / (1 + c.target.meanPeers)) {
         waiting = true;
         return;
       }
     }
-    const j = use === undefined ? 0 : Math.min(s.k, use.at + use.length - committed);
+    const aligned = use === undefined ? 0 : Math.min(use.window, use.at + use.length - committed);
+    const j = aligned > 0 ? c.target.worthVerifying(aligned) : 0;
+    const declined = aligned - j;
     const accepted = use === undefined ? 0 : Math.max(0, Math.min(j, use.at + use.matched - committed));
     const started = c.sim.now;
     c.target.submit(j + 1, () => {
@@ -104,12 +115,13 @@ export function dsdStream(c: FlowContext, s: StreamSpec): void {
           draftMs: 0,
           verifyMs: c.sim.now - started,
         });
-      commit(accepted + 1);
+      if (j > 0) c.target.verified.add(j, accepted);
+      commit(accepted + 1, { drafted: j, declined });
     });
   };
 
   // Committed tokens stream down: the client has them, and the edge drafts from them.
-  const commit = (tokens: number) => {
+  const commit = (tokens: number, use: { drafted: number; declined: number }) => {
     committed += tokens;
     const at = committed;
     const bytes = LINK_FRAME.bytesPerFrame + tokens * LINK_FRAME.bytesPerToken;
@@ -120,6 +132,8 @@ export function dsdStream(c: FlowContext, s: StreamSpec): void {
         finished = true;
         return;
       }
+      window.observe(use);
+      windowK = window.next();
       draft();
     });
     if (committed < c.outputTokens) step();
@@ -129,6 +143,6 @@ export function dsdStream(c: FlowContext, s: StreamSpec): void {
   const upBytes = LINK_FRAME.bytesPerFrame + c.promptTokens * LINK_FRAME.bytesPerToken;
   draft();
   transmit(c.sim, c.edge.link, upBytes, c.bytes, 'up', c.rng, () =>
-    c.target.submit(c.promptTokens + 1, () => commit(1)),
+    c.target.submit(c.promptTokens + 1, () => commit(1, { drafted: 0, declined: 0 })),
   );
 }
