@@ -6,7 +6,10 @@
  * adaptive and k = 3 with early verification forced on (DSD_DRAFT_AHEAD_DEPTH=2).
  * Milliseconds per generated token (greedy, wall time / tokens).
  *
- *   npm run bench:real-network [-- --rtts 0,10,25 --tokens 128 --repeats 1]
+ * `--target small`: the small f32 target instead (about 0.3 ms a token, as fast as the draft), where
+ * no speculation pays and dsd must cost no more than relaying the target's own stream.
+ *
+ *   npm run bench:real-network [-- --rtts 0,10,25 --tokens 128 --repeats 1 --target small]
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,6 +25,7 @@ const { values } = parseArgs({
     tokens: { type: 'string', default: '128' },
     repeats: { type: 'string', default: '1' },
     'target-threads': { type: 'string', default: '1' },
+    target: { type: 'string', default: 'heavy' },
     models: {
       type: 'string',
       default: process.env.DSD_TEST_MODELS ?? resolve(import.meta.dirname, '../../shared/models'),
@@ -37,11 +41,14 @@ const PROMPTS = [
   'Ben found a shiny rock under the tree.',
 ];
 const model = (f: string) => resolve(values.models, f);
+const TARGET_MODELS: Record<string, string> = { heavy: 'stories260K-ff32k-f32.gguf', small: 'stories260K-f32.gguf' };
+const targetModel = TARGET_MODELS[values.target];
+if (targetModel === undefined) throw new Error(`--target must be heavy or small, not ${values.target}`);
 
 const bin = await locateLlamaServer((line) => console.error(line));
 const target = await startLlamaServer({
   bin,
-  modelPath: model('stories260K-ff32k-f32.gguf'),
+  modelPath: model(targetModel),
   alias: 'target',
   slots: 9,
   threads: Number(values['target-threads']),
@@ -102,7 +109,7 @@ for (const rtt of values.rtts.split(',').map(Number)) {
   process.stderr.write(`RTT ${rtt} ms done\n`);
 }
 console.log(
-  `\nheavy target (${values['target-threads']} thread) behind the delay proxy + local q4_0 draft, greedy, ` +
+  `\n${values.target} target (${values['target-threads']} thread) behind the delay proxy + local q4_0 draft, greedy, ` +
     `${TOKENS} tokens × ${PROMPTS.length} prompts × ${values.repeats}\n`,
 );
 console.log('| RTT ms | setup | ms / token | vs target alone |');

@@ -4,18 +4,22 @@
  * side, interleaved wave by wave: dsd (draft local, target across the link), the target alone
  * (a direct client across the same link), and llama-server's own speculative mode on the same pair
  * (the whole server across the link). Concurrency 1, 4 and 16; RTT 0 and 25 ms (delay proxy);
- * greedy and temperature 0.8. Writes docs/benchmarks.md.
+ * greedy and temperature 0.8. Writes docs/benchmarks.md. Before each setup's wave, the wave's prompts
+ * go to that setup's target with max_tokens 1, so every setup finds them in the slots (TTFT is then the
+ * first decode step, not the prefill, for all setups alike).
  *
  * `--fixed 2,4` adds dsd with each fixed window beside its default adaptive one.
  *
- *   npm run bench:real [-- --rtts 0,25 --concurrency 1,4,16 --tokens 64 --fixed 2,4]
+ * `--pin`: the target side on core 0, the edge (dsd, clients, draft) on core 1.
+ *
+ *   npm run bench:real [-- --rtts 0,25 --concurrency 1,4,16 --tokens 64 --fixed 2,4 --pin]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DelayProxy } from '../src/bench/delay-proxy.js';
-import { type LlamaProcess, locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
-import { loadPrompts, type RequestResult, runLoad } from '../src/bench/load-generator.js';
+import { type LlamaProcess, locateLlamaServer, pinSelf, startLlamaServer } from '../src/bench/llama-process.js';
+import { type LoadOptions, loadPrompts, type RequestResult, runLoad } from '../src/bench/load-generator.js';
 import { markdownRow } from '../src/bench/markdown.js';
 import { type BenchSummary, summarize } from '../src/bench/report.js';
 import { startInProcessDsd } from './in-process-dsd.js';
@@ -28,6 +32,7 @@ const { values } = parseArgs({
     tokens: { type: 'string', default: '64' },
     waves: { type: 'string', default: '2' },
     fixed: { type: 'string', default: '' },
+    pin: { type: 'boolean', default: false },
     out: { type: 'string', default: 'docs/benchmarks.md' },
     models: {
       type: 'string',
@@ -35,6 +40,11 @@ const { values } = parseArgs({
     },
   },
 });
+// --pin: the target side (target, llama-server's own speculation) on core 0, the edge (this process:
+// dsd and the clients; the draft) on core 1, as on two machines.
+const TARGET_CPUS = values.pin ? '0' : undefined;
+const EDGE_CPUS = values.pin ? '1' : undefined;
+if (EDGE_CPUS !== undefined) pinSelf(EDGE_CPUS);
 const concurrencies = values.concurrency.split(',').map(Number);
 const maxSlots = Math.max(...concurrencies);
 const model = (f: string) => resolve(values.models, f);
@@ -49,6 +59,7 @@ const target = await startLlamaServer({
   alias: 'target',
   slots: Math.max(maxSlots * 2, 9),
   threads: 1,
+  cpus: TARGET_CPUS,
 });
 const draft = await startLlamaServer({
   bin,
@@ -56,6 +67,7 @@ const draft = await startLlamaServer({
   alias: 'draft',
   slots: maxSlots,
   threads: 1,
+  cpus: EDGE_CPUS,
 });
 const ownSpec = await startLlamaServer({
   bin,
@@ -63,6 +75,7 @@ const ownSpec = await startLlamaServer({
   alias: 'target',
   slots: maxSlots,
   threads: 1,
+  cpus: TARGET_CPUS,
   extraArgs: [
     '--spec-type',
     'draft-simple',
@@ -89,6 +102,22 @@ async function dsdApp(targetUrl: string, env: Record<string, string> = {}): Prom
   return dsd.url;
 }
 
+/** One wave of `concurrency` streaming requests against `url`. */
+function loadOf(url: string, concurrency: number, w: number, temperature: number): LoadOptions {
+  return {
+    url,
+    model: 'target',
+    concurrency,
+    requests: concurrency,
+    prompts,
+    promptOffset: w * concurrency,
+    maxTokens: Number(values.tokens),
+    temperature,
+    stream: true,
+    timeoutMs: 300_000,
+  };
+}
+
 const sections: string[] = [];
 for (const rtt of values.rtts.split(',').map(Number)) {
   const proxyFor = async (s: LlamaProcess) => {
@@ -102,11 +131,14 @@ for (const rtt of values.rtts.split(',').map(Number)) {
     return p.url;
   };
   const targetLink = await proxyFor(target);
+  const ownSpecLink = await proxyFor(ownSpec);
   const setups: Record<string, string> = {
     dsd: await dsdApp(targetLink),
     'target alone': targetLink,
-    'llama-server speculative': await proxyFor(ownSpec),
+    'llama-server speculative': ownSpecLink,
   };
+  // The server whose slots a setup's prompts land in (see inSlots).
+  const targetOf: Record<string, string> = { 'llama-server speculative': ownSpecLink };
   for (const k of values.fixed.split(',').filter((v) => v !== ''))
     setups[`dsd k=${k}`] = await dsdApp(targetLink, { DSD_WINDOW: k });
   for (const temperature of values.temperatures.split(',').map(Number)) {
@@ -127,19 +159,11 @@ for (const rtt of values.rtts.split(',').map(Number)) {
         }); // warm-up
       for (let w = 0; w < Number(values.waves); w++) {
         for (const [name, url] of Object.entries(setups)) {
+          // Every setup finds the wave's prompts in its target's slots: before, whichever setup ran
+          // first paid the prefill and the next reused it (16 streams: dsd's TTFT 1.3 s, alone's 0.14 s).
+          await runLoad({ ...loadOf(targetOf[name] ?? targetLink, concurrency, w, temperature), maxTokens: 1 });
           const t0 = performance.now();
-          const results = await runLoad({
-            url,
-            model: 'target',
-            concurrency,
-            requests: concurrency,
-            prompts,
-            promptOffset: w * concurrency,
-            maxTokens: Number(values.tokens),
-            temperature,
-            stream: true,
-            timeoutMs: 300_000,
-          });
+          const results = await runLoad(loadOf(url, concurrency, w, temperature));
           const a = (acc[name] ??= { ms: 0, results: [] });
           a.ms += performance.now() - t0;
           a.results.push(...results);
@@ -180,7 +204,8 @@ const doc =
   `and q4_0 draft (1 thread) on a 2-core machine; ${values.tokens} tokens per request, streaming, ` +
   `${values.waves} waves per setup and level, setups interleaved wave by wave. dsd runs with its defaults ` +
   "(adaptive window, draft-ahead); the target and llama-server's own speculative server sit behind the delay proxy; " +
-  `the draft is local to dsd.\n\n${sections.join('\n\n')}\n`;
+  `the draft is local to dsd${values.pin ? '; pinned: target side on core 0, edge on core 1' : ''}.\n\n` +
+  `${sections.join('\n\n')}\n`;
 mkdirSync(resolve(values.out, '..'), { recursive: true });
 writeFileSync(values.out, doc);
 console.log(doc);

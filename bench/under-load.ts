@@ -142,6 +142,19 @@ async function wave(url: string, n: number, offset: number): Promise<Wave> {
   };
 }
 
+/**
+ * The wave's prompts, one token each, straight to the verifier, so that both setups find them in its
+ * KV: whichever ran second used to reuse the first's prompt (the verifier keeps a sequence's KV for
+ * the next generation with the same prefix), which flattered dsd by a batch of prefill per wave.
+ */
+async function promptsInKv(n: number, offset: number): Promise<void> {
+  await Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      complete(verifier.url, STORY_PROMPTS[(offset + i) % STORY_PROMPTS.length]!, name, 1),
+    ),
+  );
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const f2 = (v: number) => v.toFixed(2);
 const print = (line: string) => console.log(line);
@@ -171,7 +184,9 @@ for (const n of levels) {
   const alone: Wave[] = [];
   const via: Wave[] = [];
   for (let w = 0; w < WAVES; w++) {
+    await promptsInKv(n, w * n);
     const a = await wave(verifier.url, n, w * n);
+    await promptsInKv(n, w * n);
     const d = await wave(dsd.url, n, w * n);
     alone.push(a);
     via.push(d);
