@@ -75,4 +75,11 @@ describe('probe spacing', () => {
     expect(PROBE_BUDGET).toBe(0.05);
     expect(probeSpacingTokens(128, { roundMs: 100, expectedTokens: 4 }, 5)).toBe(320);
   });
+
+  it('spaces probes by the generations sharing the target, so their wall-time rate stays that of one', async () => {
+    const { probeSpacingTokens } = await import('../src/speculative/planner.js');
+    expect(probeSpacingTokens(128, undefined, 5, 15)).toBe(16 * 128);
+    expect(probeSpacingTokens(128, { roundMs: 100, expectedTokens: 4 }, 5, 3)).toBe(4 * 320);
+    expect(probeSpacingTokens(128, { roundMs: 100, expectedTokens: 4 }, 5, -1)).toBe(320);
+  });
 });

@@ -33,15 +33,27 @@ export const PROBE_EVERY_TOKENS = 128;
  */
 export const PROBE_BUDGET = 0.05;
 
-/** Target-only tokens before the next probe: PROBE_EVERY_TOKENS, or more where a probe costs more. */
+/**
+ * Target-only tokens before the next probe: PROBE_EVERY_TOKENS, or more where a probe costs more,
+ * times the generations sharing the target (1 + `peers`). The pair's count runs over all of them,
+ * so 16 streams reach a period 16 times as fast, and a probe's k+1 positions are not its own cost
+ * alone: they lengthen every peer's step on a CPU target, and on llama-server they take k slots
+ * that peers' conversations sit in (it hands a prompt the most similar idle slot): 16 pinned
+ * streams with one probe in a wave waited 1.76 s for their first token instead of 0.13 s, every
+ * displaced prompt re-evaluated. Spaced so, the probes of a pair arrive as often in wall time at
+ * 16 streams as at one.
+ */
 export function probeSpacingTokens(
   everyTokens: number,
   predicted: { roundMs: number; expectedTokens: number } | undefined,
   targetOnlyMsPerToken: number | undefined,
+  peers = 0,
 ): number {
-  if (predicted === undefined || targetOnlyMsPerToken === undefined || targetOnlyMsPerToken <= 0) return everyTokens;
+  const shared = 1 + Math.max(0, peers);
+  if (predicted === undefined || targetOnlyMsPerToken === undefined || targetOnlyMsPerToken <= 0)
+    return everyTokens * shared;
   const lossMs = Math.max(0, predicted.roundMs - predicted.expectedTokens * targetOnlyMsPerToken);
-  return Math.max(everyTokens, Math.ceil(lossMs / (PROBE_BUDGET * targetOnlyMsPerToken)));
+  return shared * Math.max(everyTokens, Math.ceil(lossMs / (PROBE_BUDGET * targetOnlyMsPerToken)));
 }
 
 /**
@@ -57,7 +69,11 @@ export function probeSpacingTokens(
  */
 export function adaptivePlanner(
   estimates: PairEstimates,
-  options: AdaptiveWindowOptions & { probeEveryTokens: number },
+  options: AdaptiveWindowOptions & {
+    probeEveryTokens: number;
+    /** Other generations on the pair's target now (see probeSpacingTokens); none when absent. */
+    peers?: () => number;
+  },
 ): SpeculationPlanner {
   const window = new AdaptiveWindow(estimates, options);
   let probing = false;
@@ -69,6 +85,7 @@ export function adaptivePlanner(
         options.probeEveryTokens,
         window.lastBest,
         estimates.targetOnlyMsPerToken.value,
+        options.peers?.() ?? 0,
       );
       const due = estimates.recheckDue ? !probed : estimates.targetOnlySinceRound >= spacing;
       probing = d.kind === 'target-only' && d.settled && due;

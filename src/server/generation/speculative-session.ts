@@ -73,6 +73,9 @@ function planner(
     aheadDepth,
     rng: seededRng(Math.floor(Math.random() * 2 ** 32)),
     probeEveryTokens: PROBE_EVERY_TOKENS,
+    // This edge's other generations, spread over the target's replicas: the target's load as far
+    // as the edge sees it (other edges' generations are not counted).
+    peers: () => Math.max(0, ctx.admission.inFlight - 1) / Math.max(1, ctx.upstreams.targets.size),
   });
 }
 
