@@ -1,6 +1,7 @@
 import { draftsWorthVerifying } from '../speculative/batch-window.js';
 import { DecayingMean } from '../speculative/decaying-stats.js';
 import { PositionAcceptance } from '../speculative/estimates.js';
+import type { AcceptanceView } from '../speculative/generation-acceptance.js';
 import type { Rng } from '../speculative/sampling.js';
 import type { Simulation } from './event-queue.js';
 import { linearStepCost, stepMs } from './profiles.js';
@@ -54,13 +55,14 @@ export class TargetDevice {
     return this.peers.value ?? 0;
   }
 
-  /** How many of k proposed drafts a verifier beside this target verifies (the verifier's rule). */
-  worthVerifying(k: number): number {
+  /** How many of k proposed drafts a verifier beside this target verifies (the verifier's rule),
+   *  by the generation's acceptance as the verifier tracks it. */
+  worthVerifying(k: number, acceptance: AcceptanceView): number {
     // A verifier measures whole steps: the links between a partitioned target's stages are fixed cost.
     const linear = linearStepCost(targetStepCost(this.spec));
     const fixedMs = linear.fixedMs + stageLinksMs(this.spec.stages);
     const cost = { fixedMs, positionMs: linear.positionMs, peers: this.peers.value ?? 0 };
-    return draftsWorthVerifying(k, this.verified, cost);
+    return draftsWorthVerifying(k, acceptance, cost);
   }
 
   /** k draft tokens from a co-located draft model, in batched draft steps of `stepMs` each. */

@@ -1,3 +1,4 @@
+import { GenerationAcceptance } from '../speculative/generation-acceptance.js';
 import { adaptivePlanner, fixedPlanner, PROBE_EVERY_TOKENS, type SpeculationPlanner } from '../speculative/planner.js';
 import { recordRound } from '../speculative/stats.js';
 import { paysToResume } from '../speculative/target-only-stretch.js';
@@ -172,6 +173,7 @@ function dsd(c: FlowContext, planner: SpeculationPlanner, draftAhead: boolean, v
       ? LINK_FRAME.bytesPerFrame + (k + 1) * LINK_FRAME.bytesPerToken
       : wire.bytesPerRequest + (k + 1) * wire.bytesPerPosition;
   const scored = (k: number) => (verifier ? k + 1 : verifyTokens(c, k));
+  const verified = new GenerationAcceptance(c.target.verified);
   const round = (ready: Ahead | undefined) => {
     const decision = planner.decide();
     if (decision.kind === 'target-only') {
@@ -201,12 +203,13 @@ function dsd(c: FlowContext, planner: SpeculationPlanner, draftAhead: boolean, v
       }
       transmit(c.sim, c.edge.link, upBytes(k, context), c.bytes, 'up', c.rng, () => {
         // A verifier sharing its target between generations verifies only the drafts worth its time.
-        const j = verifier ? c.target.worthVerifying(k) : k;
+        const j = verifier ? c.target.worthVerifying(k, verified) : k;
         c.target.submit(scored(j) + (prefilled ? 0 : c.promptTokens), () => {
           prefilled = true;
           transmit(c.sim, c.edge.link, downBytes(j), c.bytes, 'down', c.rng, () => {
             const v = c.acceptance.round(j);
-            if (verifier) c.target.verified.add(j, v.accepted);
+            if (verifier && j > 0) verified.add(j, v.accepted);
+            else if (verifier) verified.unverified();
             const verifyMs = c.sim.now - sent;
             recordRound(c.record.stats, {
               drafted: j,

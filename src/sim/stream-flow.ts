@@ -1,3 +1,4 @@
+import { GenerationAcceptance } from '../speculative/generation-acceptance.js';
 import { SharedTargetWindow } from '../speculative/shared-window.js';
 import { recordRound } from '../speculative/stats.js';
 import { GreedyDraftSequence } from './acceptance-model.js';
@@ -50,6 +51,7 @@ export function dsdStream(c: FlowContext, s: StreamSpec): void {
   let arrivals = 0;
   let alignedArrivals = 0;
   const window = new SharedTargetWindow(s.k);
+  const verified = new GenerationAcceptance(c.target.verified);
   let windowK = window.next();
   const lines = (p: Proposal, n: number) => p.at <= n && n < p.at + p.length && p.at + p.matched >= n;
 
@@ -101,7 +103,7 @@ export function dsdStream(c: FlowContext, s: StreamSpec): void {
       }
     }
     const aligned = use === undefined ? 0 : Math.min(use.window, use.at + use.length - committed);
-    const j = aligned > 0 ? c.target.worthVerifying(aligned) : 0;
+    const j = aligned > 0 ? c.target.worthVerifying(aligned, verified) : 0;
     const declined = aligned - j;
     const accepted = use === undefined ? 0 : Math.max(0, Math.min(j, use.at + use.matched - committed));
     const started = c.sim.now;
@@ -115,7 +117,8 @@ export function dsdStream(c: FlowContext, s: StreamSpec): void {
           draftMs: 0,
           verifyMs: c.sim.now - started,
         });
-      if (j > 0) c.target.verified.add(j, accepted);
+      if (j > 0) verified.add(j, accepted);
+      else verified.unverified();
       commit(accepted + 1, { drafted: j, declined });
     });
   };

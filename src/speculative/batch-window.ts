@@ -1,4 +1,4 @@
-import type { PositionAcceptance } from './estimates.js';
+import type { AcceptanceView } from './generation-acceptance.js';
 
 /** What a batching target's time is made of, as it measures it, and how many share a batch. */
 export interface BatchCost {
@@ -24,9 +24,10 @@ export const SHARED_TARGET_PEERS = 0.5;
  *
  * With one generation (p < SHARED_TARGET_PEERS) it returns k: the edge chose k for its own
  * latency, network and draft-ahead included, which the target cannot see. Ties go to the
- * smaller j (less target work for the same tokens).
+ * smaller j (less target work for the same tokens). `acceptance` is the generation's own where the
+ * target tracks it (GenerationAcceptance), so drafts are admitted by what each has shown.
  */
-export function draftsWorthVerifying(k: number, acceptance: PositionAcceptance, cost: BatchCost): number {
+export function draftsWorthVerifying(k: number, acceptance: AcceptanceView, cost: BatchCost): number {
   if (k <= 0 || cost.peers < SHARED_TARGET_PEERS || cost.positionMs <= 0 || acceptance.weight < 8) return k;
   const fixedShare = cost.fixedMs / (cost.peers + 1);
   let best = 0;
@@ -38,5 +39,7 @@ export function draftsWorthVerifying(k: number, acceptance: PositionAcceptance, 
       bestRate = rate;
     }
   }
-  return best;
+  // A generation with too little evidence of its own is tried with one draft rather than shut out:
+  // it cannot show it drafts well without being verified (one position of a shared step).
+  return best === 0 && acceptance.exploring === true ? 1 : best;
 }

@@ -13,6 +13,7 @@ import type { EngineSequence, PositionSampling } from '../../engine/types.js';
 import { DsdError } from '../../errors.js';
 import { draftsWorthVerifying } from '../../speculative/batch-window.js';
 import { PositionAcceptance } from '../../speculative/estimates.js';
+import { GenerationAcceptance } from '../../speculative/generation-acceptance.js';
 import type { GeneratedToken } from '../../speculative/types.js';
 import { type AssistedStep, deliver, type Proposal, serveAssisted } from './assisted-loop.js';
 import type { LinkServerOptions, LinkStats } from './types.js';
@@ -31,6 +32,8 @@ interface LinkSession {
   abort: AbortController;
   /** What the last round committed: the context it scored, then its accepted drafts and bonus. */
   truth: { baseLength: number; tail: number[] } | undefined;
+  /** This session's acceptance as verified here, shrunk toward the connection's. */
+  acceptance: GenerationAcceptance;
 }
 
 /**
@@ -66,7 +69,8 @@ export class LinkConnection {
   private readonly sessions = new Map<number, LinkSession>();
   private readonly limits: FrameLimits;
   private readonly idleTimer: NodeJS.Timeout;
-  /** This edge's draft acceptance by position, as verified here (one pair per connection, mostly). */
+  /** This edge's draft acceptance by position, as verified here (one pair per connection, mostly):
+   *  each session's own estimate shrinks toward it. */
   private readonly acceptance = new PositionAcceptance(0.98);
   /** Tokens whose bytes this edge was already told. */
   private readonly described = new Set<number>();
@@ -154,6 +158,7 @@ export class LinkConnection {
       lastActiveMs: Date.now(),
       abort,
       truth: undefined,
+      acceptance: new GenerationAcceptance(this.acceptance),
     });
     this.stats.sessions += 1;
   }
@@ -184,11 +189,12 @@ export class LinkConnection {
 
   private async score(s: number, session: LinkSession, seq: EngineSequence, f: EdgeFrame & { t: 'score' }) {
     // A shared target verifies only the drafts worth its time; the verdict then has fewer positions.
-    const drafts = this.worthVerifying(f.d);
+    const drafts = this.worthVerifying(f.d, session.acceptance);
     const scored = await scoreDrafts(seq, session.ctx, drafts, session.sampling);
     const verdict = matchVerdict(drafts, scored);
     // A round it verified no draft of says nothing about them (and must not fade what it knows).
-    if (drafts.length > 0) this.acceptance.add(drafts.length, verdict.accepted);
+    if (drafts.length > 0) session.acceptance.add(drafts.length, verdict.accepted);
+    else if (f.d.length > 0) session.acceptance.unverified();
     session.truth = { baseLength: session.ctx.length, tail: verdict.tokens };
     this.stats.rounds += 1;
     this.stats.draftTokens += drafts.length;
@@ -196,8 +202,8 @@ export class LinkConnection {
   }
 
   /** The leading drafts worth verifying while generations share the target (all of them otherwise). */
-  private worthVerifying(d: readonly number[]): readonly number[] {
-    const j = draftsWorthVerifying(d.length, this.acceptance, this.o.engine.batchCost());
+  private worthVerifying(d: readonly number[], acceptance: GenerationAcceptance): readonly number[] {
+    const j = draftsWorthVerifying(d.length, acceptance, this.o.engine.batchCost());
     this.stats.unverifiedDraftTokens += d.length - j;
     return j === d.length ? d : d.slice(0, j);
   }
@@ -246,14 +252,14 @@ export class LinkConnection {
         const c = this.o.engine.batchCost();
         return c.fixedMs / (1 + c.peers);
       },
-      worthVerifying: (d) => this.worthVerifying(d),
+      worthVerifying: (d) => this.worthVerifying(d, session.acceptance),
       emit: (tokens, step) => {
         if (step.branch === true) this.stats.branchSteps += 1;
         if (step.drafted > 0) {
           this.stats.rounds += 1;
           this.stats.draftTokens += step.drafted;
-          this.acceptance.add(step.drafted, step.accepted);
-        }
+          session.acceptance.add(step.drafted, step.accepted);
+        } else session.acceptance.unverified();
         this.send({
           t: 'tok',
           s,
