@@ -137,7 +137,7 @@ for (const rtt of values.rtts.split(',').map(Number)) {
     'target alone': targetLink,
     'llama-server speculative': ownSpecLink,
   };
-  // The server whose slots a setup's prompts land in (see inSlots).
+  // The server whose slots a setup's prompts are put in before its waves (the target, but for this one).
   const targetOf: Record<string, string> = { 'llama-server speculative': ownSpecLink };
   for (const k of values.fixed.split(',').filter((v) => v !== ''))
     setups[`dsd k=${k}`] = await dsdApp(targetLink, { DSD_WINDOW: k });
@@ -146,17 +146,7 @@ for (const rtt of values.rtts.split(',').map(Number)) {
     for (const concurrency of concurrencies) {
       const acc: Record<string, { ms: number; results: RequestResult[] }> = {};
       for (const url of Object.values(setups))
-        await runLoad({
-          url,
-          model: 'target',
-          concurrency,
-          requests: concurrency,
-          prompts,
-          maxTokens: 16,
-          temperature,
-          stream: true,
-          timeoutMs: 300_000,
-        }); // warm-up
+        await runLoad({ ...loadOf(url, concurrency, 0, temperature), maxTokens: 16 }); // warm-up
       for (let w = 0; w < Number(values.waves); w++) {
         for (const [name, url] of Object.entries(setups)) {
           // Every setup finds the wave's prompts in its target's slots: before, whichever setup ran

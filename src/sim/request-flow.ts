@@ -208,8 +208,7 @@ function dsd(c: FlowContext, planner: SpeculationPlanner, draftAhead: boolean, v
           prefilled = true;
           transmit(c.sim, c.edge.link, downBytes(j), c.bytes, 'down', c.rng, () => {
             const v = c.acceptance.round(j);
-            if (verifier && j > 0) verified.add(j, v.accepted);
-            else if (verifier) verified.unverified();
+            if (verifier) verified.observe(j, v.accepted);
             const verifyMs = c.sim.now - sent;
             recordRound(c.record.stats, {
               drafted: j,

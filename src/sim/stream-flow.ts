@@ -117,8 +117,7 @@ export function dsdStream(c: FlowContext, s: StreamSpec): void {
           draftMs: 0,
           verifyMs: c.sim.now - started,
         });
-      if (j > 0) verified.add(j, accepted);
-      else verified.unverified();
+      verified.observe(j, accepted);
       commit(accepted + 1, { drafted: j, declined });
     });
   };

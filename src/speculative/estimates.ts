@@ -90,15 +90,6 @@ export class PositionAcceptance {
     return this.upTo(n)?.chain[n] ?? 0;
   }
 
-  /** Multiplies every counter by `factor`: what is known counts for less, its rates unchanged. */
-  fade(factor: number): void {
-    this.derived = undefined;
-    for (let i = 0; i < this.tried.length; i++) {
-      this.tried[i] = (this.tried[i] as number) * factor;
-      this.accepted[i] = (this.accepted[i] as number) * factor;
-    }
-  }
-
   /** Effective number of proposals seen at the first position. */
   get weight(): number {
     return this.tried[0] ?? 0;

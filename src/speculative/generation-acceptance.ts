@@ -45,6 +45,12 @@ export class GenerationAcceptance implements AcceptanceView {
     this.unverifiedSteps += 1;
   }
 
+  /** A step's outcome: `verified` drafts, the first `accepted` of them accepted (none: unverified). */
+  observe(verified: number, accepted: number): void {
+    if (verified > 0) this.add(verified, accepted);
+    else this.unverified();
+  }
+
   get exploring(): boolean {
     return this.unverifiedSteps >= EXPLORE_AFTER_STEPS;
   }

@@ -192,9 +192,8 @@ export class LinkConnection {
     const drafts = this.worthVerifying(f.d, session.acceptance);
     const scored = await scoreDrafts(seq, session.ctx, drafts, session.sampling);
     const verdict = matchVerdict(drafts, scored);
-    // A round it verified no draft of says nothing about them (and must not fade what it knows).
-    if (drafts.length > 0) session.acceptance.add(drafts.length, verdict.accepted);
-    else if (f.d.length > 0) session.acceptance.unverified();
+    // Drafts all declined count toward trying this session again; a round sent with none says nothing.
+    if (f.d.length > 0) session.acceptance.observe(drafts.length, verdict.accepted);
     session.truth = { baseLength: session.ctx.length, tail: verdict.tokens };
     this.stats.rounds += 1;
     this.stats.draftTokens += drafts.length;
@@ -255,11 +254,11 @@ export class LinkConnection {
       worthVerifying: (d) => this.worthVerifying(d, session.acceptance),
       emit: (tokens, step) => {
         if (step.branch === true) this.stats.branchSteps += 1;
+        session.acceptance.observe(step.drafted, step.accepted);
         if (step.drafted > 0) {
           this.stats.rounds += 1;
           this.stats.draftTokens += step.drafted;
-          session.acceptance.add(step.drafted, step.accepted);
-        } else session.acceptance.unverified();
+        }
         this.send({
           t: 'tok',
           s,
