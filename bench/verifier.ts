@@ -112,7 +112,7 @@ const described = (await (await fetch(`${verifier.url}/dsd/verifier`)).json()) a
 };
 const engineBuild = `${described.engine} (${described.engine_build} build)`;
 
-function edge(targetUrl: string, trees = values.trees): Promise<InProcessDsd> {
+function edge(targetUrl: string, trees = values.trees, env: Record<string, string> = {}): Promise<InProcessDsd> {
   return startInProcessDsd(
     { target: { urls: [targetUrl] }, draft: { urls: [draft.url] } },
     {
@@ -120,6 +120,7 @@ function edge(targetUrl: string, trees = values.trees): Promise<InProcessDsd> {
       DSD_DRAFT_AHEAD_DEPTH: values.depth,
       DSD_VERIFIER_MODE: values.mode,
       DSD_TREE_BRANCHES: trees,
+      ...env,
     },
   );
 }
@@ -277,7 +278,8 @@ await embedded.close();
 const port = Number(new URL(verifier.url).port);
 print(
   `\n${values.mode === 'auto' ? '' : `DSD_VERIFIER_MODE=${values.mode}; `}trees: ${values.trees} branches; ` +
-    "bytes: link payload both ways per generated token (the far edge's WebSocket counters)\n",
+    'bytes: per generated token, both ways: TCP payload through the relay (everything: HTTP, frames, pings) ' +
+    "and the link's WebSocket frames (the edge's counters); binary link (dsd-link.2) unless JSON\n",
 );
 print(
   markdownRow([
@@ -287,11 +289,12 @@ print(
     'dsd, trees',
     'trees vs chains',
     'branch steps',
-    'bytes/token chains, trees',
+    'TCP bytes/token chains, trees, trees on JSON',
+    'link frame bytes/token chains, trees, trees on JSON',
     'texts identical',
   ]),
 );
-print(markdownRow(['---', '---', '---', '---', '---', '---', '---', '---']));
+print(markdownRow(['---', '---', '---', '---', '---', '---', '---', '---', '---']));
 for (const delay of values.delays.split(',').filter(Boolean).map(Number)) await acrossDelay(delay);
 
 async function acrossDelay(delay: number): Promise<void> {
@@ -299,16 +302,11 @@ async function acrossDelay(delay: number): Promise<void> {
   const proxyUrl = await proxy.listen();
   const chains = await edge(proxyUrl, '0');
   const trees = await edge(proxyUrl);
+  const treesOnJson = await edge(proxyUrl, values.trees, { DSD_TARGET_LINK_ENCODING: 'json' });
   const prompts = PROMPTS.slice(0, Number(values['delay-prompts']));
-  for (const e of [chains, trees]) await complete(e.url, prompts[0]!, names.verifier, TOKENS);
-  const sum = (): { ms: number; tokens: number; bytes: number; branches: number; texts: string[] } => ({
-    ms: 0,
-    tokens: 0,
-    bytes: 0,
-    branches: 0,
-    texts: [],
-  });
-  const totals = { direct: sum(), chains: sum(), trees: sum() };
+  for (const e of [chains, trees, treesOnJson]) await complete(e.url, prompts[0]!, names.verifier, TOKENS);
+  const sum = () => ({ ms: 0, tokens: 0, bytes: 0, tcpBytes: 0, branches: 0, texts: [] as string[] });
+  const totals = { direct: sum(), chains: sum(), trees: sum(), json: sum() };
   const bytes = (e: InProcessDsd) => {
     const c = linkOf(e);
     return c === undefined ? 0 : c.bytesSent + c.bytesReceived;
@@ -318,10 +316,13 @@ async function acrossDelay(delay: number): Promise<void> {
       ['direct', proxyUrl, undefined],
       ['chains', chains.url, chains],
       ['trees', trees.url, trees],
+      ['json', treesOnJson.url, treesOnJson],
     ];
     for (const [name, url, e] of runs) {
       const before = e === undefined ? 0 : bytes(e);
+      const tcpBefore = proxy.stats.bytes;
       const r = await complete(url, p, names.verifier, TOKENS);
+      totals[name].tcpBytes += proxy.stats.bytes - tcpBefore;
       const t = totals[name];
       t.ms += r.ms;
       t.tokens += r.tokens;
@@ -341,12 +342,14 @@ async function acrossDelay(delay: number): Promise<void> {
       `${f2(viaTrees)} (${f2(direct / viaTrees)}×)`,
       `${f2(viaChains / viaTrees)}×`,
       totals.trees.branches,
-      `${f2(totals.chains.bytes / totals.chains.tokens)}, ${f2(totals.trees.bytes / totals.trees.tokens)}`,
+      [totals.chains, totals.trees, totals.json].map((t) => f2(t.tcpBytes / t.tokens)).join(', '),
+      [totals.chains, totals.trees, totals.json].map((t) => f2(t.bytes / t.tokens)).join(', '),
       `${same}/${prompts.length}`,
     ]),
   );
   await chains.close();
   await trees.close();
+  await treesOnJson.close();
   await proxy.close();
 }
 

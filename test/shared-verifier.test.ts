@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { WebSocket } from 'ws';
+import { type LinkEncoding, linkCodec } from '../src/backends/link/link-codec.js';
+import type { EdgeFrame } from '../src/backends/link/protocol.js';
 import { PooledState } from '../src/engine/sequence-pool.js';
 import type { EngineSequence, TargetEngine } from '../src/engine/types.js';
 import { createLogger } from '../src/logger.js';
@@ -40,9 +42,15 @@ function fakeEngine(cost: BatchCost): TargetEngine {
 }
 
 /** Runs 12 rounds of 4 drafts (the first 2 right) and returns the positions each verdict scored. */
-async function rounds(cost: BatchCost): Promise<{ positions: number[]; stats: LinkStats }> {
+async function rounds(
+  cost: BatchCost,
+  encoding: LinkEncoding = 'json',
+): Promise<{ positions: number[]; stats: LinkStats }> {
+  const codec = linkCodec(encoding);
   const frames: { t: string; x?: number[] }[] = [];
-  const ws = { OPEN: 1, readyState: 1, send: (text: string) => frames.push(JSON.parse(text)) };
+  const receive = (p: string | Uint8Array) =>
+    frames.push(codec.decodeVerifier(Buffer.from(p), typeof p !== 'string') as { t: string; x?: number[] });
+  const ws = { OPEN: 1, readyState: 1, send: receive };
   const stats = { ...emptyLinkStats(), connections: 1 };
   const options = {
     engine: fakeEngine(cost),
@@ -53,8 +61,11 @@ async function rounds(cost: BatchCost): Promise<{ positions: number[]; stats: Li
     maxDraftTokens: 16,
     logger: createLogger('silent'),
   };
-  const link = new LinkConnection(ws as unknown as WebSocket, options, stats);
-  const send = (f: unknown) => link.receive(Buffer.from(JSON.stringify(f)), false);
+  const link = new LinkConnection(ws as unknown as WebSocket, options, { stats, encoding });
+  const send = (f: EdgeFrame) => {
+    const payload = codec.encodeEdge(f);
+    link.receive(Buffer.from(payload), typeof payload !== 'string');
+  };
   const ctx = [1, 5, 6];
   send({ t: 'open', s: 1, p: ctx, m: { temperature: 0, topP: 1, topK: 0, minP: 0 }, n: 0 });
   let held = ctx.length;
@@ -82,14 +93,17 @@ describe('a verifier shared between generations', () => {
     expect(stats.unverifiedDraftTokens).toBe(0);
   });
 
-  it('with 15 peers in its batches, once it has learned the edge, it verifies only the drafts that pay', async () => {
-    const { positions, stats } = await rounds({ fixedMs: 7, positionMs: 2.3, peers: 15 });
-    // Learning first (until the fading weight of what it saw reaches 8: 9 proposals), then fewer
-    // positions. By hand, with the estimate's shrinkage toward the pooled rate: α ≈ 0.89, 0.89, 0.22,
-    // then E(j)/((j+1)·2.3 + 7/16) is 0.365, 0.375, 0.365, 0.296 for j = 0…3: one draft, two positions.
-    expect(positions.slice(0, 9)).toEqual(Array(9).fill(5));
-    expect(positions.slice(9)).toEqual([2, 2, 2]);
-    expect(stats.unverifiedDraftTokens).toBe(9);
-    expect(stats.draftTokens + stats.unverifiedDraftTokens).toBe(48);
-  });
+  it.each(['json', 'binary'] as const)(
+    'with 15 peers in its batches, once it has learned the edge, it verifies only the drafts that pay (%s link)',
+    async (encoding) => {
+      const { positions, stats } = await rounds({ fixedMs: 7, positionMs: 2.3, peers: 15 }, encoding);
+      // Learning first (until the fading weight of what it saw reaches 8: 9 proposals), then fewer
+      // positions. By hand, with the estimate's shrinkage toward the pooled rate: α ≈ 0.89, 0.89, 0.22,
+      // then E(j)/((j+1)·2.3 + 7/16) is 0.365, 0.375, 0.365, 0.296 for j = 0…3: one draft, two positions.
+      expect(positions.slice(0, 9)).toEqual(Array(9).fill(5));
+      expect(positions.slice(9)).toEqual([2, 2, 2]);
+      expect(stats.unverifiedDraftTokens).toBe(9);
+      expect(stats.draftTokens + stats.unverifiedDraftTokens).toBe(48);
+    },
+  );
 });

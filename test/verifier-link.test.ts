@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { LinkFrameError, parseEdgeFrame } from '../src/backends/link/protocol.js';
+import { linkCodec, offeredSubprotocols } from '../src/backends/link/link-codec.js';
+import { LinkFrameError, parseEdgeFrame, type VerifierFrame } from '../src/backends/link/protocol.js';
 import type { RunningVerifier } from '../src/verifier/main.js';
 import { llamaSkipReason } from './helpers/llama-server.js';
 import { startTestVerifier } from './helpers/verifier.js';
@@ -99,6 +100,37 @@ describe.skipIf(llamaSkipReason() !== undefined)('the link on a real verifier', 
     // Greedy from BOS + "Once upon a time" goes on with ", there was a little girl named Lily."
     expect(await verifier.engine.detokenize(scored.x as number[])).toBe(',');
     ws.close();
+  });
+
+  it('speaks binary (dsd-link.2) to an edge that offers it, JSON to one that does not, nothing else', async () => {
+    const headers = { authorization: 'Bearer edge-key' };
+    const ws = new WebSocket(`${verifier.url.replace(/^http/, 'ws')}/v1/link`, offeredSubprotocols('binary'), {
+      headers,
+    });
+    const codec = linkCodec('binary');
+    const frames: VerifierFrame[] = [];
+    ws.on('message', (d: Buffer, isBinary: boolean) => {
+      const f = codec.decodeVerifier(d, isBinary);
+      if (f !== undefined) frames.push(f);
+    });
+    await new Promise<void>((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    expect(ws.protocol).toBe('dsd-link.2');
+    ws.send('{"t":"close","s":1}');
+    ws.send(codec.encodeEdge({ t: 'open', s: 1, p: [1, 403, 407, 261, 378], m: GREEDY, n: 0 }));
+    ws.send(codec.encodeEdge({ t: 'score', s: 1, r: 1, n: 5, a: [], d: [] }));
+    const scored = await until(() => frames.find((f) => f.t === 'scored'));
+    expect(frames[0]).toMatchObject({ t: 'err', code: 'bad_frame', msg: expect.stringMatching(/binary/) });
+    expect(await verifier.engine.detokenize(scored.t === 'scored' ? scored.x : [])).toBe(',');
+    // The token's bytes cross raw and come back as the JSON link's base64.
+    expect(scored.t === 'scored' && scored.b?.[0]?.[1]).toBe(Buffer.from(',').toString('base64'));
+    ws.close();
+    const json = await connect(verifier.url, 'edge-key');
+    expect(json.ws.protocol).toBe('dsd-link.1');
+    json.ws.close();
+    const other = new WebSocket(`${verifier.url.replace(/^http/, 'ws')}/v1/link`, 'graphql-ws', { headers });
+    await expect(new Promise((resolve, reject) => other.once('open', resolve).once('error', reject))).rejects.toThrow(
+      /400/,
+    );
   });
 
   it('limits sessions per edge, closes idle sessions, and drops oversized frames', async () => {

@@ -1,6 +1,7 @@
 import type { BackendKind, BackendKindSetting, TimeoutConfig } from '../config/types.js';
 import { DsdError, type UpstreamRole } from '../errors.js';
 import { HttpUpstream, type HttpUpstreamOptions } from './http.js';
+import type { LinkEncoding } from './link/link-codec.js';
 import { LlamaCppServer } from './llamacpp/client.js';
 import type { ModelServer } from './types.js';
 import { VerifierServer } from './verifier/client.js';
@@ -14,6 +15,8 @@ export interface ConnectOptions {
   model?: string | undefined;
   apiKey?: string | undefined;
   timeouts: TimeoutConfig;
+  /** What a verifier target's link is encoded as (binary unless set; JSON where the verifier is older). */
+  linkEncoding?: LinkEncoding | undefined;
   /** CA certificates, request observation and retries for this upstream's HTTP pool. */
   http?:
     | (Pick<HttpUpstreamOptions, 'ca' | 'clientCert' | 'observe' | 'retry' | 'connections'> & {
@@ -80,7 +83,7 @@ export function createServer(options: ConnectOptions & { kind: BackendKind }): M
     case 'vllm':
       return new VllmServer({ ...http, model: options.model });
     case 'verifier':
-      return new VerifierServer(http);
+      return new VerifierServer(http, { encoding: options.linkEncoding });
   }
 }
 

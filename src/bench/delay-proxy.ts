@@ -23,6 +23,8 @@ export interface DelayProxyOptions {
 export interface DelayProxyStats {
   chunks: number;
   stalls: number;
+  /** TCP payload relayed, both directions (every byte the endpoints wrote: headers, frames, pings). */
+  bytes: number;
 }
 
 /**
@@ -34,7 +36,7 @@ export class DelayProxy {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   oneWayDelayMs: number;
-  readonly stats: DelayProxyStats = { chunks: 0, stalls: 0 };
+  readonly stats: DelayProxyStats = { chunks: 0, stalls: 0, bytes: 0 };
 
   constructor(private readonly o: DelayProxyOptions) {
     this.oneWayDelayMs = o.oneWayDelayMs;
@@ -97,7 +99,10 @@ export class DelayProxy {
       queue.push({ at: releaseAt, action });
       if (timer === undefined) pump();
     };
-    from.on('data', (chunk) => schedule(() => !to.destroyed && to.write(chunk)));
+    from.on('data', (chunk: Buffer) => {
+      this.stats.bytes += chunk.length;
+      schedule(() => !to.destroyed && to.write(chunk));
+    });
     from.on('end', () => schedule(() => to.end()));
     from.on('close', () => schedule(() => to.destroy()));
   }

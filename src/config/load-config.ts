@@ -129,8 +129,11 @@ function readUpstream(r: EnvReader, role: 'TARGET' | 'DRAFT', defaults: TimeoutC
     model: r.string(`${prefix}_MODEL`),
     apiKey: r.string(`${prefix}_API_KEY`),
     timeouts: readTimeouts(r, prefix, defaults),
+    ...(role === 'TARGET' ? { linkEncoding: r.oneOf(`${prefix}_LINK_ENCODING`, LINK_ENCODINGS, 'binary') } : {}),
   };
 }
+
+const LINK_ENCODINGS = ['binary', 'json'] as const;
 
 function isGgufFile(name: string | undefined): name is string {
   return name !== undefined && /\.gguf$/i.test(name);

@@ -26,6 +26,8 @@ export interface UpstreamConfig {
   model: string | undefined;
   apiKey: string | undefined;
   timeouts: TimeoutConfig;
+  /** A verifier target's link encoding (DSD_TARGET_LINK_ENCODING): binary, or JSON only. */
+  linkEncoding?: 'binary' | 'json';
 }
 
 /** Speculative decoding settings. */

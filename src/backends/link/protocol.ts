@@ -1,6 +1,6 @@
 /**
- * The edge↔verifier link, version 1: JSON text frames on one WebSocket per edge (subprotocol
- * `dsd-link.1`), many sessions multiplexed by a session id the edge picks. A session holds one
+ * The edge↔verifier link: frames on one WebSocket per edge (JSON text in version 1, `dsd-link.1`;
+ * the same frames as MessagePack binary in version 2, `dsd-link.2`: link-codec.ts), many sessions multiplexed by a session id the edge picks. A session holds one
  * generation's context on the verifier; after `open` only deltas cross: the edge says how much of
  * the context the verifier holds to keep (`n`) and what to append (`a`), plus its draft tokens
  * (`d`); the verifier answers with its own token at each scored position. A round the edge sent
@@ -10,9 +10,6 @@
  */
 
 import { isRecord } from '../http.js';
-
-/** The WebSocket subprotocol that names this version. */
-export const LINK_SUBPROTOCOL = 'dsd-link.1';
 
 /** Sampling settings of a session, as they cross the link. */
 export interface WireSampling {
@@ -159,7 +156,7 @@ function scope(v: unknown): string {
   return v;
 }
 
-/** Parses and validates one frame from the edge; throws a LinkFrameError naming what is wrong. */
+/** Parses and validates one JSON frame from the edge; throws a LinkFrameError naming what is wrong. */
 export function parseEdgeFrame(text: string, limits: FrameLimits): EdgeFrame {
   let v: unknown;
   try {
@@ -167,6 +164,14 @@ export function parseEdgeFrame(text: string, limits: FrameLimits): EdgeFrame {
   } catch {
     throw new LinkFrameError('bad_frame', 'the frame is not JSON');
   }
+  return validateEdgeFrame(v, limits);
+}
+
+/**
+ * Validates one frame from the edge as decoded (from JSON, or from a binary frame's fields); throws
+ * a LinkFrameError naming what is wrong.
+ */
+export function validateEdgeFrame(v: unknown, limits: FrameLimits): EdgeFrame {
   if (!isRecord(v)) throw new LinkFrameError('bad_frame', 'the frame must be a JSON object');
   const s = int(v.s, 's', 0, MAX_ID);
   try {

@@ -1,6 +1,7 @@
 import { UpstreamError } from '../../errors.js';
 import type { TargetPort } from '../../speculative/engine-types.js';
 import { HttpUpstream, type HttpUpstreamOptions, isRecord } from '../http.js';
+import type { LinkEncoding } from '../link/link-codec.js';
 import { openAiJson, openAiStream } from '../openai-passthrough.js';
 import type {
   ChatMessage,
@@ -46,7 +47,10 @@ export class VerifierServer implements ModelServer {
   private eosId: number | undefined;
   private model: string | undefined;
 
-  constructor(private readonly options: HttpUpstreamOptions) {
+  constructor(
+    private readonly options: HttpUpstreamOptions,
+    link: { encoding?: LinkEncoding | undefined } = {},
+  ) {
     this.http = new HttpUpstream(options);
     this.role = options.role;
     this.baseUrl = options.baseUrl;
@@ -58,6 +62,7 @@ export class VerifierServer implements ModelServer {
       connectTimeoutMs: options.timeouts.connectTimeoutMs,
       ca: options.ca,
       clientCert: options.clientCert,
+      encoding: link.encoding,
     });
   }
 

@@ -1,8 +1,15 @@
 import WebSocket from 'ws';
 import { UpstreamError } from '../../errors.js';
 import type { LinkCounters } from '../http.js';
+import {
+  encodingOf,
+  type LinkCodec,
+  type LinkEncoding,
+  linkCodec,
+  offeredSubprotocols,
+  payloadBytes,
+} from '../link/link-codec.js';
 import type { EdgeFrame, LinkErrorCode, VerifierFrame } from '../link/protocol.js';
-import { LINK_SUBPROTOCOL } from '../link/protocol.js';
 
 /** Where and how the edge reaches a verifier's link. */
 export interface LinkClientOptions {
@@ -14,6 +21,8 @@ export interface LinkClientOptions {
   ca?: string | undefined;
   /** A client certificate and key for a verifier that requires them (mutual TLS). */
   clientCert?: { cert: string; key: string } | undefined;
+  /** What the edge offers: binary (version 2, falling back to JSON on an older verifier) or JSON only. */
+  encoding?: LinkEncoding | undefined;
 }
 
 /** What a session waits for: one `scored`, or the `tok` frames of a stream until `end`. */
@@ -34,7 +43,7 @@ function frameOverhead(payloadBytes: number, masked: boolean): number {
  */
 export class LinkClient {
   readonly counters: LinkCounters = { requests: 0, bytesSent: 0, bytesReceived: 0 };
-  private socket: Promise<WebSocket> | undefined;
+  private socket: Promise<{ ws: WebSocket; codec: LinkCodec }> | undefined;
   private readonly pending = new Map<string, Pending>();
   private nextSession = 1;
   /** Counts closed connections: sessions opened before a close must open again. */
@@ -63,11 +72,17 @@ export class LinkClient {
 
   /** Sends a frame, connecting first when needed. */
   async send(frame: EdgeFrame): Promise<void> {
-    const ws = await this.connect();
-    const text = JSON.stringify(frame);
-    this.counters.bytesSent += text.length + frameOverhead(text.length, true);
+    const { ws, codec } = await this.connect();
+    const payload = codec.encodeEdge(frame);
+    const size = payloadBytes(payload);
+    this.counters.bytesSent += size + frameOverhead(size, true);
     if (frame.t === 'score' || frame.t === 'gen') this.counters.requests += 1;
-    ws.send(text);
+    ws.send(payload);
+  }
+
+  /** The encoding the open connection negotiated (undefined while none is open). */
+  async encoding(): Promise<LinkEncoding | undefined> {
+    return (await this.socket?.catch(() => undefined))?.codec.encoding;
   }
 
   /** Registers the receiver of a session's request `r` until `forget`. */
@@ -79,16 +94,18 @@ export class LinkClient {
     this.pending.delete(`${s}:${r}`);
   }
 
-  private connect(): Promise<WebSocket> {
+  private connect(): Promise<{ ws: WebSocket; codec: LinkCodec }> {
     if (this.socket !== undefined) return this.socket;
     // Each connection has its own token bytes (the verifier tells each token once per connection)
     // and acts on its own close only: a failed attempt that closes late must not end, or wipe
     // what was learned on, the connection that replaced it.
     const bytes = new Map<number, Uint8Array>();
-    const current = new Promise<WebSocket>((resolve, reject) => {
+    // Frames that arrive before 'open' resolves are decoded by the codec the handshake chose.
+    let codec = linkCodec('json');
+    const current = new Promise<{ ws: WebSocket; codec: LinkCodec }>((resolve, reject) => {
       const headers: Record<string, string> = {};
       if (this.o.apiKey !== undefined) headers.authorization = `Bearer ${this.o.apiKey}`;
-      const ws = new WebSocket(this.o.url, LINK_SUBPROTOCOL, {
+      const ws = new WebSocket(this.o.url, offeredSubprotocols(this.o.encoding ?? 'binary'), {
         headers,
         handshakeTimeout: this.o.connectTimeoutMs,
         perMessageDeflate: false,
@@ -96,16 +113,25 @@ export class LinkClient {
         ...this.o.clientCert,
       });
       ws.once('open', () => {
+        const encoding = encodingOf(ws.protocol);
+        if (encoding === undefined) {
+          reject(
+            this.error('upstream_error', `the verifier chose link subprotocol '${ws.protocol}', not one of dsd's`),
+          );
+          ws.terminate();
+          return;
+        }
+        codec = linkCodec(encoding);
         this.live = bytes;
         this.ping(ws);
-        resolve(ws);
+        resolve({ ws, codec });
       });
       ws.once('unexpected-response', (_req, res) => {
         reject(this.error('upstream_error', `the verifier refused the link (HTTP ${res.statusCode})`));
         res.resume();
         ws.terminate();
       });
-      ws.on('message', (data: Buffer) => this.receive(data, bytes));
+      ws.on('message', (data: Buffer, isBinary: boolean) => this.receive(codec, { data, isBinary }, bytes));
       ws.once('error', (err) => reject(this.error('upstream_unavailable', `verifier link: ${err.message}`)));
       ws.once('close', () => {
         reject(this.error('upstream_unavailable', 'the verifier link closed'));
@@ -162,23 +188,19 @@ export class LinkClient {
     ws.once('close', () => clearInterval(timer));
   }
 
-  private receive(data: Buffer, bytes: Map<number, Uint8Array>): void {
+  private receive(codec: LinkCodec, m: { data: Buffer; isBinary: boolean }, bytes: Map<number, Uint8Array>): void {
+    this.counters.bytesReceived += m.data.length + frameOverhead(m.data.length, false);
+    const f = codec.decodeVerifier(m.data, m.isBinary);
+    if (f === undefined) return;
     this.handling = bytes;
     try {
-      this.dispatch(data, bytes);
+      this.dispatch(f, bytes);
     } finally {
       this.handling = undefined;
     }
   }
 
-  private dispatch(data: Buffer, bytes: Map<number, Uint8Array>): void {
-    this.counters.bytesReceived += data.length + frameOverhead(data.length, false);
-    let f: VerifierFrame;
-    try {
-      f = JSON.parse(data.toString('utf8')) as VerifierFrame;
-    } catch {
-      return;
-    }
+  private dispatch(f: VerifierFrame, bytes: Map<number, Uint8Array>): void {
     if ((f.t === 'scored' || f.t === 'tok') && f.b !== undefined)
       for (const [id, b64] of f.b) bytes.set(id, Buffer.from(b64, 'base64'));
     if (f.t === 'drain') {
@@ -207,8 +229,8 @@ export class LinkClient {
 
   async close(): Promise<void> {
     // Its own close handler ends the connection's state and fails what is pending on it.
-    const ws = await this.socket?.catch(() => undefined);
-    ws?.close();
+    const open = await this.socket?.catch(() => undefined);
+    open?.ws.close();
   }
 }
 

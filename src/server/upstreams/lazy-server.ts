@@ -42,6 +42,7 @@ export class LazyServer {
         model: this.config.model,
         apiKey: this.config.apiKey,
         timeouts: t,
+        linkEncoding: this.config.linkEncoding,
         http: this.http,
       },
       signal,

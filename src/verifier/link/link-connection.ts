@@ -1,9 +1,9 @@
 import type { RawData, WebSocket } from 'ws';
+import { type LinkCodec, type LinkEncoding, linkCodec, payloadBytes } from '../../backends/link/link-codec.js';
 import {
   type EdgeFrame,
   type FrameLimits,
   LinkFrameError,
-  parseEdgeFrame,
   type VerifierFrame,
   type WireBytes,
   type WireTop,
@@ -75,11 +75,16 @@ export class LinkConnection {
   /** Tokens whose bytes this edge was already told. */
   private readonly described = new Set<number>();
 
+  private readonly stats: LinkStats;
+  private readonly codec: LinkCodec;
+
   constructor(
     private readonly ws: WebSocket,
     private readonly o: LinkServerOptions,
-    private readonly stats: LinkStats,
+    link: { stats: LinkStats; encoding: LinkEncoding },
   ) {
+    this.stats = link.stats;
+    this.codec = linkCodec(link.encoding);
     const info = o.engine.info;
     this.limits = { vocabSize: info.vocabSize, maxTokens: info.contextTokens, maxDraft: o.maxDraftTokens };
     this.idleTimer = setInterval(() => this.closeIdle(), Math.max(50, o.idleTimeoutMs / 4));
@@ -87,12 +92,13 @@ export class LinkConnection {
   }
 
   receive(data: RawData, isBinary: boolean): void {
-    const text = Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8');
-    this.stats.bytesIn += text.length;
-    if (isBinary) return this.badFrame(new LinkFrameError('bad_frame', 'link version 1 frames are JSON text'));
+    const bytes = Buffer.isBuffer(data)
+      ? data
+      : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data as ArrayBuffer)]);
+    this.stats.bytesIn += bytes.length;
     let frame: EdgeFrame;
     try {
-      frame = parseEdgeFrame(text, this.limits);
+      frame = this.codec.decodeEdge(bytes, isBinary, this.limits);
     } catch (err) {
       return this.badFrame(err instanceof LinkFrameError ? err : new LinkFrameError('bad_frame', String(err)));
     }
@@ -329,9 +335,9 @@ export class LinkConnection {
 
   private write(frame: VerifierFrame): void {
     if (this.ws.readyState !== this.ws.OPEN) return;
-    const text = JSON.stringify(frame);
-    this.stats.bytesOut += text.length;
-    this.ws.send(text);
+    const payload = this.codec.encodeVerifier(frame);
+    this.stats.bytesOut += payloadBytes(payload);
+    this.ws.send(payload);
   }
 }
 

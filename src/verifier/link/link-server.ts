@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
-import { LINK_SUBPROTOCOL } from '../../backends/link/protocol.js';
+import { chooseSubprotocol, encodingOf, LINK_SUBPROTOCOLS } from '../../backends/link/link-codec.js';
 import { keyMatches } from '../../server/http/auth.js';
 import { LinkConnection } from './link-connection.js';
 import type { LinkServerOptions, LinkStats } from './types.js';
@@ -52,7 +52,8 @@ export function emptyLinkStats(): LinkStats {
 }
 
 /**
- * Accepts edges on `/v1/link` (WebSocket, subprotocol `dsd-link.1`, `Authorization: Bearer <key>`)
+ * Accepts edges on `/v1/link` (WebSocket, subprotocol `dsd-link.2` (binary) or `dsd-link.1` (JSON),
+ * `Authorization: Bearer <key>`)
  * and runs their sessions on the engine. One connection per edge carries all its sessions; a
  * session belongs to the connection that opened it, so no other edge can send into it.
  */
@@ -61,7 +62,7 @@ export function attachLinkServer(http: Server, o: LinkServerOptions): LinkServer
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: o.maxFrameBytes,
-    handleProtocols: (protocols) => (protocols.has(LINK_SUBPROTOCOL) ? LINK_SUBPROTOCOL : false),
+    handleProtocols: (protocols) => chooseSubprotocol(protocols) ?? false,
   });
   const open = new Set<LinkConnection>();
   let drainMs: number | undefined;
@@ -70,10 +71,12 @@ export function attachLinkServer(http: Server, o: LinkServerOptions): LinkServer
     if (o.keys.length > 0 && !keyMatches(o.keys, bearer(req) ?? ''))
       return refuse(socket, 401, 'the link needs Authorization: Bearer <edge key>');
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
-    if (!offered.includes(LINK_SUBPROTOCOL))
-      return refuse(socket, 400, `the link speaks ${LINK_SUBPROTOCOL}; upgrade the edge and the verifier together`);
+    if (chooseSubprotocol(offered) === undefined) {
+      const spoken = `${LINK_SUBPROTOCOLS.binary} or ${LINK_SUBPROTOCOLS.json}`;
+      return refuse(socket, 400, `the link speaks ${spoken}; upgrade the edge and the verifier together`);
+    }
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      const connection = new LinkConnection(ws, o, stats);
+      const connection = new LinkConnection(ws, o, { stats, encoding: encodingOf(ws.protocol) ?? 'json' });
       if (drainMs !== undefined) connection.drain(drainMs);
       open.add(connection);
       stats.connections += 1;
