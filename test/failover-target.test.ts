@@ -77,6 +77,21 @@ describe('FailoverTarget: a generation carried on another replica from its commi
     expect((await u.score([[7], [7, 7]], signal())).map((x) => x.id)).toEqual([7, 14]);
   });
 
+  it('asks the replica serving it whether to stream now, and says nothing for a port that cannot tell', async () => {
+    const first = replica('a', 2);
+    const second = replica('b');
+    first.port.streamNow = () => false;
+    second.port.streamNow = () => true;
+    const t = new FailoverTarget({ first, next: async () => second });
+    expect(t.streamNow?.()).toBe(false);
+    await t.score([[1]], signal());
+    await t.score([[1]], signal());
+    await t.score([[1]], signal()); // the first replica dies here: the generation moves to b
+    expect(t.url).toBe('b');
+    expect(t.streamNow?.()).toBe(true);
+    expect(new FailoverTarget({ first: replica('c'), next: async () => undefined }).streamNow).toBeUndefined();
+  });
+
   it('replays from the context as asked, though the caller grows its own array as it commits', async () => {
     // The engine passes its live context and pushes each token it takes: a replay built from that
     // array (plus what was yielded) would send the yielded tokens twice.

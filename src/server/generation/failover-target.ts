@@ -43,11 +43,18 @@ export class FailoverTarget implements TargetPort {
   /** Times this generation moved to another replica. */
   failovers = 0;
   readonly assist?: NonNullable<TargetPort['assist']>;
+  /**
+   * The replica's own answer to "stream now?". Without it the engine reads a port with a stream as
+   * always streaming, which put every generation through a verifier in the stream, rounds never
+   * tried: alone at 0 ms a fixed window of 4 with no estimates, 0.75× llama-server's own speculation.
+   */
+  readonly streamNow?: NonNullable<TargetPort['streamNow']>;
 
   constructor(private readonly o: FailoverOptions) {
     this.current = o.first;
     if (o.first.port.assist !== undefined)
       this.assist = (ctx, maxTokens, signal) => this.assisted(ctx, maxTokens, signal);
+    if (o.first.port.streamNow !== undefined) this.streamNow = () => this.current.port.streamNow?.() ?? true;
   }
 
   /** The replica serving the generation now (its server detokenizes the output). */
