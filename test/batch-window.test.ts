@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EvaluationOverlap } from '../src/engine/sequence-pool.js';
-import { draftsWorthVerifying } from '../src/speculative/batch-window.js';
+import { draftsWorthVerifying, streamWindow } from '../src/speculative/batch-window.js';
 import { PositionAcceptance } from '../src/speculative/estimates.js';
 import { GenerationAcceptance } from '../src/speculative/generation-acceptance.js';
 import { seededRng } from '../src/speculative/sampling.js';
@@ -47,6 +47,32 @@ describe('drafts worth verifying on a shared target', () => {
     fresh.add(4, 4);
     expect(draftsWorthVerifying(6, fresh, { ...cpu, peers: 15 })).toBe(6);
     expect(draftsWorthVerifying(6, learned(0.9), { fixedMs: 7, positionMs: 0, peers: 15 })).toBe(6);
+  });
+});
+
+describe('the window a stream should propose, by the target’s own step costs', () => {
+  it('deep where a step is mostly fixed cost, shallow where positions cost, shallower shared', () => {
+    const a = learned(0.88);
+    // Today's heavy target (bench:native-eval): 11.6 ms a step + 1.4 a position. By hand, E(j)/(11.6 + 1.4(j+1)):
+    // j=4 0.210, j=8 0.233, j=9 0.234, j=10 0.234, j=12 0.229 (E from the learned α).
+    const deep = streamWindow(16, a, { fixedMs: 11.6, positionMs: 1.4, peers: 0 });
+    expect(deep).toBeGreaterThanOrEqual(8);
+    expect(deep).toBeLessThanOrEqual(11);
+    // The same target as measured in October (7 + 2.3): 4 or 5.
+    const shallow = streamWindow(16, a, { ...cpu, peers: 0 });
+    expect(shallow).toBeGreaterThanOrEqual(3);
+    expect(shallow).toBeLessThanOrEqual(5);
+    // Shared by 16, as draftsWorthVerifying (but never below one: the edge's window is at least 1).
+    expect(streamWindow(16, a, { ...cpu, peers: 15 })).toBe(draftsWorthVerifying(16, a, { ...cpu, peers: 15 }));
+    expect(streamWindow(16, learned(0.3), { ...cpu, peers: 15 })).toBe(1);
+    expect(streamWindow(6, a, { fixedMs: 30, positionMs: 0.05, peers: 0 })).toBe(6);
+  });
+
+  it('says nothing before 8 proposals or without a measured position cost', () => {
+    const fresh = new PositionAcceptance(0.99);
+    fresh.add(4, 4);
+    expect(streamWindow(16, fresh, { ...cpu, peers: 0 })).toBeUndefined();
+    expect(streamWindow(16, learned(0.9), { fixedMs: 7, positionMs: 0, peers: 0 })).toBeUndefined();
   });
 });
 

@@ -80,6 +80,7 @@ const verifierFrame: fc.Arbitrary<VerifierFrame> = fc.oneof(
       l: fc.array(fc.option(logprob, { nil: null }), { maxLength: 4 }),
       o: fc.array(fc.array(fc.tuple(id, logprob), { maxLength: 3 }), { maxLength: 4 }),
       b: fc.array(fc.tuple(id, b64), { maxLength: 3 }),
+      k: fc.integer({ min: 1, max: 16 }),
     },
     { requiredKeys: ['t', 's', 'r', 'x'] },
   ),

@@ -10,6 +10,19 @@ describe('SharedTargetWindow', () => {
     }
   });
 
+  it('follows the window the target says it would verify at, up to the edge’s max, unless k was fixed', () => {
+    const w = new SharedTargetWindow(4, { follow: true, max: 10 });
+    w.observe({ drafted: 4, declined: 0, window: 9 });
+    expect(w.next()).toBe(9);
+    w.observe({ drafted: 9, declined: 0, window: 14 });
+    expect(w.next()).toBe(10);
+    w.observe({ drafted: 2, declined: 3, window: 2 });
+    expect(w.next()).toBe(2);
+    const fixed = new SharedTargetWindow(4, { follow: false, max: 10 });
+    fixed.observe({ drafted: 4, declined: 0, window: 9 });
+    expect(fixed.next()).toBe(4);
+  });
+
   it('shrinks to what a shared target verified and grows back one a step', () => {
     const w = new SharedTargetWindow(4);
     w.observe({ drafted: 1, declined: 3 });

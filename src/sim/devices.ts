@@ -1,4 +1,4 @@
-import { draftsWorthVerifying } from '../speculative/batch-window.js';
+import { draftsWorthVerifying, streamWindow } from '../speculative/batch-window.js';
 import { DecayingMean } from '../speculative/decaying-stats.js';
 import { PositionAcceptance } from '../speculative/estimates.js';
 import type { AcceptanceView } from '../speculative/generation-acceptance.js';
@@ -58,11 +58,19 @@ export class TargetDevice {
   /** How many of k proposed drafts a verifier beside this target verifies (the verifier's rule),
    *  by the generation's acceptance as the verifier tracks it. */
   worthVerifying(k: number, acceptance: AcceptanceView): number {
+    return draftsWorthVerifying(k, acceptance, this.batchCost());
+  }
+
+  /** The window a verifier beside this target tells a stream it would verify at (streamWindow). */
+  streamWindow(most: number, acceptance: AcceptanceView): number | undefined {
+    return streamWindow(most, acceptance, this.batchCost());
+  }
+
+  private batchCost() {
     // A verifier measures whole steps: the links between a partitioned target's stages are fixed cost.
     const linear = linearStepCost(targetStepCost(this.spec));
     const fixedMs = linear.fixedMs + stageLinksMs(this.spec.stages);
-    const cost = { fixedMs, positionMs: linear.positionMs, peers: this.peers.value ?? 0 };
-    return draftsWorthVerifying(k, acceptance, cost);
+    return { fixedMs, positionMs: linear.positionMs, peers: this.peers.value ?? 0 };
   }
 
   /** k draft tokens from a co-located draft model, in batched draft steps of `stepMs` each. */

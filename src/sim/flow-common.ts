@@ -36,8 +36,11 @@ export interface FlowContext {
 /** Bytes on the wire when the scenario does not say. */
 export const WIRE = { bytesPerPromptToken: 5, bytesPerRequest: 400, bytesPerPosition: 120 };
 
-/** Bytes of a link frame around its token ids (`dsd verifier`: JSON, one-letter keys). */
-export const LINK_FRAME = { bytesPerFrame: 40, bytesPerToken: 4 };
+/**
+ * Bytes of a link frame around its token ids (`dsd verifier`, dsd-link.2: MessagePack arrays, ids
+ * as varints; a stream's tok frame is 11 + 2 bytes, a 4-draft prop 19 + 6).
+ */
+export const LINK_FRAME = { bytesPerFrame: 12, bytesPerToken: 2 };
 
 /** Tokens the target computes to score k+1 positions. */
 export function verifyTokens(c: FlowContext, k: number): number {

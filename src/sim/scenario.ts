@@ -117,6 +117,9 @@ export type StrategySpec =
   | {
       kind: 'dsd-stream';
       k: number;
+      /** The window follows the one the target would verify at by its own costs (the edge's rule
+       *  unless the user fixed k: streamWindow), up to `windowMax` (16); k is where it starts. */
+      follow?: boolean;
       leadTokens?: number;
       branches?: number;
       runnerUpCoverage?: number;
@@ -157,7 +160,9 @@ export function strategyName(s: StrategySpec): string {
     case 'dsd-adaptive':
       return `DSD adaptive${aheadLabel(s)}`;
     case 'dsd-stream':
-      return `DSD stream k=${s.k}${(s.branches ?? 0) > 0 ? `, ${s.branches} branches` : ''}`;
+      return `DSD stream ${s.follow === true ? `from k=${s.k}, the target's window` : `k=${s.k}`}${
+        (s.branches ?? 0) > 0 ? `, ${s.branches} branches` : ''
+      }`;
   }
 }
 

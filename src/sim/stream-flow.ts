@@ -1,5 +1,5 @@
 import { GenerationAcceptance } from '../speculative/generation-acceptance.js';
-import { SharedTargetWindow } from '../speculative/shared-window.js';
+import { type ProposalUse, SharedTargetWindow } from '../speculative/shared-window.js';
 import { recordRound } from '../speculative/stats.js';
 import { GreedyDraftSequence } from './acceptance-model.js';
 import { transmit } from './devices.js';
@@ -34,6 +34,9 @@ interface Proposal {
  * A target shared between generations verifies only the drafts worth its batch's time and says
  * how many it declined; the edge's window follows (SharedTargetWindow, the edge's own rule).
  */
+/** The edge's largest window (DSD_WINDOW_MAX's default): where a stream that follows its target stops. */
+const WINDOW_MAX = 16;
+
 export function dsdStream(c: FlowContext, s: StreamSpec): void {
   // The lead: tokens the target makes while a proposal is drafted and on its way, which the edge
   // measures (as stream-drafter.ts does) and drafts beyond k; `leadTokens` fixes it.
@@ -50,7 +53,7 @@ export function dsdStream(c: FlowContext, s: StreamSpec): void {
   let finished = false;
   let arrivals = 0;
   let alignedArrivals = 0;
-  const window = new SharedTargetWindow(s.k);
+  const window = new SharedTargetWindow(s.k, { follow: s.follow === true, max: WINDOW_MAX });
   const verified = new GenerationAcceptance(c.target.verified);
   let windowK = window.next();
   const lines = (p: Proposal, n: number) => p.at <= n && n < p.at + p.length && p.at + p.matched >= n;
@@ -118,12 +121,13 @@ export function dsdStream(c: FlowContext, s: StreamSpec): void {
           verifyMs: c.sim.now - started,
         });
       verified.observe(j, accepted);
-      commit(accepted + 1, { drafted: j, declined });
+      const told = s.follow === true ? c.target.streamWindow(WINDOW_MAX, verified) : undefined;
+      commit(accepted + 1, { drafted: j, declined, ...(told === undefined ? {} : { window: told }) });
     });
   };
 
   // Committed tokens stream down: the client has them, and the edge drafts from them.
-  const commit = (tokens: number, use: { drafted: number; declined: number }) => {
+  const commit = (tokens: number, use: ProposalUse) => {
     committed += tokens;
     const at = committed;
     const bytes = LINK_FRAME.bytesPerFrame + tokens * LINK_FRAME.bytesPerToken;

@@ -20,6 +20,8 @@ export type WindowDecision =
       probe?: true;
       /** On a probe: the target-only decision it stands in for was a close call. */
       closeCall?: boolean;
+      /** The user fixed k: nothing else moves it. */
+      fixed?: true;
     }
   | {
       kind: 'target-only';

@@ -3,7 +3,7 @@ import type { AssistedTarget, CommittedTokens, DraftSlot, EngineOptions, EngineR
 export type { AssistedChunk, AssistedStream, AssistedTarget } from './engine-types.js';
 
 import { GenerationState } from './generation-state.js';
-import { SharedTargetWindow } from './shared-window.js';
+import { SharedTargetWindow, type StreamWindowOptions } from './shared-window.js';
 import { recordRound } from './stats.js';
 import { createStreamDrafter } from './stream-drafter.js';
 
@@ -19,7 +19,7 @@ export async function* runAssisted(
   o: EngineOptions,
   draft: DraftSlot,
   target: AssistedTarget,
-  k: number,
+  window: { k: number } & StreamWindowOptions,
 ): AsyncGenerator<CommittedTokens, EngineResult> {
   const state = new GenerationState(
     o.prompt,
@@ -31,11 +31,15 @@ export async function* runAssisted(
   o.signal.addEventListener('abort', onAbort, { once: true });
   const stream = target.assist(state.ctx, state.remaining, controller.signal);
   const { draftFrom } = createStreamDrafter({ o, draft, stream, state, signal: controller.signal });
-  const window = new SharedTargetWindow(k);
+  const shared = new SharedTargetWindow(window.k, window);
   try {
-    draftFrom(window.next());
+    draftFrom(shared.next());
     for await (const chunk of stream.chunks) {
-      window.observe({ drafted: chunk.drafted, declined: chunk.declined ?? 0 });
+      shared.observe({
+        drafted: chunk.drafted,
+        declined: chunk.declined ?? 0,
+        ...(chunk.window === undefined ? {} : { window: chunk.window }),
+      });
       if (chunk.branch === true) o.stats.treeBranchSteps += 1;
       if (chunk.drafted > 0) {
         const committed = Math.min(chunk.tokens.length, chunk.accepted + 1);
@@ -44,7 +48,7 @@ export async function* runAssisted(
       const { kept, finish } = state.take(chunk.tokens);
       yield { tokens: kept, source: chunk.drafted > 0 ? 'round' : 'target-only' };
       if (finish) return { finish, stats: o.stats };
-      const next = window.next();
+      const next = shared.next();
       if (next > 0) draftFrom(next);
     }
     return { finish: state.remaining <= 0 ? 'length' : 'stop', stats: o.stats };

@@ -29,7 +29,15 @@ export const SHARED_TARGET_PEERS = 0.5;
  */
 export function draftsWorthVerifying(k: number, acceptance: AcceptanceView, cost: BatchCost): number {
   if (k <= 0 || cost.peers < SHARED_TARGET_PEERS || cost.positionMs <= 0 || acceptance.weight < 8) return k;
-  const fixedShare = cost.fixedMs / (cost.peers + 1);
+  const best = bestVerifiedDrafts(k, acceptance, cost);
+  // A generation with too little evidence of its own is tried with one draft rather than shut out:
+  // it cannot show it drafts well without being verified (one position of a shared step).
+  return best === 0 && acceptance.exploring === true ? 1 : best;
+}
+
+/** j* of draftsWorthVerifying over j ≤ k, whatever the target's load. */
+function bestVerifiedDrafts(k: number, acceptance: AcceptanceView, cost: BatchCost): number {
+  const fixedShare = cost.fixedMs / (Math.max(0, cost.peers) + 1);
   let best = 0;
   let bestRate = 0;
   for (let j = 0; j <= k; j++) {
@@ -39,7 +47,19 @@ export function draftsWorthVerifying(k: number, acceptance: AcceptanceView, cost
       bestRate = rate;
     }
   }
-  // A generation with too little evidence of its own is tried with one draft rather than shut out:
-  // it cannot show it drafts well without being verified (one position of a shared step).
-  return best === 0 && acceptance.exploring === true ? 1 : best;
+  return best;
+}
+
+/**
+ * The window a stream should propose, by the target's own costs: in the stream the target never
+ * waits for the network or the draft, so a step's drafts are worth what they buy per unit of the
+ * step's time, alone or shared (the same j*, up to `most`). The edge cannot see these costs (its
+ * rounds' fits hold the link and the draft), and without them a stream kept the planner's first
+ * guess: 4 on a target whose step is mostly fixed cost (11.6 ms fixed, 1.4 a position), where 8
+ * verified per step took 5.81 ms a token against 6.69. Undefined until the costs and the
+ * generation's acceptance are known (8 proposals).
+ */
+export function streamWindow(most: number, acceptance: AcceptanceView, cost: BatchCost): number | undefined {
+  if (most <= 0 || cost.positionMs <= 0 || acceptance.weight < 8) return undefined;
+  return Math.max(1, bestVerifiedDrafts(most, acceptance, cost));
 }

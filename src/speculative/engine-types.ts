@@ -24,6 +24,8 @@ export interface AssistedChunk {
   declined?: number;
   /** The drafts verified were a tree's branch (the target's own correction, continued), not its chain. */
   branch?: boolean;
+  /** The window the target would verify at, by its own costs (a target that knows them says so). */
+  window?: number;
 }
 
 /** A stream from a target that decodes by itself and takes proposals where they line up. */
@@ -95,6 +97,8 @@ export interface EngineOptions {
   draftAhead: boolean;
   /** Branches of a proposal tree in the verifier's stream (default 0: chains). */
   treeBranches?: number;
+  /** The largest window (DSD_WINDOW_MAX): a stream following its target's window stops there. */
+  windowMax?: number;
   /**
    * Rounds draft-ahead may send for verification before the previous verdict, unless the planner
    * says otherwise (0: draft ahead only).

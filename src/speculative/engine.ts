@@ -97,7 +97,8 @@ export async function* runSpeculation(o: EngineOptions): AsyncGenerator<Committe
 function assisted(o: EngineOptions, draft: DraftSlot): AsyncGenerator<CommittedTokens, EngineResult> {
   const decision = draft.planner.decide();
   const k = decision.kind === 'speculate' ? decision.k : 4;
-  return runAssisted(o, draft, { assist: o.target.assist! }, k);
+  const follow = decision.kind !== 'speculate' || decision.fixed !== true;
+  return runAssisted(o, draft, { assist: o.target.assist! }, { k, follow, max: o.windowMax ?? Math.max(k, 16) });
 }
 
 /** What one speculative round did. */

@@ -14,7 +14,7 @@ export interface SpeculationPlanner {
 /** Always the same k (still feeding the pair's estimates, so a later adaptive request benefits). */
 export function fixedPlanner(k: number, estimates?: PairEstimates): SpeculationPlanner {
   return {
-    decide: () => ({ kind: 'speculate', k, reason: 'fixed window' }),
+    decide: () => ({ kind: 'speculate', k, reason: 'fixed window', fixed: true }),
     observeRound: (o) => estimates?.observeRound(o),
     observeShadow: (d, a, ms) => estimates?.observeShadow(d, a, ms),
     observeTargetOnlyGap: (ms) => estimates?.observeTargetOnlyGap(ms),

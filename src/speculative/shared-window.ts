@@ -4,6 +4,16 @@ export interface ProposalUse {
   drafted: number;
   /** Drafts that lined up but that a shared target declined to verify. */
   declined: number;
+  /** The window the target would verify at, by its own costs, when it says. */
+  window?: number;
+}
+
+/** How a stream's window may move. */
+export interface StreamWindowOptions {
+  /** Follow the target's own window (not when the user fixed k). */
+  follow: boolean;
+  /** The edge's largest window (DSD_WINDOW_MAX). */
+  max: number;
 }
 
 /**
@@ -14,14 +24,19 @@ export interface ProposalUse {
  * follows the verifier's answer: down to what it verified when it declined some, up by one after
  * each step that used all of it, back to the planner's k when the target has time again. When it
  * declined a whole proposal the stream drafts every 2nd, 4th, … 32nd step, one draft each, until
- * one is used again.
+ * one is used again. A target that knows its step's costs says which window it would verify at
+ * (in the stream, where it never waits, its costs are the whole price), and the window follows
+ * that instead of the planner's k unless the user fixed k.
  */
 export class SharedTargetWindow {
   private cap: number;
   private backoff = 0;
   private skip = 0;
 
-  constructor(private readonly k: number) {
+  constructor(
+    private k: number,
+    private readonly o: StreamWindowOptions = { follow: false, max: k },
+  ) {
     this.cap = k;
   }
 
@@ -36,6 +51,10 @@ export class SharedTargetWindow {
 
   /** Takes in how the target used a step's proposal (a step with no proposal says nothing). */
   observe(use: ProposalUse): void {
+    if (use.window !== undefined && this.o.follow) {
+      this.k = Math.max(1, Math.min(this.o.max, use.window));
+      this.cap = this.k;
+    }
     if (use.declined > 0) {
       this.cap = use.drafted;
       if (use.drafted > 0) this.backoff = 0;

@@ -78,7 +78,7 @@ const EDGE_FIELDS = {
 } as const satisfies Record<EdgeFrame['t'], readonly string[]>;
 const VERIFIER_FIELDS = {
   scored: ['s', 'r', 'x', 'l', 'o', 'z', 'b'],
-  tok: ['s', 'r', 'x', 'q', 'l', 'o', 'b'],
+  tok: ['s', 'r', 'x', 'q', 'l', 'o', 'b', 'k'],
   end: ['s', 'r'],
   err: ['s', 'r', 'code', 'msg'],
   drain: ['ms'],

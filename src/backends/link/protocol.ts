@@ -57,6 +57,8 @@ export type VerifierFrame =
       o?: WireTop[];
       b?: WireBytes;
       q?: [number, number] | [number, number, number] | [number, number, number, number];
+      /** The window the target would verify a step of this stream at now (sent when it changes). */
+      k?: number;
     }
   | { t: 'end'; s: number; r: number }
   | { t: 'err'; s?: number; r?: number; code: LinkErrorCode; msg: string }

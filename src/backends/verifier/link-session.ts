@@ -213,6 +213,7 @@ export class LinkSession {
             accepted: f.q?.[1] ?? 0,
             declined: f.q?.[2] ?? 0,
             branch: f.q?.[3] === 1,
+            ...(f.k === undefined ? {} : { window: f.k }),
           });
         } else ended = true;
         notify();

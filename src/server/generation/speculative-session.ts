@@ -458,6 +458,7 @@ function engineFactory(
         : target.info.parallelSlots,
     draftAhead: ctx.config.speculation.draftAhead,
     treeBranches: ctx.config.speculation.treeBranches,
+    windowMax: ctx.config.speculation.windowMax,
     aheadDepth: aheadDepthFor(ctx.config.speculation.aheadDepth, target.server.kind),
     isEnd: (t) => t.endOfGeneration === true || t.id === target.info.eosId || stopIds.has(t.id),
     isValidDraftToken: (id) => Number.isInteger(id) && id >= 0 && (vocab === undefined || id < vocab),

@@ -11,7 +11,7 @@ import {
 import { decodeAlone, matchVerdict, scoreDrafts } from '../../engine/engine-server.js';
 import type { EngineSequence, PositionSampling } from '../../engine/types.js';
 import { DsdError } from '../../errors.js';
-import { draftsWorthVerifying } from '../../speculative/batch-window.js';
+import { draftsWorthVerifying, streamWindow } from '../../speculative/batch-window.js';
 import { PositionAcceptance } from '../../speculative/estimates.js';
 import { GenerationAcceptance } from '../../speculative/generation-acceptance.js';
 import type { GeneratedToken } from '../../speculative/types.js';
@@ -243,6 +243,14 @@ export class LinkConnection {
     f: EdgeFrame & { t: 'gen' },
     gen: NonNullable<LinkSession['gen']>,
   ): Promise<void> {
+    let told: number | undefined;
+    // The window this target would verify at, told the edge when it changes (a byte or two).
+    const window = (): { k?: number } => {
+      const k = streamWindow(this.limits.maxDraft, session.acceptance, this.o.engine.batchCost());
+      if (k === undefined || k === told) return {};
+      told = k;
+      return { k };
+    };
     return serveAssisted({
       seq,
       ctx: session.ctx,
@@ -271,6 +279,7 @@ export class LinkConnection {
           r: f.r,
           ...tokenFields(tokens, session.sampling.topN),
           ...proposalUse(step),
+          ...window(),
         });
       },
     });
