@@ -1,6 +1,7 @@
 /**
- * The edge↔verifier link: frames on one WebSocket per edge (JSON text in version 1, `dsd-link.1`;
- * the same frames as MessagePack binary in version 2, `dsd-link.2`: link-codec.ts), many sessions multiplexed by a session id the edge picks. A session holds one
+ * The edge↔verifier link: frames on one WebSocket per edge (JSON text in version 1,
+ * `dsd-link.1`; the same frames as MessagePack binary in version 2, `dsd-link.2`:
+ * link-codec.ts), many sessions multiplexed by a session id the edge picks. A session holds one
  * generation's context on the verifier; after `open` only deltas cross: the edge says how much of
  * the context the verifier holds to keep (`n`) and what to append (`a`), plus its draft tokens
  * (`d`); the verifier answers with its own token at each scored position. A round the edge sent

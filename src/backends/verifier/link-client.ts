@@ -80,11 +80,6 @@ export class LinkClient {
     ws.send(payload);
   }
 
-  /** The encoding the open connection negotiated (undefined while none is open). */
-  async encoding(): Promise<LinkEncoding | undefined> {
-    return (await this.socket?.catch(() => undefined))?.codec.encoding;
-  }
-
   /** Registers the receiver of a session's request `r` until `forget`. */
   expect(s: number, r: number, p: Pending): void {
     this.pending.set(`${s}:${r}`, p);
