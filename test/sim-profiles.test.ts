@@ -120,6 +120,27 @@ describe('DSD-Si device profiles', () => {
   });
 });
 
+describe('DSD-Si: the stream that follows its target’s window, on the slow day’s costs', () => {
+  it('gives the pinned bench:verifier run of that day within 10 %, chains and trees, 10 / 25 / 50 ms', () => {
+    const s = loadScenario(join(examples, 'cpu-verifier-stream-slow-day.json'));
+    // docs/verifier.md, 2026-12-04: dsd against a client straight from the verifier over the relay.
+    const measured: [rtt: number, chains: number, trees: number][] = [
+      [20, 1.52, 1.54],
+      [50, 1.27, 1.35],
+      [100, 1.12, 1.17],
+    ];
+    for (const [rtt, chains, trees] of measured) {
+      const [alone, chain, tree] = simulate(applySweep(s, 'rtt', rtt)) as [
+        StrategyResult,
+        StrategyResult,
+        StrategyResult,
+      ];
+      expect(Math.abs(alone.msPerToken / chain.msPerToken / chains - 1)).toBeLessThan(0.1);
+      expect(Math.abs(alone.msPerToken / tree.msPerToken / trees - 1)).toBeLessThan(0.1);
+    }
+  });
+});
+
 describe('DSD-Si: the stream on a shared verifier', () => {
   it('16 generations on the CPU target: declined drafts shrink the windows and the stream is not slower', () => {
     const s = applySweep(loadScenario(join(examples, 'cpu-verifier-under-load.json')), 'users', 16);

@@ -257,6 +257,7 @@ describe('dsd sim command', () => {
       'partitioned-target',
       'capacity',
       'cpu-verifier-stream',
+      'cpu-verifier-stream-slow-day',
       'gpu-8b-single-user',
       'gpu-70b-single-user',
       'gpu-8b-capacity',
