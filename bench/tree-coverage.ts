@@ -130,3 +130,17 @@ for (const s of [2, 3, 4, 5, 6]) {
   const cells = [lineUp(s, n, 0, n), lineUp(s, n, 2, n), lineUp(s, n, 2, s + 1), lineUp(s, n, 4, s + 1)];
   console.log(markdownRow([String(s), ...cells.map(pct)]));
 }
+
+// Branches only where the draft hesitated: of the misses a branch could cover (the target's token is
+// the draft's 2nd choice), how many sit below each gap, and what share of all positions does.
+const gapOf = (p: (typeof positions)[number]) => {
+  const runnerUp = p.draft.top?.find((t) => t.id !== p.draft.id);
+  return runnerUp === undefined ? Number.POSITIVE_INFINITY : (p.draft.logprob ?? 0) - runnerUp.logprob;
+};
+const coverable = misses.filter((p) => rank(p) === 1);
+console.log(`\n${markdownRow(['gap below (nats)', 'coverable misses', 'all positions'])}`);
+console.log(markdownRow(['---', '---', '---']));
+for (const gap of [0.5, 1, 1.5, 2, 3, 4, 6]) {
+  const below = (xs: typeof positions) => xs.filter((p) => gapOf(p) < gap).length / xs.length;
+  console.log(markdownRow([String(gap), pct(below(coverable)), pct(below(positions))]));
+}
