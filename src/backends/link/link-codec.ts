@@ -67,7 +67,8 @@ export function payloadBytes(p: LinkPayload): number {
 }
 
 // Field order of each frame type in version 2; a type's code is its index in its direction's list.
-// Appending a field or a type keeps version 2 readable by older peers' decoders; reordering does not.
+// A decoder ignores fields past the ones it knows, as JSON's parser ignores keys it does not know, so
+// appending a field keeps version 2 readable by older peers; reordering or removing one does not.
 const EDGE_FIELDS = {
   open: ['s', 'p', 'm', 'n', 'c'],
   score: ['s', 'r', 'n', 'a', 'd'],
@@ -195,7 +196,7 @@ function fromTuple(
   if (!Array.isArray(v) || typeof v[0] !== 'number') return undefined;
   const t = directions.types[v[0]];
   const fields = t === undefined ? undefined : directions.fieldsOf[t];
-  if (t === undefined || fields === undefined || v.length > fields.length + 1) return undefined;
+  if (t === undefined || fields === undefined) return undefined;
   const frame: Record<string, unknown> = { t };
   fields.forEach((f, i) => {
     const value = v[i + 1];
