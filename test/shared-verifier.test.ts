@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { WebSocket } from 'ws';
 import { type LinkEncoding, linkCodec } from '../src/backends/link/link-codec.js';
-import type { EdgeFrame } from '../src/backends/link/protocol.js';
+import type { EdgeFrame, VerifierFrame } from '../src/backends/link/protocol.js';
 import { PooledState } from '../src/engine/sequence-pool.js';
 import type { EngineSequence, TargetEngine } from '../src/engine/types.js';
 import { createLogger } from '../src/logger.js';
@@ -26,7 +26,15 @@ class FakeSequence extends PooledState implements EngineSequence {
   }
 }
 
-function fakeEngine(cost: BatchCost): TargetEngine {
+/** The same target taking 2 ms a step, so proposals sent after each token can line up with it. */
+class SlowSequence extends FakeSequence {
+  override async evaluate(from: number, tokens: readonly number[], positions: number): Promise<GeneratedToken[]> {
+    await new Promise((r) => setTimeout(r, 2));
+    return super.evaluate(from, tokens, positions);
+  }
+}
+
+function fakeEngine(cost: BatchCost, sequence: () => EngineSequence = () => new FakeSequence()): TargetEngine {
   const info = { modelName: 'fake', contextTokens: 4096, bosId: 1, eosId: 2, vocabSize: 512, sequences: 1 };
   return {
     info: { ...info, maxPositions: 64, build: 'http', engine: 'http', backend: 'http', device: 'fake' },
@@ -34,7 +42,7 @@ function fakeEngine(cost: BatchCost): TargetEngine {
     detokenize: async () => '',
     tokenBytes: async () => new Uint8Array([120]),
     chatPromptIds: async () => [],
-    acquire: async () => new FakeSequence(),
+    acquire: async () => sequence(),
     load: () => ({ busy: 1, idle: 0, waiting: 0, reusedPrefixTokens: 0, evaluations: 0, evaluatedSteps: 0 }),
     batchCost: () => cost,
     close: async () => {},
@@ -106,4 +114,59 @@ describe('a verifier shared between generations', () => {
       expect(stats.draftTokens + stats.unverifiedDraftTokens).toBe(48);
     },
   );
+});
+
+describe('a stream on the verifier', () => {
+  /** A stream of 200 tokens whose edge proposes 6 drafts, the first `right` of them right, after each chunk. */
+  async function told(right: number): Promise<number | undefined> {
+    const codec = linkCodec('binary');
+    const frames: VerifierFrame[] = [];
+    const ctx = [1, 5, 6];
+    let link: LinkConnection | undefined;
+    const send = (f: EdgeFrame) => link?.receive(Buffer.from(codec.encodeEdge(f)), true);
+    const ws = {
+      OPEN: 1,
+      readyState: 1,
+      send: (p: Uint8Array) => {
+        const f = codec.decodeVerifier(Buffer.from(p), true);
+        if (f === undefined) return;
+        frames.push(f);
+        if (f.t !== 'tok') return;
+        ctx.push(...f.x);
+        const at = ctx.length;
+        const d = Array.from({ length: 6 }, (_, i) => (i < right ? own(at + i) : 7));
+        setImmediate(() => send({ t: 'prop', s: 1, r: 1, at, d, w: 16 }));
+      },
+    };
+    const options = {
+      engine: fakeEngine({ fixedMs: 7, positionMs: 2.3, peers: 0 }, () => new SlowSequence()),
+      keys: [],
+      maxSessionsPerConnection: 4,
+      maxFrameBytes: 1 << 20,
+      idleTimeoutMs: 60_000,
+      maxDraftTokens: 16,
+      logger: createLogger('silent'),
+    };
+    link = new LinkConnection(ws as unknown as WebSocket, options, { stats: emptyLinkStats(), encoding: 'binary' });
+    send({ t: 'open', s: 1, p: [...ctx], m: { temperature: 0, topP: 1, topK: 0, minP: 0 }, n: 0 });
+    send({ t: 'gen', s: 1, r: 1, n: ctx.length, a: [], k: 200, p: 1 });
+    for (let i = 0; i < 2000 && !frames.some((f) => f.t === 'end'); i++) await new Promise((r) => setTimeout(r, 1));
+    link.closeAll();
+    // The stream's text is the target's own whatever was proposed.
+    expect(ctx.slice(3, 20)).toEqual(Array.from({ length: 17 }, (_, i) => own(3 + i)));
+    return frames
+      .filter((f) => f.t === 'tok' && f.k !== undefined)
+      .map((f) => (f.t === 'tok' ? f.k : 0))
+      .at(-1);
+  }
+
+  it('tells the edge the window it would verify at: all 16 for drafts always right, 1 or 2 for two right', async () => {
+    // On 7 ms + 2.3 a position: with every draft right E(j) = j + 1 grows faster than the step's
+    // time, so all 16 the link allows. With two right, E stops at 3: j* = 2 for a proposal used from
+    // its first draft, and less where the target had passed a token before it arrived.
+    expect(await told(6)).toBe(16);
+    const two = await told(2);
+    expect(two).toBeGreaterThanOrEqual(1);
+    expect(two).toBeLessThanOrEqual(2);
+  });
 });
