@@ -13,7 +13,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
 import { markdownRow } from '../src/bench/markdown.js';
-import { branchPoints } from '../src/speculative/draft-tree.js';
+import { branchPoints, hesitationGap } from '../src/speculative/draft-tree.js';
 import type { GeneratedToken } from '../src/speculative/types.js';
 import { STORY_PROMPTS } from '../test/fixtures-prompts.js';
 
@@ -133,10 +133,7 @@ for (const s of [2, 3, 4, 5, 6]) {
 
 // Branches only where the draft hesitated: of the misses a branch could cover (the target's token is
 // the draft's 2nd choice), how many sit below each gap, and what share of all positions does.
-const gapOf = (p: (typeof positions)[number]) => {
-  const runnerUp = p.draft.top?.find((t) => t.id !== p.draft.id);
-  return runnerUp === undefined ? Number.POSITIVE_INFINITY : (p.draft.logprob ?? 0) - runnerUp.logprob;
-};
+const gapOf = (p: (typeof positions)[number]) => hesitationGap(p.draft)?.gap ?? Number.POSITIVE_INFINITY;
 const coverable = misses.filter((p) => rank(p) === 1);
 console.log(`\n${markdownRow(['gap below (nats)', 'coverable misses', 'all positions'])}`);
 console.log(markdownRow(['---', '---', '---']));

@@ -180,8 +180,8 @@ describe('the link codecs', () => {
 
   it('a verifier offered both picks binary; an older edge offering JSON only gets JSON', () => {
     expect(chooseSubprotocol(new Set(offeredSubprotocols('binary')))).toBe('dsd-link.2');
-    expect(chooseSubprotocol(offeredSubprotocols('json'))).toBe('dsd-link.1');
-    expect(chooseSubprotocol(['graphql-ws'])).toBeUndefined();
+    expect(chooseSubprotocol(new Set(offeredSubprotocols('json')))).toBe('dsd-link.1');
+    expect(chooseSubprotocol(new Set(['graphql-ws']))).toBeUndefined();
     expect(encodingOf('dsd-link.2')).toBe('binary');
     expect(encodingOf('dsd-link.1')).toBe('json');
     expect(encodingOf('')).toBeUndefined();

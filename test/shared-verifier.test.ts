@@ -49,6 +49,19 @@ function fakeEngine(cost: BatchCost, sequence: () => EngineSequence = () => new 
   };
 }
 
+/** The link server's options around a fake engine. */
+function linkOptions(engine: TargetEngine) {
+  return {
+    engine,
+    keys: [],
+    maxSessionsPerConnection: 4,
+    maxFrameBytes: 1 << 20,
+    idleTimeoutMs: 60_000,
+    maxDraftTokens: 16,
+    logger: createLogger('silent'),
+  };
+}
+
 /** Runs 12 rounds of 4 drafts (the first 2 right) and returns the positions each verdict scored. */
 async function rounds(
   cost: BatchCost,
@@ -60,16 +73,7 @@ async function rounds(
     frames.push(codec.decodeVerifier(Buffer.from(p), typeof p !== 'string') as { t: string; x?: number[] });
   const ws = { OPEN: 1, readyState: 1, send: receive };
   const stats = { ...emptyLinkStats(), connections: 1 };
-  const options = {
-    engine: fakeEngine(cost),
-    keys: [],
-    maxSessionsPerConnection: 4,
-    maxFrameBytes: 1 << 20,
-    idleTimeoutMs: 60_000,
-    maxDraftTokens: 16,
-    logger: createLogger('silent'),
-  };
-  const link = new LinkConnection(ws as unknown as WebSocket, options, { stats, encoding });
+  const link = new LinkConnection(ws as unknown as WebSocket, linkOptions(fakeEngine(cost)), { stats, encoding });
   const send = (f: EdgeFrame) => {
     const payload = codec.encodeEdge(f);
     link.receive(Buffer.from(payload), typeof payload !== 'string');
@@ -138,15 +142,7 @@ describe('a stream on the verifier', () => {
         setImmediate(() => send({ t: 'prop', s: 1, r: 1, at, d, w: 16 }));
       },
     };
-    const options = {
-      engine: fakeEngine({ fixedMs: 7, positionMs: 2.3, peers: 0 }, () => new SlowSequence()),
-      keys: [],
-      maxSessionsPerConnection: 4,
-      maxFrameBytes: 1 << 20,
-      idleTimeoutMs: 60_000,
-      maxDraftTokens: 16,
-      logger: createLogger('silent'),
-    };
+    const options = linkOptions(fakeEngine({ fixedMs: 7, positionMs: 2.3, peers: 0 }, () => new SlowSequence()));
     link = new LinkConnection(ws as unknown as WebSocket, options, { stats: emptyLinkStats(), encoding: 'binary' });
     send({ t: 'open', s: 1, p: [...ctx], m: { temperature: 0, topP: 1, topK: 0, minP: 0 }, n: 0 });
     send({ t: 'gen', s: 1, r: 1, n: ctx.length, a: [], k: 200, p: 1 });

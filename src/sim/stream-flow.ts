@@ -1,5 +1,5 @@
 import { GenerationAcceptance } from '../speculative/generation-acceptance.js';
-import { type ProposalUse, SharedTargetWindow } from '../speculative/shared-window.js';
+import { DEFAULT_WINDOW_MAX, type ProposalUse, SharedTargetWindow } from '../speculative/shared-window.js';
 import { recordRound } from '../speculative/stats.js';
 import { GreedyDraftSequence } from './acceptance-model.js';
 import { transmit } from './devices.js';
@@ -34,9 +34,6 @@ interface Proposal {
  * A target shared between generations verifies only the drafts worth its batch's time and says
  * how many it declined; the edge's window follows (SharedTargetWindow, the edge's own rule).
  */
-/** The edge's largest window (DSD_WINDOW_MAX's default): where a stream that follows its target stops. */
-const WINDOW_MAX = 16;
-
 export function dsdStream(c: FlowContext, s: StreamSpec): void {
   // The lead: tokens the target makes while a proposal is drafted and on its way, which the edge
   // measures (as stream-drafter.ts does) and drafts beyond k; `leadTokens` fixes it.
@@ -53,7 +50,7 @@ export function dsdStream(c: FlowContext, s: StreamSpec): void {
   let finished = false;
   let arrivals = 0;
   let alignedArrivals = 0;
-  const window = new SharedTargetWindow(s.k, { follow: s.follow === true, max: WINDOW_MAX });
+  const window = new SharedTargetWindow(s.k, { follow: s.follow === true, max: DEFAULT_WINDOW_MAX });
   const verified = new GenerationAcceptance(c.target.verified);
   let windowK = window.next();
   const lines = (p: Proposal, n: number) => p.at <= n && n < p.at + p.length && p.at + p.matched >= n;
@@ -121,7 +118,7 @@ export function dsdStream(c: FlowContext, s: StreamSpec): void {
           verifyMs: c.sim.now - started,
         });
       verified.observe(j, accepted);
-      const told = s.follow === true ? c.target.streamWindow(WINDOW_MAX, verified) : undefined;
+      const told = s.follow === true ? c.target.streamWindow(DEFAULT_WINDOW_MAX, verified) : undefined;
       commit(accepted + 1, { drafted: j, declined, ...(told === undefined ? {} : { window: told }) });
     });
   };

@@ -40,6 +40,17 @@ export function bestAlignedPath(
 }
 
 /**
+ * How sure the draft was of its token: the gap in logprob to its runner-up (small where it
+ * hesitated); undefined without a runner-up.
+ */
+export function hesitationGap(t: GeneratedToken): { gap: number; runnerUp: number } | undefined {
+  const runnerUp = t.top?.find((alt) => alt.id !== t.id);
+  if (runnerUp === undefined) return undefined;
+  const own = t.logprob ?? t.top?.find((alt) => alt.id === t.id)?.logprob ?? 0;
+  return { gap: own - runnerUp.logprob, runnerUp: runnerUp.id };
+}
+
+/**
  * Where to branch: of the chain's first `within` positions, those whose top-1 the draft was least
  * sure of, with their runner-up.
  */
@@ -50,11 +61,8 @@ export function branchPoints(
 ): { from: number; alternative: number }[] {
   const candidates: { from: number; alternative: number; sureness: number }[] = [];
   chain.slice(0, within).forEach((t, from) => {
-    const runnerUp = t.top?.find((alt) => alt.id !== t.id);
-    if (runnerUp === undefined) return;
-    const own = t.logprob ?? t.top?.find((alt) => alt.id === t.id)?.logprob ?? 0;
-    // The gap between the chosen token and its runner-up: small where the draft hesitated.
-    candidates.push({ from, alternative: runnerUp.id, sureness: own - runnerUp.logprob });
+    const h = hesitationGap(t);
+    if (h !== undefined) candidates.push({ from, alternative: h.runnerUp, sureness: h.gap });
   });
   return candidates
     .sort((a, b) => a.sureness - b.sureness)

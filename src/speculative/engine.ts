@@ -12,6 +12,7 @@ import type { CommittedTokens, DraftSlot, EngineOptions, EngineResult } from './
 import { committedToken, type EngineFinish, GenerationState } from './generation-state.js';
 import type { WindowDecision } from './planner.js';
 import type { Rng, TokenProb } from './sampling.js';
+import { DEFAULT_WINDOW_MAX } from './shared-window.js';
 import { recordRound } from './stats.js';
 import { targetOnlyStretch } from './target-only-stretch.js';
 import type { GeneratedToken } from './types.js';
@@ -98,7 +99,12 @@ function assisted(o: EngineOptions, draft: DraftSlot): AsyncGenerator<CommittedT
   const decision = draft.planner.decide();
   const k = decision.kind === 'speculate' ? decision.k : 4;
   const follow = decision.kind !== 'speculate' || decision.fixed !== true;
-  return runAssisted(o, draft, { assist: o.target.assist! }, { k, follow, max: o.windowMax ?? Math.max(k, 16) });
+  return runAssisted(
+    o,
+    draft,
+    { assist: o.target.assist! },
+    { k, follow, max: o.windowMax ?? Math.max(k, DEFAULT_WINDOW_MAX) },
+  );
 }
 
 /** What one speculative round did. */

@@ -8,6 +8,9 @@ export interface ProposalUse {
   window?: number;
 }
 
+/** DSD_WINDOW_MAX's default: where a stream following its target stops when nothing else says. */
+export const DEFAULT_WINDOW_MAX = 16;
+
 /** How a stream's window may move. */
 export interface StreamWindowOptions {
   /** Follow the target's own window (not when the user fixed k). */

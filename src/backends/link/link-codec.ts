@@ -40,10 +40,9 @@ export function encodingOf(subprotocol: string): LinkEncoding | undefined {
 }
 
 /** The verifier's choice among the subprotocols an edge offers: version 2 when offered. */
-export function chooseSubprotocol(offered: ReadonlySet<string> | readonly string[]): string | undefined {
-  const has = (p: string) => ('has' in offered ? offered.has(p) : offered.includes(p));
-  if (has(LINK_SUBPROTOCOLS.binary)) return LINK_SUBPROTOCOLS.binary;
-  return has(LINK_SUBPROTOCOLS.json) ? LINK_SUBPROTOCOLS.json : undefined;
+export function chooseSubprotocol(offered: ReadonlySet<string>): string | undefined {
+  if (offered.has(LINK_SUBPROTOCOLS.binary)) return LINK_SUBPROTOCOLS.binary;
+  return offered.has(LINK_SUBPROTOCOLS.json) ? LINK_SUBPROTOCOLS.json : undefined;
 }
 
 /** One frame's payload: text for version 1, bytes for version 2. */
@@ -172,30 +171,28 @@ function unpackOrKeep(v: unknown): unknown {
   return ids;
 }
 
-function toTuple(
-  types: readonly string[],
-  fields: readonly string[],
-  frame: Record<string, unknown>,
-  pack: Transform,
-): unknown[] {
-  const tuple: unknown[] = [types.indexOf(frame.t as string)];
-  for (const f of fields) {
+/** The fields of each frame type of one direction, and the types in code order. */
+interface Direction {
+  types: readonly string[];
+  fieldsOf: Readonly<Record<string, readonly string[]>>;
+}
+
+function toTuple(direction: Direction, frame: Record<string, unknown>, pack: Transform): unknown[] {
+  const t = frame.t as string;
+  const tuple: unknown[] = [direction.types.indexOf(t)];
+  for (const f of direction.fieldsOf[t] ?? []) {
     const v = frame[f];
-    tuple.push(v === undefined ? null : pack(frame.t as string, f, v));
+    tuple.push(v === undefined ? null : pack(t, f, v));
   }
   while (tuple.length > 1 && tuple[tuple.length - 1] === null) tuple.pop();
   return tuple;
 }
 
 /** A version 2 frame back to the record its JSON would be (nil fields absent); undefined if not one. */
-function fromTuple(
-  v: unknown,
-  directions: { types: readonly string[]; fieldsOf: Readonly<Record<string, readonly string[]>> },
-  unpack: Transform,
-): Record<string, unknown> | undefined {
+function fromTuple(v: unknown, direction: Direction, unpack: Transform): Record<string, unknown> | undefined {
   if (!Array.isArray(v) || typeof v[0] !== 'number') return undefined;
-  const t = directions.types[v[0]];
-  const fields = t === undefined ? undefined : directions.fieldsOf[t];
+  const t = direction.types[v[0]];
+  const fields = t === undefined ? undefined : direction.fieldsOf[t];
   if (t === undefined || fields === undefined) return undefined;
   const frame: Record<string, unknown> = { t };
   fields.forEach((f, i) => {
@@ -205,8 +202,8 @@ function fromTuple(
   return frame;
 }
 
-const EDGE = { types: EDGE_TYPES, fieldsOf: EDGE_FIELDS };
-const VERIFIER = { types: VERIFIER_TYPES, fieldsOf: VERIFIER_FIELDS };
+const EDGE: Direction = { types: EDGE_TYPES, fieldsOf: EDGE_FIELDS };
+const VERIFIER: Direction = { types: VERIFIER_TYPES, fieldsOf: VERIFIER_FIELDS };
 
 /** A decoder bounded by the frame limits, so a hostile frame cannot ask for more than they allow. */
 function boundedDecoder(limits: FrameLimits | undefined): Decoder {
@@ -237,7 +234,7 @@ function binaryCodec(): LinkCodec {
   const verifierDecoder = boundedDecoder(undefined);
   return {
     encoding: 'binary',
-    encodeEdge: (frame) => encoder.encode(toTuple(EDGE_TYPES, EDGE_FIELDS[frame.t], frame, packEdge)),
+    encodeEdge: (frame) => encoder.encode(toTuple(EDGE, frame, packEdge)),
     decodeEdge: (data, isBinary, limits) => {
       if (!isBinary) throw new LinkFrameError('bad_frame', 'link version 2 frames are binary (MessagePack)');
       if (edgeDecoder?.limits !== limits) edgeDecoder = { limits, decoder: boundedDecoder(limits) };
@@ -251,7 +248,7 @@ function binaryCodec(): LinkCodec {
       if (frame === undefined) throw new LinkFrameError('bad_frame', 'the frame must be [type code, fields…]');
       return validateEdgeFrame(frame, limits);
     },
-    encodeVerifier: (frame) => encoder.encode(toTuple(VERIFIER_TYPES, VERIFIER_FIELDS[frame.t], frame, packVerifier)),
+    encodeVerifier: (frame) => encoder.encode(toTuple(VERIFIER, frame, packVerifier)),
     decodeVerifier: (data, isBinary) => {
       if (!isBinary) return undefined;
       try {

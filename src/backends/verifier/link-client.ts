@@ -95,7 +95,8 @@ export class LinkClient {
     // and acts on its own close only: a failed attempt that closes late must not end, or wipe
     // what was learned on, the connection that replaced it.
     const bytes = new Map<number, Uint8Array>();
-    // Frames that arrive before 'open' resolves are decoded by the codec the handshake chose.
+    // The handshake chooses the codec ('open'); the message handler, registered before it, reads
+    // this binding, and ws delivers no message before 'open'.
     let codec = linkCodec('json');
     const current = new Promise<{ ws: WebSocket; codec: LinkCodec }>((resolve, reject) => {
       const headers: Record<string, string> = {};

@@ -71,7 +71,7 @@ export function attachLinkServer(http: Server, o: LinkServerOptions): LinkServer
     if (o.keys.length > 0 && !keyMatches(o.keys, bearer(req) ?? ''))
       return refuse(socket, 401, 'the link needs Authorization: Bearer <edge key>');
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
-    if (chooseSubprotocol(offered) === undefined) {
+    if (chooseSubprotocol(new Set(offered)) === undefined) {
       const spoken = `${LINK_SUBPROTOCOLS.binary} or ${LINK_SUBPROTOCOLS.json}`;
       return refuse(socket, 400, `the link speaks ${spoken}; upgrade the edge and the verifier together`);
     }
