@@ -11,7 +11,8 @@
  * DSD_VERIFIER_MODE=rounds), so what a round costs the edge is the link's frames, no HTTP per round.
  *
  * `--draft-ahead off` shows what draft-ahead's extra draft requests cost (and what its hidden draft
- * time buys: tokens/s over the 4 clients).
+ * time buys: tokens/s over the 4 clients). `--cpu-prof DIR` writes dsd's V8 CPU profile there when
+ * it exits.
  *
  *   npm run build && npm run bench:round-cpu [-- --requests 120 --verifier --draft-ahead off]
  */
@@ -29,6 +30,7 @@ const { values } = parseArgs({
     requests: { type: 'string', default: '120' },
     verifier: { type: 'boolean', default: false },
     'draft-ahead': { type: 'string', default: 'on' },
+    'cpu-prof': { type: 'string' },
   },
 });
 const model = (f: string) => resolve(values.models, f);
@@ -60,15 +62,18 @@ async function draftRequests(url: string): Promise<number> {
     .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
 }
 
-const dsd = await startDsdProcess({
-  DSD_TARGET_URL: verifier?.url ?? target.url,
-  DSD_VERIFIER_MODE: 'rounds',
-  DSD_DRAFT_URL: draft.url,
-  DSD_WORKERS: '1',
-  DSD_WINDOW: '4',
-  DSD_DRAFT_AHEAD: values['draft-ahead'],
-  DSD_ACCEPT_ANY_MODEL: 'true',
-});
+const dsd = await startDsdProcess(
+  {
+    DSD_TARGET_URL: verifier?.url ?? target.url,
+    DSD_VERIFIER_MODE: 'rounds',
+    DSD_DRAFT_URL: draft.url,
+    DSD_WORKERS: '1',
+    DSD_WINDOW: '4',
+    DSD_DRAFT_AHEAD: values['draft-ahead'],
+    DSD_ACCEPT_ANY_MODEL: 'true',
+  },
+  values['cpu-prof'] === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${resolve(values['cpu-prof'])}`],
+);
 try {
   const prompts = STORY_PROMPTS.slice(0, Number(values.prompts));
   const one = async (i: number) => {
