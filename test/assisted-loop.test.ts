@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseEdgeFrame } from '../src/backends/link/protocol.js';
+import { repeatedTokens } from '../src/backends/verifier/link-session.js';
 import type { EngineSequence } from '../src/engine/types.js';
 import type { GeneratedToken } from '../src/speculative/types.js';
 import {
@@ -67,6 +68,31 @@ describe('the assisted loop', () => {
     expect(inbox.proposals).toEqual([{ at: 4, d: [1, 2, 3], b: [[1, [7, 8]]] }]);
     for (let at = 5; at < 5 + PROPOSALS_KEPT; at++) deliver(inbox, { at, d: [1] });
     expect(inbox.proposals.map((p) => p.at)).toEqual([5, 6, 7, 8]);
+  });
+
+  it('a chain that continues the newest one is joined to the tokens it repeats (alone where it cannot be)', () => {
+    const inbox: ProposalInbox = { proposals: [] };
+    deliver(inbox, { at: 10, d: [1, 2, 3, 4, 5] });
+    // Drafted from position 12 (the target took 1, 2): 3, 4, 5 again, then 6, 7: only 6, 7 cross.
+    deliver(inbox, { at: 15, d: [6, 7], e: 3, w: 4 }, 16);
+    expect(inbox.proposals[1]).toEqual({ at: 12, d: [3, 4, 5, 6, 7], w: 4 });
+    // Its branches, sent after it from where it starts, join it as they join any chain.
+    deliver(inbox, { at: 12, d: [], b: [[1, [9, 9]]] });
+    expect(inbox.proposals[1]?.b).toEqual([[1, [9, 9]]]);
+    // At most maxDraft long; a continuation of positions the newest chain does not hold stays its own.
+    deliver(inbox, { at: 17, d: [8, 9, 10], e: 5 }, 6);
+    expect(inbox.proposals[2]).toEqual({ at: 12, d: [3, 4, 5, 6, 7, 8] });
+    deliver(inbox, { at: 30, d: [11], e: 2 }, 16);
+    expect(inbox.proposals[3]).toEqual({ at: 30, d: [11] });
+  });
+
+  it('the edge sends again only what the chain before it does not hold at the same positions', () => {
+    const sent = { at: 10, d: [1, 2, 3, 4, 5] };
+    expect(repeatedTokens(sent, 12, [3, 4, 5, 6, 7])).toBe(3);
+    expect(repeatedTokens(sent, 12, [3, 9, 5, 6])).toBe(1);
+    expect(repeatedTokens(sent, 12, [3, 4])).toBe(1); // never all: a prop with no tokens is a tree's branches
+    expect(repeatedTokens(sent, 9, [0, 1, 2])).toBe(0);
+    expect(repeatedTokens(sent, 16, [6])).toBe(0);
   });
 
   it('the window travels in the prop frame and is bounded like the drafts', () => {

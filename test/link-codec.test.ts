@@ -2,13 +2,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   chooseSubprotocol,
-  encodingOf,
   type LinkEncoding,
   linkCodec,
   offeredSubprotocols,
   packIds,
   payloadBytes,
   unpackIds,
+  versionOf,
 } from '../src/backends/link/link-codec.js';
 import { type EdgeFrame, LinkFrameError, type VerifierFrame } from '../src/backends/link/protocol.js';
 
@@ -49,16 +49,17 @@ const edgeFrame: fc.Arbitrary<EdgeFrame> = fc.oneof(
     },
     { requiredKeys: ['t', 's', 'r', 'n', 'a', 'k'] },
   ),
-  ids(16, 1).chain((d) =>
+  fc.tuple(ids(16, 1), fc.integer({ min: 1, max: 2048 })).chain(([d, at]) =>
     fc.record(
       {
         t: fc.constant('prop' as const),
         s: small,
         r: small,
-        at: fc.nat(2048),
+        at: fc.constant(at),
         d: fc.constant(d),
         w: fc.integer({ min: 1, max: 16 }),
         b: fc.array(fc.tuple(fc.nat(d.length - 1), ids(16, 1)), { maxLength: 4 }),
+        e: fc.integer({ min: 1, max: Math.min(16, at) }),
       },
       { requiredKeys: ['t', 's', 'r', 'at', 'd'] },
     ),
@@ -178,12 +179,24 @@ describe('the link codecs', () => {
     expect(() => linkCodec('binary').decodeEdge(frame, true, LIMITS)).toThrow(/varint/);
   });
 
-  it('a verifier offered both picks binary; an older edge offering JSON only gets JSON', () => {
-    expect(chooseSubprotocol(new Set(offeredSubprotocols('binary')))).toBe('dsd-link.2');
+  it('a verifier picks the newest version offered: an edge of an older release still meets it', () => {
+    expect(offeredSubprotocols('binary')).toEqual(['dsd-link.3', 'dsd-link.2', 'dsd-link.1']);
+    expect(chooseSubprotocol(new Set(offeredSubprotocols('binary')))).toBe('dsd-link.3');
+    expect(chooseSubprotocol(new Set(['dsd-link.2', 'dsd-link.1']))).toBe('dsd-link.2');
     expect(chooseSubprotocol(new Set(offeredSubprotocols('json')))).toBe('dsd-link.1');
     expect(chooseSubprotocol(new Set(['graphql-ws']))).toBeUndefined();
-    expect(encodingOf('dsd-link.2')).toBe('binary');
-    expect(encodingOf('dsd-link.1')).toBe('json');
-    expect(encodingOf('')).toBeUndefined();
+    expect(versionOf('dsd-link.3')).toMatchObject({ encoding: 'binary', continuedChains: true });
+    expect(versionOf('dsd-link.2')).toMatchObject({ encoding: 'binary', continuedChains: false });
+    expect(versionOf('dsd-link.1')).toMatchObject({ encoding: 'json', continuedChains: false });
+    expect(versionOf('')).toBeUndefined();
+  });
+
+  it('a continued chain needs tokens of its own and cannot reach before the context', () => {
+    const codec = linkCodec('json');
+    const frame = (f: object) => Buffer.from(JSON.stringify({ t: 'prop', s: 1, r: 1, ...f }));
+    expect(codec.decodeEdge(frame({ at: 9, d: [4], e: 3 }), false, LIMITS)).toMatchObject({ at: 9, d: [4], e: 3 });
+    expect(() => codec.decodeEdge(frame({ at: 9, d: [], e: 3 }), false, LIMITS)).toThrow(/tokens of its own/);
+    expect(() => codec.decodeEdge(frame({ at: 2, d: [4], e: 3 }), false, LIMITS)).toThrow(/'e'/);
+    expect(() => codec.decodeEdge(frame({ at: 90, d: [4], e: 17 }), false, LIMITS)).toThrow(/'e'/);
   });
 });

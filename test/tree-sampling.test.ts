@@ -95,7 +95,7 @@ describe('sample-and-match along a tree’s branches at T > 0', () => {
   const N = 4000;
   const ALPHA = 0.001;
 
-  it('keeps the target’s distribution of whole continuations (two-sample χ²); a tempered target is rejected', async () => {
+  it('keeps the target’s distribution of continuations (two-sample χ²); a tempered one is rejected', async () => {
     const viaTree = await generate(N, { rows: TARGET, tree: true, seed: 11 });
     const alone = await generate(N, { rows: TARGET, tree: false, seed: 12 });
     const control = await generate(N, { rows: tempered(TARGET, 0.7), tree: false, seed: 13 });

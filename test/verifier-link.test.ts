@@ -102,7 +102,7 @@ describe.skipIf(llamaSkipReason() !== undefined)('the link on a real verifier', 
     ws.close();
   });
 
-  it('speaks binary (dsd-link.2) to an edge that offers it, JSON to one that does not, nothing else', async () => {
+  it('speaks binary (dsd-link.3) to an edge offering it, JSON to one that does not, nothing else', async () => {
     const headers = { authorization: 'Bearer edge-key' };
     const ws = new WebSocket(`${verifier.url.replace(/^http/, 'ws')}/v1/link`, offeredSubprotocols('binary'), {
       headers,
@@ -114,7 +114,7 @@ describe.skipIf(llamaSkipReason() !== undefined)('the link on a real verifier', 
       if (f !== undefined) frames.push(f);
     });
     await new Promise<void>((resolve, reject) => ws.once('open', resolve).once('error', reject));
-    expect(ws.protocol).toBe('dsd-link.2');
+    expect(ws.protocol).toBe('dsd-link.3');
     ws.send('{"t":"close","s":1}');
     ws.send(codec.encodeEdge({ t: 'open', s: 1, p: [1, 403, 407, 261, 378], m: GREEDY, n: 0 }));
     ws.send(codec.encodeEdge({ t: 'score', s: 1, r: 1, n: 5, a: [], d: [] }));

@@ -97,7 +97,7 @@ describe.skipIf(skip !== undefined)('the verifier: rounds in one sequence beside
     }
   }, 120_000);
 
-  it('across a delayed link the stream takes proposal trees, and the text stays the target’s', async () => {
+  it('across a delayed link the stream takes trees and continues its chains; the text stays the target’s', async () => {
     const heavy = await startTestVerifier('stories260K-ff32k-f32.gguf', { sequences: 1 });
     const link = new DelayProxy({
       targetHost: '127.0.0.1',
@@ -121,12 +121,16 @@ describe.skipIf(skip !== undefined)('the verifier: rounds in one sequence beside
         taken += body.usage.dsd.tree_branch_steps;
         accepted += body.usage.dsd.accepted_tokens;
       }
+      const { continuedDrafts, draftTokens } = heavy.link.stats;
       console.log(
-        `trees across 10 ms: ${branches} branches sent, ${taken} steps took one, ${accepted} drafts accepted`,
+        `trees across 10 ms: ${branches} branches sent, ${taken} steps took one, ${accepted} drafts accepted; ` +
+          `${continuedDrafts} draft tokens not sent again (continued chains), ${draftTokens} verified`,
       );
       expect(branches).toBeGreaterThan(0);
       expect(accepted).toBeGreaterThan(0);
       expect(heavy.link.stats.branchSteps).toBe(taken);
+      // The link agreed version 3, so a chain that repeats the one before it sends its new tokens only.
+      expect(continuedDrafts).toBeGreaterThan(0);
     } finally {
       await far.close();
       await link.close();

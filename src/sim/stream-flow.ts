@@ -30,7 +30,8 @@ interface Proposal {
  * step's fixed cost (ProposalTiming's rule). Committed tokens stream down to the edge, which drafts
  * the next proposal from the newest context it has heard of (one draft at a time, k + lead tokens,
  * the lead what the target made while earlier proposals were drafted and on their way;
- * a tree's branches, each the draft's runner-up at a miss, cost `branchCost` of a chain each).
+ * a tree's branches, each the draft's runner-up at a miss, cost `branchCost` of a chain each; a
+ * chain's drafts that repeat the chain before it do not cross again, as on link version 3).
  * A target shared between generations verifies only the drafts worth its batch's time and says
  * how many it declined; the edge's window follows (SharedTargetWindow, the edge's own rule).
  */
@@ -41,6 +42,7 @@ export function dsdStream(c: FlowContext, s: StreamSpec): void {
   const branches = s.branches ?? 0;
   const fixedMs = linearStepCost(targetStepCost(c.scenario.targets)).fixedMs;
   const proposals: Proposal[] = [];
+  let last: Proposal | undefined;
   const sequence = new GreedyDraftSequence(c.acceptance, c.rng, s.runnerUpCoverage ?? 0);
   let committed = 0;
   let heard = 0;
@@ -68,8 +70,13 @@ export function dsdStream(c: FlowContext, s: StreamSpec): void {
       drafting = false;
       const matched = sequence.matched(at, length, branches);
       const p: Proposal = { at, length, window: k, matched, dueMs: c.sim.now + c.edge.link.oneWayMs, arrived: false };
+      // Drafted from a context that followed the last chain, a greedy chain repeats that chain's
+      // drafts still ahead; the link sends those again only before version 3 (continued chains).
+      const repeated = last !== undefined && at <= last.at + last.matched ? last.at + last.length - at : 0;
+      const fresh = length - Math.max(0, Math.min(length - 1, repeated));
+      last = p;
       proposals.push(p);
-      const bytes = LINK_FRAME.bytesPerFrame + length * (1 + branches) * LINK_FRAME.bytesPerToken;
+      const bytes = LINK_FRAME.bytesPerFrame + (fresh + length * branches) * LINK_FRAME.bytesPerToken;
       transmit(c.sim, c.edge.link, bytes, c.bytes, 'up', c.rng, () => {
         p.arrived = true;
         arrivals += 1;

@@ -40,6 +40,11 @@ export function registerVerifierMetrics(
     'Stream steps that verified a proposal tree branch (the target correction, continued): no round trip lost',
     (s) => s.branchSteps,
   );
+  fromLink(
+    'dsd_verifier_continued_draft_tokens_total',
+    'Draft tokens edges did not send again: a chain continued the one before it, which held them',
+    (s) => s.continuedDrafts,
+  );
   fromLink('dsd_verifier_bad_frames_total', 'Link frames answered with an error', (s) => s.badFrames);
   fromLink('dsd_verifier_link_received_bytes_total', 'Link payload bytes from edges', (s) => s.bytesIn);
   fromLink('dsd_verifier_link_sent_bytes_total', 'Link payload bytes to edges', (s) => s.bytesOut);

@@ -4,8 +4,9 @@
  * `[type code, field, field, …]` with no keys (absent fields are nil, trailing ones dropped) and
  * token bytes as raw binary instead of base64. The link's traffic is mostly small `tok` and
  * `prop` frames whose keys and decimal ids are most of their JSON, so version 2 carries them in
- * about a third of the bytes. An edge offers both and the verifier picks version 2 when offered:
- * an old edge or an old verifier still meets the other on version 1.
+ * about a third of the bytes. Version 3 (`dsd-link.3`) is version 2 whose proposals may continue
+ * the chain before them (only new draft tokens cross). An edge offers every version and the
+ * verifier picks the newest it speaks, so an edge and a verifier of different releases still meet.
  */
 
 import { Decoder, Encoder } from '@msgpack/msgpack';
@@ -21,28 +22,38 @@ import {
 /** What a link's frames are encoded as. */
 export type LinkEncoding = 'binary' | 'json';
 
-/** The WebSocket subprotocol of each encoding. */
-export const LINK_SUBPROTOCOLS: Readonly<Record<LinkEncoding, string>> = {
-  binary: 'dsd-link.2',
-  json: 'dsd-link.1',
-};
+/** One version of the link: its WebSocket subprotocol, its encoding, and what its frames may say. */
+export interface LinkVersion {
+  subprotocol: string;
+  encoding: LinkEncoding;
+  /**
+   * A `prop` may continue the newest chain (`e`): the tokens it repeats stay on the verifier and
+   * only the new ones cross. A verifier before version 3 would read such a frame as a chain of its
+   * new tokens alone, so an edge sends `e` only where version 3 was agreed.
+   */
+  continuedChains: boolean;
+}
+
+/** The link's versions, most preferred first. */
+export const LINK_VERSIONS: readonly LinkVersion[] = [
+  { subprotocol: 'dsd-link.3', encoding: 'binary', continuedChains: true },
+  { subprotocol: 'dsd-link.2', encoding: 'binary', continuedChains: false },
+  { subprotocol: 'dsd-link.1', encoding: 'json', continuedChains: false },
+];
 
 /** The subprotocols an edge offers for an encoding, most preferred first. */
 export function offeredSubprotocols(encoding: LinkEncoding): string[] {
-  return encoding === 'binary' ? [LINK_SUBPROTOCOLS.binary, LINK_SUBPROTOCOLS.json] : [LINK_SUBPROTOCOLS.json];
+  return LINK_VERSIONS.filter((v) => encoding === 'binary' || v.encoding === encoding).map((v) => v.subprotocol);
 }
 
-/** The encoding a negotiated subprotocol names, if it is one of the link's. */
-export function encodingOf(subprotocol: string): LinkEncoding | undefined {
-  if (subprotocol === LINK_SUBPROTOCOLS.binary) return 'binary';
-  if (subprotocol === LINK_SUBPROTOCOLS.json) return 'json';
-  return undefined;
+/** The version a negotiated subprotocol names, if it is one of the link's. */
+export function versionOf(subprotocol: string): LinkVersion | undefined {
+  return LINK_VERSIONS.find((v) => v.subprotocol === subprotocol);
 }
 
-/** The verifier's choice among the subprotocols an edge offers: version 2 when offered. */
+/** The verifier's choice among the subprotocols an edge offers: the newest version offered. */
 export function chooseSubprotocol(offered: ReadonlySet<string>): string | undefined {
-  if (offered.has(LINK_SUBPROTOCOLS.binary)) return LINK_SUBPROTOCOLS.binary;
-  return offered.has(LINK_SUBPROTOCOLS.json) ? LINK_SUBPROTOCOLS.json : undefined;
+  return LINK_VERSIONS.find((v) => offered.has(v.subprotocol))?.subprotocol;
 }
 
 /** One frame's payload: text for version 1, bytes for version 2. */
@@ -72,7 +83,7 @@ const EDGE_FIELDS = {
   open: ['s', 'p', 'm', 'n', 'c'],
   score: ['s', 'r', 'n', 'a', 'd'],
   gen: ['s', 'r', 'n', 'a', 'k', 'p'],
-  prop: ['s', 'r', 'at', 'd', 'w', 'b'],
+  prop: ['s', 'r', 'at', 'd', 'w', 'b', 'e'],
   stop: ['s', 'r'],
   close: ['s'],
 } as const satisfies Record<EdgeFrame['t'], readonly string[]>;

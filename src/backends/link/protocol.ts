@@ -27,8 +27,12 @@ export type EdgeFrame =
   | { t: 'score'; s: number; r: number; n: number; a: number[]; d: number[] }
   /** `p: 1`: the assisted stream (the target never waits; proposals arrive as `prop` frames). */
   | { t: 'gen'; s: number; r: number; n: number; a: number[]; k: number; p?: 1 }
-  /** `b`: a tree's branches off the chain `d`, each [index in d where it leaves, its tokens]. */
-  | { t: 'prop'; s: number; r: number; at: number; d: number[]; b?: [number, number[]][]; w?: number }
+  /**
+   * `b`: a tree's branches off the chain `d`, each [index in d where it leaves, its tokens].
+   * `e` (version 3): the chain continues the newest one proposed in the stream: its `e` tokens at
+   * positions at−e … at−1 come first, then `d`, so the chain starts at at−e.
+   */
+  | { t: 'prop'; s: number; r: number; at: number; d: number[]; b?: [number, number[]][]; w?: number; e?: number }
   | { t: 'stop'; s: number; r: number }
   | { t: 'close'; s: number };
 
@@ -206,18 +210,23 @@ export function validateEdgeFrame(v: unknown, limits: FrameLimits): EdgeFrame {
         };
       case 'prop': {
         const d = ids(v.d, 'd', { ...limits, maxTokens: limits.maxDraft });
+        const at = int(v.at, 'at', 0, limits.maxTokens);
+        const e = v.e === undefined ? 0 : int(v.e, 'e', 1, Math.min(limits.maxDraft, at));
+        if (e > 0 && d.length === 0)
+          throw new LinkFrameError('bad_frame', "a chain continued ('e') needs tokens of its own");
         const frame = {
           t: 'prop' as const,
           s,
           r: int(v.r, 'r', 0, MAX_ID),
-          at: int(v.at, 'at', 0, limits.maxTokens),
+          at,
           d,
           ...(v.w === undefined ? {} : { w: int(v.w, 'w', 1, limits.maxDraft) }),
+          ...(e > 0 ? { e } : {}),
         };
         // An empty chain with branches: the branches of the chain already sent from `at` (checked there).
         return v.b === undefined
           ? frame
-          : { ...frame, b: branches(v.b, d.length === 0 ? limits.maxDraft : d.length, limits) };
+          : { ...frame, b: branches(v.b, d.length === 0 ? limits.maxDraft : e + d.length, limits) };
       }
       case 'stop':
         return { t: 'stop', s, r: int(v.r, 'r', 0, MAX_ID) };

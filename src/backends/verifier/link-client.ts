@@ -2,12 +2,12 @@ import WebSocket from 'ws';
 import { UpstreamError } from '../../errors.js';
 import type { LinkCounters } from '../http.js';
 import {
-  encodingOf,
   type LinkCodec,
   type LinkEncoding,
   linkCodec,
   offeredSubprotocols,
   payloadBytes,
+  versionOf,
 } from '../link/link-codec.js';
 import type { EdgeFrame, LinkErrorCode, VerifierFrame } from '../link/protocol.js';
 
@@ -52,6 +52,8 @@ export class LinkClient {
   rttMs: number | undefined;
   /** The verifier said it is shutting down (until this connection ends). */
   draining = false;
+  /** The open connection's version lets a proposal continue the chain before it (LinkVersion). */
+  continuedChains = false;
   /** Token bytes told on the open connection, and on the one whose frame is being handled. */
   private live: Map<number, Uint8Array> | undefined;
   private handling: Map<number, Uint8Array> | undefined;
@@ -109,16 +111,17 @@ export class LinkClient {
         ...this.o.clientCert,
       });
       ws.once('open', () => {
-        const encoding = encodingOf(ws.protocol);
-        if (encoding === undefined) {
+        const version = versionOf(ws.protocol);
+        if (version === undefined) {
           reject(
             this.error('upstream_error', `the verifier chose link subprotocol '${ws.protocol}', not one of dsd's`),
           );
           ws.terminate();
           return;
         }
-        codec = linkCodec(encoding);
+        codec = linkCodec(version.encoding);
         this.live = bytes;
+        this.continuedChains = version.continuedChains;
         this.ping(ws);
         resolve({ ws, codec });
       });
@@ -134,6 +137,7 @@ export class LinkClient {
         if (this.socket !== current) return;
         this.socket = undefined;
         this.live = undefined;
+        this.continuedChains = false;
         this.draining = false;
         this.epoch += 1;
         this.failAll(this.error('upstream_unavailable', 'the verifier link closed'));

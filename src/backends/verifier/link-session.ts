@@ -37,11 +37,18 @@ function tokensOf(
 }
 
 /**
- * One generation's session on a verifier, seen from the edge. It mirrors the context the verifier
- * holds for it, so each request sends only the difference: how much of that context to keep and
- * what to append, plus the draft tokens. Requests go out in order and the verifier runs them in
- * order, so the mirror is updated when a request is sent.
+ * How many of a chain's leading drafts (from `at`) the chain sent before it holds at the same
+ * positions: what a continued chain need not send again. Never all of them: a `prop` with no
+ * tokens of its own means a tree's branches.
  */
+export function repeatedTokens(sent: { at: number; d: readonly number[] }, at: number, d: readonly number[]): number {
+  const i = at - sent.at;
+  if (i < 0) return 0;
+  let n = 0;
+  while (n < d.length - 1 && i + n < sent.d.length && sent.d[i + n] === d[n]) n++;
+  return n;
+}
+
 /** What a session is opened with. */
 export interface LinkSessionOptions {
   sampling: SamplingParams;
@@ -52,6 +59,12 @@ export interface LinkSessionOptions {
   scope: string;
 }
 
+/**
+ * One generation's session on a verifier, seen from the edge. It mirrors the context the verifier
+ * holds for it, so each request sends only the difference: how much of that context to keep and
+ * what to append, plus the draft tokens. Requests go out in order and the verifier runs them in
+ * order, so the mirror is updated when a request is sent.
+ */
 export class LinkSession {
   private readonly s: number;
   private opened = false;
@@ -154,6 +167,9 @@ export class LinkSession {
    */
   assist(ctx: readonly number[], maxTokens: number, signal: AbortSignal): AssistedStream {
     const r = this.nextRequest++;
+    // The newest chain this stream sent, on which connection: a chain that repeats its tokens
+    // continues it where the link's version lets it (only its new tokens cross).
+    let sent: { at: number; d: readonly number[]; epoch: number } | undefined;
     return {
       chunks: this.stream(r, ctx, maxTokens, signal, true),
       lead: () => {
@@ -163,13 +179,17 @@ export class LinkSession {
       paceMs: () => this.tokenGapMs,
       propose: (at, d, branches, window) => {
         const b = branches?.map((x): [number, number[]] => [x.from, x.tokens]) ?? [];
+        const continues = this.link.continuedChains && sent?.epoch === this.link.epoch;
+        const e = continues && sent !== undefined ? repeatedTokens(sent, at, d) : 0;
+        if (d.length > 0) sent = { at, d: [...d], epoch: this.link.epoch };
         const frame = {
           t: 'prop' as const,
           s: this.s,
           r,
-          at,
-          d: [...d],
+          at: at + e,
+          d: d.slice(e),
           ...(window === undefined ? {} : { w: window }),
+          ...(e > 0 ? { e } : {}),
         };
         this.link.send(b.length > 0 ? { ...frame, b } : frame).catch(() => {});
       },

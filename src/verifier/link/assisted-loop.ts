@@ -12,6 +12,8 @@ export interface Proposal {
   b?: [number, number[]][] | undefined;
   /** The most of its drafts one step verifies (the edge's window); the rest wait for the next step. */
   w?: number | undefined;
+  /** As it crossed: it continues the newest chain, whose `e` tokens before `at` come first (deliver joins them). */
+  e?: number | undefined;
 }
 
 /**
@@ -66,21 +68,40 @@ export const PROPOSALS_KEPT = 4;
  * Adds a proposal to an inbox, dropping the oldest beyond PROPOSALS_KEPT, and wakes a waiting step.
  * The edge sends a chain as soon as it is drafted and its tree's branches when they are, as a
  * proposal with no chain of its own from the same position: those join the chain (if it is still
- * kept; branches that leave past its end are dropped).
+ * kept; branches that leave past its end are dropped). A chain that continues the newest one
+ * crossed with its new tokens only: it is joined to the ones it repeats, at most `maxDraft` long.
+ * Returns how many drafts it took from the chain before (0 for any other proposal).
  */
-export function deliver(inbox: ProposalInbox, p: Proposal): void {
+export function deliver(inbox: ProposalInbox, p: Proposal, maxDraft = Number.POSITIVE_INFINITY): number {
   if (p.d.length === 0) {
     const i = inbox.proposals.findLastIndex((q) => q.at === p.at && q.d.length > 0);
     const chain = inbox.proposals[i];
-    if (chain === undefined || p.b === undefined) return;
+    if (chain === undefined || p.b === undefined) return 0;
     inbox.proposals[i] = { ...chain, b: p.b.filter(([from]) => from < chain.d.length) };
     inbox.arrived?.();
-    return;
+    return 0;
   }
-  inbox.observe?.(p);
-  inbox.proposals.push(p);
+  const chain = p.e === undefined ? p : continued(inbox, p, maxDraft);
+  inbox.observe?.(chain);
+  inbox.proposals.push(chain);
   if (inbox.proposals.length > PROPOSALS_KEPT) inbox.proposals.shift();
   inbox.arrived?.();
+  return p.at - chain.at;
+}
+
+/**
+ * A continued chain joined to the `e` tokens of the newest chain before it; its new tokens alone
+ * (what they are: drafts from `at` on) when the newest chain does not hold those positions, as
+ * after a chain the stream dropped.
+ */
+function continued(inbox: ProposalInbox, p: Proposal, maxDraft: number): Proposal {
+  const { e = 0, ...own } = p;
+  const newest = inbox.proposals.findLast((q) => q.d.length > 0);
+  const from = p.at - e;
+  if (newest === undefined || from < newest.at || p.at > newest.at + newest.d.length) return own;
+  const d = [...newest.d.slice(from - newest.at, p.at - newest.at), ...p.d].slice(0, maxDraft);
+  const b = own.b?.filter(([at]) => at < d.length);
+  return { ...own, at: from, d, ...(b === undefined ? {} : { b }) };
 }
 
 /** The proposal in the inbox with the most drafts ahead of `ctx` on a path that lines up, and that path. */

@@ -117,7 +117,12 @@ export class LinkConnection {
         return;
       case 'prop':
         // Into the running stream at once: the loop must see it between two of its steps.
-        if (session.gen?.r === f.r) deliver(session.gen, { at: f.at, d: f.d, b: f.b, w: f.w });
+        if (session.gen?.r !== f.r) return;
+        this.stats.continuedDrafts += deliver(
+          session.gen,
+          { at: f.at, d: f.d, b: f.b, w: f.w, e: f.e },
+          this.limits.maxDraft,
+        );
         return;
       case 'close':
         return this.closeSession(f.s);

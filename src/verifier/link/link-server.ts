@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
-import { chooseSubprotocol, encodingOf, LINK_SUBPROTOCOLS } from '../../backends/link/link-codec.js';
+import { chooseSubprotocol, LINK_VERSIONS, versionOf } from '../../backends/link/link-codec.js';
 import { keyMatches } from '../../server/http/auth.js';
 import { LinkConnection } from './link-connection.js';
 import type { LinkServerOptions, LinkStats } from './types.js';
@@ -44,6 +44,7 @@ export function emptyLinkStats(): LinkStats {
     staleRounds: 0,
     unverifiedDraftTokens: 0,
     branchSteps: 0,
+    continuedDrafts: 0,
     draftTokens: 0,
     badFrames: 0,
     bytesIn: 0,
@@ -52,7 +53,7 @@ export function emptyLinkStats(): LinkStats {
 }
 
 /**
- * Accepts edges on `/v1/link` (WebSocket, subprotocol `dsd-link.2` (binary) or `dsd-link.1` (JSON),
+ * Accepts edges on `/v1/link` (WebSocket, subprotocol `dsd-link.3` or `.2` (binary) or `.1` (JSON),
  * `Authorization: Bearer <key>`)
  * and runs their sessions on the engine. One connection per edge carries all its sessions; a
  * session belongs to the connection that opened it, so no other edge can send into it.
@@ -72,11 +73,11 @@ export function attachLinkServer(http: Server, o: LinkServerOptions): LinkServer
       return refuse(socket, 401, 'the link needs Authorization: Bearer <edge key>');
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
     if (chooseSubprotocol(new Set(offered)) === undefined) {
-      const spoken = `${LINK_SUBPROTOCOLS.binary} or ${LINK_SUBPROTOCOLS.json}`;
-      return refuse(socket, 400, `the link speaks ${spoken}; upgrade the edge and the verifier together`);
+      const spoken = LINK_VERSIONS.map((v) => v.subprotocol).join(', ');
+      return refuse(socket, 400, `the link speaks one of ${spoken}; upgrade the edge and the verifier together`);
     }
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      const connection = new LinkConnection(ws, o, { stats, encoding: encodingOf(ws.protocol) ?? 'json' });
+      const connection = new LinkConnection(ws, o, { stats, encoding: versionOf(ws.protocol)?.encoding ?? 'json' });
       if (drainMs !== undefined) connection.drain(drainMs);
       open.add(connection);
       stats.connections += 1;

@@ -25,6 +25,8 @@ export interface LinkStats {
   unverifiedDraftTokens: number;
   /** Stream steps that verified a tree's branch: a rejection that cost no round trip. */
   branchSteps: number;
+  /** Draft tokens a continued chain did not send again: the chain before it held them (version 3). */
+  continuedDrafts: number;
   badFrames: number;
   bytesIn: number;
   bytesOut: number;
