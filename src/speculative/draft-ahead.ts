@@ -1,3 +1,4 @@
+import { BranchAhead } from './branch-ahead.js';
 import type { DraftPort, TargetPort } from './engine-types.js';
 import type { SpeculationStats } from './stats.js';
 import type { GeneratedToken } from './types.js';
@@ -57,6 +58,10 @@ export interface AheadLimits {
   isEnd: (t: GeneratedToken) => boolean;
   /** Draft output the target must never see (ids outside the vocabulary) stops the chain. */
   isValid: (id: number) => boolean;
+  /** Most branches to draft beside the chain (BranchAhead), where rounds are not sent early. */
+  branches?: number;
+  /** Runner-ups to ask the draft for with each token (what branches are made of). */
+  alternatives?: number;
 }
 
 /** What draft-ahead has ready for a context: a round already sent, a proposal, or nothing. */
@@ -79,10 +84,13 @@ export class DraftAhead {
   /** The epoch whose chain a grow loop is extending, if one is running. */
   private growing: number | undefined;
   private readonly controllers = new Set<AbortController>();
+  private readonly branches: BranchAhead;
 
   constructor(
     private readonly deps: { now: () => number; stats: SpeculationStats; target: TargetPort; signal: AbortSignal },
-  ) {}
+  ) {
+    this.branches = new BranchAhead(deps);
+  }
 
   /**
    * Grows the chain after `from` (a round just sent) with windows of k, in the background. The
@@ -90,6 +98,7 @@ export class DraftAhead {
    * sent the moment a verdict makes room: a slot never waits for the draft.
    */
   extend(draft: DraftPort, from: SentRound, k: number, limits: AheadLimits): void {
+    if (limits.depth === 0 && (limits.branches ?? 0) > 0) this.branchOff(draft, from, k, limits.branches ?? 0);
     if (this.growing === this.epoch) return; // the running loop sees the room the engine just made
     const last = this.links[this.links.length - 1];
     if (last !== undefined && last.round === undefined && !(last.ready !== undefined && this.trySend(last, limits)))
@@ -107,7 +116,7 @@ export class DraftAhead {
         if (tail.proposal.length < k || tail.proposal.some(limits.isEnd)) return; // the draft ended its text
         const base = [...tail.ctx, ...tail.proposal.map((t) => t.id)];
         if (base.length + 1 >= limits.maxCtxLength) return;
-        const link: Link = { base, drafted: this.draftFrom(draft, base, k + 1) };
+        const link: Link = { base, drafted: this.draftFrom(draft, base, k + 1, limits.alternatives ?? 0) };
         this.links.push(link);
         const d = await link.drafted;
         const guess = d?.tokens[0];
@@ -145,11 +154,17 @@ export class DraftAhead {
     return true;
   }
 
-  private draftFrom(draft: DraftPort, base: number[], n: number): Link['drafted'] {
+  /** The round's branches, drafted while it is verified (the verdict that needs one takes it). */
+  private branchOff(draft: DraftPort, from: SentRound, k: number, budget: number): void {
+    const doneAt = from.scoring.then((s) => (s.kind === 'ok' ? s.doneAt : undefined));
+    this.branches.start(draft, { ...from, doneAt }, k, budget);
+  }
+
+  private draftFrom(draft: DraftPort, base: number[], n: number, alternatives: number): Link['drafted'] {
     const controller = this.track(new AbortController());
     const started = this.deps.now();
     return draft
-      .propose(base, n, controller.signal)
+      .propose(base, n, controller.signal, alternatives)
       .then(
         (tokens) => ({ tokens, workMs: this.deps.now() - started }),
         () => undefined,
@@ -170,10 +185,13 @@ export class DraftAhead {
     if (ctx.length !== first.base.length + 1 || !first.base.every((id, i) => id === ctx[i])) this.drop();
   }
 
-  /** What draft-ahead made for `ctx` (waiting for the draft if it is still running). */
+  /**
+   * What draft-ahead made for `ctx` (waiting for the draft if it is still running): the chain's
+   * round when every draft was accepted, else a branch's when the rejection was one it covered.
+   */
   async take(ctx: readonly number[], k: number): Promise<AheadResult> {
     const first = this.links[0];
-    if (first === undefined || ctx.length !== first.base.length + 1) return this.missed();
+    if (first === undefined || ctx.length !== first.base.length + 1) return this.missed(ctx, k);
     const waitStart = this.deps.now();
     const ready = await first.drafted;
     if (
@@ -182,7 +200,8 @@ export class DraftAhead {
       ready.tokens[0]?.id !== ctx[ctx.length - 1] ||
       ready.tokens.length < 2
     )
-      return this.missed();
+      return this.missed(ctx, k);
+    this.branches.clear();
     this.links.shift();
     this.deps.stats.draftAheadHits += 1;
     this.deps.stats.draftAheadSavedMs += Math.max(0, ready.workMs - (this.deps.now() - waitStart));
@@ -193,9 +212,10 @@ export class DraftAhead {
     return { kind: 'drafted', tokens: ready.tokens.slice(1, 1 + k), workMs: ready.workMs };
   }
 
-  private missed(): undefined {
+  private async missed(ctx: readonly number[], k: number): Promise<AheadResult> {
     this.drop();
-    return undefined;
+    const branch = await this.branches.take(ctx, k);
+    return branch === undefined ? undefined : { kind: 'drafted', ...branch };
   }
 
   /**
@@ -211,6 +231,7 @@ export class DraftAhead {
 
   /** Aborts everything still in flight (the generation is over). */
   cancel(): void {
+    this.branches.clear();
     this.deps.stats.earlyVerificationsWasted += this.links.filter((l) => l.round !== undefined).length;
     this.links = [];
     this.epoch += 1;

@@ -95,7 +95,7 @@ export interface EngineOptions {
   maxPositions: () => number;
   /** Keep the draft busy during verification on the optimistic continuation. */
   draftAhead: boolean;
-  /** Branches of a proposal tree in the verifier's stream (default 0: chains). */
+  /** Branches of a proposal tree: in the verifier's stream, and beside draft-ahead in rounds (default 0: none). */
   treeBranches?: number;
   /** The largest window (DSD_WINDOW_MAX): a stream following its target's window stops there. */
   windowMax?: number;

@@ -149,6 +149,8 @@ async function speculativeRound({ o, draft, decision, ahead, state, signal }: Ro
       maxCtxLength: state.ctx.length + state.remaining,
       isEnd: o.isEnd,
       isValid: o.isValidDraftToken,
+      branches: o.treeBranches ?? 0,
+      alternatives: roundAlternatives(o),
     });
   }
   const waitStart = o.now();
@@ -197,6 +199,11 @@ async function speculativeRound({ o, draft, decision, ahead, state, signal }: Ro
   return finish === undefined ? { kind: 'committed', kept } : { kind: 'committed', kept, finish };
 }
 
+/** Runner-ups to draft with each token in rounds: what draft-ahead's branches are made of. */
+function roundAlternatives(o: EngineOptions): number {
+  return o.draftAhead && (o.treeBranches ?? 0) > 0 ? 2 : 0;
+}
+
 /** The drafts the target scored: all of them, or the leading ones when it scored fewer positions. */
 function proposalScored<T>(proposal: T[], positions: number): T[] {
   return positions >= proposal.length + 1 ? proposal : proposal.slice(0, Math.max(0, positions - 1));
@@ -223,7 +230,7 @@ async function proposeAndSend(
       if (ready?.kind === 'sent') return { kind: 'sent', sent: ready.round };
       if (ready !== undefined) ({ tokens, workMs } = ready);
       else {
-        tokens = await draft.port.propose(ctx, k, signal);
+        tokens = await draft.port.propose(ctx, k, signal, roundAlternatives(o));
         workMs = o.now() - started;
       }
     } catch (err) {
