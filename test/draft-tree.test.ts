@@ -102,7 +102,7 @@ describe('proposal trees', () => {
 
 describe('the stream drafter', () => {
   /** Drafts (ids 100+position) with runner-ups 200+position; branch continuations ids 300+. */
-  function setup(lead: number) {
+  function setup(lead: number, saturated = () => false) {
     const asked: { from: number; n: number; alternatives: number }[] = [];
     const sent: { at: number; d: readonly number[]; b: readonly { from: number; tokens: number[] }[]; w?: number }[] =
       [];
@@ -113,6 +113,7 @@ describe('the stream drafter', () => {
         // Less sure the further on: the least sure positions are the last ones.
         return Array.from({ length: n }, (_, i) => tok(base + i, 200 + i, 2 - 0.1 * i));
       },
+      saturated,
     };
     const stats = emptyStats();
     const state = new GenerationState([0, 1, 2], { maxTokens: 100, contextTokens: 1000, isEnd: () => false }, stats);
@@ -160,5 +161,18 @@ describe('the stream drafter', () => {
     await new Promise((r) => setTimeout(r, 0));
     expect(sent).toHaveLength(1);
     expect(sent[0]?.b).toEqual([]);
+  });
+
+  it('does not queue behind other generations on a draft whose every slot is busy: it drafts when one frees', async () => {
+    let busy = true;
+    const { drafter, asked, sent } = setup(2, () => busy);
+    drafter.draftFrom(4);
+    await new Promise((r) => setTimeout(r, 0));
+    expect(asked).toHaveLength(0);
+    expect(sent).toHaveLength(0);
+    busy = false;
+    drafter.draftFrom(4);
+    await new Promise((r) => setTimeout(r, 0));
+    expect(asked[0]).toMatchObject({ from: 3, n: 6 });
   });
 });

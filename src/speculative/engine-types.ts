@@ -12,6 +12,8 @@ export interface DraftPort {
    * token's top alternatives (at least that many) as the draft ranked them.
    */
   propose(ctx: readonly number[], k: number, signal: AbortSignal, alternatives?: number): Promise<GeneratedToken[]>;
+  /** Every slot of the draft is drafting for some generation now: a call would wait in its queue. */
+  saturated?(): boolean;
 }
 
 /** A chunk of tokens the target committed, and what it verified to get them. */

@@ -63,7 +63,9 @@ export function createStreamDrafter(x: StreamDrafterOptions): StreamDrafter {
     });
   };
   const draftFrom = (k: number) => {
-    if (drafting || !alive || state.remaining <= 1) return;
+    // A draft whose every slot is busy would queue this proposal behind other generations' and
+    // deliver it stale: the target goes on alone, and the next step tries again (draft admission).
+    if (drafting || !alive || state.remaining <= 1 || draft.port.saturated?.() === true) return;
     drafting = true;
     const ctx = state.ctx.slice();
     const started = o.now();

@@ -293,19 +293,26 @@ class DraftSlots {
       name: a.member.url,
       planner: chosen,
       port: {
-        propose: async (c, k, s, alternatives = 0) =>
-          this.observe(
-            await a.draft.server.propose({
-              promptIds: c,
-              maxTokens: k,
-              sampling: setup.draftSampling,
-              topN: Math.max(setup.topN, alternatives),
-              postSamplingProbs: setup.rejection,
-              signal: s,
-              ...pinned,
-              ...isolation(this.o),
-            }),
-          ),
+        propose: async (c, k, s, alternatives = 0) => {
+          a.member.drafting += 1;
+          try {
+            return this.observe(
+              await a.draft.server.propose({
+                promptIds: c,
+                maxTokens: k,
+                sampling: setup.draftSampling,
+                topN: Math.max(setup.topN, alternatives),
+                postSamplingProbs: setup.rejection,
+                signal: s,
+                ...pinned,
+                ...isolation(this.o),
+              }),
+            );
+          } finally {
+            a.member.drafting -= 1;
+          }
+        },
+        saturated: () => a.member.drafting >= (a.member.slots?.slots ?? Number.POSITIVE_INFINITY),
       },
     };
   }

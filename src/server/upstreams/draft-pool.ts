@@ -21,6 +21,8 @@ export interface PoolMember {
   slots: SlotAllocator | undefined;
   /** Requests using this draft right now. */
   inFlight: number;
+  /** Draft calls on it right now, every request's: at its slot count, one more would queue. */
+  drafting: number;
   readonly breaker: CircuitBreaker;
 }
 
@@ -78,6 +80,7 @@ export class DraftPool {
       estimates: new PairEstimates(),
       slots: undefined,
       inFlight: 0,
+      drafting: 0,
       breaker: new CircuitBreaker({
         failureThreshold: 2,
         cooldownMs: config.speculation.draftCooldownMs,
