@@ -391,7 +391,8 @@ async function concurrentStreams(): Promise<void> {
   print(
     `\n${concurrency} concurrent streams, 3 pairs of waves: verifier alone ` +
       `${pairs.map((p) => p.alone.toFixed(0)).join(' / ')} tokens/s, dsd → verifier ` +
-      `${pairs.map((p) => p.dsd.toFixed(0)).join(' / ')} tokens/s: ${f2(median)}× (median; ${ratios.map(f2).join(', ')})`,
+      `${pairs.map((p) => p.dsd.toFixed(0)).join(' / ')} tokens/s: ` +
+      `${f2(median)}× (median; ${ratios.map(f2).join(', ')})`,
   );
   await busy.close();
 }

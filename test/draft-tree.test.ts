@@ -163,7 +163,7 @@ describe('the stream drafter', () => {
     expect(sent[0]?.b).toEqual([]);
   });
 
-  it('does not queue behind other generations on a draft whose every slot is busy: it drafts when one frees', async () => {
+  it('does not queue behind others on a draft whose every slot is busy: it drafts when one frees', async () => {
     let busy = true;
     const { drafter, asked, sent } = setup(2, () => busy);
     drafter.draftFrom(4);
