@@ -15,7 +15,8 @@
  * and the edge (this process: dsd and the clients; the draft server) on core 1, as on two machines.
  *
  *   npm run bench:verifier [-- --prompts 15 --tokens 128 --delays 5,10,25,50 --concurrency 16 --pin
- *                            --engine native|node-llama-cpp --prebuilt --draft FILE.gguf --n-max 8]
+ *                            --engine native|node-llama-cpp --prebuilt --draft FILE.gguf --n-max 2,4,8]
+ * `--n-max` takes a list: one llama-server per value, and dsd is compared with the best of them.
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -53,7 +54,8 @@ const HEAVY = model('stories260K-ff32k-f32.gguf');
 const DSD = 'dsd → verifier (draft on llama-server)';
 const EMBEDDED = 'dsd → verifier (the same draft embedded in the edge: DSD_DRAFT_MODEL)';
 const NO_BRANCHES = 'dsd → verifier, no tree branches (DSD_TREE_BRANCHES=0)';
-const OWN = `llama-server's own speculation (same draft, n-max ${values['n-max']})`;
+const N_MAX = values['n-max'].split(',').filter((n) => n.trim() !== '');
+const ownLabel = (n: string) => `llama-server's own speculation (same draft, n-max ${n})`;
 
 const bin = await locateLlamaServer((line) => console.error(line));
 const servers: LlamaProcess[] = [];
@@ -66,21 +68,26 @@ const alone = await startLlamaServer({
   cpus: TARGET_CPUS,
 });
 servers.push(alone);
-const ownSpec = await startLlamaServer({
-  bin,
-  modelPath: HEAVY,
-  alias: 'heavy',
-  slots: 1,
-  threads: 1,
-  cpus: TARGET_CPUS,
-  extraArgs: ['--spec-type', 'draft-simple', '--spec-draft-model', model(values.draft)].concat([
-    '--spec-draft-n-max',
-    values['n-max'],
-    '--threads-draft',
-    '1',
-  ]),
-});
-servers.push(ownSpec);
+// One server per n-max: dsd is compared with the best of them, measured in the same run.
+const ownSpecs: { n: string; server: LlamaProcess }[] = [];
+for (const n of N_MAX) {
+  const server = await startLlamaServer({
+    bin,
+    modelPath: HEAVY,
+    alias: 'heavy',
+    slots: 1,
+    threads: 1,
+    cpus: TARGET_CPUS,
+    extraArgs: ['--spec-type', 'draft-simple', '--spec-draft-model', model(values.draft)].concat([
+      '--spec-draft-n-max',
+      n,
+      '--threads-draft',
+      '1',
+    ]),
+  });
+  servers.push(server);
+  ownSpecs.push({ n, server });
+}
 const draft = await startLlamaServer({
   bin,
   modelPath: model(values.draft),
@@ -140,7 +147,7 @@ const print = (line = '') => {
 // ---- (1) side by side at 0 ms -------------------------------------------------------------
 const names = {
   alone: await modelName(alone.url),
-  own: await modelName(ownSpec.url),
+  own: await modelName(ownSpecs[0]!.server.url),
   verifier: await modelName(verifier.url),
 };
 const dsd = await edge(verifier.url);
@@ -158,7 +165,9 @@ const embedded = await startInProcessDsd(
 );
 const setups: Record<string, (p: string) => Promise<Result>> = {
   'llama-server alone': (p) => complete(alone.url, p, names.alone, TOKENS),
-  [OWN]: (p) => complete(ownSpec.url, p, names.own, TOKENS),
+  ...Object.fromEntries(
+    ownSpecs.map(({ n, server }) => [ownLabel(n), (p: string) => complete(server.url, p, names.own, TOKENS)]),
+  ),
   'verifier alone (same engine, no draft)': (p) => complete(verifier.url, p, names.verifier, TOKENS),
   [DSD]: (p) => complete(dsd.url, p, names.verifier, TOKENS),
   [NO_BRANCHES]: (p) => complete(chainsOnly.url, p, names.verifier, TOKENS),
@@ -190,9 +199,10 @@ const dsdTokens = totals[DSD]!.tokens;
 const base = totals['llama-server alone']!;
 const baseMs = base.ms / base.tokens;
 print(
-  `\nheavy target (1 thread) + q4_0 draft (1 thread), greedy, ${PROMPTS.length} prompts × ${TOKENS} tokens, ` +
+  `\nheavy target (1 thread) + ${values.draft} draft (1 thread), greedy, ` +
+    `${PROMPTS.length} prompts × ${TOKENS} tokens, ` +
     `streamed, interleaved; verifier engine: ${engineBuild}; ` +
-    `${values.pin ? 'pinned: target side on core 0, edge on core 1' : 'unpinned'}; draft ${values.draft}\n`,
+    `${values.pin ? 'pinned: target side on core 0, edge on core 1' : 'unpinned'}\n`,
 );
 print(markdownRow(['setup', 'ms / token', 'vs llama-server alone']));
 print(markdownRow(['---', '---', '---']));
@@ -200,12 +210,16 @@ for (const [name, t] of Object.entries(totals))
   print(markdownRow([name, f2(t.ms / t.tokens), `${f2(baseMs / (t.ms / t.tokens))}×`]));
 const vAlone = totals['verifier alone (same engine, no draft)']!;
 const viaDsd = totals[DSD]!;
-const own = totals[OWN]!;
+// llama-server's best own speculation of the n-max values run.
+const own = ownSpecs
+  .map(({ n }) => totals[ownLabel(n)]!)
+  .reduce((best, t) => (t.ms / t.tokens < best.ms / best.tokens ? t : best));
 const same = (a: string[], b: string[]) => a.filter((t, i) => t === b[i]).length;
 print(
   `\ndsd vs the verifier alone: ${same(viaDsd.texts, vAlone.texts)}/${PROMPTS.length} texts identical; ` +
     `vs llama-server alone: ${same(viaDsd.texts, base.texts)}/${PROMPTS.length}; ` +
-    `dsd vs llama-server's own speculation: ${f2(own.ms / own.tokens / (viaDsd.ms / viaDsd.tokens))}×; ` +
+    `dsd vs llama-server's ${N_MAX.length > 1 ? 'best ' : ''}own speculation: ` +
+    `${f2(own.ms / own.tokens / (viaDsd.ms / viaDsd.tokens))}×; ` +
     `acceptance ${f2(acceptance / PROMPTS.length)}, mean acceptance length ${f2(mal / PROMPTS.length)}`,
 );
 for (const [i, text] of viaDsd.texts.entries())
