@@ -54,37 +54,24 @@ const HEAVY = model('stories260K-ff32k-f32.gguf');
 const DSD = 'dsd → verifier (draft on llama-server)';
 const EMBEDDED = 'dsd → verifier (the same draft embedded in the edge: DSD_DRAFT_MODEL)';
 const NO_BRANCHES = 'dsd → verifier, no tree branches (DSD_TREE_BRANCHES=0)';
-const N_MAX = values['n-max'].split(',').filter((n) => n.trim() !== '');
+const N_MAX = values['n-max']
+  .split(',')
+  .map((n) => n.trim())
+  .filter((n) => n !== '');
 const ownLabel = (n: string) => `llama-server's own speculation (same draft, n-max ${n})`;
 
 const bin = await locateLlamaServer((line) => console.error(line));
 const servers: LlamaProcess[] = [];
-const alone = await startLlamaServer({
-  bin,
-  modelPath: HEAVY,
-  alias: 'heavy',
-  slots: 1,
-  threads: 1,
-  cpus: TARGET_CPUS,
-});
+/** The heavy target on llama-server, one slot, on the target side's core. */
+const heavyServer = (extraArgs: string[] = []) =>
+  startLlamaServer({ bin, modelPath: HEAVY, alias: 'heavy', slots: 1, threads: 1, cpus: TARGET_CPUS, extraArgs });
+const alone = await heavyServer();
 servers.push(alone);
 // One server per n-max: dsd is compared with the best of them, measured in the same run.
 const ownSpecs: { n: string; server: LlamaProcess }[] = [];
 for (const n of N_MAX) {
-  const server = await startLlamaServer({
-    bin,
-    modelPath: HEAVY,
-    alias: 'heavy',
-    slots: 1,
-    threads: 1,
-    cpus: TARGET_CPUS,
-    extraArgs: ['--spec-type', 'draft-simple', '--spec-draft-model', model(values.draft)].concat([
-      '--spec-draft-n-max',
-      n,
-      '--threads-draft',
-      '1',
-    ]),
-  });
+  const spec = ['--spec-type', 'draft-simple', '--spec-draft-model', model(values.draft)];
+  const server = await heavyServer([...spec, '--spec-draft-n-max', n, '--threads-draft', '1']);
   servers.push(server);
   ownSpecs.push({ n, server });
 }

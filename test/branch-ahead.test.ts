@@ -61,7 +61,8 @@ function reference(prompt: number[], n: number): number[] {
 describe('branches drafted ahead of a verdict (rounds)', () => {
   it('fit as many as the draft can make while the target verifies, beside draft-ahead', async () => {
     const stats = emptyStats();
-    const branches = () => new BranchAhead({ now: () => 0, stats, signal: new AbortController().signal });
+    const branches = () => new BranchAhead(stats);
+    const noDraft = async () => undefined;
     const round = (draftWorkMs: number, verifyMs: number) => ({
       ctx: [1],
       proposal: [{ id: 1 }, { id: 2 }, { id: 3 }, { id: 4 }],
@@ -71,9 +72,9 @@ describe('branches drafted ahead of a verdict (rounds)', () => {
     });
     const fast = branches();
     expect(fast.affordable(4, 2)).toBe(0); // nothing measured yet
-    fast.start(hesitantDraft(0), round(4, 20), 4, 2);
+    fast.start(noDraft, round(4, 20), 4, 2);
     const slow = branches();
-    slow.start(hesitantDraft(0), round(16, 20), 4, 2);
+    slow.start(noDraft, round(16, 20), 4, 2);
     await Promise.resolve();
     // 1 ms a draft token, 20 ms a verification: draft-ahead's k+1 = 5, then 15 ms: 3 branches of 4 (2 asked).
     expect(fast.affordable(4, 2)).toBe(2);

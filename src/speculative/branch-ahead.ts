@@ -1,6 +1,5 @@
 import { DecayingMean } from './decaying-stats.js';
 import { branchPoints } from './draft-tree.js';
-import type { DraftPort } from './engine-types.js';
 import type { SpeculationStats } from './stats.js';
 import type { GeneratedToken } from './types.js';
 
@@ -17,10 +16,16 @@ export interface BranchRound {
   doneAt: Promise<number | undefined>;
 }
 
+/** A draft's tokens and what drafting them took; undefined when the draft failed. */
+type Drafted = Promise<{ tokens: GeneratedToken[]; workMs: number } | undefined>;
+
+/** Drafts `n` tokens after `base`, with runner-ups (draft-ahead's own timed, abortable call). */
+export type BranchDrafter = (base: number[], n: number) => Drafted;
+
 /** A branch's next proposal in the making: the context after a rejection there, and its drafts. */
 interface Branch {
   base: number[];
-  drafted: Promise<{ tokens: GeneratedToken[]; workMs: number } | undefined>;
+  drafted: Drafted;
 }
 
 /**
@@ -38,7 +43,7 @@ export class BranchAhead {
   private readonly draftMsPerToken = new DecayingMean(0.8);
   private readonly verifyMs = new DecayingMean(0.8);
 
-  constructor(private readonly deps: { now: () => number; stats: SpeculationStats; signal: AbortSignal }) {}
+  constructor(private readonly stats: SpeculationStats) {}
 
   /** How many branches fit beside draft-ahead's k + 1 drafts in one verification, up to `budget`. */
   affordable(k: number, budget: number): number {
@@ -49,7 +54,7 @@ export class BranchAhead {
   }
 
   /** Drafts the branches a round's verdict may need, k drafts each, while it is verified. */
-  start(draft: DraftPort, round: BranchRound, k: number, budget: number): void {
+  start(draft: BranchDrafter, round: BranchRound, k: number, budget: number): void {
     this.branches = [];
     if (round.proposal.length > 0) this.draftMsPerToken.add(round.draftWorkMs / round.proposal.length);
     void round.doneAt.then((at) => {
@@ -58,9 +63,14 @@ export class BranchAhead {
     const ids = round.proposal.map((t) => t.id);
     for (const { from, alternative } of branchPoints(round.proposal, this.affordable(k, budget))) {
       const base = [...round.ctx, ...ids.slice(0, from), alternative];
-      this.branches.push({ base, drafted: this.draftFrom(draft, base, k) });
+      // Every draft the branches make also measures the draft's time per token.
+      const drafted = draft(base, k).then((d) => {
+        if (d !== undefined && d.tokens.length > 0) this.draftMsPerToken.add(d.workMs / d.tokens.length);
+        return d;
+      });
+      this.branches.push({ base, drafted });
     }
-    this.deps.stats.treeBranches += this.branches.length;
+    this.stats.treeBranches += this.branches.length;
   }
 
   /** The proposal a branch drafted for `ctx` (waiting for it if it is still running), if one did. */
@@ -69,25 +79,12 @@ export class BranchAhead {
     this.branches = [];
     const ready = await branch?.drafted;
     if (ready === undefined || ready.tokens.length === 0) return undefined;
-    this.deps.stats.treeBranchSteps += 1;
+    this.stats.treeBranchSteps += 1;
     return { tokens: ready.tokens.slice(0, k), workMs: ready.workMs };
   }
 
   /** Forgets the branches (their requests finish on their own: aborting one costs a connection). */
   clear(): void {
     this.branches = [];
-  }
-
-  private draftFrom(draft: DraftPort, base: number[], n: number): Branch['drafted'] {
-    const started = this.deps.now();
-    // With its runner-ups: a branch's drafts are the next round's proposal, which may branch too.
-    return draft.propose(base, n, this.deps.signal, 2).then(
-      (tokens) => {
-        const workMs = this.deps.now() - started;
-        if (tokens.length > 0) this.draftMsPerToken.add(workMs / tokens.length);
-        return { tokens, workMs };
-      },
-      () => undefined,
-    );
   }
 }

@@ -89,7 +89,7 @@ export class DraftAhead {
   constructor(
     private readonly deps: { now: () => number; stats: SpeculationStats; target: TargetPort; signal: AbortSignal },
   ) {
-    this.branches = new BranchAhead(deps);
+    this.branches = new BranchAhead(deps.stats);
   }
 
   /**
@@ -157,7 +157,8 @@ export class DraftAhead {
   /** The round's branches, drafted while it is verified (the verdict that needs one takes it). */
   private branchOff(draft: DraftPort, from: SentRound, k: number, budget: number): void {
     const doneAt = from.scoring.then((s) => (s.kind === 'ok' ? s.doneAt : undefined));
-    this.branches.start(draft, { ...from, doneAt }, k, budget);
+    // With runner-ups: a branch's drafts are the next round's proposal, which may branch too.
+    this.branches.start((base, n) => this.draftFrom(draft, base, n, 2), { ...from, doneAt }, k, budget);
   }
 
   private draftFrom(draft: DraftPort, base: number[], n: number, alternatives: number): Link['drafted'] {
