@@ -142,12 +142,13 @@ dsd_engine *dsd_open(const char *path, int32_t n_ctx_seq, int32_t n_seq, int32_t
   cp.n_ubatch = cp.n_batch < 512 ? cp.n_batch : 512;
   cp.n_threads = n_threads;
   cp.n_threads_batch = n_threads;
-  // One KV buffer for every sequence: llama.cpp then splits a batch into ubatches simply. With a
-  // stream per sequence it splits it "equally" (the same number of tokens from each of a run of
-  // consecutive sequence ids), so one generation verifying drafts among 16 decoding alone cost
-  // the whole batch a second pass over the weights (16 streams through dsd at 0.78x the verifier
-  // alone; unified, 0.97x), and sequences out of id order split a batch of single tokens too.
-  cp.kv_unified = true;
+  // Each sequence attends over its own cells only, so its tokens do not depend on what the others
+  // hold. One unified buffer made 16 streams through dsd 0.97x the verifier alone instead of
+  // 0.78x (llama.cpp splits a batch of per-sequence streams into equal ubatches, so one
+  // generation's drafts cost the whole batch a second pass over the weights), but with it the
+  // verifier's own greedy text of a prompt differed between two passes in one of four full test
+  // runs (test/lossy-link.test.ts): a sequence's attention then spans the others' cells too.
+  cp.kv_unified = false;
   cp.no_perf = true;
   e->ctx = llama_init_from_model(e->model, cp);
   if (e->ctx == NULL) {
