@@ -95,6 +95,23 @@ async function decode(engine: TargetEngine, prompt: string, tokens: number): Pro
   }
 }
 
+/** Greedy decoding that verifies the next 4 tokens of `truth` as drafts each round; returns what it committed. */
+async function decodeWithDrafts(engine: TargetEngine, prompt: string, truth: number[], tokens: number) {
+  const ids = await engine.tokenize(prompt, true);
+  const seq = await engine.acquire(ids, AbortSignal.timeout(30_000));
+  try {
+    const out = [(await seq.evaluate(0, ids, 1, GREEDY))[0]!.id];
+    while (out.length < tokens) {
+      const drafts = truth.slice(out.length, out.length + 4);
+      const scored = await seq.evaluate(seq.held.length, [out.at(-1)!, ...drafts], drafts.length + 1, GREEDY);
+      out.push(...scored.map((t) => t.id));
+    }
+    return out.slice(0, tokens);
+  } finally {
+    seq.release();
+  }
+}
+
 describe.skipIf(native.dir === null)('the native engine (one native call per evaluation)', () => {
   let engine: TargetEngine;
   beforeAll(() => {
@@ -145,6 +162,44 @@ describe.skipIf(native.dir === null)('the native engine (one native call per eva
     const together = await Promise.all(STORY_PROMPTS.slice(0, 4).map((p) => decode(engine, p, 24)));
     for (const [i, p] of STORY_PROMPTS.slice(0, 4).entries()) expect(together[i]).toEqual(await decode(engine, p, 24));
     expect(engine.batchCost().peers).toBeGreaterThan(0);
+  });
+
+  it('a shared batch may verify fewer of a job’s drafts (or pad it): what it answers is the target’s own', async () => {
+    const prompt = STORY_PROMPTS[2]!;
+    const truth = await decode(engine, prompt, 12);
+    const ids = await engine.tokenize(prompt, true);
+    const others = STORY_PROMPTS.slice(3, 6).map((p) => decode(engine, p, 16));
+    const seq = await engine.acquire(ids, AbortSignal.timeout(30_000));
+    const answers: number[] = [];
+    try {
+      // One lone drafter among three generations decoding alone, six times over.
+      const [first] = await seq.evaluate(0, ids, 1, GREEDY);
+      answers.push(first!.id);
+      for (let round = 0; round < 6 && answers.length < 10; round++) {
+        const drafts = truth.slice(answers.length, answers.length + 4);
+        const from = seq.held.length;
+        const scored = await seq.evaluate(from, [answers.at(-1)!, ...drafts], drafts.length + 1, GREEDY);
+        expect(scored.length).toBeGreaterThanOrEqual(1);
+        expect(scored.length).toBeLessThanOrEqual(drafts.length + 1);
+        // Only what it evaluated is held: the next round starts right after it.
+        expect(seq.held.length).toBe(from + scored.length);
+        answers.push(...scored.map((t) => t.id));
+      }
+    } finally {
+      seq.release();
+    }
+    expect(answers).toEqual(truth.slice(0, answers.length));
+    for (const [i, p] of STORY_PROMPTS.slice(3, 6).entries())
+      expect(await others[i]).toEqual(await decode(engine, p, 16));
+    // Three drafters beside one generation decoding alone: the batch may pad that one instead.
+    const prompts = STORY_PROMPTS.slice(0, 3);
+    const truths = await Promise.all(prompts.map((p) => decode(engine, p, 20)));
+    const [drafted, alone] = await Promise.all([
+      Promise.all(prompts.map((p, i) => decodeWithDrafts(engine, p, truths[i]!, 20))),
+      decode(engine, STORY_PROMPTS[3]!, 20),
+    ]);
+    expect(drafted).toEqual(truths);
+    expect(alone).toEqual(await decode(engine, STORY_PROMPTS[3]!, 20));
   });
 
   it('returns raw log-probabilities and the top alternatives when asked', async () => {

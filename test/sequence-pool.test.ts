@@ -43,6 +43,22 @@ describe('SequencePool', () => {
     expect(again.held).toEqual([1, 2, 3, 4, 5]);
   });
 
+  it('with compactBelowTokens, keeps the busy sequences next to each other unless a prefix is worth more', async () => {
+    const signal = AbortSignal.timeout(1000);
+    const [s0, s1, s2, s3] = [seq([]), seq([]), seq([]), seq([])] as const;
+    const pool = new SequencePool([s0, s1, s2, s3], { compactBelowTokens: 4 });
+    const first = await pool.acquire([1, 2], signal);
+    first.release();
+    // Released, s0 is idle longest last; nothing busy, so the old rule (idle longest) picks s1.
+    expect(await pool.acquire([7, 8], signal)).toBe(s1);
+    (s3.held as number[]).push(7, 8, 9);
+    // s3 shares 3 tokens (< 4): not worth a stray id; s2 (idle longest of s0 and s2) sits next to s1.
+    expect(await pool.acquire([7, 8, 9, 1], signal)).toBe(s2);
+    (s3.held as number[]).push(1, 2);
+    // 5 tokens shared: worth reusing even on a stray id.
+    expect(await pool.acquire([7, 8, 9, 1, 2, 3], signal)).toBe(s3);
+  });
+
   it('queues acquirers in order while every sequence is busy, and an aborted wait leaves the queue', async () => {
     const a = seq([]);
     const pool = new SequencePool([a]);

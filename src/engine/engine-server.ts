@@ -36,8 +36,10 @@ export function scoreDrafts(
 
 /** What the match rule commits from `drafts` given the target's tokens at each position. */
 export function matchVerdict(drafts: readonly number[], scored: readonly GeneratedToken[]): Verdict {
+  // An engine that verified fewer drafts than asked scored fewer positions: the rest stay unverified.
+  const verified = scored.length <= drafts.length ? drafts.slice(0, Math.max(0, scored.length - 1)) : drafts;
   return verifyByMatch(
-    drafts.map((id) => ({ id })),
+    verified.map((id) => ({ id })),
     scored.map((t) => ({ sampled: t.id })),
   );
 }

@@ -1,7 +1,7 @@
 import { DsdError } from '../errors.js';
 import type { BatchCost } from '../speculative/batch-window.js';
 import { commonPrefix } from '../speculative/common-prefix.js';
-import { DecayingLinearFit, DecayingMean } from '../speculative/decaying-stats.js';
+import { DecayingMean, DecayingStepFit } from '../speculative/decaying-stats.js';
 import type { EngineLoad, EngineSequence } from './types.js';
 
 /** What the pool needs of a sequence: the tokens it holds, and a hook for its release. */
@@ -14,6 +14,16 @@ export interface PooledSequence {
   forget(): void;
 }
 
+/** One batched step as an engine that batches itself measured it. */
+export interface MeasuredStep {
+  positions: number;
+  /** Generations that shared it. */
+  generations: number;
+  ms: number;
+  /** Passes over the weights it took (an engine with a KV stream per sequence splits a batch). */
+  passes?: number;
+}
+
 /**
  * Evaluations in flight at once on one engine. node-llama-cpp (and a batching server behind the
  * verifier) runs concurrent evaluations in one batch, so the ones overlapping an evaluation are the
@@ -23,8 +33,8 @@ export interface PooledSequence {
  */
 export class EvaluationOverlap {
   private readonly active = new Set<{ own: number; peers: number; positions: number }>();
-  /** Evaluation time by positions in flight; no slope is assumed before the positions spread. */
-  private readonly time = new DecayingLinearFit(0.98, () => 0);
+  /** Evaluation time by passes and positions in flight; no slope is assumed before the positions spread. */
+  private readonly time = new DecayingStepFit(0.98);
   private readonly peers = new DecayingMean(0.9);
   /** Evaluations measured so far. */
   evaluations = 0;
@@ -45,7 +55,7 @@ export class EvaluationOverlap {
       const result = await evaluation();
       this.evaluations += 1;
       this.evaluatedSteps += 1;
-      this.time.add(mine.positions, performance.now() - started);
+      this.time.add(1, mine.positions, performance.now() - started);
       this.peers.add(mine.peers);
       return result;
     } finally {
@@ -53,23 +63,18 @@ export class EvaluationOverlap {
     }
   }
 
-  /**
-   * One batched step measured whole by an engine that batches itself (the native engine): its
-   * positions, the generations that shared it and its time.
-   */
-  record(positions: number, generations: number, ms: number): void {
+  /** One batched step measured whole by an engine that batches itself (the native engine). */
+  record(step: MeasuredStep): void {
     this.evaluations += 1;
-    this.evaluatedSteps += generations;
-    this.time.add(positions, ms);
-    for (let i = 0; i < generations; i++) this.peers.add(generations - 1);
+    this.evaluatedSteps += step.generations;
+    this.time.add(step.passes ?? 1, step.positions, step.ms);
+    for (let i = 0; i < step.generations; i++) this.peers.add(step.generations - 1);
   }
 
   /** What a step costs and how many share it, as measured so far. */
   cost(): BatchCost {
-    const at = this.time.meanX ?? 1;
-    const here = this.time.predict(at) ?? 0;
-    const positionMs = Math.max(0, (this.time.predict(at + 1) ?? 0) - here);
-    return { fixedMs: Math.max(0, here - positionMs * at), positionMs, peers: this.peers.value ?? 0 };
+    const { fixedMs, positionMs } = this.time.fit() ?? { fixedMs: 0, positionMs: 0 };
+    return { fixedMs, positionMs, peers: this.peers.value ?? 0 };
   }
 }
 
@@ -132,17 +137,31 @@ export function withBos(ids: number[], bos: number | undefined, addSpecial: bool
  * Hands out a fixed set of KV sequences, one per active generation. A new generation gets the
  * idle sequence that holds the longest prefix of its prompt (a conversation's next turn finds its
  * earlier turns), ties going to the one idle longest, so hot prefixes are kept; acquirers wait in
- * order while every sequence is busy.
+ * order while every sequence is busy. With `compactBelowTokens`, a prefix shorter than that counts
+ * for nothing while other sequences are busy, and a sequence next to a busy one wins instead, so
+ * the busy ones stay runs of consecutive ids.
  */
 export class SequencePool<S extends PooledSequence> {
   private readonly idle: S[];
+  private readonly rank: Map<S, number>;
+  /** The ranks of the sequences handed out. */
+  private readonly busyRanks = new Set<number>();
   private busy = 0;
   /** Prompt tokens found in an idle sequence's KV when it was handed out (multi-turn reuse). */
   reusedPrefixTokens = 0;
   private readonly waiting: { prompt: readonly number[]; scope: string; resolve: (s: S) => void }[] = [];
 
-  constructor(sequences: readonly S[]) {
+  /**
+   * `compactBelowTokens`: for an engine that batches only consecutive sequence ids in one pass (a
+   * KV stream per sequence, equalSplitPasses): 4 streams on scattered ids took up to 4 passes a
+   * step, where a prefix of a few tokens saved one short prefill.
+   */
+  constructor(
+    sequences: readonly S[],
+    private readonly o: { compactBelowTokens?: number } = {},
+  ) {
     this.idle = [...sequences];
+    this.rank = new Map(sequences.map((s, i) => [s, i]));
     for (const s of sequences) s.onRelease = () => this.release(s);
   }
 
@@ -179,17 +198,22 @@ export class SequencePool<S extends PooledSequence> {
   }
 
   private take(prompt: readonly number[], scope: string): S {
+    const compact = this.busyRanks.size > 0 ? (this.o.compactBelowTokens ?? 0) : 0;
     let best = 0;
     let bestLength = -1;
+    let bestKey = [-1, 0];
     this.idle.forEach((s, i) => {
       // Another tenant's prefix counts for nothing: reusing it would show in this one's timing.
       const n = s.owner === scope ? commonPrefix(s.held, prompt) : 0;
-      if (n > bestLength) {
+      const key = [compact > 0 && n < compact ? 0 : n, compact > 0 && this.nextToBusy(s) ? 1 : 0];
+      if ((key[0] ?? 0) > (bestKey[0] ?? 0) || (key[0] === bestKey[0] && (key[1] ?? 0) > (bestKey[1] ?? 0))) {
         best = i;
         bestLength = n;
+        bestKey = key;
       }
     });
     const [s] = this.idle.splice(best, 1) as [S];
+    this.busyRanks.add(this.rank.get(s) ?? -1);
     if (s.owner !== scope) s.forget();
     s.owner = scope;
     this.reusedPrefixTokens += Math.max(0, Math.min(bestLength, prompt.length - 1));
@@ -197,8 +221,15 @@ export class SequencePool<S extends PooledSequence> {
     return s;
   }
 
+  /** Whether a sequence's id is next to a busy one's (handing it out keeps the busy ids in runs). */
+  private nextToBusy(s: S): boolean {
+    const r = this.rank.get(s) ?? -2;
+    return this.busyRanks.has(r - 1) || this.busyRanks.has(r + 1);
+  }
+
   private release(s: S): void {
     if (this.idle.includes(s)) return;
+    this.busyRanks.delete(this.rank.get(s) ?? -1);
     this.busy -= 1;
     this.idle.push(s);
     const next = this.waiting.shift();

@@ -40,7 +40,10 @@ export interface EngineSequence {
   readonly held: readonly number[];
   /**
    * Keeps `held[0..from)`, erases the rest from the KV, evaluates `tokens` after it in one batch,
-   * and returns the target's own next token after each of the last `positions` input tokens.
+   * and returns the target's own next token after each of the last `positions` input tokens. An
+   * engine that shapes its batches may evaluate fewer of the trailing tokens (drafts it found not
+   * worth the shared batch, never the first scored position): it then returns fewer tokens, one per
+   * position it scored, and holds only what it evaluated.
    */
   evaluate(from: number, tokens: readonly number[], positions: number, s: PositionSampling): Promise<GeneratedToken[]>;
   /** Gives the sequence back; its KV stays for the next generation that shares its prefix. */

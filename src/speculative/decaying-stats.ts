@@ -103,3 +103,41 @@ export class DecayingMean {
     [this.w = 0, this.s = 0] = s;
   }
 }
+
+/**
+ * ms ≈ fixed·passes + perPosition·positions by least squares with exponential forgetting: a batched
+ * step's time when the engine may split a batch into several passes over the weights, each paying
+ * the fixed part again. A light ridge pulls perPosition toward 0 while the positions do not spread
+ * (with one pass a step it is the intercept fit DecayingLinearFit makes with a zero prior).
+ */
+export class DecayingStepFit {
+  private w = 0;
+  private sPP = 0;
+  private sPN = 0;
+  private sNN = 0;
+  private sPY = 0;
+  private sNY = 0;
+
+  constructor(private readonly decay: number) {}
+
+  /** Adds one step: its passes, its positions and what it took. */
+  add(passes: number, positions: number, ms: number): void {
+    const d = this.decay;
+    this.w = this.w * d + 1;
+    this.sPP = this.sPP * d + passes * passes;
+    this.sPN = this.sPN * d + passes * positions;
+    this.sNN = this.sNN * d + positions * positions;
+    this.sPY = this.sPY * d + passes * ms;
+    this.sNY = this.sNY * d + positions * ms;
+  }
+
+  /** The fitted costs (both ≥ 0), or undefined with no data. */
+  fit(): { fixedMs: number; positionMs: number } | undefined {
+    if (this.w < 1e-9 || this.sPP < 1e-9) return undefined;
+    const nn = this.sNN + 0.05 * this.w;
+    const det = this.sPP * nn - this.sPN * this.sPN;
+    const positionMs = det > 1e-9 ? Math.max(0, (this.sPP * this.sNY - this.sPN * this.sPY) / det) : 0;
+    const fixedMs = Math.max(0, (this.sPY - positionMs * this.sPN) / this.sPP);
+    return { fixedMs, positionMs };
+  }
+}

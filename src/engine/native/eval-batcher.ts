@@ -2,6 +2,9 @@ import { DsdError } from '../../errors.js';
 import type { GeneratedToken } from '../../speculative/types.js';
 import type { EvaluationOverlap } from '../sequence-pool.js';
 import type { PositionSampling } from '../types.js';
+import { shapeBatch } from './batch-shape.js';
+import { DraftAcceptance } from './draft-acceptance.js';
+import { equalSplitPasses } from './equal-split.js';
 import type { EngineHandle, EvalArgs, NativeApi } from './native-library.js';
 
 /** One sequence's round: keep `keep` tokens of its KV, append `tokens`, score the last `outputs`. */
@@ -18,8 +21,16 @@ interface Pending extends EvalJob {
   reject: (err: Error) => void;
 }
 
+/** A job as its batch evaluates it: the first `answered` of its scored positions go back to it. */
+interface Shaped extends Pending {
+  answered: number;
+}
+
 /** Most scored positions in one native call (the shim's batch holds n_batch rows). */
 const MAX_OUTPUTS_PER_CALL = 512;
+
+/** The shim's n_ubatch (the most tokens one pass over the weights takes) for contexts of 512 tokens or more. */
+const TOKENS_PER_PASS = 512;
 
 /**
  * Gathers the rounds of every sequence that asks while a decode runs (or in the same turn of the
@@ -33,6 +44,7 @@ export class EvalBatcher {
   private readonly endsGeneration = new Map<number, boolean>();
   private running = false;
   private scheduled = false;
+  private readonly acceptance = new DraftAcceptance();
 
   constructor(
     private readonly api: NativeApi,
@@ -83,9 +95,16 @@ export class EvalBatcher {
     return this.queue.splice(0, n);
   }
 
-  private async run(jobs: Pending[]): Promise<void> {
+  private async run(taken: Pending[]): Promise<void> {
+    // In sequence-id order: llama.cpp's equal split puts only consecutive ids in one pass, so
+    // sequences out of order split even a batch of single tokens (16 positions: 50 ms against 40).
+    const jobs = this.shaped(taken.sort((a, b) => a.seq - b.seq));
     const args = flatten(this.engine, jobs);
     const positions = args.tokens.length;
+    const passes = equalSplitPasses(
+      jobs.map((j) => ({ seq: j.seq, tokens: j.tokens.length })),
+      TOKENS_PER_PASS,
+    ).length;
     const started = performance.now();
     let rc: number;
     try {
@@ -94,7 +113,7 @@ export class EvalBatcher {
       for (const j of jobs) j.reject(engineError((err as Error).message));
       return;
     }
-    this.overlap.record(positions, jobs.length, performance.now() - started);
+    this.overlap.record({ positions, generations: jobs.length, ms: performance.now() - started, passes });
     if (rc !== 0) {
       const why = this.api.lastError(this.engine);
       for (const j of jobs) j.reject(engineError(why));
@@ -103,9 +122,40 @@ export class EvalBatcher {
     let o = 0;
     for (const j of jobs) {
       const scored: GeneratedToken[] = [];
-      for (let i = 0; i < j.outputs; i++, o++) scored.push(this.token(args, o, j.s.topN));
+      for (let i = 0; i < j.answered; i++) scored.push(this.token(args, o + i, j.s.topN));
+      const firstDraft = j.tokens.length - j.outputs + 1;
+      this.acceptance.observe(j.seq, j.tokens.slice(firstDraft, firstDraft + j.answered - 1), scored);
+      o += j.outputs;
       j.resolve(scored);
     }
+  }
+
+  /**
+   * The jobs laid out as this batch verifies them (shapeBatch): drafts it does not verify cut off
+   * their end, filler appended to even out their lengths (scored, then dropped by `answer`).
+   */
+  private shaped(jobs: Pending[]): Shaped[] {
+    const shapes = shapeBatch(
+      jobs.map((j) => ({
+        seq: j.seq,
+        pending: j.tokens.length - (j.outputs - 1),
+        drafts: j.outputs - 1,
+        acceptance: this.acceptance.of(j.seq),
+      })),
+      this.overlap.cost(),
+      TOKENS_PER_PASS,
+    );
+    // Filler must not push the call past what the shim's batch scores in one go.
+    const outputs = shapes.reduce((n, x) => n + x.drafts + 1 + x.pad, 0);
+    if (outputs > MAX_OUTPUTS_PER_CALL) for (const x of shapes) x.pad = 0;
+    return jobs.map((j, i) => {
+      const { drafts = j.outputs - 1, pad = 0 } = shapes[i] ?? {};
+      const cut = j.outputs - 1 - drafts;
+      if (cut <= 0 && pad === 0) return { ...j, answered: j.outputs };
+      const kept = j.tokens.slice(0, j.tokens.length - cut);
+      const filler = new Array<number>(pad).fill(kept.at(-1) ?? 0);
+      return { ...j, tokens: [...kept, ...filler], outputs: drafts + 1 + pad, answered: drafts + 1 };
+    });
   }
 
   private token(a: EvalArgs, o: number, topN: number): GeneratedToken {

@@ -7,6 +7,14 @@ import type { EngineInfo, EngineSequence, PositionSampling, TargetEngine } from 
 import { EvalBatcher } from './eval-batcher.js';
 import type { EngineHandle, NativeApi } from './native-library.js';
 
+/**
+ * A shorter prefix in an idle sequence is not worth scattering the busy sequence ids for: a
+ * generation on a stray id can cost its batch a pass every step (SequencePool), and prompts that
+ * merely start alike ("Once upon a time") share fewer tokens than this; a conversation's next turn
+ * or a repeated system prompt shares more.
+ */
+const COMPACT_BELOW_TOKENS = 16;
+
 /** Positions one in-process evaluation may score (the window cap the edge sees). */
 export const MAX_NATIVE_POSITIONS = 64;
 
@@ -69,6 +77,7 @@ class NativeEngine extends PooledEngine<NativeSequence> implements TargetEngine 
     const batcher = new EvalBatcher(api, handle, this.overlap);
     this.pool = new SequencePool(
       Array.from({ length: o.sequences }, (_, i) => new NativeSequence(i, contextTokens, batcher)),
+      { compactBelowTokens: COMPACT_BELOW_TOKENS },
     );
   }
 
@@ -127,7 +136,9 @@ class NativeSequence extends PooledState implements EngineSequence {
     if (from < this.held.length) this.held.length = from;
     try {
       const scored = await this.batcher.submit({ seq: this.id, keep: from, tokens, outputs: positions, s });
-      this.held.push(...tokens);
+      // The batcher may verify fewer drafts than asked (shapeBatch): the ones it cut are not held.
+      const evaluated = tokens.length - (positions - scored.length);
+      for (let i = 0; i < evaluated; i++) this.held.push(tokens[i] as number);
       return scored;
     } catch (err) {
       this.forget();

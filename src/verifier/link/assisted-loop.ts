@@ -50,11 +50,13 @@ export async function assistedStep(
   const drafts = tail ?? [];
   const scored = await scoreDrafts(seq, ctx, drafts, s);
   const verdict = matchVerdict(drafts, scored);
+  // An engine that shapes its batches may have verified fewer: those are declined for this step.
+  const verified = Math.min(drafts.length, scored.length - 1);
   return {
     tokens: scored.slice(0, verdict.accepted + 1),
-    drafted: drafts.length,
+    drafted: verified,
     accepted: verdict.accepted,
-    declined: 0,
+    declined: drafts.length - verified,
   };
 }
 
@@ -174,7 +176,8 @@ export async function serveAssisted(o: AssistedOptions): Promise<void> {
     }
     const { tail, declined } = stepDrafts(aligned, o.worthVerifying);
     const branch = aligned?.branch === true && (tail?.length ?? 0) > 0;
-    const step = { ...(await assistedStep(o.seq, ctx, tail, o.sampling)), declined, branch };
+    const done = await assistedStep(o.seq, ctx, tail, o.sampling);
+    const step = { ...done, declined: declined + done.declined, branch };
     const tokens = step.tokens.slice(0, o.maxTokens - produced);
     const end = tokens.findIndex((t) => t.endOfGeneration === true);
     if (end >= 0) tokens.length = end + 1;

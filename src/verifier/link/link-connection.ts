@@ -203,11 +203,14 @@ export class LinkConnection {
     const drafts = this.worthVerifying(f.d, session.acceptance);
     const scored = await scoreDrafts(seq, session.ctx, drafts, session.sampling);
     const verdict = matchVerdict(drafts, scored);
+    // The engine may have verified fewer still (its batch's shape): those count as declined too.
+    const verified = Math.min(drafts.length, scored.length - 1);
+    this.stats.unverifiedDraftTokens += drafts.length - verified;
     // Drafts all declined count toward trying this session again; a round sent with none says nothing.
-    if (f.d.length > 0) session.acceptance.observe(drafts.length, verdict.accepted);
+    if (f.d.length > 0) session.acceptance.observe(verified, verdict.accepted);
     session.truth = { baseLength: session.ctx.length, tail: verdict.tokens };
     this.stats.rounds += 1;
-    this.stats.draftTokens += drafts.length;
+    this.stats.draftTokens += verified;
     this.send({ t: 'scored', s, r: f.r, ...tokenFields(scored, session.sampling.topN) });
   }
 
