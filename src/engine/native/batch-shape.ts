@@ -1,4 +1,4 @@
-import { equalSplitPasses } from './equal-split.js';
+import { countEqualSplitPasses } from './equal-split.js';
 
 /** One generation's part of a batch, as the shaper weighs it. */
 export interface ShapedJob {
@@ -77,15 +77,19 @@ function rate(
 ): number {
   let tokens = 0;
   let positions = 0;
-  const shares = jobs.map((job, i) => {
+  const seq: number[] = [];
+  const left: number[] = [];
+  for (const [i, job] of jobs.entries()) {
     const { drafts = 0, pad = 0 } = shape[i] ?? {};
     tokens += expectedTokens(job.acceptance, drafts);
     positions += job.pending + drafts + pad;
-    return { seq: job.seq, tokens: job.pending + drafts + pad };
-  });
-  const passes = equalSplitPasses(shares, maxTokensPerPass).length;
+    seq.push(job.seq);
+    left.push(job.pending + drafts + pad);
+  }
+  const passes = countEqualSplitPasses(seq, left, maxTokensPerPass);
   return tokens / (passes * cost.fixedMs + positions * cost.positionMs);
 }
+
 /** 1 + α + … + α^j: the tokens j drafts are expected to commit, the bonus included. */
 function expectedTokens(alpha: number, j: number): number {
   let sum = 1;

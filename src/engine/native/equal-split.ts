@@ -14,27 +14,51 @@ export interface BatchShare {
  * each pass.
  */
 export function equalSplitPasses(shares: readonly BatchShare[], maxTokensPerPass: number): number[] {
-  const left = shares.map((s) => s.tokens);
   const passes: number[] = [];
-  for (;;) {
-    const run = nextRun(shares, left);
-    if (run.length === 0) return passes;
-    const fewest = Math.min(...run.map((i) => left[i] ?? 0));
-    const each = Math.max(1, Math.min(fewest, Math.floor(maxTokensPerPass / run.length)));
-    for (const i of run) left[i] = (left[i] ?? 0) - each;
-    passes.push(each * run.length);
-  }
+  countEqualSplitPasses(
+    shares.map((s) => s.seq),
+    shares.map((s) => s.tokens),
+    maxTokensPerPass,
+    (tokens) => passes.push(tokens),
+  );
+  return passes;
 }
 
-/** The shares one ubatch takes: the first with tokens left, then each next one whose id follows. */
-function nextRun(shares: readonly BatchShare[], left: readonly number[]): number[] {
-  const run: number[] = [];
-  let last = -1;
-  shares.forEach((s, i) => {
-    if ((left[i] ?? 0) <= 0) return;
-    if (run.length > 0 && s.seq !== last + 1) return;
-    run.push(i);
-    last = s.seq;
-  });
-  return run;
+/**
+ * equalSplitPasses without allocating (the batch shaper counts the passes of dozens of layouts a
+ * batch): `left` is consumed. Returns the number of passes; `onPass` sees each pass's tokens.
+ */
+export function countEqualSplitPasses(
+  seq: readonly number[],
+  left: number[],
+  maxTokensPerPass: number,
+  onPass?: (tokens: number) => void,
+): number {
+  let passes = 0;
+  for (;;) {
+    // The run one ubatch takes: the first share with tokens left, then each next one whose id follows.
+    let size = 0;
+    let fewest = Number.POSITIVE_INFINITY;
+    let last = -1;
+    for (let i = 0; i < left.length; i++) {
+      const l = left[i] ?? 0;
+      if (l <= 0 || (size > 0 && seq[i] !== last + 1)) continue;
+      size += 1;
+      last = seq[i] ?? -1;
+      if (l < fewest) fewest = l;
+    }
+    if (size === 0) return passes;
+    const each = Math.max(1, Math.min(fewest, Math.floor(maxTokensPerPass / size)));
+    last = -1;
+    let taken = 0;
+    for (let i = 0; i < left.length && taken < size; i++) {
+      const l = left[i] ?? 0;
+      if (l <= 0 || (taken > 0 && seq[i] !== last + 1)) continue;
+      left[i] = l - each;
+      last = seq[i] ?? -1;
+      taken += 1;
+    }
+    passes += 1;
+    onPass?.(each * size);
+  }
 }
