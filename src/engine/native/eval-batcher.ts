@@ -14,6 +14,8 @@ export interface EvalJob {
   tokens: readonly number[];
   outputs: number;
   s: PositionSampling;
+  /** Positions the sequence's KV holds in all: filler never goes past them. */
+  contextTokens: number;
 }
 
 interface Pending extends EvalJob {
@@ -132,7 +134,7 @@ export class EvalBatcher {
 
   /**
    * The jobs laid out as this batch verifies them (shapeBatch): drafts it does not verify cut off
-   * their end, filler appended to even out their lengths (scored, then dropped by `answer`).
+   * their end, filler appended to even out their lengths (scored, then dropped in `run`).
    */
   private shaped(jobs: Pending[]): Shaped[] {
     const shapes = shapeBatch(
@@ -149,8 +151,10 @@ export class EvalBatcher {
     const outputs = shapes.reduce((n, x) => n + x.drafts + 1 + x.pad, 0);
     if (outputs > MAX_OUTPUTS_PER_CALL) for (const x of shapes) x.pad = 0;
     return jobs.map((j, i) => {
-      const { drafts = j.outputs - 1, pad = 0 } = shapes[i] ?? {};
+      const { drafts = j.outputs - 1, pad: even = 0 } = shapes[i] ?? {};
       const cut = j.outputs - 1 - drafts;
+      // A sequence at the end of its context gets less filler (its batch may then take a pass more).
+      const pad = Math.max(0, Math.min(even, j.contextTokens - j.keep - (j.tokens.length - cut)));
       if (cut <= 0 && pad === 0) return { ...j, answered: j.outputs };
       const kept = j.tokens.slice(0, j.tokens.length - cut);
       const filler = new Array<number>(pad).fill(kept.at(-1) ?? 0);

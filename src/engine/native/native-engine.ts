@@ -135,7 +135,14 @@ class NativeSequence extends PooledState implements EngineSequence {
     // The shim erases the KV from `from` on, which after forget() (another tenant's tokens) is 0.
     if (from < this.held.length) this.held.length = from;
     try {
-      const scored = await this.batcher.submit({ seq: this.id, keep: from, tokens, outputs: positions, s });
+      const scored = await this.batcher.submit({
+        seq: this.id,
+        keep: from,
+        tokens,
+        outputs: positions,
+        s,
+        contextTokens: this.contextTokens,
+      });
       // The batcher may verify fewer drafts than asked (shapeBatch): the ones it cut are not held.
       const evaluated = tokens.length - (positions - scored.length);
       for (let i = 0; i < evaluated; i++) this.held.push(tokens[i] as number);
