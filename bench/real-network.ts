@@ -9,7 +9,9 @@
  * `--target small`: the small f32 target instead (about 0.3 ms a token, as fast as the draft), where
  * no speculation pays and dsd must cost no more than relaying the target's own stream.
  *
- *   npm run bench:real-network [-- --rtts 0,10,25 --tokens 128 --repeats 1 --target small]
+ * `--kv-unified`: the target's slots share one KV buffer (docs/speculation.md: rounds collapse there).
+ *
+ *   npm run bench:real-network [-- --rtts 0,10,25 --tokens 128 --repeats 1 --target small --kv-unified]
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,6 +28,9 @@ const { values } = parseArgs({
     repeats: { type: 'string', default: '1' },
     'target-threads': { type: 'string', default: '1' },
     target: { type: 'string', default: 'heavy' },
+    // The target llama-server's slots in one KV buffer: with a stream per slot, llama.cpp passes over
+    // the weights once per run of slots with equal tokens, so a round's k+1 scored prompts split.
+    'kv-unified': { type: 'boolean', default: false },
     models: {
       type: 'string',
       default: process.env.DSD_TEST_MODELS ?? resolve(import.meta.dirname, '../../shared/models'),
@@ -52,6 +57,7 @@ const target = await startLlamaServer({
   alias: 'target',
   slots: 9,
   threads: Number(values['target-threads']),
+  ...(values['kv-unified'] ? { extraArgs: ['--kv-unified'] } : {}),
 });
 const draft = await startLlamaServer({
   bin,
