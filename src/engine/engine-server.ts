@@ -9,7 +9,7 @@ import type {
   ServerInfo,
 } from '../backends/types.js';
 import { DsdError, type UpstreamRole } from '../errors.js';
-import { type Verdict, verifyByMatch } from '../speculative/acceptance.js';
+import { scoredDrafts, type Verdict, verifyByMatch } from '../speculative/acceptance.js';
 import { commonPrefix } from '../speculative/common-prefix.js';
 import type { EngineSequence, PositionSampling, TargetEngine } from './types.js';
 
@@ -37,9 +37,8 @@ export function scoreDrafts(
 /** What the match rule commits from `drafts` given the target's tokens at each position. */
 export function matchVerdict(drafts: readonly number[], scored: readonly GeneratedToken[]): Verdict {
   // An engine that verified fewer drafts than asked scored fewer positions: the rest stay unverified.
-  const verified = scored.length <= drafts.length ? drafts.slice(0, Math.max(0, scored.length - 1)) : drafts;
   return verifyByMatch(
-    verified.map((id) => ({ id })),
+    scoredDrafts(drafts, scored.length).map((id) => ({ id })),
     scored.map((t) => ({ sampled: t.id })),
   );
 }

@@ -35,6 +35,14 @@ function commit(draft: readonly DraftCandidate[], accepted: number, last: number
   return { accepted, tokens, bonus, positions: tokens.map((_, i) => i) };
 }
 
+/**
+ * The drafts a target scored `positions` for: all of them, or the leading ones when it scored
+ * fewer (a shared verifier's window, or an engine that verified fewer to shape its batch).
+ */
+export function scoredDrafts<T>(proposal: readonly T[], positions: number): readonly T[] {
+  return positions >= proposal.length + 1 ? proposal : proposal.slice(0, Math.max(0, positions - 1));
+}
+
 function checkShape(draft: readonly DraftCandidate[], target: readonly TargetPosition[]): void {
   if (target.length !== draft.length + 1) {
     throw new Error(`verification needs k+1 = ${draft.length + 1} target positions, got ${target.length}`);

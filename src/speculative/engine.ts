@@ -1,6 +1,7 @@
 import {
   type AcceptanceRule,
   type DraftCandidate,
+  scoredDrafts,
   type TargetPosition,
   type Verdict,
   verifyByMatch,
@@ -164,7 +165,7 @@ async function speculativeRound({ o, draft, decision, ahead, state, signal }: Ro
   const verifyMs = o.now() - waitStart;
 
   // verify (a shared verifier may have scored only the leading drafts: the round is that window)
-  const proposal = proposalScored(sent.proposal, scored.positions.length);
+  const proposal = scoredDrafts(sent.proposal, scored.positions.length);
   const verdict = verify(o.rule, proposal, scored.positions, o.rng);
 
   // commit
@@ -202,11 +203,6 @@ async function speculativeRound({ o, draft, decision, ahead, state, signal }: Ro
 /** Runner-ups to draft with each token in rounds: what draft-ahead's branches are made of. */
 function roundAlternatives(o: EngineOptions): number {
   return o.draftAhead && (o.treeBranches ?? 0) > 0 ? 2 : 0;
-}
-
-/** The drafts the target scored: all of them, or the leading ones when it scored fewer positions. */
-function proposalScored<T>(proposal: T[], positions: number): T[] {
-  return positions >= proposal.length + 1 ? proposal : proposal.slice(0, Math.max(0, positions - 1));
 }
 
 /** A round on its way to the target, or why the draft is unusable. */
@@ -263,7 +259,12 @@ function toDist(t: GeneratedToken): TokenProb[] | undefined {
   return dist;
 }
 
-function verify(rule: AcceptanceRule, proposal: GeneratedToken[], scored: GeneratedToken[], rng: Rng): Verdict {
+function verify(
+  rule: AcceptanceRule,
+  proposal: readonly GeneratedToken[],
+  scored: GeneratedToken[],
+  rng: Rng,
+): Verdict {
   const withDist = rule === 'rejection';
   const target: TargetPosition[] = scored.map((t) => {
     const dist = withDist ? toDist(t) : undefined;
