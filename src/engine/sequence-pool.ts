@@ -144,9 +144,8 @@ export function withBos(ids: number[], bos: number | undefined, addSpecial: bool
 export class SequencePool<S extends PooledSequence> {
   private readonly idle: S[];
   private readonly rank: Map<S, number>;
-  /** The ranks of the sequences handed out. */
+  /** The ranks of the sequences handed out (how many are busy). */
   private readonly busyRanks = new Set<number>();
-  private busy = 0;
   /** Prompt tokens found in an idle sequence's KV when it was handed out (multi-turn reuse). */
   reusedPrefixTokens = 0;
   private readonly waiting: { prompt: readonly number[]; scope: string; resolve: (s: S) => void }[] = [];
@@ -190,7 +189,7 @@ export class SequencePool<S extends PooledSequence> {
   /** Its sequences' load (the engine adds its evaluation counts). */
   load(): Omit<EngineLoad, 'evaluations' | 'evaluatedSteps'> {
     return {
-      busy: this.busy,
+      busy: this.busyRanks.size,
       idle: this.idle.length,
       waiting: this.waiting.length,
       reusedPrefixTokens: this.reusedPrefixTokens,
@@ -201,15 +200,18 @@ export class SequencePool<S extends PooledSequence> {
     const compact = this.busyRanks.size > 0 ? (this.o.compactBelowTokens ?? 0) : 0;
     let best = 0;
     let bestLength = -1;
-    let bestKey = [-1, 0];
+    let bestWorth = -1;
+    let bestNear = false;
     this.idle.forEach((s, i) => {
       // Another tenant's prefix counts for nothing: reusing it would show in this one's timing.
       const n = s.owner === scope ? commonPrefix(s.held, prompt) : 0;
-      const key = [compact > 0 && n < compact ? 0 : n, compact > 0 && this.nextToBusy(s) ? 1 : 0];
-      if ((key[0] ?? 0) > (bestKey[0] ?? 0) || (key[0] === bestKey[0] && (key[1] ?? 0) > (bestKey[1] ?? 0))) {
+      const worth = n < compact ? 0 : n;
+      const near = compact > 0 && this.nextToBusy(s);
+      if (worth > bestWorth || (worth === bestWorth && near && !bestNear)) {
         best = i;
         bestLength = n;
-        bestKey = key;
+        bestWorth = worth;
+        bestNear = near;
       }
     });
     const [s] = this.idle.splice(best, 1) as [S];
@@ -217,7 +219,6 @@ export class SequencePool<S extends PooledSequence> {
     if (s.owner !== scope) s.forget();
     s.owner = scope;
     this.reusedPrefixTokens += Math.max(0, Math.min(bestLength, prompt.length - 1));
-    this.busy += 1;
     return s;
   }
 
@@ -230,7 +231,6 @@ export class SequencePool<S extends PooledSequence> {
   private release(s: S): void {
     if (this.idle.includes(s)) return;
     this.busyRanks.delete(this.rank.get(s) ?? -1);
-    this.busy -= 1;
     this.idle.push(s);
     const next = this.waiting.shift();
     if (next !== undefined) next.resolve(this.take(next.prompt, next.scope));
