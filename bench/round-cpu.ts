@@ -10,11 +10,15 @@
  * `--verifier`: the target is a `dsd verifier` process with the same model (rounds over the link,
  * DSD_VERIFIER_MODE=rounds), so what a round costs the edge is the link's frames, no HTTP per round.
  *
+ * It measures two batches of `--requests` after `--warmup` requests: the first is what a freshly
+ * started proxy spends while V8 still compiles its paths, the second the steady state. Both are
+ * set against one yardstick measured after them (itself warmed for 200 exchanges).
+ *
  * `--draft-ahead off` shows what draft-ahead's extra draft requests cost (and what its hidden draft
  * time buys: tokens/s over the 4 clients). `--cpu-prof DIR` writes dsd's V8 CPU profile there when
- * it exits.
+ * it exits (the profiler's own cost inflates the figures, writev most).
  *
- *   npm run build && npm run bench:round-cpu [-- --requests 120 --verifier --draft-ahead off]
+ *   npm run build && npm run bench:round-cpu [-- --requests 120 --warmup 8 --verifier --draft-ahead off]
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -28,6 +32,7 @@ const { values } = parseArgs({
   options: {
     ...realModelOptions({ prompts: '5', tokens: '96', delays: '0' }),
     requests: { type: 'string', default: '120' },
+    warmup: { type: 'string', default: '8' },
     verifier: { type: 'boolean', default: false },
     'draft-ahead': { type: 'string', default: 'on' },
     'cpu-prof': { type: 'string' },
@@ -92,38 +97,51 @@ try {
     tokens += ((await r.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens;
   };
   let tokens = 0;
-  for (let i = 0; i < 8; i++) await one(i);
-  tokens = 0;
-  const cpu0 = await metricValue(dsd.url, 'dsd_process_cpu_seconds_total');
-  const rounds0 = await metricValue(dsd.url, 'dsd:spec_decode_num_drafts_total');
-  const draftTokens0 = await metricValue(dsd.url, 'dsd:spec_decode_num_draft_tokens_total');
-  const drafts0 = await draftRequests(dsd.url);
-  const perClient = Math.ceil(Number(values.requests) / 4);
-  const wall0 = performance.now();
-  await Promise.all(
-    [0, 1, 2, 3].map(async (c) => {
-      for (let i = 0; i < perClient; i++) await one(c * perClient + i);
-    }),
-  );
-  const wallS = (performance.now() - wall0) / 1000;
-  const cpu1 = await metricValue(dsd.url, 'dsd_process_cpu_seconds_total');
-  const rounds1 = await metricValue(dsd.url, 'dsd:spec_decode_num_drafts_total');
-  const window =
-    ((await metricValue(dsd.url, 'dsd:spec_decode_num_draft_tokens_total')) - draftTokens0) / (rounds1 - rounds0);
-  const draftsPerRound = ((await draftRequests(dsd.url)) - drafts0) / (rounds1 - rounds0);
-  const perRoundMs = ((cpu1 - cpu0) * 1000) / (rounds1 - rounds0);
+  for (let i = 0; i < Number(values.warmup); i++) await one(i);
+  /** One measured batch of `requests` over 4 clients: dsd's CPU and rounds between two metric reads. */
+  const phase = async () => {
+    tokens = 0;
+    const cpu0 = await metricValue(dsd.url, 'dsd_process_cpu_seconds_total');
+    const rounds0 = await metricValue(dsd.url, 'dsd:spec_decode_num_drafts_total');
+    const draftTokens0 = await metricValue(dsd.url, 'dsd:spec_decode_num_draft_tokens_total');
+    const drafts0 = await draftRequests(dsd.url);
+    const perClient = Math.ceil(Number(values.requests) / 4);
+    const wall0 = performance.now();
+    await Promise.all(
+      [0, 1, 2, 3].map(async (c) => {
+        for (let i = 0; i < perClient; i++) await one(c * perClient + i);
+      }),
+    );
+    const wallS = (performance.now() - wall0) / 1000;
+    const cpuMs = ((await metricValue(dsd.url, 'dsd_process_cpu_seconds_total')) - cpu0) * 1000;
+    const rounds = (await metricValue(dsd.url, 'dsd:spec_decode_num_drafts_total')) - rounds0;
+    const draftTokens = (await metricValue(dsd.url, 'dsd:spec_decode_num_draft_tokens_total')) - draftTokens0;
+    const drafts = (await draftRequests(dsd.url)) - drafts0;
+    return { cpuMs, rounds, window: draftTokens / rounds, draftsPerRound: drafts / rounds, tokens, wallS };
+  };
+  // Two batches in one run against one yardstick: the first still pays for V8's JIT warming up on
+  // dsd's paths (a few hundred rounds after start), the second is what a long-running proxy costs.
+  const cold = await phase();
+  const steady = await phase();
   const exchangeMs = await minimalExchangeCpuMs(target.url, { requests: 1000, nPredict: 1 });
+  const report = (name: string, p: Awaited<ReturnType<typeof phase>>) => {
+    const perRoundMs = p.cpuMs / p.rounds;
+    console.log(
+      `  ${name}: dsd CPU per round ${perRoundMs.toFixed(3)} ms over ${p.rounds} rounds ` +
+        `(${p.window.toFixed(2)} drafts per round) = ${(perRoundMs / exchangeMs).toFixed(2)} minimal exchanges; ` +
+        `${p.draftsPerRound.toFixed(2)} draft requests per round (draft-ahead included), without their exchanges ` +
+        `${(perRoundMs - p.draftsPerRound * exchangeMs).toFixed(3)} ms; ${(p.cpuMs / p.tokens).toFixed(3)} ms per ` +
+        `generated token (${(p.tokens / p.rounds).toFixed(2)} per round); ${(p.tokens / p.wallS).toFixed(0)} tokens/s`,
+    );
+  };
   console.log(
     `\n${verifier === undefined ? 'real llama-servers' : 'a dsd verifier as the target'} ` +
-      `(small f32 target, q4_0 draft), 4 clients, k = 4 (${window.toFixed(2)} drafts per round): dsd CPU per round ` +
-      `${perRoundMs.toFixed(3)} ms over ${rounds1 - rounds0} rounds; one minimal exchange with the target ` +
-      `${exchangeMs.toFixed(3)} ms; a round costs ${(perRoundMs / exchangeMs).toFixed(2)} minimal exchanges. ` +
-      `It made ${draftsPerRound.toFixed(2)} draft requests per round (draft-ahead included); without their ` +
-      `exchanges a round costs ${(perRoundMs - draftsPerRound * exchangeMs).toFixed(3)} ms; ` +
-      `${(((cpu1 - cpu0) * 1000) / tokens).toFixed(3)} ms per generated token ` +
-      `(${(tokens / (rounds1 - rounds0)).toFixed(2)} per round); draft-ahead ${values['draft-ahead']}, ` +
-      `${(tokens / wallS).toFixed(0)} tokens/s over the 4 clients`,
+      `(small f32 target, q4_0 draft), 4 clients, k = 4, draft-ahead ${values['draft-ahead']}, ` +
+      `${values.warmup} warm-up requests, then two batches of ${values.requests}; ` +
+      `one minimal exchange with the target ${exchangeMs.toFixed(3)} ms`,
   );
+  report(`first ${values.requests} (JIT warming)`, cold);
+  report(`next ${values.requests} (steady state)`, steady);
 } finally {
   dsd.child.kill('SIGTERM');
   verifier?.child.kill('SIGTERM');

@@ -28,6 +28,8 @@ export class TenantPrefixIndex {
 
   /** Whether `tenant` may reuse the server's cache for a context of `tokens`. */
   mayReuse(tenant: string, tokens: readonly number[]): boolean {
+    // Every round of a single-tenant deployment asks: no other owner can be found, skip the walk.
+    if (!this.seenOtherThan(tenant)) return true;
     let own = 0;
     let other = 0;
     this.forEachBlock(tokens, (key, blocks) => {
