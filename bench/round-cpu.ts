@@ -12,7 +12,8 @@
  *
  * It measures two batches of `--requests` after `--warmup` requests: the first is what a freshly
  * started proxy spends while V8 still compiles its paths, the second the steady state. Both are
- * set against one yardstick measured after them (itself warmed for 200 exchanges).
+ * set against one yardstick, the mean of its runs before and after them (each warmed for 200
+ * exchanges; a gap between the two says the VM was busy).
  *
  * `--draft-ahead off` shows what draft-ahead's extra draft requests cost (and what its hidden draft
  * time buys: tokens/s over the 4 clients). `--cpu-prof DIR` writes dsd's V8 CPU profile there when
@@ -121,9 +122,12 @@ try {
   };
   // Two batches in one run against one yardstick: the first still pays for V8's JIT warming up on
   // dsd's paths (a few hundred rounds after start), the second is what a long-running proxy costs.
+  // The yardstick before and after the batches: a VM that got busy in between shows as a gap.
+  const exchangeBeforeMs = await minimalExchangeCpuMs(target.url, { requests: 1000, nPredict: 1 });
   const cold = await phase();
   const steady = await phase();
-  const exchangeMs = await minimalExchangeCpuMs(target.url, { requests: 1000, nPredict: 1 });
+  const exchangeAfterMs = await minimalExchangeCpuMs(target.url, { requests: 1000, nPredict: 1 });
+  const exchangeMs = (exchangeBeforeMs + exchangeAfterMs) / 2;
   const report = (name: string, p: Awaited<ReturnType<typeof phase>>) => {
     const perRoundMs = p.cpuMs / p.rounds;
     console.log(
@@ -138,7 +142,8 @@ try {
     `\n${verifier === undefined ? 'real llama-servers' : 'a dsd verifier as the target'} ` +
       `(small f32 target, q4_0 draft), 4 clients, k = 4, draft-ahead ${values['draft-ahead']}, ` +
       `${values.warmup} warm-up requests, then two batches of ${values.requests}; ` +
-      `one minimal exchange with the target ${exchangeMs.toFixed(3)} ms`,
+      `one minimal exchange with the target ${exchangeMs.toFixed(3)} ms (the mean of ` +
+      `${exchangeBeforeMs.toFixed(3)} before the batches and ${exchangeAfterMs.toFixed(3)} after)`,
   );
   report(`first ${values.requests} (JIT warming)`, cold);
   report(`next ${values.requests} (steady state)`, steady);
