@@ -23,7 +23,7 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { metricValue, startDsdProcess } from '../src/bench/dsd-process.js';
+import { metricIn, startDsdProcess } from '../src/bench/dsd-process.js';
 import { locateLlamaServer, startLlamaServer } from '../src/bench/llama-process.js';
 import { minimalExchangeCpuMs } from '../src/bench/minimal-exchange.js';
 import { STORY_PROMPTS } from '../test/fixtures-prompts.js';
@@ -59,9 +59,8 @@ const verifier = values.verifier
   ? await startVerifierProcess(['--model', model('stories260K-f32.gguf'), '--threads', '1', '--sequences', '8'])
   : undefined;
 
-/** Draft completion requests dsd has made (all outcomes). */
-async function draftRequests(url: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+/** Draft completion requests dsd has made (all outcomes), from a /metrics page's text. */
+function draftRequests(text: string): number {
   const lines = text.split('\n').filter((l) => l.startsWith('dsd_upstream_request_duration_seconds_count{'));
   return lines
     .filter((l) => l.includes('role="draft"') && l.includes('operation="completion"'))
@@ -99,13 +98,20 @@ try {
   };
   let tokens = 0;
   for (let i = 0; i < Number(values.warmup); i++) await one(i);
+  /** dsd's counters from one read of /metrics: one render at each end of a batch, not four. */
+  const counters = async () => {
+    const text = await (await fetch(`${dsd.url}/metrics`)).text();
+    return {
+      cpuS: metricIn(text, 'dsd_process_cpu_seconds_total'),
+      rounds: metricIn(text, 'dsd:spec_decode_num_drafts_total'),
+      draftTokens: metricIn(text, 'dsd:spec_decode_num_draft_tokens_total'),
+      drafts: draftRequests(text),
+    };
+  };
   /** One measured batch of `requests` over 4 clients: dsd's CPU and rounds between two metric reads. */
   const phase = async () => {
     tokens = 0;
-    const cpu0 = await metricValue(dsd.url, 'dsd_process_cpu_seconds_total');
-    const rounds0 = await metricValue(dsd.url, 'dsd:spec_decode_num_drafts_total');
-    const draftTokens0 = await metricValue(dsd.url, 'dsd:spec_decode_num_draft_tokens_total');
-    const drafts0 = await draftRequests(dsd.url);
+    const before = await counters();
     const perClient = Math.ceil(Number(values.requests) / 4);
     const wall0 = performance.now();
     await Promise.all(
@@ -114,14 +120,15 @@ try {
       }),
     );
     const wallS = (performance.now() - wall0) / 1000;
-    const cpuMs = ((await metricValue(dsd.url, 'dsd_process_cpu_seconds_total')) - cpu0) * 1000;
-    const rounds = (await metricValue(dsd.url, 'dsd:spec_decode_num_drafts_total')) - rounds0;
-    const draftTokens = (await metricValue(dsd.url, 'dsd:spec_decode_num_draft_tokens_total')) - draftTokens0;
-    const drafts = (await draftRequests(dsd.url)) - drafts0;
+    const after = await counters();
+    const cpuMs = (after.cpuS - before.cpuS) * 1000;
+    const rounds = after.rounds - before.rounds;
+    const draftTokens = after.draftTokens - before.draftTokens;
+    const drafts = after.drafts - before.drafts;
     return { cpuMs, rounds, window: draftTokens / rounds, draftsPerRound: drafts / rounds, tokens, wallS };
   };
   // Two batches in one run against one yardstick: the first still pays for V8's JIT warming up on
-  // dsd's paths (a few hundred rounds after start), the second is what a long-running proxy costs.
+  // dsd's paths (its first few thousand rounds), the second is what a long-running proxy costs.
   // The yardstick before and after the batches: a VM that got busy in between shows as a gap.
   const exchangeBeforeMs = await minimalExchangeCpuMs(target.url, { requests: 1000, nPredict: 1 });
   const cold = await phase();

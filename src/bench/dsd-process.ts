@@ -45,9 +45,13 @@ export async function startDsdProcess(env: Record<string, string>, nodeFlags: re
   return { url, child } satisfies LoopbackProcess;
 }
 
-/** A metric's value from a /metrics page: its first series, labelled or not (NaN when absent). */
-export async function metricValue(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+/** A metric's value in a /metrics page's text: its first series, labelled or not (NaN when absent). */
+export function metricIn(text: string, name: string): number {
   const m = new RegExp(`^${name.replace(/[:]/g, '\\:')}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text);
   return Number(m?.[1] ?? Number.NaN);
+}
+
+/** A metric's value from a fresh read of `url`'s /metrics page (see `metricIn`). */
+export async function metricValue(url: string, name: string): Promise<number> {
+  return metricIn(await (await fetch(`${url}/metrics`)).text(), name);
 }
